@@ -1,0 +1,259 @@
+//! Broker settings: embedded defaults, a TOML file (`--config`), then command-line flags, each
+//! overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use serde::{Deserialize, Serialize};
+
+use crate::BrokerError;
+
+/// Default main (ROUTER) endpoint: requests, workers and built-in services.
+pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:5555";
+/// Default publish endpoint (the broker's XSUB), where publishers connect.
+pub const DEFAULT_PUBLISH: &str = "tcp://127.0.0.1:5556";
+/// Default subscribe endpoint (the broker's XPUB), where subscribers connect.
+pub const DEFAULT_SUBSCRIBE: &str = "tcp://127.0.0.1:5557";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./zhub-data";
+/// Default high-water mark of each queue, in messages.
+///
+/// 10 000 messages bound a slow peer's queue to about 1 MB at 100 bytes and 160 MB at
+/// 16 KiB, while leaving room for bursts at full speed (the publisher side pushes back
+/// rather than dropping, so a larger value only buys latency).
+pub const DEFAULT_HWM: i32 = 10_000;
+
+/// Everything the broker needs to start.
+///
+/// `Default` gives the embedded defaults: endpoints [`DEFAULT_LISTEN`], [`DEFAULT_PUBLISH`],
+/// [`DEFAULT_SUBSCRIBE`], data directory [`DEFAULT_DATA_DIR`], every high-water mark
+/// [`DEFAULT_HWM`] and one ZeroMQ I/O thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Main endpoint (ROUTER): requests, workers, built-in services.
+    pub listen: String,
+    /// Publish endpoint (XSUB): publishers connect here.
+    pub publish: String,
+    /// Subscribe endpoint (XPUB): subscribers connect here.
+    pub subscribe: String,
+    /// Directory for the broker's durable state.
+    pub data_dir: PathBuf,
+    /// Messages queued per publisher connection before that publisher is pushed back.
+    pub publish_hwm: i32,
+    /// Messages queued per subscriber connection before messages to it are dropped (and
+    /// counted as `slow_subscriber`).
+    pub subscribe_hwm: i32,
+    /// Messages queued per peer on the main endpoint.
+    pub request_hwm: i32,
+    /// ZeroMQ I/O threads.
+    pub io_threads: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.to_owned(),
+            publish: DEFAULT_PUBLISH.to_owned(),
+            subscribe: DEFAULT_SUBSCRIBE.to_owned(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            publish_hwm: DEFAULT_HWM,
+            subscribe_hwm: DEFAULT_HWM,
+            request_hwm: DEFAULT_HWM,
+            io_threads: 1,
+        }
+    }
+}
+
+impl Config {
+    /// A broker on loopback TCP with ports chosen by the OS (`tcp://127.0.0.1:*`), keeping its
+    /// state in `data_dir`: for tests, benchmarks and brokers embedded in another program.
+    /// [`crate::Broker::info`] tells the ports it got.
+    pub fn local_tcp(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: "tcp://127.0.0.1:*".to_owned(),
+            publish: "tcp://127.0.0.1:*".to_owned(),
+            subscribe: "tcp://127.0.0.1:*".to_owned(),
+            data_dir: data_dir.into(),
+            ..Config::default()
+        }
+    }
+
+    /// A broker on `ipc://` sockets inside `dir` (which also holds its state).
+    pub fn local_ipc(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        let ipc = |name: &str| format!("ipc://{}", dir.join(name).display());
+        Config {
+            listen: ipc("main.sock"),
+            publish: ipc("publish.sock"),
+            subscribe: ipc("subscribe.sock"),
+            data_dir: dir.join("data"),
+            ..Config::default()
+        }
+    }
+
+    /// Reads a TOML file whose keys are the field names of [`Config`]; missing keys keep their
+    /// defaults, unknown keys are an error (a typo must not pass silently).
+    ///
+    /// # Errors
+    /// [`BrokerError::Config`] naming the file and the problem.
+    pub fn from_file(path: &Path) -> Result<Self, BrokerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BrokerError::Config {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| BrokerError::Config {
+            path: path.to_owned(),
+            reason: e.message().to_owned(),
+        })
+    }
+
+    /// Parses the command line (see [`Args`]) into a config: defaults, then the `--config`
+    /// file, then flags given explicitly.
+    ///
+    /// # Errors
+    /// Clap's error for bad flags (it prints itself), or [`BrokerError::Config`].
+    pub fn from_command_line<I, T>(args: I) -> Result<Self, ConfigCliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Args::command().try_get_matches_from(args)?;
+        Ok(Self::from_matches(&matches)?)
+    }
+
+    fn from_matches(matches: &ArgMatches) -> Result<Self, BrokerError> {
+        let args = Args::from_arg_matches(matches).map_err(|e| BrokerError::Config {
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })?;
+        let mut config = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        macro_rules! flags_override {
+            ($($field:ident),*) => {$(
+                if given(stringify!($field)) {
+                    config.$field = args.$field;
+                }
+            )*};
+        }
+        flags_override!(
+            listen,
+            publish,
+            subscribe,
+            data_dir,
+            publish_hwm,
+            subscribe_hwm,
+            request_hwm,
+            io_threads
+        );
+        Ok(config)
+    }
+}
+
+/// A command line that could not become a config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigCliError {
+    /// Bad flags, or `--help` / `--version` (call `exit()` on it to print and exit).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    /// The config file is unreadable or invalid.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// The `zhub-broker` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zhub-broker",
+    version,
+    about = "The zhub broker: publish/subscribe, named services, key-value store and event log over ZeroMQ.",
+    long_about = None,
+    after_help = "Settings come from the embedded defaults, then the --config file (TOML, keys named \
+                  like the flags with '_' for '-'), then the flags given. RUST_LOG sets the log \
+                  filter (default: info)."
+)]
+pub struct Args {
+    /// TOML file with any of the settings below (e.g. `listen = "ipc:///tmp/zhub.sock"`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Main endpoint (ROUTER): requests, workers, built-in services. tcp://HOST:PORT or ipc://PATH.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Publish endpoint (XSUB) where publishers connect; clients learn it from the broker.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_PUBLISH)]
+    pub publish: String,
+    /// Subscribe endpoint (XPUB) where subscribers connect; clients learn it from the broker.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_SUBSCRIBE)]
+    pub subscribe: String,
+    /// Directory for durable state (event log, key-value store); created if missing.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Messages queued per publisher connection before the publisher is pushed back.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HWM)]
+    pub publish_hwm: i32,
+    /// Messages queued per subscriber before messages to it are dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HWM)]
+    pub subscribe_hwm: i32,
+    /// Messages queued per peer on the main endpoint.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HWM)]
+    pub request_hwm: i32,
+    /// ZeroMQ I/O threads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub io_threads: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = Config::from_command_line(["zhub-broker"]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen, "tcp://127.0.0.1:5555");
+        assert_eq!(c.publish, "tcp://127.0.0.1:5556");
+        assert_eq!(c.subscribe, "tcp://127.0.0.1:5557");
+        assert_eq!(c.data_dir, PathBuf::from("./zhub-data"));
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhub.toml");
+        std::fs::write(
+            &path,
+            "listen = \"ipc:///tmp/a\"\npublish = \"tcp://127.0.0.1:7000\"\nsubscribe_hwm = 5\n",
+        )
+        .unwrap();
+        let c = Config::from_command_line([
+            "zhub-broker",
+            "--config",
+            path.to_str().unwrap(),
+            "--publish",
+            "tcp://127.0.0.1:7001",
+        ])
+        .unwrap();
+        assert_eq!(c.listen, "ipc:///tmp/a");
+        assert_eq!(c.publish, "tcp://127.0.0.1:7001");
+        assert_eq!(c.subscribe, DEFAULT_SUBSCRIBE);
+        assert_eq!(c.subscribe_hwm, 5);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhub.toml");
+        std::fs::write(&path, "lisen = \"tcp://127.0.0.1:1\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = Config::from_file(&dir.path().join("missing.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+    }
+}

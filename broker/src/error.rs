@@ -1,0 +1,70 @@
+//! [`BrokerError`]: what can stop the broker from starting or running.
+
+use std::path::PathBuf;
+
+/// Why the broker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// An endpoint is not a URL zhub can bind.
+    #[error("invalid {role} endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// Which endpoint (`main`, `publish`, `subscribe`).
+        role: &'static str,
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Binding an endpoint failed (address in use, no such interface, permission).
+    #[error("cannot bind {role} endpoint {endpoint}: {source}")]
+    Bind {
+        /// Which endpoint.
+        role: &'static str,
+        /// The endpoint as configured.
+        endpoint: String,
+        /// ZeroMQ's reason.
+        #[source]
+        source: zmq::Error,
+    },
+    /// An `ipc://` endpoint's socket file is served by another live process.
+    #[error("cannot bind {role} endpoint {endpoint}: address in use by another process")]
+    IpcInUse {
+        /// Which endpoint.
+        role: &'static str,
+        /// The endpoint as configured.
+        endpoint: String,
+    },
+    /// The data directory cannot be created, written or locked.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another broker holds the data directory's lock.
+    #[error("data directory {0} is in use by another broker")]
+    DataDirLocked(PathBuf),
+    /// The configuration file cannot be read or parsed.
+    #[error("config file {path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A ZeroMQ call failed while setting up sockets.
+    #[error("zeromq: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// A broker thread could not be started.
+    #[error("cannot start thread {name}: {source}")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,200 @@
+//! zhub-broker: the zhub broker as a library, started by the `zhub-broker` binary and by
+//! tests alike.
+//!
+//! ```text
+//!  publishers --> XSUB ==== proxy ====> XPUB --> subscribers        (thread "zhub-bus")
+//!  clients    <-> ROUTER (main endpoint): zhub.info, zhub.stats     (thread "zhub-router")
+//! ```
+//!
+//! # Layout
+//! - [`config`]: settings from defaults, a TOML file and flags.
+//! - [`endpoint`]: endpoint checks and binding.
+//! - `bus`: the publish/subscribe proxy loop and its counters.
+//! - `router`: the request loop on the main endpoint and the built-in services.
+//! - [`error`]: [`BrokerError`].
+//!
+//! # Example
+//! ```no_run
+//! let config = zhub_broker::Config::default();
+//! let broker = zhub_broker::Broker::start(&config)?;
+//! println!("main endpoint: {}", broker.info().main);
+//! broker.shutdown();
+//! # Ok::<(), zhub_broker::BrokerError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod bus;
+pub mod config;
+pub mod endpoint;
+pub mod error;
+mod memory;
+mod router;
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tracing::{error, info};
+use zhub_protocol::builtin::BrokerInfo;
+
+pub use config::Config;
+pub use error::BrokerError;
+
+/// A running broker. Dropping it stops it, as [`Broker::shutdown`] does.
+pub struct Broker {
+    info: BrokerInfo,
+    /// One control socket per thread; a message on it asks the thread to stop.
+    controls: Vec<zmq::Socket>,
+    threads: Vec<JoinHandle<()>>,
+    _lock: File,
+    // Declared last so it is dropped last: terminating a context waits for its sockets.
+    context: zmq::Context,
+}
+
+impl Broker {
+    /// Checks the config, locks the data directory, binds the three endpoints and starts the
+    /// broker's threads. Returns once every endpoint is bound: clients may connect at once.
+    ///
+    /// # Errors
+    /// A [`BrokerError`] saying which setting or endpoint is at fault.
+    pub fn start(config: &Config) -> Result<Broker, BrokerError> {
+        endpoint::check("main", &config.listen)?;
+        endpoint::check("publish", &config.publish)?;
+        endpoint::check("subscribe", &config.subscribe)?;
+        let lock = lock_data_dir(config)?;
+
+        let context = zmq::Context::new();
+        context.set_io_threads(config.io_threads.max(1))?;
+
+        let router = context.socket(zmq::ROUTER)?;
+        router.set_linger(0)?;
+        router.set_router_mandatory(true)?;
+        router.set_sndhwm(config.request_hwm)?;
+        router.set_rcvhwm(config.request_hwm)?;
+        let xsub = context.socket(zmq::XSUB)?;
+        xsub.set_linger(0)?;
+        xsub.set_rcvhwm(config.publish_hwm)?;
+        let xpub = context.socket(zmq::XPUB)?;
+        xpub.set_linger(0)?;
+        xpub.set_sndhwm(config.subscribe_hwm)?;
+
+        let info = BrokerInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            main: endpoint::bind(&router, "main", &config.listen)?,
+            publish: endpoint::bind(&xsub, "publish", &config.publish)?,
+            subscribe: endpoint::bind(&xpub, "subscribe", &config.subscribe)?,
+        };
+        info!(endpoint = %info.main, "main endpoint listening");
+        info!(endpoint = %info.publish, "publish endpoint listening");
+        info!(endpoint = %info.subscribe, "subscribe endpoint listening");
+        bus::setup(&xsub)?;
+
+        let mut broker = Broker {
+            info: info.clone(),
+            controls: Vec::new(),
+            threads: Vec::new(),
+            _lock: lock,
+            context,
+        };
+        let counters = Arc::new(bus::BusCounters::default());
+        let bus_counters = Arc::clone(&counters);
+        broker.spawn("zhub-bus", move |control| {
+            bus::run(xsub, xpub, control, bus_counters)
+        })?;
+        let router = router::Router::new(router, info, counters);
+        broker.spawn("zhub-router", move |control| router.run(control))?;
+        Ok(broker)
+    }
+
+    /// What clients learn from `zhub.info`: version and endpoints as bound.
+    pub fn info(&self) -> &BrokerInfo {
+        &self.info
+    }
+
+    /// Stops every thread, closes every socket and releases the data directory.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for control in self.controls.drain(..) {
+            // The thread may have exited on an error already; nothing more to tell it then.
+            let _ = control.send(&b"stop"[..], zmq::DONTWAIT);
+        }
+        for thread in self.threads.drain(..) {
+            let name = thread.thread().name().unwrap_or("?").to_owned();
+            if thread.join().is_err() {
+                error!(thread = %name, "broker thread panicked");
+            }
+        }
+    }
+
+    /// Starts a named thread running `body`, which owns its sockets and returns when its
+    /// control socket (bound here, before the connect, as inproc requires) receives a message.
+    fn spawn<F>(&mut self, name: &'static str, body: F) -> Result<(), BrokerError>
+    where
+        F: FnOnce(zmq::Socket) -> Result<(), zmq::Error> + Send + 'static,
+    {
+        let endpoint = format!("inproc://control/{name}");
+        let control_rx = self.context.socket(zmq::PAIR)?;
+        control_rx.set_linger(0)?;
+        control_rx.bind(&endpoint)?;
+        let control_tx = self.context.socket(zmq::PAIR)?;
+        control_tx.set_linger(0)?;
+        control_tx.connect(&endpoint)?;
+        let handle = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                if let Err(e) = body(control_rx) {
+                    error!(thread = name, error = %e, "broker thread stopped on an error");
+                }
+            })
+            .map_err(|source| BrokerError::Thread { name, source })?;
+        self.controls.push(control_tx);
+        self.threads.push(handle);
+        Ok(())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs a broker until `shutdown` receives a message or its sender is dropped; this is what
+/// the `zhub-broker` binary does between its signal handler and its exit code.
+///
+/// # Errors
+/// Whatever [`Broker::start`] returns.
+pub fn run(config: &Config, shutdown: Receiver<()>) -> Result<(), BrokerError> {
+    let broker = Broker::start(config)?;
+    let _ = shutdown.recv();
+    info!("shutting down");
+    broker.shutdown();
+    info!("stopped");
+    Ok(())
+}
+
+/// Creates the data directory if needed and takes its lock file, proving it is writable and
+/// that no other broker uses it.
+fn lock_data_dir(config: &Config) -> Result<File, BrokerError> {
+    let dir = &config.data_dir;
+    let io_error = |source| BrokerError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io_error)?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(io_error)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(BrokerError::DataDirLocked(dir.clone())),
+        Err(TryLockError::Error(e)) => Err(io_error(e)),
+    }
+}

@@ -1,0 +1,81 @@
+//! Helpers shared by the broker's integration tests: in-process brokers on free ports or
+//! unique ipc paths, and a hard deadline for every test.
+
+#![allow(dead_code)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use zhub_broker::{Broker, Config};
+
+/// A broker running in this process, with the temporary directory holding its state.
+pub struct TestBroker {
+    pub broker: Option<Broker>,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl TestBroker {
+    pub fn shutdown(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown();
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Which transport a test runs over.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    Tcp,
+    Ipc,
+}
+
+pub const BOTH: [Transport; 2] = [Transport::Tcp, Transport::Ipc];
+
+pub fn start(transport: Transport) -> TestBroker {
+    start_with(transport, |_| {})
+}
+
+pub fn start_with(transport: Transport, tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = match transport {
+        Transport::Tcp => Config::local_tcp(dir.path().join("data")),
+        Transport::Ipc => Config::local_ipc(dir.path()),
+    };
+    tweak(&mut config);
+    let broker = Broker::start(&config).expect("broker starts");
+    let url = broker.info().main.clone();
+    TestBroker {
+        broker: Some(broker),
+        dir,
+        url,
+    }
+}
+
+/// Runs `body` on its own thread and fails the test if it has not finished within `limit`.
+pub fn deadline<F>(limit: Duration, body: F)
+where
+    F: FnOnce() + Send + 'static,
+{
+    let (done_tx, done_rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        body();
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => handle.join().expect("test body"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: re-raise its panic here.
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its deadline of {limit:?}"),
+    }
+}

@@ -1,0 +1,173 @@
+//! Errors of the client's operations: one type per operation, each with a matchable `kind()`.
+
+use std::fmt;
+
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error of one client operation; `K` says which kinds that operation can fail with.
+///
+/// Match on [`Error::kind`]; the `Display` text adds the details, and
+/// [`std::error::Error::source`] the underlying cause where there is one.
+pub struct Error<K> {
+    kind: K,
+    detail: String,
+    source: Option<Cause>,
+}
+
+impl<K: Copy> Error<K> {
+    pub(crate) fn new(kind: K, detail: impl Into<String>) -> Self {
+        Error {
+            kind,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        kind: K,
+        detail: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error {
+            kind,
+            detail: detail.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// What went wrong, to match on.
+    pub fn kind(&self) -> K {
+        self.kind
+    }
+}
+
+impl<K: fmt::Display> fmt::Display for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.detail.is_empty() {
+            write!(f, "{}", self.kind)
+        } else {
+            write!(f, "{}: {}", self.kind, self.detail)
+        }
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl<K: fmt::Debug + fmt::Display> std::error::Error for Error<K> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+macro_rules! kinds {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $($name::$variant => $text,)*
+                })
+            }
+        }
+    };
+}
+
+kinds! {
+    /// Why [`crate::Client::connect`] failed.
+    ConnectErrorKind {
+        /// The URL is not `tcp://HOST:PORT`, `ipc://PATH` or `inproc://NAME`.
+        InvalidUrl => "invalid broker URL",
+        /// The broker did not answer within the connect timeout.
+        TimedOut => "broker did not answer",
+        /// The broker answered something this client cannot read.
+        Protocol => "protocol error",
+        /// A ZeroMQ call failed.
+        Transport => "transport error",
+    }
+}
+
+kinds! {
+    /// Why a request failed.
+    RequestErrorKind {
+        /// No such service.
+        NoService => "no such service",
+        /// The service's queue is full; retry later.
+        Busy => "service busy",
+        /// No reply arrived before the request's timeout.
+        TimedOut => "request timed out",
+        /// The worker failed while serving the request.
+        WorkerFailed => "worker failed",
+        /// The broker refused the request as malformed.
+        BadRequest => "bad request",
+        /// The broker failed while serving a built-in service.
+        Internal => "broker internal error",
+        /// The request body could not be encoded or the reply body decoded.
+        Codec => "body codec error",
+        /// A reply broke the protocol.
+        Protocol => "protocol error",
+        /// A ZeroMQ call failed.
+        Transport => "transport error",
+    }
+}
+
+kinds! {
+    /// Why a publish failed.
+    PublishErrorKind {
+        /// The topic breaks the naming rules or is reserved (`$...`).
+        InvalidTopic => "invalid topic",
+        /// The value could not be encoded as MessagePack.
+        Codec => "body codec error",
+        /// The broker did not take the message within the timeout (its queue stayed full, or
+        /// the publish endpoint never answered).
+        TimedOut => "publish timed out",
+        /// A ZeroMQ call failed.
+        Transport => "transport error",
+    }
+}
+
+kinds! {
+    /// Why a subscription could not be made.
+    SubscribeErrorKind {
+        /// A prefix breaks the naming rules.
+        InvalidTopic => "invalid topic prefix",
+        /// The subscription was not confirmed live end to end within the timeout.
+        TimedOut => "subscription not confirmed",
+        /// A ZeroMQ call failed.
+        Transport => "transport error",
+    }
+}
+
+kinds! {
+    /// Why receiving from a subscriber failed.
+    RecvErrorKind {
+        /// A ZeroMQ call failed (for example the context was terminated).
+        Transport => "transport error",
+    }
+}
+
+/// Error of [`crate::Client::connect`].
+pub type ConnectError = Error<ConnectErrorKind>;
+/// Error of a request.
+pub type RequestError = Error<RequestErrorKind>;
+/// Error of a publish.
+pub type PublishError = Error<PublishErrorKind>;
+/// Error of a subscribe.
+pub type SubscribeError = Error<SubscribeErrorKind>;
+/// Error of a subscriber's receive.
+pub type RecvError = Error<RecvErrorKind>;

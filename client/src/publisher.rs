@@ -1,0 +1,178 @@
+//! The client's publishing socket and its per-topic sequence numbers.
+//!
+//! The socket is an XPUB rather than a PUB: the broker's XSUB subscribes to everything as
+//! soon as it sees a publisher, and an XPUB can *read* that subscription. Until it arrives a
+//! publisher's messages would be dropped locally (the publisher-side slow joiner), so
+//! [`Publisher::connect`] waits for it. `XPUB_NODROP` then makes a full queue push back on the
+//! caller (up to the client's timeout) instead of dropping silently.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use zhub_protocol::bus::{self, BusHeader, Encoding};
+
+use crate::error::{PublishError, PublishErrorKind};
+use crate::options::{millis, ClientOptions};
+use crate::util::{now_micros, LamportClock};
+
+/// Publishes between two drains of the XPUB's incoming subscription messages (one arrives per
+/// reconnect to the broker; they must be read or they accumulate).
+const DRAIN_EVERY: u32 = 1024;
+
+pub(crate) struct Publisher {
+    socket: zmq::Socket,
+    id: u64,
+    seqs: HashMap<String, u64>,
+    buffer: Vec<u8>,
+    since_drain: u32,
+}
+
+fn transport(detail: &str, e: zmq::Error) -> PublishError {
+    PublishError::with_source(PublishErrorKind::Transport, detail, e)
+}
+
+impl Publisher {
+    /// Connects to the broker's publish endpoint and waits until the broker subscribes.
+    pub(crate) fn connect(
+        context: &zmq::Context,
+        endpoint: &str,
+        id: u64,
+        options: &ClientOptions,
+    ) -> Result<Self, PublishError> {
+        let setup = |e| transport("cannot set up the publish socket", e);
+        let mut socket = context.socket(zmq::XPUB).map_err(setup)?;
+        socket.set_linger(millis(options.linger)).map_err(setup)?;
+        socket.set_sndhwm(options.publish_hwm).map_err(setup)?;
+        socket
+            .set_sndtimeo(millis(options.timeout))
+            .map_err(setup)?;
+        set_nodrop(&mut socket).map_err(setup)?;
+        socket.connect(endpoint).map_err(setup)?;
+        let deadline = Instant::now() + options.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(PublishError::new(
+                    PublishErrorKind::TimedOut,
+                    format!(
+                        "publish endpoint {endpoint} did not answer within {:?}",
+                        options.timeout
+                    ),
+                ));
+            }
+            let ready = socket
+                .poll(zmq::POLLIN, i64::from(millis(left).max(1)))
+                .map_err(|e| transport("poll failed", e))?;
+            if ready > 0 {
+                let frame = socket
+                    .recv_bytes(zmq::DONTWAIT)
+                    .map_err(|e| transport("recv failed", e))?;
+                if frame.first() == Some(&1) {
+                    break;
+                }
+            }
+        }
+        Ok(Publisher {
+            socket,
+            id,
+            seqs: HashMap::new(),
+            buffer: Vec::with_capacity(256),
+            since_drain: 0,
+        })
+    }
+
+    /// Publishes one message on a user topic, stamping sequence number, time and clock.
+    pub(crate) fn publish(
+        &mut self,
+        topic: &str,
+        encoding: Encoding,
+        body: &[u8],
+        clock: &LamportClock,
+    ) -> Result<(), PublishError> {
+        bus::check_topic(topic)
+            .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidTopic, topic, e))?;
+        if bus::is_reserved(topic) {
+            return Err(PublishError::new(
+                PublishErrorKind::InvalidTopic,
+                format!("{topic:?}: topics starting with '$' are reserved for zhub"),
+            ));
+        }
+        let seq = match self.seqs.get_mut(topic) {
+            Some(seq) => {
+                *seq += 1;
+                *seq
+            }
+            None => {
+                self.seqs.insert(topic.to_owned(), 1);
+                1
+            }
+        };
+        let header = BusHeader {
+            publisher: self.id,
+            seq,
+            timestamp_us: now_micros(),
+            lamport: clock.tick(),
+            encoding,
+        };
+        self.send(topic, &header, body)
+    }
+
+    /// Sends zhub's own traffic (subscription probes) on a reserved topic. It takes no
+    /// sequence number and leaves the Lamport clock alone.
+    pub(crate) fn publish_system(
+        &mut self,
+        topic: &str,
+        body: &[u8],
+        clock: &LamportClock,
+    ) -> Result<(), PublishError> {
+        let header = BusHeader {
+            publisher: self.id,
+            seq: 0,
+            timestamp_us: now_micros(),
+            lamport: clock.get(),
+            encoding: Encoding::Raw,
+        };
+        self.send(topic, &header, body)
+    }
+
+    fn send(&mut self, topic: &str, header: &BusHeader, body: &[u8]) -> Result<(), PublishError> {
+        self.buffer.clear();
+        bus::encode_into(&mut self.buffer, topic, header, body);
+        match self.socket.send(&self.buffer[..], 0) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => {
+                return Err(PublishError::new(
+                    PublishErrorKind::TimedOut,
+                    "the broker's queue stayed full for the whole timeout",
+                ))
+            }
+            Err(e) => return Err(transport("send failed", e)),
+        }
+        self.since_drain += 1;
+        if self.since_drain >= DRAIN_EVERY {
+            self.since_drain = 0;
+            while self.socket.recv_bytes(zmq::DONTWAIT).is_ok() {}
+        }
+        Ok(())
+    }
+}
+
+/// Sets `ZMQ_XPUB_NODROP`, which the `zmq` crate has no setter for.
+fn set_nodrop(socket: &mut zmq::Socket) -> Result<(), zmq::Error> {
+    let value: std::os::raw::c_int = 1;
+    // SAFETY: the socket is live and owned by this thread; the option takes a C int that
+    // outlives the call.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            zmq_sys::ZMQ_XPUB_NODROP as std::os::raw::c_int,
+            (&value as *const std::os::raw::c_int).cast(),
+            std::mem::size_of::<std::os::raw::c_int>(),
+        )
+    };
+    if rc == -1 {
+        // SAFETY: reads libzmq's thread-local errno.
+        return Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() }));
+    }
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! [`Subscriber`]: messages on a set of topic prefixes, with gap detection and Lamport clock;
+//! [`Subscription`]: the same, delivered to a callback on a thread of its own.
+
+use std::collections::{HashMap, VecDeque};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use tracing::debug;
+use zhub_protocol::bus::{self, BusHeader, Encoding, PROBE_PREFIX};
+use zhub_protocol::{body, ProtocolError};
+
+use crate::error::{RecvError, RecvErrorKind, SubscribeError, SubscribeErrorKind};
+use crate::options::millis;
+use crate::util::LamportClock;
+
+/// One message received from the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    topic: String,
+    header: BusHeader,
+    body: Vec<u8>,
+}
+
+impl Message {
+    /// The topic it was published on.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Its header: publisher, sequence number, timestamp, Lamport stamp, body encoding.
+    pub fn header(&self) -> &BusHeader {
+        &self.header
+    }
+
+    /// The raw body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the raw body.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// Decodes a body published with `publish` (MessagePack) into `T`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Decode`] when the body is not a MessagePack `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
+        body::decode(&self.body)
+    }
+
+    /// The sender's Lamport stamp for this message.
+    pub fn lamport(&self) -> u64 {
+        self.header.lamport
+    }
+
+    /// When the publisher sent it, by the publisher's clock.
+    pub fn timestamp(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.header.timestamp_us)
+    }
+
+    /// Whether the body is MessagePack (`publish`) rather than raw bytes (`publish_bytes`).
+    pub fn is_msgpack(&self) -> bool {
+        self.header.encoding == Encoding::MsgPack
+    }
+}
+
+/// Receives the messages published on the topic prefixes it was created with.
+///
+/// Made by [`crate::Client::subscribe`], which returns only once the subscription is live end
+/// to end: every message published after that is delivered, unless this subscriber falls so
+/// far behind that its queue at the broker overflows; such losses show up in [`Self::gaps`].
+/// Dropping it unsubscribes.
+pub struct Subscriber {
+    socket: zmq::Socket,
+    pending: VecDeque<Message>,
+    last_seq: HashMap<(u64, String), u64>,
+    gaps: u64,
+    malformed: u64,
+    received: u64,
+    clock: LamportClock,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("received", &self.received)
+            .field("gaps", &self.gaps)
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a raw frame turned out to be.
+pub(crate) enum Incoming {
+    /// A user message, already counted and clock-merged.
+    Message(Message),
+    /// A probe on `topic` carrying `body`.
+    Probe { topic: String, body: Vec<u8> },
+    /// Nothing to deliver (malformed, counted).
+    Nothing,
+}
+
+fn transport(detail: &str, e: zmq::Error) -> RecvError {
+    RecvError::with_source(RecvErrorKind::Transport, detail, e)
+}
+
+impl Subscriber {
+    pub(crate) fn new(socket: zmq::Socket, clock: LamportClock) -> Self {
+        Subscriber {
+            socket,
+            pending: VecDeque::new(),
+            last_seq: HashMap::new(),
+            gaps: 0,
+            malformed: 0,
+            received: 0,
+            clock,
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &zmq::Socket {
+        &self.socket
+    }
+
+    /// Keeps a message that arrived while the subscription was being confirmed.
+    pub(crate) fn hold(&mut self, message: Message) {
+        self.pending.push_back(message);
+    }
+
+    /// Decodes one frame: counts malformed ones, separates probes, and for user messages
+    /// checks the sequence and merges the Lamport clock.
+    pub(crate) fn classify(&mut self, frame: &[u8]) -> Incoming {
+        let decoded = match bus::decode(frame) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                self.malformed += 1;
+                debug!(error = %e, "malformed bus message ignored");
+                return Incoming::Nothing;
+            }
+        };
+        if decoded.topic.starts_with(PROBE_PREFIX) {
+            return Incoming::Probe {
+                topic: decoded.topic.to_owned(),
+                body: decoded.body.to_vec(),
+            };
+        }
+        let header = decoded.header;
+        match self
+            .last_seq
+            .get_mut(&(header.publisher, decoded.topic.to_owned()))
+        {
+            Some(last) => {
+                if header.seq > *last + 1 {
+                    self.gaps += header.seq - *last - 1;
+                }
+                *last = header.seq.max(*last);
+            }
+            None => {
+                // The first message seen from this publisher on this topic: earlier ones were
+                // published before we subscribed, so they are not gaps.
+                self.last_seq
+                    .insert((header.publisher, decoded.topic.to_owned()), header.seq);
+            }
+        }
+        self.clock.observe(header.lamport);
+        self.received += 1;
+        Incoming::Message(Message {
+            topic: decoded.topic.to_owned(),
+            header,
+            body: decoded.body.to_vec(),
+        })
+    }
+
+    /// Waits for the next message, without limit.
+    ///
+    /// # Errors
+    /// [`RecvErrorKind::Transport`] when the socket fails.
+    pub fn recv(&mut self) -> Result<Message, RecvError> {
+        loop {
+            if let Some(message) = self.recv_timeout(Duration::from_secs(3600))? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next message; `Ok(None)` when none came.
+    ///
+    /// # Errors
+    /// [`RecvErrorKind::Transport`] when the socket fails.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, RecvError> {
+        if let Some(message) = self.pending.pop_front() {
+            return Ok(Some(message));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.socket.recv_bytes(zmq::DONTWAIT) {
+                Ok(frame) => match self.classify(&frame) {
+                    Incoming::Message(message) => return Ok(Some(message)),
+                    Incoming::Probe { .. } | Incoming::Nothing => continue,
+                },
+                Err(zmq::Error::EAGAIN) => {}
+                Err(e) => return Err(transport("recv failed", e)),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match self
+                .socket
+                .poll(zmq::POLLIN, i64::from(millis(left).max(1)))
+            {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(transport("poll failed", e)),
+            }
+        }
+    }
+
+    /// Returns a message if one is already here, without waiting.
+    ///
+    /// # Errors
+    /// [`RecvErrorKind::Transport`] when the socket fails.
+    pub fn try_recv(&mut self) -> Result<Option<Message>, RecvError> {
+        self.recv_timeout(Duration::ZERO)
+    }
+
+    /// Blocking iterator over messages; it ends only if the socket fails (the error is the
+    /// last item).
+    pub fn iter(&mut self) -> Messages<'_> {
+        Messages {
+            subscriber: self,
+            failed: false,
+        }
+    }
+
+    /// Messages found missing so far: holes in a publisher's sequence on a topic, which are
+    /// messages dropped on the way (this subscriber's queue at the broker overflowed).
+    pub fn gaps(&self) -> u64 {
+        self.gaps
+    }
+
+    /// Messages received and delivered so far (probes excluded).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Frames that were not valid bus messages, ignored.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// The Lamport clock this subscriber shares with its client.
+    pub fn lamport(&self) -> u64 {
+        self.clock.get()
+    }
+}
+
+/// Iterator returned by [`Subscriber::iter`].
+pub struct Messages<'a> {
+    subscriber: &'a mut Subscriber,
+    failed: bool,
+}
+
+impl Iterator for Messages<'_> {
+    type Item = Result<Message, RecvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.subscriber.recv();
+        self.failed = next.is_err();
+        Some(next)
+    }
+}
+
+/// A callback subscription running on its own thread; made by
+/// [`crate::Client::subscribe_with`]. Dropping it, or [`Subscription::unregister`], stops the
+/// thread and unsubscribes.
+pub struct Subscription {
+    control: Option<zmq::Socket>,
+    thread: Option<JoinHandle<Subscriber>>,
+}
+
+impl Subscription {
+    pub(crate) fn spawn<F>(
+        context: &zmq::Context,
+        mut subscriber: Subscriber,
+        mut callback: F,
+    ) -> Result<Self, SubscribeError>
+    where
+        F: FnMut(Message) + Send + 'static,
+    {
+        let setup = |e| {
+            SubscribeError::with_source(
+                SubscribeErrorKind::Transport,
+                "cannot set up the callback thread",
+                e,
+            )
+        };
+        let endpoint = format!(
+            "inproc://zhub-subscription-{:016x}",
+            crate::util::random_u64()
+        );
+        let stop_rx = context.socket(zmq::PAIR).map_err(setup)?;
+        stop_rx.set_linger(0).map_err(setup)?;
+        stop_rx.bind(&endpoint).map_err(setup)?;
+        let stop_tx = context.socket(zmq::PAIR).map_err(setup)?;
+        stop_tx.set_linger(0).map_err(setup)?;
+        stop_tx.connect(&endpoint).map_err(setup)?;
+        let thread = std::thread::Builder::new()
+            .name("zhub-subscription".to_owned())
+            .spawn(move || {
+                loop {
+                    while let Ok(Some(message)) = subscriber.try_recv() {
+                        callback(message);
+                    }
+                    let mut items = [
+                        subscriber.socket().as_poll_item(zmq::POLLIN),
+                        stop_rx.as_poll_item(zmq::POLLIN),
+                    ];
+                    match zmq::poll(&mut items, -1) {
+                        Ok(_) | Err(zmq::Error::EINTR) => {}
+                        Err(_) => break,
+                    }
+                    if items[1].is_readable() {
+                        break;
+                    }
+                }
+                subscriber
+            })
+            .map_err(|e| {
+                SubscribeError::with_source(
+                    SubscribeErrorKind::Transport,
+                    "cannot start the callback thread",
+                    e,
+                )
+            })?;
+        Ok(Subscription {
+            control: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops delivering, joins the callback thread and unsubscribes. Returns the subscriber's
+    /// counters as they ended (`gaps`, `received`).
+    pub fn unregister(mut self) -> Option<Subscriber> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Option<Subscriber> {
+        if let Some(control) = self.control.take() {
+            let _ = control.send(&b"stop"[..], 0);
+        }
+        self.thread.take().and_then(|t| t.join().ok())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,140 @@
+//! Small helpers: unique ids, clocks, the Lamport clock, endpoint rewriting.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A random `u64`, different in every call and every process (std's hasher keys are seeded
+/// from the OS's randomness once per process, then varied per `RandomState`).
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(now_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Wall-clock microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> u64 {
+    u64::try_from(now_nanos() / 1000).unwrap_or(u64::MAX)
+}
+
+/// A Lamport clock shared by a client and its subscribers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LamportClock(Arc<AtomicU64>);
+
+impl LamportClock {
+    /// Advances the clock for a send and returns the stamp to put on the message.
+    pub(crate) fn tick(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Merges a received stamp: the clock becomes max(local, received) + 1.
+    pub(crate) fn observe(&self, received: u64) -> u64 {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            let next = current.max(received) + 1;
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The current value.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Whether `url` is an endpoint ZeroMQ can connect to.
+pub(crate) fn valid_url(url: &str) -> bool {
+    if let Some(rest) = url.strip_prefix("tcp://") {
+        matches!(rest.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok())
+    } else if let Some(rest) = url.strip_prefix("ipc://") {
+        !rest.is_empty()
+    } else if let Some(rest) = url.strip_prefix("inproc://") {
+        !rest.is_empty()
+    } else {
+        false
+    }
+}
+
+/// Turns an endpoint as the broker bound it into one this client can connect to: a wildcard
+/// host (`0.0.0.0`, `*`, `[::]`) is replaced by the host the client reached the broker at.
+pub(crate) fn connectable(bound: &str, main_url: &str) -> String {
+    let Some(rest) = bound.strip_prefix("tcp://") else {
+        return bound.to_owned();
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return bound.to_owned();
+    };
+    if !matches!(host, "0.0.0.0" | "*" | "[::]" | "::" | "[::0]") {
+        return bound.to_owned();
+    }
+    let main_host = main_url
+        .strip_prefix("tcp://")
+        .and_then(|r| r.rsplit_once(':'))
+        .map(|(h, _)| h)
+        .filter(|h| !matches!(*h, "0.0.0.0" | "*" | "[::]" | "::"))
+        .unwrap_or("127.0.0.1");
+    format!("tcp://{main_host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lamport_rules() {
+        let c = LamportClock::default();
+        assert_eq!(c.tick(), 1);
+        assert_eq!(c.observe(10), 11);
+        assert_eq!(c.observe(3), 12);
+        assert_eq!(c.tick(), 13);
+    }
+
+    #[test]
+    fn wildcard_hosts_are_rewritten() {
+        assert_eq!(
+            connectable("tcp://0.0.0.0:5556", "tcp://10.1.2.3:5555"),
+            "tcp://10.1.2.3:5556"
+        );
+        assert_eq!(
+            connectable("tcp://127.0.0.1:5556", "tcp://10.1.2.3:5555"),
+            "tcp://127.0.0.1:5556"
+        );
+        assert_eq!(connectable("ipc:///tmp/x", "tcp://h:1"), "ipc:///tmp/x");
+        assert_eq!(
+            connectable("tcp://0.0.0.0:5556", "ipc:///tmp/main"),
+            "tcp://127.0.0.1:5556"
+        );
+    }
+
+    #[test]
+    fn ids_differ() {
+        assert_ne!(random_u64(), random_u64());
+    }
+
+    #[test]
+    fn urls() {
+        assert!(valid_url("tcp://127.0.0.1:5555"));
+        assert!(valid_url("ipc:///tmp/a"));
+        assert!(!valid_url("tcp://127.0.0.1"));
+        assert!(!valid_url("127.0.0.1:5555"));
+        assert!(!valid_url("tcp://h:*"));
+    }
+}

@@ -1,0 +1,25 @@
+//! zhub-protocol: zhub's wire format, as pure functions over frames (no sockets).
+//!
+//! Every peer of a zhub broker (the client, the worker, the CLI, the broker itself) encodes and
+//! decodes its messages here, so there is exactly one definition of each frame layout.
+//!
+//! # Layout
+//! - [`bus`]: the single-frame message carried by the publish/subscribe plane (topic, header,
+//!   body) and topic rules.
+//! - [`request`]: the native request/reply protocol on the main endpoint (`ZHC01`): request ids,
+//!   deadlines and status codes.
+//! - [`builtin`]: names and MessagePack bodies of the broker's built-in services
+//!   (`zhub.info`, `zhub.stats`).
+//! - [`body`]: MessagePack helpers shared by every typed API.
+//! - [`error`]: [`ProtocolError`], what a decoder says about malformed input.
+#![deny(missing_docs)]
+
+pub mod body;
+pub mod builtin;
+pub mod bus;
+pub mod error;
+pub mod request;
+
+pub use bus::{BusFrame, BusHeader, Encoding};
+pub use error::ProtocolError;
+pub use request::{Reply, Request, Status};

@@ -7,11 +7,11 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: settings from defaults, a TOML file and flags.
-//! - [`endpoint`]: endpoint checks and binding.
-//! - `bus`: the publish/subscribe proxy loop and its counters.
-//! - `router`: the request loop on the main endpoint and the built-in services.
-//! - [`error`]: [`BrokerError`].
+//! - [`config`] — settings from defaults, a TOML file and flags.
+//! - [`endpoint`] — endpoint checks and binding.
+//! - `bus` — the publish/subscribe proxy loop and its counters.
+//! - `router` — the request loop on the main endpoint and the built-in services.
+//! - [`error`] — [`BrokerError`].
 //!
 //! # Example
 //! ```no_run

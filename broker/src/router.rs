@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracing::{debug, warn};
 use zhub_protocol::builtin::{BrokerInfo, RequestStats, Stats, INFO_SERVICE, STATS_SERVICE};
-use zhub_protocol::request::{split_envelope, SIGNATURE};
+use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
@@ -78,12 +78,13 @@ impl Router {
                 }
                 Err(e) => {
                     self.malformed(Some(identity), "malformed request dropped");
-                    // Answer when the request id can still be read, so the client is not
-                    // left waiting for its timeout.
-                    if let Some(id) = rest
+                    // Answer a REQUEST whose id can still be read, so the client is not left
+                    // waiting for its timeout. Other commands' layouts are not ours to guess.
+                    let is_request = rest.get(1).map(Vec::as_slice) == Some(&[REQUEST_COMMAND][..]);
+                    let id = rest
                         .get(2)
-                        .and_then(|f| <[u8; 8]>::try_from(f.as_slice()).ok())
-                    {
+                        .and_then(|f| <[u8; 8]>::try_from(f.as_slice()).ok());
+                    if let (true, Some(id)) = (is_request, id) {
                         let reply =
                             Reply::error(u64::from_be_bytes(id), Status::BadRequest, e.to_string());
                         self.send(identity, &reply);

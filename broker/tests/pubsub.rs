@@ -50,3 +50,239 @@ fn typed_and_raw_messages_round_trip() {
         }
     });
 }
+
+/// `subscribe()` returning means live end to end: a message published right after it, by a
+/// client that has published before or by a brand-new one, is always received.
+#[test]
+fn no_slow_joiner_loss() {
+    deadline(LIMIT * 2, || {
+        for transport in BOTH {
+            let broker = start(transport);
+            let mut warm = Client::connect(&broker.url).unwrap();
+            warm.publish("warm-up", &0).unwrap();
+            for round in 0..40u32 {
+                let mut listener = Client::connect(&broker.url).unwrap();
+                let topic = format!("join.{round}");
+                let mut sub = listener.subscribe(&[&topic]).unwrap();
+                warm.publish(&topic, &round).unwrap();
+                let mut fresh = Client::connect(&broker.url).unwrap();
+                fresh.publish(&topic, &(round + 1000)).unwrap();
+                let mut got: Vec<u32> = (0..2)
+                    .map(|_| {
+                        sub.recv_timeout(WAIT)
+                            .unwrap()
+                            .unwrap_or_else(|| panic!("{transport:?} round {round}: message lost"))
+                            .decode()
+                            .unwrap()
+                    })
+                    .collect();
+                got.sort_unstable();
+                assert_eq!(got, vec![round, round + 1000]);
+            }
+        }
+    });
+}
+
+#[test]
+fn prefixes_match_by_prefix_and_empty_matches_all() {
+    deadline(LIMIT, || {
+        let broker = start(common::Transport::Tcp);
+        let mut client = Client::connect(&broker.url).unwrap();
+        let mut ab = client.subscribe(&["a.b", "x"]).unwrap();
+        let mut all = client.subscribe(&[""]).unwrap();
+        for topic in ["a.b.c", "a.c", "xyz", "b"] {
+            client.publish(topic, &topic).unwrap();
+        }
+        let mut topics = Vec::new();
+        while let Some(m) = ab.recv_timeout(Duration::from_millis(300)).unwrap() {
+            topics.push(m.topic().to_owned());
+        }
+        assert_eq!(topics, ["a.b.c", "xyz"]);
+        let mut every = Vec::new();
+        for _ in 0..4 {
+            every.push(
+                all.recv_timeout(WAIT)
+                    .unwrap()
+                    .expect("message")
+                    .topic()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(
+            every,
+            ["a.b.c", "a.c", "xyz", "b"],
+            "probes never reach users"
+        );
+    });
+}
+
+#[test]
+fn lamport_clock_rules() {
+    deadline(LIMIT, || {
+        let broker = start(common::Transport::Tcp);
+        let mut a = Client::connect(&broker.url).unwrap();
+        let mut b = Client::connect(&broker.url).unwrap();
+        let mut b_sub = b.subscribe(&["to-b"]).unwrap();
+        for _ in 0..5 {
+            a.publish("to-b", &()).unwrap();
+        }
+        assert_eq!(a.lamport(), 5, "sender increments before each send");
+        let mut last = 0;
+        for _ in 0..5 {
+            let m = b_sub.recv_timeout(WAIT).unwrap().unwrap();
+            assert!(m.lamport() > last);
+            last = m.lamport();
+        }
+        assert_eq!(last, 5);
+        assert_eq!(b.lamport(), 6, "receiver takes max(local, received) + 1");
+        b.publish("from-b", &()).unwrap();
+        assert_eq!(b.lamport(), 7);
+    });
+}
+
+#[test]
+fn reserved_and_invalid_topics_are_refused() {
+    deadline(LIMIT, || {
+        let broker = start(common::Transport::Tcp);
+        let mut c = Client::connect(&broker.url).unwrap();
+        for bad in ["", "$zhub.probe.x", "nul\0byte"] {
+            let err = c.publish(bad, &1).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                zhub_client::PublishErrorKind::InvalidTopic,
+                "{bad:?}"
+            );
+        }
+        let long = "t".repeat(2000);
+        assert_eq!(
+            c.subscribe(&[long.as_str()]).unwrap_err().kind(),
+            zhub_client::SubscribeErrorKind::InvalidTopic
+        );
+    });
+}
+
+/// A subscriber that stops reading loses messages at the broker (counted there and seen as
+/// gaps by the subscriber); another subscriber keeps receiving everything.
+#[test]
+fn slow_subscriber_neither_blocks_others_nor_goes_unnoticed() {
+    deadline(LIMIT * 2, || {
+        let broker = common::start_with(common::Transport::Ipc, |c| c.subscribe_hwm = 100);
+        let url = broker.url.clone();
+        let options = || zhub_client::ClientOptions::new().subscribe_hwm(100);
+        let mut slow_client = options().connect(&url).unwrap();
+        let mut slow = slow_client.subscribe(&["flood"]).unwrap();
+
+        // The fast subscriber reads on its own thread and acknowledges each chunk, so that it
+        // never has more than one chunk outstanding and so can never overflow.
+        const CHUNK: u64 = 50;
+        const TOTAL: u64 = 200 * CHUNK;
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel::<u64>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let fast_url = url.clone();
+        let fast = std::thread::spawn(move || {
+            let mut client = options().connect(&fast_url).unwrap();
+            let mut sub = client.subscribe(&["flood"]).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut next = 1u64;
+            while next <= TOTAL + 1 {
+                let m = sub
+                    .recv_timeout(WAIT)
+                    .unwrap()
+                    .expect("fast subscriber starved");
+                assert_eq!(m.header().seq, next, "fast subscriber lost a message");
+                if next.is_multiple_of(CHUNK) {
+                    ack_tx.send(next).unwrap();
+                }
+                next += 1;
+            }
+            sub.gaps()
+        });
+        ready_rx.recv().unwrap();
+
+        let mut publisher = Client::connect(&url).unwrap();
+        let body = vec![7u8; 1024];
+        for i in 1..=TOTAL {
+            publisher.publish_bytes("flood", &body).unwrap();
+            if i.is_multiple_of(CHUNK) {
+                assert_eq!(ack_rx.recv_timeout(WAIT).unwrap(), i);
+            }
+        }
+        // Drain the slow subscriber, then send one last message it must get.
+        while slow
+            .recv_timeout(Duration::from_millis(200))
+            .unwrap()
+            .is_some()
+        {}
+        publisher.publish_bytes("flood", b"last").unwrap();
+        let mut last = None;
+        while let Some(m) = slow.recv_timeout(WAIT).unwrap() {
+            if m.body() == b"last" {
+                last = Some(m);
+                break;
+            }
+        }
+        assert!(
+            last.is_some(),
+            "the slow subscriber recovers once it reads again"
+        );
+        assert_eq!(fast.join().unwrap(), 0);
+        assert!(
+            slow.gaps() > 0,
+            "the slow subscriber sees its losses as gaps"
+        );
+        assert_eq!(
+            slow.received() + slow.gaps(),
+            TOTAL + 1,
+            "every message is received or counted lost"
+        );
+        let stats = publisher.stats().unwrap();
+        assert!(stats.bus.dropped.slow_subscriber > 0, "{stats:?}");
+        assert_eq!(stats.bus.messages_in, stats.bus.messages_out);
+    });
+}
+
+#[test]
+fn dropping_a_subscriber_unsubscribes() {
+    deadline(LIMIT, || {
+        let broker = start(common::Transport::Tcp);
+        let mut client = Client::connect(&broker.url).unwrap();
+        let before = client.stats().unwrap().bus.subscriptions;
+        let sub = client.subscribe(&["one", "two"]).unwrap();
+        assert_eq!(
+            client.stats().unwrap().bus.subscriptions,
+            before + 2,
+            "probe topic released"
+        );
+        drop(sub);
+        // The unsubscription travels asynchronously: wait for it, within the deadline.
+        while client.stats().unwrap().bus.subscriptions != before {
+            std::thread::yield_now();
+        }
+    });
+}
+
+#[test]
+fn callback_subscription_until_unregistered() {
+    deadline(LIMIT, || {
+        let broker = start(common::Transport::Tcp);
+        let mut client = Client::connect(&broker.url).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = client
+            .subscribe_with(&["events"], move |m| {
+                let _ = tx.send(m.decode::<u32>().unwrap());
+            })
+            .unwrap();
+        for i in 0..10u32 {
+            client.publish("events", &i).unwrap();
+        }
+        let got: Vec<u32> = (0..10).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        let ended = handle.unregister().expect("subscriber returned");
+        assert_eq!(ended.received(), 10);
+        client.publish("events", &99u32).unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "no delivery after unregister"
+        );
+    });
+}

@@ -4,14 +4,14 @@
 //! decodes its messages here, so there is exactly one definition of each frame layout.
 //!
 //! # Layout
-//! - [`bus`]: the single-frame message carried by the publish/subscribe plane (topic, header,
+//! - [`bus`] — the single-frame message carried by the publish/subscribe plane (topic, header,
 //!   body) and topic rules.
-//! - [`request`]: the native request/reply protocol on the main endpoint (`ZHC01`): request ids,
+//! - [`request`] — the native request/reply protocol on the main endpoint (`ZHC01`): request ids,
 //!   deadlines and status codes.
-//! - [`builtin`]: names and MessagePack bodies of the broker's built-in services
+//! - [`builtin`] — names and MessagePack bodies of the broker's built-in services
 //!   (`zhub.info`, `zhub.stats`).
-//! - [`body`]: MessagePack helpers shared by every typed API.
-//! - [`error`]: [`ProtocolError`], what a decoder says about malformed input.
+//! - [`body`] — MessagePack helpers shared by every typed API.
+//! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
 
 pub mod body;

@@ -39,7 +39,9 @@ pub const SIGNATURE: &[u8] = b"ZHC01";
 /// Longest service name accepted, in bytes.
 pub const MAX_SERVICE_LEN: usize = 255;
 
-const CMD_REQUEST: u8 = 0x01;
+/// Command byte of a request (frame 1).
+pub const REQUEST_COMMAND: u8 = 0x01;
+const CMD_REQUEST: u8 = REQUEST_COMMAND;
 const CMD_REPLY: u8 = 0x02;
 
 /// The outcome of a request, as carried by every reply.

@@ -1,0 +1,161 @@
+//! The `zhub-broker` binary as users run it: a child process, stopped by a signal.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::deadline;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zhub-broker");
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < until,
+            "broker did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts the binary on ipc endpoints in `dir` and waits for its three "listening" lines.
+fn spawn_broker(dir: &std::path::Path) -> Child {
+    let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
+    let mut child = Command::new(BIN)
+        .args(["--listen", &ipc("main.sock"), "--publish", &ipc("pub.sock")])
+        .args(["--subscribe", &ipc("sub.sock"), "--data-dir"])
+        .arg(dir.join("data"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("broker binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut listening = 0;
+    while listening < 3 {
+        let line = lines.next().expect("broker logs its endpoints").unwrap();
+        if line.contains("listening") {
+            listening += 1;
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+#[test]
+fn sigterm_and_sigint_stop_it_with_exit_code_zero() {
+    deadline(LIMIT, || {
+        for sig in ["TERM", "INT"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = spawn_broker(dir.path());
+            let url = format!("ipc://{}", dir.path().join("main.sock").display());
+            let mut client = zhub_client::Client::connect(&url).unwrap();
+            let mut sub = client.subscribe(&["t"]).unwrap();
+            client.publish("t", &1).unwrap();
+            assert!(sub.recv_timeout(Duration::from_secs(5)).unwrap().is_some());
+            let sent = Instant::now();
+            signal(&child, sig);
+            let status = wait_with_deadline(&mut child, Duration::from_secs(2));
+            assert!(status.success(), "SIG{sig}: {status:?}");
+            assert!(sent.elapsed() < Duration::from_secs(2));
+        }
+    });
+}
+
+fn run_expecting_failure(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success(), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one clear line, got: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn startup_errors_are_one_line_and_a_failure_exit() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data = data.to_str().unwrap();
+
+        let err = run_expecting_failure(&["--listen", "tcp://127.0.0.1", "--data-dir", data]);
+        assert!(err.contains("invalid main endpoint"), "{err}");
+
+        // Address in use: hold a port with a plain listener.
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let in_use = format!("tcp://127.0.0.1:{port}");
+        let err = run_expecting_failure(&[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--publish",
+            &in_use,
+            "--data-dir",
+            data,
+        ]);
+        assert!(
+            err.contains("cannot bind publish endpoint") && err.contains("in use"),
+            "{err}"
+        );
+
+        // Unwritable data dir: a path below a regular file.
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let below = file.join("data");
+        let err = run_expecting_failure(&[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--data-dir",
+            below.to_str().unwrap(),
+        ]);
+        assert!(err.contains("data directory"), "{err}");
+
+        let err = run_expecting_failure(&["--config", "/nonexistent/zhub.toml"]);
+        assert!(err.contains("zhub.toml"), "{err}");
+    });
+}
+
+#[test]
+fn help_documents_every_setting_with_its_default() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--listen",
+        "tcp://127.0.0.1:5555",
+        "--publish",
+        "tcp://127.0.0.1:5556",
+        "--subscribe",
+        "tcp://127.0.0.1:5557",
+        "--data-dir",
+        "./zhub-data",
+        "--config",
+        "--subscribe-hwm",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}

@@ -376,7 +376,7 @@ impl Client {
                     }
                 }
                 while let Ok(frame) = subscriber.socket().recv_bytes(zmq::DONTWAIT) {
-                    match subscriber.classify(&frame) {
+                    match subscriber.classify(frame) {
                         Incoming::Probe { topic, body }
                             if topic == probe_topic && body == nonce =>
                         {

@@ -21,12 +21,12 @@
 //!   wall-clock timestamp and a Lamport stamp.
 //!
 //! # Layout
-//! - `client`: [`Client`], requests and publishing.
-//! - `options`: [`ClientOptions`].
-//! - `subscriber`: [`Subscriber`], [`Message`], [`Subscription`].
-//! - `publisher`: the publishing socket, its handshake and sequence numbers.
-//! - `error`: [`Error`] and the kinds of each operation.
-//! - `util`: ids, clocks, endpoint rewriting.
+//! - `client` — [`Client`], requests and publishing.
+//! - `options` — [`ClientOptions`].
+//! - `subscriber` — [`Subscriber`], [`Message`], [`Subscription`].
+//! - `publisher` — the publishing socket, its handshake and sequence numbers.
+//! - `error` — [`Error`] and the kinds of each operation.
+//! - `util` — ids, clocks, endpoint rewriting.
 #![deny(missing_docs)]
 
 mod client;

@@ -6,14 +6,13 @@
 //! [`Publisher::connect`] waits for it. `XPUB_NODROP` then makes a full queue push back on the
 //! caller (up to the client's timeout) instead of dropping silently.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use zhub_protocol::bus::{self, BusHeader, Encoding};
 
 use crate::error::{PublishError, PublishErrorKind};
 use crate::options::{millis, ClientOptions};
-use crate::util::{now_micros, LamportClock};
+use crate::util::{now_micros, FastMap, LamportClock};
 
 /// Publishes between two drains of the XPUB's incoming subscription messages (one arrives per
 /// reconnect to the broker; they must be read or they accumulate).
@@ -22,8 +21,7 @@ const DRAIN_EVERY: u32 = 1024;
 pub(crate) struct Publisher {
     socket: zmq::Socket,
     id: u64,
-    seqs: HashMap<String, u64>,
-    buffer: Vec<u8>,
+    seqs: FastMap<String, u64>,
     since_drain: u32,
 }
 
@@ -75,8 +73,7 @@ impl Publisher {
         Ok(Publisher {
             socket,
             id,
-            seqs: HashMap::new(),
-            buffer: Vec::with_capacity(256),
+            seqs: FastMap::default(),
             since_drain: 0,
         })
     }
@@ -136,9 +133,9 @@ impl Publisher {
     }
 
     fn send(&mut self, topic: &str, header: &BusHeader, body: &[u8]) -> Result<(), PublishError> {
-        self.buffer.clear();
-        bus::encode_into(&mut self.buffer, topic, header, body);
-        match self.socket.send(&self.buffer[..], 0) {
+        let mut frame = zmq::Message::with_size(bus::encoded_len(topic, body));
+        bus::write(&mut frame, topic, header, body);
+        match self.socket.send(frame, 0) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => {
                 return Err(PublishError::new(

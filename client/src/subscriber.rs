@@ -1,7 +1,7 @@
 //! [`Subscriber`]: messages on a set of topic prefixes, with gap detection and Lamport clock;
 //! [`Subscription`]: the same, delivered to a callback on a thread of its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,20 +12,33 @@ use zhub_protocol::{body, ProtocolError};
 
 use crate::error::{RecvError, RecvErrorKind, SubscribeError, SubscribeErrorKind};
 use crate::options::millis;
-use crate::util::LamportClock;
+use crate::util::{FastMap, LamportClock};
 
 /// One message received from the bus.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It keeps the frame as received; topic and body are slices of it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Message {
-    topic: String,
+    frame: Vec<u8>,
+    topic_len: usize,
     header: BusHeader,
-    body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic())
+            .field("header", &self.header)
+            .field("body_len", &self.body().len())
+            .finish()
+    }
 }
 
 impl Message {
     /// The topic it was published on.
     pub fn topic(&self) -> &str {
-        &self.topic
+        // Checked to be UTF-8 when the frame was decoded.
+        std::str::from_utf8(&self.frame[..self.topic_len]).unwrap_or_default()
     }
 
     /// Its header: publisher, sequence number, timestamp, Lamport stamp, body encoding.
@@ -35,12 +48,13 @@ impl Message {
 
     /// The raw body.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.frame[self.topic_len + 1 + bus::HEADER_LEN..]
     }
 
     /// Takes the raw body.
-    pub fn into_body(self) -> Vec<u8> {
-        self.body
+    pub fn into_body(mut self) -> Vec<u8> {
+        self.frame.drain(..self.topic_len + 1 + bus::HEADER_LEN);
+        self.frame
     }
 
     /// Decodes a body published with `publish` (MessagePack) into `T`.
@@ -48,7 +62,7 @@ impl Message {
     /// # Errors
     /// [`ProtocolError::Decode`] when the body is not a MessagePack `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
-        body::decode(&self.body)
+        body::decode(self.body())
     }
 
     /// The sender's Lamport stamp for this message.
@@ -76,7 +90,9 @@ impl Message {
 pub struct Subscriber {
     socket: zmq::Socket,
     pending: VecDeque<Message>,
-    last_seq: HashMap<(u64, String), u64>,
+    /// Last sequence number seen, per publisher, then per topic (looked up by `&str`, so
+    /// the hot path allocates nothing for it).
+    last_seq: FastMap<u64, FastMap<String, u64>>,
     gaps: u64,
     malformed: u64,
     received: u64,
@@ -112,7 +128,7 @@ impl Subscriber {
         Subscriber {
             socket,
             pending: VecDeque::new(),
-            last_seq: HashMap::new(),
+            last_seq: FastMap::default(),
             gaps: 0,
             malformed: 0,
             received: 0,
@@ -131,8 +147,8 @@ impl Subscriber {
 
     /// Decodes one frame: counts malformed ones, separates probes, and for user messages
     /// checks the sequence and merges the Lamport clock.
-    pub(crate) fn classify(&mut self, frame: &[u8]) -> Incoming {
-        let decoded = match bus::decode(frame) {
+    pub(crate) fn classify(&mut self, frame: Vec<u8>) -> Incoming {
+        let decoded = match bus::decode(&frame) {
             Ok(decoded) => decoded,
             Err(e) => {
                 self.malformed += 1;
@@ -147,10 +163,8 @@ impl Subscriber {
             };
         }
         let header = decoded.header;
-        match self
-            .last_seq
-            .get_mut(&(header.publisher, decoded.topic.to_owned()))
-        {
+        let topics = self.last_seq.entry(header.publisher).or_default();
+        match topics.get_mut(decoded.topic) {
             Some(last) => {
                 if header.seq > *last + 1 {
                     self.gaps += header.seq - *last - 1;
@@ -160,16 +174,16 @@ impl Subscriber {
             None => {
                 // The first message seen from this publisher on this topic: earlier ones were
                 // published before we subscribed, so they are not gaps.
-                self.last_seq
-                    .insert((header.publisher, decoded.topic.to_owned()), header.seq);
+                topics.insert(decoded.topic.to_owned(), header.seq);
             }
         }
+        let topic_len = decoded.topic.len();
         self.clock.observe(header.lamport);
         self.received += 1;
         Incoming::Message(Message {
-            topic: decoded.topic.to_owned(),
+            frame,
+            topic_len,
             header,
-            body: decoded.body.to_vec(),
         })
     }
 
@@ -193,17 +207,21 @@ impl Subscriber {
         if let Some(message) = self.pending.pop_front() {
             return Ok(Some(message));
         }
-        let deadline = Instant::now() + timeout;
+        // The clock is read only once the queue is empty: at full speed most calls find a
+        // message waiting and return without a system call for the time.
+        let mut deadline = None;
         loop {
             match self.socket.recv_bytes(zmq::DONTWAIT) {
-                Ok(frame) => match self.classify(&frame) {
+                Ok(frame) => match self.classify(frame) {
                     Incoming::Message(message) => return Ok(Some(message)),
                     Incoming::Probe { .. } | Incoming::Nothing => continue,
                 },
                 Err(zmq::Error::EAGAIN) => {}
                 Err(e) => return Err(transport("recv failed", e)),
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let until = *deadline.get_or_insert(now + timeout);
+            let left = until.saturating_duration_since(now);
             if left.is_zero() {
                 return Ok(None);
             }

@@ -116,21 +116,43 @@ pub fn is_reserved(topic: &str) -> bool {
     topic.starts_with('$')
 }
 
-/// Appends the encoded frame for `topic`, `header` and `body` to `out`.
+/// Length of the frame [`write`] lays out for `topic` and `body`.
+pub fn encoded_len(topic: &str, body: &[u8]) -> usize {
+    topic.len() + 1 + HEADER_LEN + body.len()
+}
+
+/// Lays out the frame for `topic`, `header` and `body` in `out`, which must be exactly
+/// [`encoded_len`] bytes long (a publisher writes straight into a ZeroMQ message this way,
+/// copying the body once).
 ///
-/// The caller has checked the topic with [`check_topic`]; this function only lays out bytes,
-/// so that a publisher can reuse one buffer for every message.
+/// The caller has checked the topic with [`check_topic`]; this function only lays out bytes.
+///
+/// # Panics
+/// When `out` has the wrong length: a bug in the caller, never a matter of peer input.
+pub fn write(out: &mut [u8], topic: &str, header: &BusHeader, body: &[u8]) {
+    assert_eq!(
+        out.len(),
+        encoded_len(topic, body),
+        "bus::write buffer size"
+    );
+    let (t, rest) = out.split_at_mut(topic.len());
+    t.copy_from_slice(topic.as_bytes());
+    let (h, b) = rest.split_at_mut(1 + HEADER_LEN);
+    h[0] = 0;
+    h[1] = HEADER_VERSION;
+    h[2] = header.encoding.to_byte();
+    h[3..11].copy_from_slice(&header.publisher.to_be_bytes());
+    h[11..19].copy_from_slice(&header.seq.to_be_bytes());
+    h[19..27].copy_from_slice(&header.timestamp_us.to_be_bytes());
+    h[27..35].copy_from_slice(&header.lamport.to_be_bytes());
+    b.copy_from_slice(body);
+}
+
+/// Appends the encoded frame for `topic`, `header` and `body` to `out`. See [`write`].
 pub fn encode_into(out: &mut Vec<u8>, topic: &str, header: &BusHeader, body: &[u8]) {
-    out.reserve(topic.len() + 1 + HEADER_LEN + body.len());
-    out.extend_from_slice(topic.as_bytes());
-    out.push(0);
-    out.push(HEADER_VERSION);
-    out.push(header.encoding.to_byte());
-    out.extend_from_slice(&header.publisher.to_be_bytes());
-    out.extend_from_slice(&header.seq.to_be_bytes());
-    out.extend_from_slice(&header.timestamp_us.to_be_bytes());
-    out.extend_from_slice(&header.lamport.to_be_bytes());
-    out.extend_from_slice(body);
+    let start = out.len();
+    out.resize(start + encoded_len(topic, body), 0);
+    write(&mut out[start..], topic, header, body);
 }
 
 /// Encodes a bus frame into a new buffer. See [`encode_into`].

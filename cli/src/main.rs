@@ -1,1 +1,118 @@
-fn main() {}
+//! `zhub`: the command line for a zhub broker.
+//!
+//! # Layout
+//! - `main.rs` — flags and dispatch.
+//! - `pubsub.rs` — `zhub pub`, `zhub sub`.
+//! - `stats.rs` — `zhub stats`.
+//! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq.
+//! - `render.rs` — bodies and headers as text and JSON.
+
+mod bench;
+mod pubsub;
+mod render;
+mod stats;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use zhub_client::{Client, ClientOptions};
+
+/// Command line for zhub: publish, subscribe, inspect and benchmark a broker.
+#[derive(Debug, Parser)]
+#[command(name = "zhub", version)]
+struct Cli {
+    /// The broker's main endpoint.
+    #[arg(long, global = true, env = "ZHUB_URL", default_value = zhub_client::DEFAULT_URL)]
+    url: String,
+    /// How long to wait for the broker (e.g. 500ms, 5s, 1m).
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish one message on a topic.
+    Pub(pubsub::PubArgs),
+    /// Print messages published on topics starting with the given prefixes.
+    Sub(pubsub::SubArgs),
+    /// Show the broker's counters.
+    Stats(stats::StatsArgs),
+    /// Measure throughput and latency, beside raw libzmq in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Runs a broker for `zhub bench` (internal).
+    #[command(hide = true)]
+    BenchBroker(bench::BrokerArgs),
+    /// Runs a raw libzmq XSUB/XPUB proxy for `zhub bench` (internal).
+    #[command(hide = true)]
+    BenchRawProxy(bench::RawProxyArgs),
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h` or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 5s, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {
+    Ok(ClientOptions::new().timeout(timeout).connect(url)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Pub(args) => pubsub::publish(&cli.url, cli.timeout, &args),
+        Command::Sub(args) => pubsub::subscribe(&cli.url, cli.timeout, &args),
+        Command::Stats(args) => stats::run(&cli.url, cli.timeout, &args),
+        Command::Bench(command) => bench::run(&command),
+        Command::BenchBroker(args) => bench::serve_broker(&args),
+        Command::BenchRawProxy(args) => bench::serve_raw_proxy(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zhub: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! `zhub pub` and `zhub sub`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::render;
+
+/// Arguments of `zhub pub`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PubArgs {
+    /// Topic to publish on.
+    topic: String,
+    /// The message: a string, or JSON with --json, or bytes with --raw.
+    message: String,
+    /// Parse MESSAGE as JSON and publish it as a MessagePack value.
+    #[arg(long, conflicts_with = "raw")]
+    json: bool,
+    /// Publish MESSAGE's bytes as they are.
+    #[arg(long)]
+    raw: bool,
+}
+
+/// Arguments of `zhub sub`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SubArgs {
+    /// Topic prefixes ("" for every topic).
+    #[arg(required = true)]
+    prefixes: Vec<String>,
+    /// Exit after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// One JSON object per line: topic, header, body.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn publish(url: &str, timeout: Duration, args: &PubArgs) -> anyhow::Result<()> {
+    let mut client = crate::connect(url, timeout)?;
+    if args.raw {
+        client.publish_bytes(&args.topic, args.message.as_bytes())?;
+    } else if args.json {
+        let value: serde_json::Value =
+            serde_json::from_str(&args.message).context("MESSAGE is not valid JSON")?;
+        client.publish(&args.topic, &value)?;
+    } else {
+        client.publish(&args.topic, &args.message)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn subscribe(url: &str, timeout: Duration, args: &SubArgs) -> anyhow::Result<()> {
+    let mut client = crate::connect(url, timeout)?;
+    let prefixes: Vec<&str> = args.prefixes.iter().map(String::as_str).collect();
+    let mut subscriber = client.subscribe(&prefixes)?;
+    let stdout = std::io::stdout();
+    let mut seen = 0u64;
+    while args.count.is_none_or(|n| seen < n) {
+        let message = subscriber.recv()?;
+        let line = if args.json {
+            render::json_line(&message)
+        } else {
+            render::text_line(&message)
+        };
+        let mut out = stdout.lock();
+        // A closed pipe (`zhub sub x | head -1`) ends the command quietly.
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return Ok(());
+        }
+        seen += 1;
+    }
+    Ok(())
+}

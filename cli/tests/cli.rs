@@ -1,0 +1,138 @@
+//! The `zhub` command against an in-process broker: pub, sub, stats, and clear errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
+
+fn zhub(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(ZHUB)
+        .args(args)
+        .env("ZHUB_URL", url)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("zhub runs")
+}
+
+/// Runs `body` with a hard deadline.
+fn deadline(limit: Duration, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its deadline of {limit:?}"),
+    }
+}
+
+#[test]
+fn pub_sub_and_stats() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+
+        // `zhub sub` prints nothing until it is subscribed; a probe publish from this test is
+        // retried until the subscriber shows it, which proves the subscription is live.
+        let mut sub = Command::new(ZHUB)
+            .args(["sub", "cli.", "--count", "4", "--json"])
+            .env("ZHUB_URL", &url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.by_ref() {
+                if line_tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = loop {
+            assert!(zhub(&url, &["pub", "cli.ready", "probe"]).status.success());
+            if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(100)) {
+                break line;
+            }
+        };
+        assert!(first.contains("\"cli.ready\""), "{first}");
+        let published = [
+            (
+                vec!["pub", "cli.text", "hello world"],
+                serde_json::json!("hello world"),
+            ),
+            (
+                vec!["pub", "cli.json", "--json", r#"{"a":[1,2]}"#],
+                serde_json::json!({"a": [1, 2]}),
+            ),
+            (
+                vec!["pub", "cli.raw", "--raw", "bytes"],
+                serde_json::json!("bytes"),
+            ),
+        ];
+        let mut expected = Vec::new();
+        for (args, body) in published {
+            assert!(zhub(&url, &args).status.success());
+            expected.push((args[1].to_owned(), body));
+        }
+        // The sub may have printed a second "ready" probe before the subscription was proven.
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let line = line_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("line from zhub sub");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["topic"] == "cli.ready" {
+                continue;
+            }
+            assert!(v["header"]["seq"].as_u64().unwrap() >= 1);
+            got.push((v["topic"].as_str().unwrap().to_owned(), v["body"].clone()));
+        }
+        assert_eq!(got, expected);
+        let _ = sub.kill();
+        let _ = sub.wait();
+
+        let out = zhub(&url, &["stats", "--json"]);
+        assert!(out.status.success());
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            stats["bus"]["messages_in"].as_u64().unwrap() >= 4,
+            "{stats}"
+        );
+        let out = zhub(&url, &["stats"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("slow_subscriber"));
+        broker.shutdown();
+    });
+}
+
+#[test]
+fn errors_are_one_line_and_exit_non_zero() {
+    deadline(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nobody = format!("ipc://{}", dir.path().join("nobody.sock").display());
+        let out = zhub(&nobody, &["--timeout", "200ms", "stats"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no broker answered"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let out = zhub(&url, &["pub", "$reserved", "x"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+        let out = zhub(&url, &["pub", "t", "--json", "{not json"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+    });
+}

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 pub const INFO_SERVICE: &str = "zhub.info";
 /// `zhub.stats`: the broker's counters.
 pub const STATS_SERVICE: &str = "zhub.stats";
+/// `zhub.services`: the services, their workers and queues ([`ServiceInfo`] list).
+pub const SERVICES_SERVICE: &str = "zhub.services";
+/// Prefix of the broker's own services; workers cannot register names under it.
+pub const BUILTIN_PREFIX: &str = "zhub.";
 
 /// Reply body of [`INFO_SERVICE`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,4 +87,32 @@ pub struct RequestStats {
     pub malformed: u64,
     /// Replies that could not be routed because the client had gone.
     pub unroutable: u64,
+    /// Requests answered "busy" because their service's queue was full.
+    pub busy: u64,
+    /// Requests whose timeout passed before a reply.
+    pub timed_out: u64,
+    /// Requests handed to another worker after theirs died or went silent.
+    pub requeued: u64,
+    /// Requests given up after their last attempt failed.
+    pub worker_failed: u64,
+    /// Workers expired for silence.
+    pub workers_expired: u64,
+}
+
+/// One service, as `zhub.services` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceInfo {
+    /// The service name.
+    pub name: String,
+    /// Workers registered for it.
+    pub workers: u64,
+    /// Of those, workers waiting for a request.
+    pub idle: u64,
+    /// Requests waiting for a worker.
+    pub queued: u64,
+    /// Requests being served right now.
+    pub in_flight: u64,
+    /// Replies delivered since the broker started.
+    pub served: u64,
 }

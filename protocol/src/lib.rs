@@ -10,6 +10,7 @@
 //!   deadlines and status codes.
 //! - [`builtin`] — names and MessagePack bodies of the broker's built-in services
 //!   (`zhub.info`, `zhub.stats`).
+//! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
 //! - [`body`] — MessagePack helpers shared by every typed API.
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
@@ -18,6 +19,7 @@ pub mod body;
 pub mod builtin;
 pub mod bus;
 pub mod error;
+pub mod mdp;
 pub mod request;
 
 pub use bus::{BusFrame, BusHeader, Encoding};

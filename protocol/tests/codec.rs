@@ -240,3 +240,82 @@ fn garbage_messagepack_is_a_decode_error() {
     let ok = body::encode(&(1, 2)).unwrap();
     assert_eq!(body::decode::<(i32, i32)>(&ok).unwrap(), (1, 2));
 }
+
+mod mdp {
+    use zhub_protocol::mdp::{ClientMessage, WorkerCommand};
+    use zhub_protocol::ProtocolError;
+
+    fn frames(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+        parts.iter().map(|p| p.to_vec()).collect()
+    }
+
+    #[test]
+    fn worker_commands_are_byte_exact() {
+        let cases = [
+            (
+                WorkerCommand::Ready {
+                    service: "print".into(),
+                },
+                frames(&[b"MDPW01", b"\x01", b"print"]),
+            ),
+            (
+                WorkerCommand::Request {
+                    client: b"addr".to_vec(),
+                    body: vec![b"hi".to_vec()],
+                },
+                frames(&[b"MDPW01", b"\x02", b"addr", b"", b"hi"]),
+            ),
+            (
+                WorkerCommand::Reply {
+                    client: b"addr".to_vec(),
+                    body: vec![b"a".to_vec(), b"b".to_vec()],
+                },
+                frames(&[b"MDPW01", b"\x03", b"addr", b"", b"a", b"b"]),
+            ),
+            (WorkerCommand::Heartbeat, frames(&[b"MDPW01", b"\x04"])),
+            (WorkerCommand::Disconnect, frames(&[b"MDPW01", b"\x05"])),
+        ];
+        for (command, wire) in cases {
+            assert_eq!(command.encode(), wire);
+            assert_eq!(WorkerCommand::decode(&wire).unwrap(), command);
+        }
+    }
+
+    #[test]
+    fn client_messages_are_byte_exact() {
+        let wire = frames(&[b"MDPC01", b"echo", b"one", b"two"]);
+        let message = ClientMessage::decode(&wire).unwrap();
+        assert_eq!(message.service, "echo");
+        assert_eq!(message.body, frames(&[b"one", b"two"]));
+        assert_eq!(message.encode(), wire);
+    }
+
+    #[test]
+    fn malformed_mdp_is_an_error() {
+        let bad: Vec<Vec<Vec<u8>>> = vec![
+            frames(&[]),
+            frames(&[b"MDPW01"]),
+            frames(&[b"MDPW02", b"\x01", b"svc"]),
+            frames(&[b"MDPW01", b"\x09"]),
+            frames(&[b"MDPW01", b""]),
+            frames(&[b"MDPW01", b"\x01"]),
+            frames(&[b"MDPW01", b"\x01", b"svc", b"extra"]),
+            frames(&[b"MDPW01", b"\x01", b"\xff"]),
+            frames(&[b"MDPW01", b"\x03", b"addr"]),
+            frames(&[b"MDPW01", b"\x03", b"addr", b"not empty", b"body"]),
+            frames(&[b"MDPW01", b"\x04", b"extra"]),
+        ];
+        for f in &bad {
+            assert!(WorkerCommand::decode(f).is_err(), "{f:?}");
+        }
+        assert!(matches!(
+            ClientMessage::decode(&frames(&[b"MDPC01"])),
+            Err(ProtocolError::FrameCount { .. })
+        ));
+        assert!(matches!(
+            ClientMessage::decode(&frames(&[b"MDPC02", b"svc"])),
+            Err(ProtocolError::UnknownProtocol(_))
+        ));
+        assert!(ClientMessage::decode(&frames(&[b"MDPC01", b""])).is_err());
+    }
+}

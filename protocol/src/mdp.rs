@@ -1,0 +1,203 @@
+//! Majordomo 0.1 (RFC 7/MDP) on the wire, so that existing Majordomo clients and workers in
+//! any language work with a zhub broker unchanged.
+//!
+//! The broker's ROUTER sees `[identity, "", ...frames]`; REQ and DEALER peers send
+//! `["", ...frames]`. The tables list the frames after the empty delimiter, which is what
+//! these codecs take and return.
+//!
+//! # MDP/Client (`MDPC01`)
+//!
+//! | frame | request (client to broker) | reply (broker to client)  |
+//! |-------|----------------------------|---------------------------|
+//! | 0     | `"MDPC01"`                 | `"MDPC01"`                |
+//! | 1     | service name               | service name              |
+//! | 2..   | request body               | reply body                |
+//!
+//! # MDP/Worker (`MDPW01`)
+//!
+//! | frame | READY        | REQUEST (broker to worker) | REPLY (worker to broker) | HEARTBEAT | DISCONNECT |
+//! |-------|--------------|----------------------------|--------------------------|-----------|------------|
+//! | 0     | `"MDPW01"`   | `"MDPW01"`                 | `"MDPW01"`               | `"MDPW01"`| `"MDPW01"` |
+//! | 1     | `0x01`       | `0x02`                     | `0x03`                   | `0x04`    | `0x05`     |
+//! | 2     | service name | client address (opaque)    | client address           |           |            |
+//! | 3     |              | `""`                       | `""`                     |           |            |
+//! | 4..   |              | request body               | reply body               |           |            |
+//!
+//! The client address is opaque to workers, who echo it in their reply. A zhub broker puts
+//! its own 8-byte request token there, which is how it matches a reply to the request, retries
+//! a request whose worker died, and serves native (`ZHC01`) clients through plain MDP workers.
+//!
+//! # Service discovery (`mmi.service`)
+//!
+//! A request to `mmi.service` whose body is a service name is answered `"200"` when that
+//! service has workers and `"404"` when not; any other `mmi.` name is answered `"501"`.
+
+use crate::ProtocolError;
+
+/// Signature of MDP/Client 0.1.
+pub const CLIENT: &[u8] = b"MDPC01";
+/// Signature of MDP/Worker 0.1.
+pub const WORKER: &[u8] = b"MDPW01";
+/// The service-discovery service.
+pub const MMI_SERVICE: &str = "mmi.service";
+/// Prefix of the Majordomo Management Interface services.
+pub const MMI_PREFIX: &str = "mmi.";
+
+const READY: u8 = 0x01;
+const REQUEST: u8 = 0x02;
+const REPLY: u8 = 0x03;
+const HEARTBEAT: u8 = 0x04;
+const DISCONNECT: u8 = 0x05;
+
+/// A client request or reply (they share one layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMessage {
+    /// Service name.
+    pub service: String,
+    /// Body frames.
+    pub body: Vec<Vec<u8>>,
+}
+
+impl ClientMessage {
+    /// Encodes the frames (without the empty delimiter).
+    pub fn encode(&self) -> Vec<Vec<u8>> {
+        let mut frames = Vec::with_capacity(2 + self.body.len());
+        frames.push(CLIENT.to_vec());
+        frames.push(self.service.as_bytes().to_vec());
+        frames.extend(self.body.iter().cloned());
+        frames
+    }
+
+    /// Decodes the frames (without the empty delimiter).
+    ///
+    /// # Errors
+    /// [`ProtocolError`] for a wrong signature, a missing service frame or a bad name.
+    pub fn decode(frames: &[Vec<u8>]) -> Result<Self, ProtocolError> {
+        let [signature, service, body @ ..] = frames else {
+            return Err(ProtocolError::FrameCount {
+                what: "MDP client message",
+                expected: 2,
+                got: frames.len(),
+            });
+        };
+        if signature != CLIENT {
+            return Err(ProtocolError::UnknownProtocol(signature.clone()));
+        }
+        Ok(ClientMessage {
+            service: service_name(service)?,
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// A command on the worker side of MDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerCommand {
+    /// The worker offers a service.
+    Ready {
+        /// The service.
+        service: String,
+    },
+    /// The broker hands the worker a request.
+    Request {
+        /// Opaque address to echo in the reply.
+        client: Vec<u8>,
+        /// Body frames.
+        body: Vec<Vec<u8>>,
+    },
+    /// The worker answers a request.
+    Reply {
+        /// The address from the request.
+        client: Vec<u8>,
+        /// Body frames.
+        body: Vec<Vec<u8>>,
+    },
+    /// Either side is alive.
+    Heartbeat,
+    /// Either side ends the session.
+    Disconnect,
+}
+
+impl WorkerCommand {
+    /// Encodes the frames (without the empty delimiter).
+    pub fn encode(&self) -> Vec<Vec<u8>> {
+        let mut frames = vec![WORKER.to_vec()];
+        match self {
+            WorkerCommand::Ready { service } => {
+                frames.push(vec![READY]);
+                frames.push(service.as_bytes().to_vec());
+            }
+            WorkerCommand::Request { client, body } | WorkerCommand::Reply { client, body } => {
+                let command = if matches!(self, WorkerCommand::Request { .. }) {
+                    REQUEST
+                } else {
+                    REPLY
+                };
+                frames.push(vec![command]);
+                frames.push(client.clone());
+                frames.push(Vec::new());
+                frames.extend(body.iter().cloned());
+            }
+            WorkerCommand::Heartbeat => frames.push(vec![HEARTBEAT]),
+            WorkerCommand::Disconnect => frames.push(vec![DISCONNECT]),
+        }
+        frames
+    }
+
+    /// Decodes the frames (without the empty delimiter).
+    ///
+    /// # Errors
+    /// [`ProtocolError`] for a wrong signature, an unknown command, or frames missing.
+    pub fn decode(frames: &[Vec<u8>]) -> Result<Self, ProtocolError> {
+        let count = |expected| ProtocolError::FrameCount {
+            what: "MDP worker command",
+            expected,
+            got: frames.len(),
+        };
+        let [signature, command, rest @ ..] = frames else {
+            return Err(count(2));
+        };
+        if signature != WORKER {
+            return Err(ProtocolError::UnknownProtocol(signature.clone()));
+        }
+        let command = match command.as_slice() {
+            [c] => *c,
+            other => {
+                return Err(ProtocolError::FieldSize {
+                    field: "command",
+                    expected: 1,
+                    got: other.len(),
+                })
+            }
+        };
+        match (command, rest) {
+            (READY, [service]) => Ok(WorkerCommand::Ready {
+                service: service_name(service)?,
+            }),
+            (READY, _) => Err(count(3)),
+            (REQUEST | REPLY, [client, delimiter, body @ ..]) if delimiter.is_empty() => {
+                let (client, body) = (client.clone(), body.to_vec());
+                Ok(if command == REQUEST {
+                    WorkerCommand::Request { client, body }
+                } else {
+                    WorkerCommand::Reply { client, body }
+                })
+            }
+            (REQUEST | REPLY, _) => Err(count(4)),
+            (HEARTBEAT, []) => Ok(WorkerCommand::Heartbeat),
+            (DISCONNECT, []) => Ok(WorkerCommand::Disconnect),
+            (HEARTBEAT | DISCONNECT, _) => Err(count(2)),
+            (other, _) => Err(ProtocolError::UnknownCommand(other)),
+        }
+    }
+}
+
+fn service_name(frame: &[u8]) -> Result<String, ProtocolError> {
+    let name = std::str::from_utf8(frame).map_err(|_| ProtocolError::InvalidName {
+        what: "service",
+        name: String::from_utf8_lossy(frame).into_owned(),
+        reason: "not UTF-8",
+    })?;
+    crate::request::check_service(name)?;
+    Ok(name.to_owned())
+}

@@ -2,6 +2,7 @@
 //! overriding the one before.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
@@ -49,7 +50,23 @@ pub struct Config {
     pub request_hwm: i32,
     /// ZeroMQ I/O threads.
     pub io_threads: i32,
+    /// Interval of heartbeats between broker and workers.
+    #[serde(with = "duration_text")]
+    pub heartbeat: Duration,
+    /// Heartbeat intervals a worker may stay silent before it is expired and its request
+    /// handed to another worker.
+    pub liveness: u32,
+    /// Requests that may wait per service; one more is answered "busy".
+    pub service_queue: usize,
+    /// Times a request is handed to a worker before the client is told the worker failed.
+    pub max_attempts: u32,
+    /// Deadline for requests from plain Majordomo clients, which carry none.
+    #[serde(with = "duration_text")]
+    pub mdp_timeout: Duration,
 }
+
+/// Default heartbeat interval between broker and workers.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(2500);
 
 impl Default for Config {
     fn default() -> Self {
@@ -62,6 +79,11 @@ impl Default for Config {
             subscribe_hwm: DEFAULT_HWM,
             request_hwm: DEFAULT_HWM,
             io_threads: 1,
+            heartbeat: DEFAULT_HEARTBEAT,
+            liveness: 3,
+            service_queue: 10_000,
+            max_attempts: 3,
+            mdp_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -148,7 +170,12 @@ impl Config {
             publish_hwm,
             subscribe_hwm,
             request_hwm,
-            io_threads
+            io_threads,
+            heartbeat,
+            liveness,
+            service_queue,
+            max_attempts,
+            mdp_timeout
         );
         Ok(config)
     }
@@ -205,6 +232,64 @@ pub struct Args {
     /// ZeroMQ I/O threads.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub io_threads: i32,
+    /// Interval of heartbeats between broker and workers (e.g. 2500ms, 2.5s).
+    #[arg(long, value_name = "DURATION", default_value = "2.5s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Heartbeats a worker may miss before it is expired and its request retried elsewhere.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub liveness: u32,
+    /// Requests that may wait per service before new ones are answered "busy".
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub service_queue: usize,
+    /// Times a request is handed to a worker before the client is told the worker failed.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Deadline of requests from plain Majordomo clients, which carry none.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub mdp_timeout: Duration,
+}
+
+/// Parses `500ms`, `2.5s`, `1m`, `1h`, or a bare number of seconds.
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 2.5s, 1m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Durations in the config file, written as text: `heartbeat = "2.5s"`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +312,7 @@ mod tests {
         let path = dir.path().join("zhub.toml");
         std::fs::write(
             &path,
-            "listen = \"ipc:///tmp/a\"\npublish = \"tcp://127.0.0.1:7000\"\nsubscribe_hwm = 5\n",
+            "listen = \"ipc:///tmp/a\"\npublish = \"tcp://127.0.0.1:7000\"\nsubscribe_hwm = 5\nheartbeat = \"500ms\"\n",
         )
         .unwrap();
         let c = Config::from_command_line([
@@ -242,6 +327,16 @@ mod tests {
         assert_eq!(c.publish, "tcp://127.0.0.1:7001");
         assert_eq!(c.subscribe, DEFAULT_SUBSCRIBE);
         assert_eq!(c.subscribe_hwm, 5);
+        assert_eq!(c.heartbeat, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
     }
 
     #[test]

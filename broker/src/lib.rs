@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  publishers --> XSUB ==== proxy ====> XPUB --> subscribers        (thread "zhub-bus")
-//!  clients    <-> ROUTER (main endpoint): zhub.info, zhub.stats     (thread "zhub-router")
+//!  clients    <-> ROUTER (main endpoint)                           (thread "zhub-router")
+//!  workers    <->   services, FIFO queues, LRU workers, heartbeats; zhub.*, mmi.* built-ins
 //! ```
 //!
 //! # Layout
@@ -11,6 +12,7 @@
 //! - [`endpoint`] — endpoint checks and binding.
 //! - `bus` — the publish/subscribe proxy loop and its counters.
 //! - `router` — the request loop on the main endpoint and the built-in services.
+//! - `services` — named services: queues, workers, heartbeats, deadlines, retries.
 //! - [`error`] — [`BrokerError`].
 //!
 //! # Example
@@ -29,6 +31,7 @@ pub mod endpoint;
 pub mod error;
 mod memory;
 mod router;
+mod services;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::sync::mpsc::Receiver;
@@ -102,7 +105,14 @@ impl Broker {
         broker.spawn("zhub-bus", move |control| {
             bus::run(xsub, xpub, control, bus_counters)
         })?;
-        let router = router::Router::new(router, info, counters);
+        let services = services::ServiceConfig {
+            heartbeat: config.heartbeat,
+            liveness: config.liveness.max(1),
+            max_queue: config.service_queue,
+            max_attempts: config.max_attempts.max(1),
+            mdp_timeout: config.mdp_timeout,
+        };
+        let router = router::Router::new(router, info, counters, services);
         broker.spawn("zhub-router", move |control| router.run(control))?;
         Ok(broker)
     }

@@ -1,21 +1,29 @@
 //! The request path: one thread, one poll loop over the main ROUTER socket.
 //!
-//! It reads `[identity, "", signature, ...]`, decodes with `zhub-protocol`, answers built-in
-//! services itself and replies through the same socket. A malformed message is counted,
-//! logged, answered with `400 Bad Request` where the request id can be read, and dropped; it
-//! never ends the loop.
+//! Three protocols share the socket, told apart by their signature frame: native clients
+//! (`ZHC01`), Majordomo clients (`MDPC01`) and Majordomo workers (`MDPW01`). Built-in services
+//! (`zhub.*`, `mmi.*`) are answered here; every other request goes to the service layer
+//! ([`crate::services`]), whose outbox this loop flushes. The poll timeout is the time to the
+//! next heartbeat or request deadline.
+//!
+//! A malformed message is counted, logged, answered with `400 Bad Request` where the request
+//! id can be read, and dropped; it never ends the loop.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
-use zhub_protocol::builtin::{BrokerInfo, RequestStats, Stats, INFO_SERVICE, STATS_SERVICE};
+use zhub_protocol::builtin::{
+    BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
+};
+use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
 use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
+use crate::services::{hex, Origin, Outgoing, ServiceConfig, Services, Submission};
 
-/// Most messages handled per poll, so that shutdown is seen promptly under load.
+/// Most messages handled per poll, so that timers and shutdown are seen promptly under load.
 const BATCH: usize = 256;
 
 /// State of the request thread. Plain fields: only this thread touches them.
@@ -25,27 +33,51 @@ pub(crate) struct Router {
     bus: Arc<BusCounters>,
     started: Instant,
     stats: RequestStats,
+    services: Services,
+    mdp_timeout: Duration,
+}
+
+/// What a built-in service answered.
+enum Builtin {
+    /// Not a built-in service name: the request is for a worker.
+    ForWorkers,
+    /// Answered with these body frames.
+    Body(Vec<Vec<u8>>),
+    /// Failed.
+    Error(Status, String),
 }
 
 impl Router {
-    pub(crate) fn new(socket: zmq::Socket, info: BrokerInfo, bus: Arc<BusCounters>) -> Self {
+    pub(crate) fn new(
+        socket: zmq::Socket,
+        info: BrokerInfo,
+        bus: Arc<BusCounters>,
+        config: ServiceConfig,
+    ) -> Self {
+        let now = Instant::now();
         Router {
             socket,
             info,
             bus,
-            started: Instant::now(),
+            started: now,
             stats: RequestStats::default(),
+            mdp_timeout: config.mdp_timeout,
+            services: Services::new(config, now),
         }
     }
 
     /// Serves until a message arrives on `control`.
     pub(crate) fn run(mut self, control: zmq::Socket) -> Result<(), zmq::Error> {
         loop {
+            let now = Instant::now();
+            let wait = self.services.next_wakeup().saturating_duration_since(now);
+            // Round up, so that the loop does not spin through the last partial millisecond.
+            let timeout = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
             let mut items = [
                 self.socket.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
             ];
-            match zmq::poll(&mut items, -1) {
+            match zmq::poll(&mut items, timeout) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e),
             }
@@ -61,6 +93,8 @@ impl Router {
                     }
                 }
             }
+            self.services.tick(Instant::now(), &mut self.stats);
+            self.flush();
         }
     }
 
@@ -69,47 +103,120 @@ impl Router {
             self.malformed(None, "message without envelope dropped");
             return;
         };
-        match rest.first() {
-            Some(signature) if signature == SIGNATURE => match Request::decode(rest) {
+        let now = Instant::now();
+        match rest.first().map(Vec::as_slice) {
+            Some(SIGNATURE) => self.native_request(now, identity, rest),
+            Some(mdp::CLIENT) => match ClientMessage::decode(rest) {
                 Ok(request) => {
                     self.stats.received += 1;
-                    let reply = self.answer(&request);
-                    self.send(identity, &reply);
-                }
-                Err(e) => {
-                    self.malformed(Some(identity), "malformed request dropped");
-                    // Answer a REQUEST whose id can still be read, so the client is not left
-                    // waiting for its timeout. Other commands' layouts are not ours to guess.
-                    let is_request = rest.get(1).map(Vec::as_slice) == Some(&[REQUEST_COMMAND][..]);
-                    let id = rest
-                        .get(2)
-                        .and_then(|f| <[u8; 8]>::try_from(f.as_slice()).ok());
-                    if let (true, Some(id)) = (is_request, id) {
-                        let reply =
-                            Reply::error(u64::from_be_bytes(id), Status::BadRequest, e.to_string());
-                        self.send(identity, &reply);
+                    match self.builtin(&request.service, &request.body) {
+                        Builtin::ForWorkers => {
+                            let submission = Submission {
+                                client: identity,
+                                origin: Origin::Mdp,
+                                service: &request.service,
+                                body: request.body,
+                                timeout: self.mdp_timeout,
+                            };
+                            self.services.submit(now, &mut self.stats, submission);
+                        }
+                        Builtin::Body(body) => {
+                            let reply = ClientMessage {
+                                service: request.service,
+                                body,
+                            };
+                            self.send(identity, reply.encode());
+                        }
+                        // MDP has no error replies; the client's timeout tells it.
+                        Builtin::Error(status, reason) => {
+                            debug!(status = status.code(), %reason, "built-in failed for MDP client")
+                        }
                     }
                 }
+                Err(_) => self.malformed(Some(identity), "malformed MDP client request dropped"),
             },
+            Some(mdp::WORKER) => {
+                if !self
+                    .services
+                    .worker_message(now, &mut self.stats, identity, rest)
+                {
+                    self.count_malformed();
+                }
+            }
             _ => self.malformed(Some(identity), "message with unknown protocol dropped"),
         }
     }
 
-    fn answer(&self, request: &Request) -> Reply {
-        let encoded = match request.service.as_str() {
+    fn native_request(&mut self, now: Instant, identity: &[u8], rest: &[Vec<u8>]) {
+        match Request::decode(rest) {
+            Ok(request) => {
+                self.stats.received += 1;
+                match self.builtin(&request.service, &request.body) {
+                    Builtin::ForWorkers => {
+                        let submission = Submission {
+                            client: identity,
+                            origin: Origin::Native(request.id),
+                            service: &request.service,
+                            body: request.body,
+                            timeout: request.timeout,
+                        };
+                        self.services.submit(now, &mut self.stats, submission);
+                    }
+                    Builtin::Body(body) => {
+                        self.send(identity, Reply::ok(request.id, body).encode());
+                    }
+                    Builtin::Error(status, reason) => {
+                        self.send(identity, Reply::error(request.id, status, reason).encode());
+                    }
+                }
+            }
+            Err(e) => {
+                self.malformed(Some(identity), "malformed request dropped");
+                // Answer a REQUEST whose id can still be read, so the client is not left
+                // waiting for its timeout. Other commands' layouts are not ours to guess.
+                let is_request = rest.get(1).map(Vec::as_slice) == Some(&[REQUEST_COMMAND][..]);
+                let id = rest
+                    .get(2)
+                    .and_then(|f| <[u8; 8]>::try_from(f.as_slice()).ok());
+                if let (true, Some(id)) = (is_request, id) {
+                    let reply =
+                        Reply::error(u64::from_be_bytes(id), Status::BadRequest, e.to_string());
+                    self.send(identity, reply.encode());
+                }
+            }
+        }
+    }
+
+    /// Answers the broker's own services: `zhub.info`, `zhub.stats`, `zhub.services` and the
+    /// Majordomo Management Interface (`mmi.service`).
+    fn builtin(&self, service: &str, request_body: &[Vec<u8>]) -> Builtin {
+        let encoded = match service {
             INFO_SERVICE => body::encode(&self.info),
             STATS_SERVICE => body::encode(&self.stats()),
-            other => {
-                return Reply::error(
-                    request.id,
+            SERVICES_SERVICE => body::encode(&self.services.list()),
+            MMI_SERVICE => {
+                let asked = request_body
+                    .first()
+                    .map(|f| String::from_utf8_lossy(f).into_owned());
+                let known = asked.is_some_and(|name| self.services.has_workers(&name));
+                return Builtin::Body(vec![if known {
+                    b"200".to_vec()
+                } else {
+                    b"404".to_vec()
+                }]);
+            }
+            other if other.starts_with(MMI_PREFIX) => return Builtin::Body(vec![b"501".to_vec()]),
+            other if other.starts_with(BUILTIN_PREFIX) => {
+                return Builtin::Error(
                     Status::NoService,
-                    format!("no such service: {other}"),
+                    format!("no such built-in service: {other}"),
                 )
             }
+            _ => return Builtin::ForWorkers,
         };
         match encoded {
-            Ok(bytes) => Reply::ok(request.id, vec![bytes]),
-            Err(e) => Reply::error(request.id, Status::Internal, e.to_string()),
+            Ok(bytes) => Builtin::Body(vec![bytes]),
+            Err(e) => Builtin::Error(Status::Internal, e.to_string()),
         }
     }
 
@@ -124,25 +231,67 @@ impl Router {
         }
     }
 
-    fn send(&mut self, identity: &[u8], reply: &Reply) {
-        let mut frames = Vec::with_capacity(2 + 4 + reply.body.len());
-        frames.push(identity.to_vec());
-        frames.push(Vec::new());
-        frames.extend(reply.encode());
-        // DONTWAIT: a client that stopped reading must not stall the loop. With
-        // ROUTER_MANDATORY a gone client is EHOSTUNREACH, a full one EAGAIN.
-        match self.socket.send_multipart(frames, zmq::DONTWAIT) {
-            Ok(()) => self.stats.replied += 1,
-            Err(e @ (zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
-                self.stats.unroutable += 1;
-                debug!(error = %e, "reply dropped: client gone or not reading");
+    /// Sends what the service layer produced. A worker that cannot be reached any more is
+    /// removed, which may requeue its request and produce more to send.
+    fn flush(&mut self) {
+        loop {
+            let outbox = self.services.take_outbox();
+            if outbox.is_empty() {
+                return;
             }
-            Err(e) => warn!(error = %e, "reply send failed"),
+            let mut gone = Vec::new();
+            for Outgoing { identity, frames } in outbox {
+                if !self.send(&identity, frames) {
+                    gone.push(identity);
+                }
+            }
+            let now = Instant::now();
+            for identity in gone {
+                self.services
+                    .remove_worker(now, &mut self.stats, &identity, false);
+            }
         }
     }
 
-    fn malformed(&mut self, identity: Option<&[u8]>, what: &str) {
+    /// Sends `[identity, "", frames...]`; `false` when the peer is gone or not reading.
+    fn send(&mut self, identity: &[u8], frames: Vec<Vec<u8>>) -> bool {
+        let to_client = matches!(
+            frames.first().map(Vec::as_slice),
+            Some(SIGNATURE | mdp::CLIENT)
+        );
+        let mut message = Vec::with_capacity(2 + frames.len());
+        message.push(identity.to_vec());
+        message.push(Vec::new());
+        message.extend(frames);
+        // DONTWAIT: a peer that stopped reading must not stall the loop. With
+        // ROUTER_MANDATORY a gone peer is EHOSTUNREACH, a full one EAGAIN.
+        match self.socket.send_multipart(message, zmq::DONTWAIT) {
+            Ok(()) => {
+                if to_client {
+                    self.stats.replied += 1;
+                }
+                true
+            }
+            Err(e @ (zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
+                if to_client {
+                    self.stats.unroutable += 1;
+                }
+                debug!(peer = %hex(identity), error = %e, "message dropped: peer gone or not reading");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "send failed");
+                false
+            }
+        }
+    }
+
+    fn count_malformed(&mut self) {
         self.stats.malformed += 1;
+    }
+
+    fn malformed(&mut self, identity: Option<&[u8]>, what: &str) {
+        self.count_malformed();
         let peer = identity.map(hex).unwrap_or_default();
         if self.stats.malformed.is_power_of_two() {
             warn!(peer = %peer, total = self.stats.malformed, "{what}");
@@ -150,8 +299,4 @@ impl Router {
             debug!(peer = %peer, total = self.stats.malformed, "{what}");
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -121,8 +121,13 @@ fn malformed_requests_get_an_error_or_are_dropped_and_the_broker_goes_on() {
             garbage.len() as u64 + 1,
             "{stats:?}"
         );
-        let err = client.request_bytes("no.such.service", b"").unwrap_err();
-        assert_eq!(err.kind(), RequestErrorKind::NoService);
+        // A service nobody serves: the request waits for a worker until its deadline, then
+        // the broker answers "no service" (before the client's own, slightly later, timeout).
+        let options = zhub_client::RequestOptions::new().timeout(Duration::from_millis(300));
+        let err = client
+            .request_bytes_with("no.such.service", b"", &options)
+            .unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::NoService, "{err}");
     });
 }
 

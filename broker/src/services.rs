@@ -1,0 +1,783 @@
+//! Named services: FIFO request queues, least-recently-used idle workers, heartbeats,
+//! deadlines and retries (the shape of the ZeroMQ guide's `mdbroker.c`, plus Paranoid Pirate
+//! heartbeating in both directions).
+//!
+//! This module is pure state: it takes decoded messages and the current time, and leaves
+//! the messages to send in an outbox that the router thread flushes. Time is always passed
+//! in, so heartbeat, expiry and deadline logic is tested with an injected clock.
+//!
+//! A request is identified by a broker-chosen 8-byte token, sent to the worker as the MDP
+//! "client address" and echoed in its reply. The broker keeps each request's body until it is
+//! answered, so when a worker dies or goes silent holding a request, the request goes back to
+//! the head of its queue for another worker, at most `max_attempts` times in all.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+use zhub_protocol::builtin::{RequestStats, ServiceInfo};
+use zhub_protocol::mdp::{ClientMessage, WorkerCommand};
+use zhub_protocol::{Reply, Status};
+
+/// Settings of the service layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceConfig {
+    /// Interval of heartbeats to workers, and the unit of worker expiry.
+    pub heartbeat: Duration,
+    /// Heartbeat intervals a worker may stay silent before it is expired.
+    pub liveness: u32,
+    /// Requests that may wait per service; one more is answered "busy".
+    pub max_queue: usize,
+    /// Times a request is handed to a worker before it is given up.
+    pub max_attempts: u32,
+    /// Deadline of requests from plain Majordomo clients, which carry none.
+    pub mdp_timeout: Duration,
+}
+
+/// Who asked, and so how to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A native client: the reply carries its request id and a status.
+    Native(u64),
+    /// A Majordomo client: plain MDP replies, no error replies (MDP has none).
+    Mdp,
+}
+
+/// A request from a client, as the router hands it over.
+pub(crate) struct Submission<'a> {
+    pub client: &'a [u8],
+    pub origin: Origin,
+    pub service: &'a str,
+    pub body: Vec<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// A message for the router to send: `[identity, "", frames...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    pub identity: Vec<u8>,
+    pub frames: Vec<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    client: Vec<u8>,
+    origin: Origin,
+    service: String,
+    body: Vec<Vec<u8>>,
+    deadline: Instant,
+    attempts: u32,
+    /// True while the request waits in its service's queue.
+    queued: bool,
+}
+
+#[derive(Debug, Default)]
+struct Service {
+    /// Tokens of waiting requests, oldest first. Tokens of requests that expired while
+    /// waiting stay until `stale` is compacted away.
+    requests: VecDeque<u64>,
+    /// Waiting requests that are still live.
+    live: usize,
+    /// Expired tokens still in `requests`.
+    stale: usize,
+    /// Idle workers, the one idle longest first.
+    idle: VecDeque<Vec<u8>>,
+    workers: usize,
+    served: u64,
+}
+
+#[derive(Debug)]
+struct Worker {
+    service: String,
+    expiry: Instant,
+    current: Option<u64>,
+}
+
+/// The service layer's state. Plain structs, owned by the router thread.
+pub(crate) struct Services {
+    config: ServiceConfig,
+    services: HashMap<String, Service>,
+    workers: HashMap<Vec<u8>, Worker>,
+    pending: HashMap<u64, Pending>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_token: u64,
+    next_heartbeat: Instant,
+    outbox: Vec<Outgoing>,
+}
+
+impl Services {
+    pub(crate) fn new(config: ServiceConfig, now: Instant) -> Self {
+        Services {
+            next_heartbeat: now + config.heartbeat,
+            config,
+            services: HashMap::new(),
+            workers: HashMap::new(),
+            pending: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            next_token: 1,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Messages to send, in order.
+    pub(crate) fn take_outbox(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Whether `service` has at least one worker (`mmi.service`).
+    pub(crate) fn has_workers(&self, service: &str) -> bool {
+        self.services.get(service).is_some_and(|s| s.workers > 0)
+    }
+
+    /// When the router must call [`Services::tick`] next.
+    pub(crate) fn next_wakeup(&self) -> Instant {
+        match self.deadlines.peek() {
+            Some(Reverse((deadline, _))) => (*deadline).min(self.next_heartbeat),
+            None => self.next_heartbeat,
+        }
+    }
+
+    /// Queues a request from a client and hands it to a worker if one is idle.
+    pub(crate) fn submit(
+        &mut self,
+        now: Instant,
+        stats: &mut RequestStats,
+        submission: Submission<'_>,
+    ) {
+        let Submission {
+            client,
+            origin,
+            service,
+            body,
+            timeout,
+        } = submission;
+        let max_queue = self.config.max_queue;
+        let svc = self.services.entry(service.to_owned()).or_default();
+        if svc.live >= max_queue {
+            stats.busy += 1;
+            let reason = format!("service {service} has {max_queue} requests waiting");
+            self.answer_error(client, origin, service, Status::Busy, reason);
+            return;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        let deadline = now + timeout;
+        svc.requests.push_back(token);
+        svc.live += 1;
+        self.pending.insert(
+            token,
+            Pending {
+                client: client.to_vec(),
+                origin,
+                service: service.to_owned(),
+                body,
+                deadline,
+                attempts: 0,
+                queued: true,
+            },
+        );
+        self.deadlines.push(Reverse((deadline, token)));
+        self.dispatch(now, service);
+    }
+
+    /// Hands waiting requests of `service` to its idle workers, oldest request to the worker
+    /// idle longest. An expired request is never handed out.
+    fn dispatch(&mut self, now: Instant, service: &str) {
+        loop {
+            let Some(svc) = self.services.get_mut(service) else {
+                return;
+            };
+            if svc.idle.is_empty() || svc.live == 0 {
+                return;
+            }
+            let Some(token) = svc.requests.pop_front() else {
+                return;
+            };
+            let Some(pending) = self.pending.get_mut(&token).filter(|p| p.queued) else {
+                svc.stale = svc.stale.saturating_sub(1);
+                continue;
+            };
+            if pending.deadline <= now {
+                // Its deadline passed in this very tick: answer it, hand out the next.
+                svc.requests.push_front(token);
+                self.expire(token);
+                continue;
+            }
+            let Some(identity) = svc.idle.pop_front() else {
+                return;
+            };
+            svc.live -= 1;
+            pending.queued = false;
+            pending.attempts += 1;
+            let request = WorkerCommand::Request {
+                client: token.to_be_bytes().to_vec(),
+                body: pending.body.clone(),
+            };
+            if let Some(worker) = self.workers.get_mut(&identity) {
+                worker.current = Some(token);
+            }
+            self.outbox.push(Outgoing {
+                identity,
+                frames: request.encode(),
+            });
+        }
+    }
+
+    /// Handles one message from a worker (frames after the empty delimiter). Returns `false`
+    /// when the message was malformed (the worker, if known, is then disconnected).
+    pub(crate) fn worker_message(
+        &mut self,
+        now: Instant,
+        stats: &mut RequestStats,
+        identity: &[u8],
+        frames: &[Vec<u8>],
+    ) -> bool {
+        let command = match WorkerCommand::decode(frames) {
+            Ok(command) => command,
+            Err(e) => {
+                warn!(worker = %hex(identity), error = %e, "malformed worker message; worker disconnected");
+                self.remove_worker(now, stats, identity, true);
+                return false;
+            }
+        };
+        let known = self.workers.contains_key(identity);
+        if let Some(worker) = self.workers.get_mut(identity) {
+            // Any traffic from a worker shows it is alive.
+            worker.expiry = now + self.config.heartbeat * self.config.liveness;
+        }
+        match command {
+            WorkerCommand::Ready { service } if !known => self.register(now, identity, service),
+            WorkerCommand::Reply { client, body } if known => {
+                self.reply(now, stats, identity, &client, body)
+            }
+            WorkerCommand::Heartbeat if known => {}
+            WorkerCommand::Disconnect => self.remove_worker(now, stats, identity, false),
+            WorkerCommand::Ready { .. } | WorkerCommand::Request { .. } => {
+                warn!(worker = %hex(identity), "unexpected command from worker; worker disconnected");
+                self.remove_worker(now, stats, identity, true);
+                return false;
+            }
+            WorkerCommand::Reply { .. } | WorkerCommand::Heartbeat => {
+                // A worker we do not know (say, from before a broker restart): tell it to
+                // reconnect and register again.
+                debug!(worker = %hex(identity), "message from unregistered worker; asked to reconnect");
+                self.outbox.push(Outgoing {
+                    identity: identity.to_vec(),
+                    frames: WorkerCommand::Disconnect.encode(),
+                });
+            }
+        }
+        true
+    }
+
+    fn register(&mut self, now: Instant, identity: &[u8], service: String) {
+        if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX)
+            || service.starts_with(zhub_protocol::mdp::MMI_PREFIX)
+        {
+            warn!(worker = %hex(identity), service = %service, "worker asked for a reserved service name; disconnected");
+            self.outbox.push(Outgoing {
+                identity: identity.to_vec(),
+                frames: WorkerCommand::Disconnect.encode(),
+            });
+            return;
+        }
+        info!(worker = %hex(identity), service = %service, "worker ready");
+        let svc = self.services.entry(service.clone()).or_default();
+        svc.workers += 1;
+        svc.idle.push_back(identity.to_vec());
+        self.workers.insert(
+            identity.to_vec(),
+            Worker {
+                service: service.clone(),
+                expiry: now + self.config.heartbeat * self.config.liveness,
+                current: None,
+            },
+        );
+        self.dispatch(now, &service);
+    }
+
+    fn reply(
+        &mut self,
+        now: Instant,
+        stats: &mut RequestStats,
+        identity: &[u8],
+        client: &[u8],
+        body: Vec<Vec<u8>>,
+    ) {
+        let Ok(token) = <[u8; 8]>::try_from(client).map(u64::from_be_bytes) else {
+            warn!(worker = %hex(identity), "reply with an address the broker never sent; worker disconnected");
+            self.remove_worker(now, stats, identity, true);
+            return;
+        };
+        let Some(worker) = self.workers.get_mut(identity) else {
+            return;
+        };
+        if worker.current != Some(token) {
+            debug!(worker = %hex(identity), token, "reply to a request this worker does not hold ignored");
+            return;
+        }
+        worker.current = None;
+        let service = worker.service.clone();
+        match self.pending.remove(&token) {
+            Some(pending) => {
+                if let Some(svc) = self.services.get_mut(&service) {
+                    svc.served += 1;
+                }
+                let frames = match pending.origin {
+                    Origin::Native(id) => Reply::ok(id, body).encode(),
+                    Origin::Mdp => ClientMessage {
+                        service: service.clone(),
+                        body,
+                    }
+                    .encode(),
+                };
+                self.outbox.push(Outgoing {
+                    identity: pending.client,
+                    frames,
+                });
+            }
+            // The request timed out while the worker served it; the client has its answer.
+            None => debug!(token, "late reply dropped"),
+        }
+        if let Some(svc) = self.services.get_mut(&service) {
+            svc.idle.push_back(identity.to_vec());
+        }
+        self.dispatch(now, &service);
+    }
+
+    /// Forgets a worker; its request, if it held one, goes back to the head of the queue.
+    pub(crate) fn remove_worker(
+        &mut self,
+        now: Instant,
+        stats: &mut RequestStats,
+        identity: &[u8],
+        disconnect: bool,
+    ) {
+        if disconnect {
+            self.outbox.push(Outgoing {
+                identity: identity.to_vec(),
+                frames: WorkerCommand::Disconnect.encode(),
+            });
+        }
+        let Some(worker) = self.workers.remove(identity) else {
+            return;
+        };
+        info!(worker = %hex(identity), service = %worker.service, "worker removed");
+        if let Some(svc) = self.services.get_mut(&worker.service) {
+            svc.workers -= 1;
+            svc.idle.retain(|i| i != identity);
+        }
+        if let Some(token) = worker.current {
+            self.requeue(now, stats, token);
+        }
+        self.forget_if_unused(&worker.service);
+    }
+
+    fn requeue(&mut self, now: Instant, stats: &mut RequestStats, token: u64) {
+        let max_attempts = self.config.max_attempts;
+        let Some(pending) = self.pending.get_mut(&token) else {
+            return;
+        };
+        if pending.attempts >= max_attempts {
+            stats.worker_failed += 1;
+            let attempts = pending.attempts;
+            if let Some(p) = self.pending.remove(&token) {
+                let reason = format!("{} worker(s) failed while serving the request", attempts);
+                self.answer_error(
+                    &p.client,
+                    p.origin,
+                    &p.service,
+                    Status::WorkerFailed,
+                    reason,
+                );
+            }
+            return;
+        }
+        stats.requeued += 1;
+        pending.queued = true;
+        let service = pending.service.clone();
+        let svc = self.services.entry(service.clone()).or_default();
+        svc.requests.push_front(token);
+        svc.live += 1;
+        self.dispatch(now, &service);
+    }
+
+    /// Answers and forgets a request whose deadline passed.
+    fn expire(&mut self, token: u64) {
+        let Some(pending) = self.pending.remove(&token) else {
+            return;
+        };
+        let svc = self.services.get_mut(&pending.service);
+        let has_workers = svc.as_ref().is_some_and(|s| s.workers > 0);
+        if let (true, Some(svc)) = (pending.queued, svc) {
+            svc.live -= 1;
+            svc.stale += 1;
+            // Compact once expired tokens outnumber live ones, so that a service nobody
+            // serves does not keep the tokens of every request it ever timed out.
+            if svc.stale > svc.live {
+                let pending_map = &self.pending;
+                svc.requests
+                    .retain(|t| pending_map.get(t).is_some_and(|p| p.queued));
+                svc.stale = 0;
+            }
+        }
+        let (status, reason) = if has_workers {
+            (
+                Status::TimedOut,
+                format!("no reply from service {} in time", pending.service),
+            )
+        } else {
+            (
+                Status::NoService,
+                format!("no worker for service {} in time", pending.service),
+            )
+        };
+        self.answer_error(
+            &pending.client,
+            pending.origin,
+            &pending.service,
+            status,
+            reason,
+        );
+        self.forget_if_unused(&pending.service);
+    }
+
+    fn forget_if_unused(&mut self, service: &str) {
+        if self
+            .services
+            .get(service)
+            .is_some_and(|s| s.workers == 0 && s.live == 0 && s.served == 0)
+        {
+            self.services.remove(service);
+        }
+    }
+
+    fn answer_error(
+        &mut self,
+        client: &[u8],
+        origin: Origin,
+        service: &str,
+        status: Status,
+        reason: String,
+    ) {
+        match origin {
+            Origin::Native(id) => self.outbox.push(Outgoing {
+                identity: client.to_vec(),
+                frames: Reply::error(id, status, reason).encode(),
+            }),
+            // Majordomo has no error replies: the client's own timeout tells it.
+            Origin::Mdp => {
+                debug!(service, status = status.code(), %reason, "request from MDP client dropped")
+            }
+        }
+    }
+
+    /// Sends heartbeats, expires silent workers and answers requests past their deadline.
+    pub(crate) fn tick(&mut self, now: Instant, stats: &mut RequestStats) {
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat;
+            let expired: Vec<Vec<u8>> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.expiry <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for identity in expired {
+                warn!(worker = %hex(&identity), "worker expired: silent for too long");
+                stats.workers_expired += 1;
+                self.remove_worker(now, stats, &identity, true);
+            }
+            for identity in self.workers.keys() {
+                self.outbox.push(Outgoing {
+                    identity: identity.clone(),
+                    frames: WorkerCommand::Heartbeat.encode(),
+                });
+            }
+        }
+        while let Some(Reverse((deadline, token))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self
+                .pending
+                .get(&token)
+                .is_some_and(|p| p.deadline == deadline)
+            {
+                stats.timed_out += 1;
+                self.expire(token);
+            }
+        }
+    }
+
+    /// The services as `zhub.services` lists them, sorted by name.
+    pub(crate) fn list(&self) -> Vec<ServiceInfo> {
+        let mut list: Vec<ServiceInfo> = self
+            .services
+            .iter()
+            .map(|(name, s)| ServiceInfo {
+                name: name.clone(),
+                workers: s.workers as u64,
+                idle: s.idle.len() as u64,
+                queued: s.live as u64,
+                in_flight: (s.workers - s.idle.len()) as u64,
+                served: s.served,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServiceConfig {
+        ServiceConfig {
+            heartbeat: Duration::from_millis(100),
+            liveness: 3,
+            max_queue: 2,
+            max_attempts: 2,
+            mdp_timeout: Duration::from_secs(10),
+        }
+    }
+
+    struct Fixture {
+        s: Services,
+        stats: RequestStats,
+        t0: Instant,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let t0 = Instant::now();
+            Fixture {
+                s: Services::new(config(), t0),
+                stats: RequestStats::default(),
+                t0,
+            }
+        }
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+        fn ready(&mut self, ms: u64, worker: &str, service: &str) {
+            let frames = WorkerCommand::Ready {
+                service: service.into(),
+            }
+            .encode();
+            assert!(self.s.worker_message(
+                self.at(ms),
+                &mut self.stats,
+                worker.as_bytes(),
+                &frames
+            ));
+        }
+        fn request(&mut self, ms: u64, client: &str, id: u64, service: &str, timeout_ms: u64) {
+            let now = self.at(ms);
+            let submission = Submission {
+                client: client.as_bytes(),
+                origin: Origin::Native(id),
+                service,
+                body: vec![id.to_be_bytes().to_vec()],
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            self.s.submit(now, &mut self.stats, submission);
+        }
+        /// The worker replies to the request it was last sent; returns that token.
+        fn reply(&mut self, ms: u64, worker: &str, token: Vec<u8>) {
+            let frames = WorkerCommand::Reply {
+                client: token,
+                body: vec![b"done".to_vec()],
+            }
+            .encode();
+            assert!(self.s.worker_message(
+                self.at(ms),
+                &mut self.stats,
+                worker.as_bytes(),
+                &frames
+            ));
+        }
+        fn out(&mut self) -> Vec<(String, Vec<Vec<u8>>)> {
+            self.s
+                .take_outbox()
+                .into_iter()
+                .map(|o| (String::from_utf8(o.identity).unwrap(), o.frames))
+                .collect()
+        }
+    }
+
+    fn token_of(frames: &[Vec<u8>]) -> Vec<u8> {
+        match WorkerCommand::decode(frames).unwrap() {
+            WorkerCommand::Request { client, .. } => client,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    fn reply_of(frames: &[Vec<u8>]) -> Reply {
+        Reply::decode(frames).unwrap()
+    }
+
+    #[test]
+    fn idle_workers_are_used_least_recently_first() {
+        let mut f = Fixture::new();
+        for w in ["w1", "w2", "w3"] {
+            f.ready(0, w, "echo");
+        }
+        let mut order = Vec::new();
+        for i in 0..9 {
+            f.request(1, "c", i, "echo", 1000);
+            let (worker, frames) = f.out().pop().unwrap();
+            order.push(worker.clone());
+            f.reply(2, &worker, token_of(&frames));
+            let (client, frames) = f.out().pop().unwrap();
+            assert_eq!((client.as_str(), reply_of(&frames).id), ("c", i));
+        }
+        assert_eq!(
+            order,
+            ["w1", "w2", "w3", "w1", "w2", "w3", "w1", "w2", "w3"]
+        );
+    }
+
+    #[test]
+    fn requests_wait_for_a_worker_then_time_out_as_no_service() {
+        let mut f = Fixture::new();
+        f.request(0, "c", 1, "later", 250);
+        f.request(0, "c", 2, "never", 250);
+        assert!(f.out().is_empty());
+        f.ready(100, "w", "later");
+        let out = f.out();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "w", "the waiting request goes to the new worker");
+        // Before the silent worker's expiry (100 + 3 x 100 ms), at the deadlines.
+        f.s.tick(f.at(250), &mut f.stats);
+        let replies: Vec<Reply> = f
+            .out()
+            .iter()
+            .filter(|(id, _)| id == "c")
+            .map(|(_, fr)| reply_of(fr))
+            .collect();
+        // Request 1 is with the worker; its deadline answers the client "timed out".
+        let statuses: Vec<(u64, Status)> = replies.iter().map(|r| (r.id, r.status)).collect();
+        assert!(statuses.contains(&(2, Status::NoService)), "{statuses:?}");
+        assert!(statuses.contains(&(1, Status::TimedOut)), "{statuses:?}");
+        assert_eq!(f.stats.timed_out, 2);
+    }
+
+    #[test]
+    fn a_full_queue_answers_busy_at_once() {
+        let mut f = Fixture::new();
+        f.request(0, "c", 1, "svc", 1000);
+        f.request(0, "c", 2, "svc", 1000);
+        f.request(0, "c", 3, "svc", 1000);
+        let out = f.out();
+        assert_eq!(out.len(), 1);
+        let reply = reply_of(&out[0].1);
+        assert_eq!((reply.id, reply.status), (3, Status::Busy));
+    }
+
+    #[test]
+    fn a_silent_worker_is_expired_and_its_request_served_by_another() {
+        let mut f = Fixture::new();
+        f.ready(0, "dead", "svc");
+        f.request(1, "c", 7, "svc", 5000);
+        let (worker, _) = f.out().pop().unwrap();
+        assert_eq!(worker, "dead");
+        f.ready(50, "alive", "svc");
+        // "alive" keeps heartbeating; "dead" says nothing for liveness x heartbeat.
+        for ms in (100..=400).step_by(100) {
+            let hb = WorkerCommand::Heartbeat.encode();
+            assert!(f.s.worker_message(f.at(ms), &mut f.stats, b"alive", &hb));
+            f.s.tick(f.at(ms), &mut f.stats);
+        }
+        let out = f.out();
+        assert!(out.iter().any(|(id, fr)| id == "dead"
+            && WorkerCommand::decode(fr).unwrap() == WorkerCommand::Disconnect));
+        let (_, request) = out
+            .iter()
+            .find(|(id, fr)| {
+                id == "alive"
+                    && matches!(WorkerCommand::decode(fr), Ok(WorkerCommand::Request { .. }))
+            })
+            .expect("request handed to the live worker");
+        f.reply(450, "alive", token_of(request));
+        let (client, frames) = f.out().pop().unwrap();
+        assert_eq!(
+            (client.as_str(), reply_of(&frames).status),
+            ("c", Status::Ok)
+        );
+        assert_eq!((f.stats.workers_expired, f.stats.requeued), (1, 1));
+        // A late reply from the expired worker is not delivered twice.
+        assert!(f.s.worker_message(
+            f.at(460),
+            &mut f.stats,
+            b"dead",
+            &WorkerCommand::Reply {
+                client: token_of(request),
+                body: vec![]
+            }
+            .encode()
+        ));
+        assert!(f.out().iter().all(|(id, _)| id != "c"));
+    }
+
+    #[test]
+    fn attempts_are_bounded() {
+        let mut f = Fixture::new();
+        f.request(0, "c", 9, "svc", 60_000);
+        for (i, w) in ["a", "b"].into_iter().enumerate() {
+            f.ready(i as u64, w, "svc");
+            let (worker, _) = f.out().pop().unwrap();
+            assert_eq!(worker, w);
+            // The worker dies holding the request.
+            let frames = WorkerCommand::Disconnect.encode();
+            assert!(f
+                .s
+                .worker_message(f.at(i as u64 + 1), &mut f.stats, w.as_bytes(), &frames));
+        }
+        let out = f.out();
+        let reply = reply_of(&out.last().unwrap().1);
+        assert_eq!((reply.id, reply.status), (9, Status::WorkerFailed));
+    }
+
+    #[test]
+    fn protocol_errors_disconnect_workers() {
+        let mut f = Fixture::new();
+        // Unknown worker heartbeating (from before a restart): asked to reconnect.
+        assert!(f.s.worker_message(
+            f.at(0),
+            &mut f.stats,
+            b"ghost",
+            &WorkerCommand::Heartbeat.encode()
+        ));
+        assert_eq!(
+            WorkerCommand::decode(&f.out()[0].1).unwrap(),
+            WorkerCommand::Disconnect
+        );
+        // READY twice, garbage, a reserved name: disconnected.
+        f.ready(0, "w", "svc");
+        let again = WorkerCommand::Ready {
+            service: "svc".into(),
+        }
+        .encode();
+        assert!(!f.s.worker_message(f.at(1), &mut f.stats, b"w", &again));
+        assert!(!f.s.has_workers("svc"));
+        assert!(!f.s.worker_message(
+            f.at(2),
+            &mut f.stats,
+            b"x",
+            &[b"MDPW01".to_vec(), vec![0x7f]]
+        ));
+        let reserved = WorkerCommand::Ready {
+            service: "zhub.info".into(),
+        }
+        .encode();
+        assert!(f.s.worker_message(f.at(3), &mut f.stats, b"r", &reserved));
+        assert!(!f.s.has_workers("zhub.info"));
+    }
+}

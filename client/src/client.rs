@@ -1,5 +1,6 @@
 //! [`Client`]: one connection to a broker for requests, publishing and subscribing.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -12,7 +13,7 @@ use crate::error::{
     ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind,
     SubscribeError, SubscribeErrorKind,
 };
-use crate::options::{millis, ClientOptions};
+use crate::options::{millis, ClientOptions, RequestOptions};
 use crate::publisher::Publisher;
 use crate::subscriber::{Incoming, Subscriber, Subscription};
 use crate::util::{connectable, random_u64, valid_url, LamportClock};
@@ -43,6 +44,11 @@ pub struct Client {
     publisher_id: u64,
     clock: LamportClock,
     next_request_id: u64,
+    /// Requests sent and not yet answered, with the time after which this client stops
+    /// waiting for them.
+    outstanding: HashMap<u64, Instant>,
+    /// Replies that arrived while the client waited for another one.
+    stash: HashMap<u64, Reply>,
     // Declared last so it is dropped after the sockets above.
     context: zmq::Context,
 }
@@ -92,6 +98,8 @@ impl Client {
             publisher_id: random_u64(),
             clock: LamportClock::default(),
             next_request_id: random_u64() >> 16,
+            outstanding: HashMap::new(),
+            stash: HashMap::new(),
             options,
             context,
         };
@@ -161,24 +169,119 @@ impl Client {
             .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "reply body", e))
     }
 
+    /// Like [`Client::request`], with per-request options (timeout).
+    ///
+    /// # Errors
+    /// As for [`Client::request`].
+    pub fn request_with<T, R>(
+        &mut self,
+        service: &str,
+        body: &T,
+        options: &RequestOptions,
+    ) -> Result<R, RequestError>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let bytes = body::encode(body)
+            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "request body", e))?;
+        let reply = self.request_bytes_with(service, &bytes, options)?;
+        body::decode(&reply)
+            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "reply body", e))
+    }
+
     /// Sends raw `body` to `service` and returns the raw reply, waiting up to the client's
     /// timeout.
     ///
     /// # Errors
     /// As for [`Client::request`].
     pub fn request_bytes(&mut self, service: &str, body: &[u8]) -> Result<Vec<u8>, RequestError> {
-        let reply = self.call(service, vec![body.to_vec()], self.options.timeout)?;
-        Ok(reply.body.into_iter().next().unwrap_or_default())
+        let options = RequestOptions::new().timeout(self.options.timeout);
+        self.request_bytes_with(service, body, &options)
     }
 
-    /// Sends one request and waits for the reply with its id, discarding late replies to
-    /// earlier requests that timed out.
-    fn call(
+    /// Sends raw `body` to `service` with `options` and returns the raw reply.
+    ///
+    /// # Errors
+    /// As for [`Client::request`].
+    pub fn request_bytes_with(
+        &mut self,
+        service: &str,
+        body: &[u8],
+        options: &RequestOptions,
+    ) -> Result<Vec<u8>, RequestError> {
+        let reply = self.call(service, vec![body.to_vec()], options.timeout)?;
+        Ok(reply.into_iter().next().unwrap_or_default())
+    }
+
+    /// Sends a request without waiting for its reply, so that many can be in flight on one
+    /// client (pipelining). Returns the request id that [`Client::recv_reply`] reports with
+    /// its reply. The broker answers `timeout` after sending at the latest.
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::BadRequest`] for a bad service name, [`RequestErrorKind::TimedOut`]
+    /// when the broker does not take the request within `timeout`.
+    pub fn send_request_bytes(
+        &mut self,
+        service: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<u64, RequestError> {
+        self.send(service, vec![body.to_vec()], timeout)
+    }
+
+    /// Requests sent with [`Client::send_request_bytes`] and not yet reported by
+    /// [`Client::recv_reply`].
+    pub fn in_flight(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Waits for the reply to any request in flight and returns its id with its outcome
+    /// (the reply body, or why there is none).
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::BadRequest`] when nothing is in flight, [`RequestErrorKind::Transport`]
+    /// or [`RequestErrorKind::Protocol`] when the connection fails.
+    pub fn recv_reply(&mut self) -> Result<(u64, Result<Vec<u8>, RequestError>), RequestError> {
+        loop {
+            if let Some(&id) = self.stash.keys().next() {
+                if let Some(reply) = self.stash.remove(&id) {
+                    self.outstanding.remove(&id);
+                    return Ok((id, outcome(reply).map(first_frame)));
+                }
+            }
+            let Some((&id, &until)) = self.outstanding.iter().min_by_key(|(_, until)| **until)
+            else {
+                return Err(RequestError::new(
+                    RequestErrorKind::BadRequest,
+                    "no request in flight",
+                ));
+            };
+            match self.next_reply(until)? {
+                Some(reply) if self.outstanding.remove(&reply.id).is_some() => {
+                    let reply_id = reply.id;
+                    return Ok((reply_id, outcome(reply).map(first_frame)));
+                }
+                Some(reply) => debug!(
+                    id = reply.id,
+                    "late reply to an abandoned request discarded"
+                ),
+                None => {
+                    self.outstanding.remove(&id);
+                    let error = RequestError::new(RequestErrorKind::TimedOut, "no reply in time");
+                    return Ok((id, Err(error)));
+                }
+            }
+        }
+    }
+
+    /// Sends one request; returns its id.
+    fn send(
         &mut self,
         service: &str,
         body: Vec<Vec<u8>>,
         timeout: Duration,
-    ) -> Result<Reply, RequestError> {
+    ) -> Result<u64, RequestError> {
         zhub_protocol::request::check_service(service)
             .map_err(|e| RequestError::with_source(RequestErrorKind::BadRequest, service, e))?;
         let id = self.next_request_id;
@@ -191,7 +294,6 @@ impl Client {
         };
         let mut frames = vec![Vec::new()];
         frames.extend(request.encode());
-        let transport = |e| RequestError::with_source(RequestErrorKind::Transport, service, e);
         match self.main.send_multipart(frames, 0) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => {
@@ -200,42 +302,89 @@ impl Client {
                     format!("{service}: the broker did not take the request within {timeout:?}"),
                 ))
             }
-            Err(e) => return Err(transport(e)),
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(RequestError::new(
-                    RequestErrorKind::TimedOut,
-                    format!("{service}: no reply within {timeout:?}"),
-                ));
+            Err(e) => {
+                return Err(RequestError::with_source(
+                    RequestErrorKind::Transport,
+                    service,
+                    e,
+                ))
             }
-            match self.main.poll(zmq::POLLIN, i64::from(millis(left).max(1))) {
-                Ok(0) | Err(zmq::Error::EINTR) => continue,
-                Ok(_) => {}
+        }
+        // The broker answers at the deadline itself (with "no service" or "timed out"); the
+        // grace leaves time for that answer to arrive before this client gives up locally.
+        let grace = Duration::from_millis(250) + timeout / 20;
+        self.outstanding
+            .insert(id, Instant::now() + timeout + grace);
+        Ok(id)
+    }
+
+    /// Sends one request and waits for its reply, keeping replies to other requests in
+    /// flight for [`Client::recv_reply`].
+    fn call(
+        &mut self,
+        service: &str,
+        body: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Vec<Vec<u8>>, RequestError> {
+        let id = self.send(service, body, timeout)?;
+        let until = self
+            .outstanding
+            .get(&id)
+            .copied()
+            .unwrap_or_else(Instant::now);
+        loop {
+            match self.next_reply(until)? {
+                Some(reply) if reply.id == id => {
+                    self.outstanding.remove(&id);
+                    return outcome(reply);
+                }
+                Some(reply) if self.outstanding.contains_key(&reply.id) => {
+                    self.stash.insert(reply.id, reply);
+                }
+                Some(reply) => debug!(
+                    id = reply.id,
+                    "late reply to an abandoned request discarded"
+                ),
+                None => {
+                    self.outstanding.remove(&id);
+                    return Err(RequestError::new(
+                        RequestErrorKind::TimedOut,
+                        format!("{service}: no reply within {timeout:?}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The next reply from the broker, or `None` once `until` has passed.
+    fn next_reply(&mut self, until: Instant) -> Result<Option<Reply>, RequestError> {
+        let transport = |e| RequestError::with_source(RequestErrorKind::Transport, "recv", e);
+        loop {
+            match self.main.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => {
+                    let reply = match frames.split_first() {
+                        Some((delimiter, rest)) if delimiter.is_empty() => Reply::decode(rest),
+                        _ => Reply::decode(&frames),
+                    };
+                    match reply {
+                        Ok(reply) => return Ok(Some(reply)),
+                        Err(e) => {
+                            debug!(error = %e, "malformed reply from the broker discarded");
+                            continue;
+                        }
+                    }
+                }
+                Err(zmq::Error::EAGAIN) => {}
                 Err(e) => return Err(transport(e)),
             }
-            let frames = self.main.recv_multipart(0).map_err(transport)?;
-            let reply = match frames.split_first() {
-                Some((delimiter, rest)) if delimiter.is_empty() => Reply::decode(rest),
-                _ => Reply::decode(&frames),
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
             }
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Protocol, service, e))?;
-            if reply.id != id {
-                debug!(id = reply.id, "late reply to an earlier request discarded");
-                continue;
+            match self.main.poll(zmq::POLLIN, i64::from(millis(left).max(1))) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(transport(e)),
             }
-            let kind = match reply.status {
-                Status::Ok => return Ok(reply),
-                Status::NoService => RequestErrorKind::NoService,
-                Status::Busy => RequestErrorKind::Busy,
-                Status::TimedOut => RequestErrorKind::TimedOut,
-                Status::WorkerFailed => RequestErrorKind::WorkerFailed,
-                Status::BadRequest => RequestErrorKind::BadRequest,
-                _ => RequestErrorKind::Internal,
-            };
-            return Err(RequestError::new(kind, reply.reason()));
         }
     }
 
@@ -406,4 +555,22 @@ impl Client {
         let subscriber = self.subscribe(prefixes)?;
         Subscription::spawn(&self.context, subscriber, callback)
     }
+}
+
+/// The reply's body frames, or the error its status says.
+fn outcome(reply: Reply) -> Result<Vec<Vec<u8>>, RequestError> {
+    let kind = match reply.status {
+        Status::Ok => return Ok(reply.body),
+        Status::NoService => RequestErrorKind::NoService,
+        Status::Busy => RequestErrorKind::Busy,
+        Status::TimedOut => RequestErrorKind::TimedOut,
+        Status::WorkerFailed => RequestErrorKind::WorkerFailed,
+        Status::BadRequest => RequestErrorKind::BadRequest,
+        _ => RequestErrorKind::Internal,
+    };
+    Err(RequestError::new(kind, reply.reason()))
+}
+
+fn first_frame(frames: Vec<Vec<u8>>) -> Vec<u8> {
+    frames.into_iter().next().unwrap_or_default()
 }

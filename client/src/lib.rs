@@ -41,7 +41,7 @@ pub use error::{
     ConnectError, ConnectErrorKind, Error, PublishError, PublishErrorKind, RecvError,
     RecvErrorKind, RequestError, RequestErrorKind, SubscribeError, SubscribeErrorKind,
 };
-pub use options::{ClientOptions, DEFAULT_URL};
+pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};
 pub use zhub_protocol::builtin::{BrokerInfo, Stats};
 pub use zhub_protocol::{BusHeader, Encoding, ProtocolError};

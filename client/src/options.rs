@@ -83,3 +83,34 @@ impl ClientOptions {
 pub(crate) fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
+
+/// Options of one request; see [`Client::request_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct RequestOptions {
+    pub(crate) timeout: Duration,
+}
+
+impl Default for RequestOptions {
+    /// `timeout`: 5 s, the broker's answer included (it replies "timed out" or "no service"
+    /// at the deadline rather than leaving the client waiting).
+    fn default() -> Self {
+        RequestOptions {
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RequestOptions {
+    /// The defaults (see [`RequestOptions::default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long the request may take, reply included. The broker never hands the request to
+    /// a worker once this has passed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}

@@ -1,7 +1,35 @@
 //! zhub-worker: serve a named service through a zhub broker.
 //!
-//! This crate will hold `Worker::connect(url, "print")?.run(|request| reply)` and its typed
-//! variants: Majordomo (7/MDP) workers with heartbeats, reconnection with backoff when the
-//! broker restarts, and DISCONNECT on drop. Until then, any 7/MDP worker can serve a zhub
-//! broker once the broker routes services.
+//! ```no_run
+//! // A worker for the `print` service: print what comes, answer who served it.
+//! let worker = zhub_worker::Worker::connect("tcp://127.0.0.1:5555", "print")?;
+//! worker.run(|body| {
+//!     println!("{}", String::from_utf8_lossy(body));
+//!     b"printed".to_vec()
+//! })?;
+//! # Ok::<(), zhub_worker::WorkerError>(())
+//! ```
+//!
+//! Workers speak Majordomo 7/MDP (`MDPW01`), so a zhub broker also serves workers written
+//! in other languages, and these workers serve any MDP broker.
+//!
+//! The socket to the broker lives on a background I/O thread, so heartbeats keep flowing
+//! while a handler runs for a long time, and the broker does not mistake a busy worker for a
+//! dead one. That thread also notices a dead or restarted broker (no traffic for `liveness`
+//! heartbeats, or a DISCONNECT) and reconnects with an exponential backoff, registering again.
+//!
+//! # Layout
+//! - `worker` — [`Worker`], [`Request`], [`Stopper`].
+//! - `options` — [`WorkerOptions`].
+//! - `io` — the I/O thread: heartbeats, reconnection, MDP framing.
+//! - `error` — [`WorkerError`].
 #![deny(missing_docs)]
+
+mod error;
+mod io;
+mod options;
+mod worker;
+
+pub use error::WorkerError;
+pub use options::WorkerOptions;
+pub use worker::{Request, Stopper, Worker};

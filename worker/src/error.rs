@@ -1,0 +1,25 @@
+//! [`WorkerError`]: what can go wrong for a worker.
+
+/// Why a worker could not start or serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The broker URL is not `tcp://HOST:PORT`, `ipc://PATH` or `inproc://NAME`.
+    #[error("invalid broker URL {0:?}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME")]
+    InvalidUrl(String),
+    /// The service name breaks the naming rules or is reserved (`zhub.*`, `mmi.*`).
+    #[error("invalid service name: {0}")]
+    InvalidService(String),
+    /// A request body could not be decoded, or a reply encoded, as MessagePack.
+    #[error("codec: {0}")]
+    Codec(#[from] zhub_protocol::ProtocolError),
+    /// A ZeroMQ call failed.
+    #[error("zeromq: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// The I/O thread could not be started.
+    #[error("cannot start the worker's I/O thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The worker was stopped (see [`crate::Stopper`]) or its I/O thread ended.
+    #[error("worker stopped")]
+    Stopped,
+}

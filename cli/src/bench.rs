@@ -80,6 +80,9 @@ pub(crate) enum BenchCommand {
     /// Publish -> subscribe throughput through zhub and through raw libzmq
     /// (PUB -> XSUB/XPUB proxy -> SUB), 100 B and 16 KiB, over tcp and ipc.
     Pubsub(PubsubArgs),
+    /// Request round trips through zhub to 2 echo workers, and through a minimal raw libzmq
+    /// ROUTER/ROUTER broker to 2 raw workers: 1 client, 8 clients, 8 clients x 16 in flight.
+    Request(crate::bench_request::RequestArgs),
 }
 
 /// Arguments of `zhub bench pubsub`.
@@ -169,13 +172,13 @@ pub(crate) fn serve_raw_proxy(args: &RawProxyArgs) -> anyhow::Result<()> {
 }
 
 /// A server child process, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn spawn(args: &[String], dir: tempfile::TempDir) -> anyhow::Result<Server> {
+    pub(crate) fn spawn(args: &[String], dir: tempfile::TempDir) -> anyhow::Result<Server> {
         let exe = std::env::current_exe().context("cannot find the zhub executable")?;
         let mut child = Command::new(exe)
             .args(args)
@@ -195,7 +198,7 @@ impl Server {
     }
 
     /// Peak resident memory of the server process (Linux), in bytes.
-    fn peak_rss(&self) -> Option<u64> {
+    pub(crate) fn peak_rss(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
         kb.trim()
@@ -215,7 +218,10 @@ impl Drop for Server {
 }
 
 /// Three endpoints on the given transport: main, publish side, subscribe side.
-fn endpoints(transport: Transport, dir: &std::path::Path) -> anyhow::Result<[String; 3]> {
+pub(crate) fn endpoints(
+    transport: Transport,
+    dir: &std::path::Path,
+) -> anyhow::Result<[String; 3]> {
     Ok(match transport {
         Transport::Tcp => {
             let mut eps = Vec::new();
@@ -520,5 +526,6 @@ fn print_row(case: &Case, first: bool, rounds: usize) {
 pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Pubsub(args) => pubsub(args),
+        BenchCommand::Request(args) => crate::bench_request::run(args),
     }
 }

@@ -4,12 +4,16 @@
 //! - `main.rs` — flags and dispatch.
 //! - `pubsub.rs` — `zhub pub`, `zhub sub`.
 //! - `stats.rs` — `zhub stats`.
-//! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq.
+//! - `services.rs` — `zhub request`, `zhub serve`, `zhub services`.
+//! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq, and the bench servers.
+//! - `bench_request.rs` — `zhub bench request`, beside a raw ROUTER/ROUTER broker.
 //! - `render.rs` — bodies and headers as text and JSON.
 
 mod bench;
+mod bench_request;
 mod pubsub;
 mod render;
+mod services;
 mod stats;
 
 use std::process::ExitCode;
@@ -40,6 +44,12 @@ enum Command {
     Sub(pubsub::SubArgs),
     /// Show the broker's counters.
     Stats(stats::StatsArgs),
+    /// Send one request to a service and print the reply.
+    Request(services::RequestArgs),
+    /// Serve a service from the shell: echo, or run a command per request.
+    Serve(services::ServeArgs),
+    /// List services with their workers, queues and served counts.
+    Services(services::ServicesArgs),
     /// Measure throughput and latency, beside raw libzmq in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -49,6 +59,9 @@ enum Command {
     /// Runs a raw libzmq XSUB/XPUB proxy for `zhub bench` (internal).
     #[command(hide = true)]
     BenchRawProxy(bench::RawProxyArgs),
+    /// Runs a raw libzmq ROUTER/ROUTER broker for `zhub bench` (internal).
+    #[command(hide = true)]
+    BenchRawRouter(bench_request::RawRouterArgs),
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h` or a bare number of seconds.
@@ -88,9 +101,13 @@ fn main() -> ExitCode {
         Command::Pub(args) => pubsub::publish(&cli.url, cli.timeout, &args),
         Command::Sub(args) => pubsub::subscribe(&cli.url, cli.timeout, &args),
         Command::Stats(args) => stats::run(&cli.url, cli.timeout, &args),
+        Command::Request(args) => services::request(&cli.url, cli.timeout, &args),
+        Command::Serve(args) => services::serve(&cli.url, &args),
+        Command::Services(args) => services::list(&cli.url, cli.timeout, &args),
         Command::Bench(command) => bench::run(&command),
         Command::BenchBroker(args) => bench::serve_broker(&args),
         Command::BenchRawProxy(args) => bench::serve_raw_proxy(&args),
+        Command::BenchRawRouter(args) => bench_request::serve_raw_router(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,38 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// A body as a MessagePack value, only when the whole body is exactly one value (so raw
+/// text is never mistaken for a MessagePack number that happens to start it).
+pub(crate) fn strict_msgpack(body: &[u8]) -> Option<Value> {
+    let mut reader = body;
+    let value = {
+        let mut de = rmp_serde::Deserializer::new(&mut reader);
+        serde::Deserialize::deserialize(&mut de).ok()?
+    };
+    reader.is_empty().then_some(value)
+}
+
+/// The text of a body that is one MessagePack string.
+pub(crate) fn string_body(body: &[u8]) -> Option<String> {
+    match strict_msgpack(body)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A reply for a person: a MessagePack string as its text, another value as JSON, anything
+/// else as text (or hex when not UTF-8).
+pub(crate) fn reply_text(body: &[u8]) -> String {
+    match strict_msgpack(body) {
+        Some(Value::String(s)) => s,
+        Some(other) => other.to_string(),
+        None => match body_value(Encoding::Raw, body) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        },
+    }
+}
+
 /// One line for a person: the topic, a space, and the body (strings unquoted).
 pub(crate) fn text_line(message: &Message) -> String {
     match body_value(message.header().encoding, message.body()) {
@@ -63,5 +95,9 @@ mod tests {
         assert_eq!(body_value(Encoding::Raw, b"hi"), json!("hi"));
         assert_eq!(body_value(Encoding::Raw, &[0xff, 0x00]), json!("0xff00"));
         assert_eq!(body_value(Encoding::MsgPack, &[0xc1]), json!("0xc1"));
+        // "HELLO" starts with 'H' (0x48), a MessagePack fixint: not taken as one.
+        assert_eq!(reply_text(b"HELLO"), "HELLO");
+        assert_eq!(reply_text(&rmp_serde::to_vec(&"hi").unwrap()), "hi");
+        assert_eq!(reply_text(&rmp_serde::to_vec(&42).unwrap()), "42");
     }
 }

@@ -1,0 +1,414 @@
+//! `zhub bench request`: request round trips through zhub beside a minimal raw libzmq
+//! broker, in the same run, with the same threads and transport.
+//!
+//! Both sides have a broker process (`zhub bench-broker`, or `zhub bench-raw-router`: a
+//! ROUTER for clients, a ROUTER for workers, idle workers used least-recently first), two echo
+//! worker threads and the client threads of the case, each keeping its number of requests in
+//! flight. Latency is measured per request, from send to reply.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use serde::Serialize;
+use zhub_client::ClientOptions;
+use zhub_worker::Worker;
+
+use crate::bench::{endpoints, Server, Transport};
+
+/// Arguments of `zhub bench request`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RequestArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Round trips per client in each run.
+    #[arg(long, default_value_t = 4000)]
+    requests: u64,
+    /// Runs per case, alternating zhub and raw; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Transport.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+}
+
+/// Arguments of the hidden `zhub bench-raw-router`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RawRouterArgs {
+    #[arg(long)]
+    frontend: String,
+    #[arg(long)]
+    backend: String,
+}
+
+const BODY: usize = 100;
+const WORKERS: usize = 2;
+const READY: &[u8] = b"READY";
+
+/// The raw baseline broker: clients on `frontend`, workers on `backend`, each request to the
+/// worker idle longest, queued while none is idle.
+pub(crate) fn serve_raw_router(args: &RawRouterArgs) -> anyhow::Result<()> {
+    let ctx = zmq::Context::new();
+    let frontend = ctx.socket(zmq::ROUTER)?;
+    frontend.bind(&args.frontend)?;
+    let backend = ctx.socket(zmq::ROUTER)?;
+    backend.bind(&args.backend)?;
+    println!("ready");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let mut idle: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut queue: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
+    loop {
+        let mut items = [
+            frontend.as_poll_item(zmq::POLLIN),
+            backend.as_poll_item(zmq::POLLIN),
+        ];
+        zmq::poll(&mut items, -1)?;
+        if items[1].is_readable() {
+            while let Ok(mut msg) = backend.recv_multipart(zmq::DONTWAIT) {
+                // [worker, "", READY] or [worker, "", client, "", body]
+                let worker = msg.remove(0);
+                if msg.get(1).map(Vec::as_slice) != Some(READY) {
+                    frontend.send_multipart(msg.split_off(1), 0)?;
+                }
+                idle.push_back(worker);
+            }
+        }
+        if items[0].is_readable() {
+            while let Ok(msg) = frontend.recv_multipart(zmq::DONTWAIT) {
+                queue.push_back(msg);
+            }
+        }
+        while !idle.is_empty() && !queue.is_empty() {
+            if let (Some(worker), Some(request)) = (idle.pop_front(), queue.pop_front()) {
+                let mut out = vec![worker, Vec::new()];
+                out.extend(request);
+                backend.send_multipart(out, 0)?;
+            }
+        }
+    }
+}
+
+/// Latencies and wall time of one run.
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Figures {
+    round_trips_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Sample {
+    fn figures(mut self) -> Figures {
+        self.latencies.sort_unstable();
+        let pick = |q: f64| {
+            let i = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
+            self.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+        };
+        Figures {
+            round_trips_per_sec: self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            p50_us: pick(0.50),
+            p99_us: pick(0.99),
+        }
+    }
+}
+
+/// Runs `clients` client threads, each doing `requests` round trips with `in_flight` in
+/// flight, through `round_trip`, a per-thread request engine.
+fn drive<C, F>(clients: usize, requests: u64, make: F) -> anyhow::Result<Sample>
+where
+    C: FnMut(&mut Vec<Duration>) -> anyhow::Result<()> + Send,
+    F: Fn() -> anyhow::Result<C> + Sync,
+{
+    let barrier = Barrier::new(clients + 1);
+    let results = std::thread::scope(|scope| -> anyhow::Result<(Vec<Vec<Duration>>, Duration)> {
+        let mut handles = Vec::new();
+        for _ in 0..clients {
+            let barrier = &barrier;
+            let make = &make;
+            handles.push(scope.spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let mut engine = make();
+                barrier.wait();
+                let engine = engine.as_mut().map_err(|e| anyhow!("{e:#}"))?;
+                let mut latencies = Vec::with_capacity(requests as usize);
+                engine(&mut latencies)?;
+                Ok(latencies)
+            }));
+        }
+        barrier.wait();
+        let start = Instant::now();
+        let mut all = Vec::new();
+        for h in handles {
+            all.push(h.join().map_err(|_| anyhow!("client thread panicked"))??);
+        }
+        Ok((all, start.elapsed()))
+    })?;
+    let (all, elapsed) = results;
+    let latencies: Vec<Duration> = all.into_iter().flatten().collect();
+    let expected = clients as u64 * requests;
+    if latencies.len() as u64 != expected {
+        bail!("{} of {expected} round trips completed", latencies.len());
+    }
+    Ok(Sample { latencies, elapsed })
+}
+
+fn zhub_run(
+    transport: Transport,
+    clients: usize,
+    in_flight: usize,
+    requests: u64,
+) -> anyhow::Result<Sample> {
+    let dir = tempfile::tempdir()?;
+    let [main, publish, subscribe] = endpoints(transport, dir.path())?;
+    let data = dir.path().join("data").display().to_string();
+    let args: Vec<String> = [
+        "bench-broker",
+        "--listen",
+        &main,
+        "--publish",
+        &publish,
+        "--subscribe",
+        &subscribe,
+        "--data-dir",
+        &data,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _server = Server::spawn(&args, dir)?;
+    let mut stoppers = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let worker = Worker::connect(&main, "echo")?;
+        stoppers.push(worker.stopper());
+        workers.push(std::thread::spawn(move || worker.run(|b| b.to_vec())));
+    }
+    let options = || {
+        ClientOptions::new()
+            .timeout(Duration::from_secs(30))
+            .linger(Duration::ZERO)
+    };
+    // Wait until both workers are registered.
+    let mut probe = options().connect(&main)?;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let services: Vec<zhub_protocol::builtin::ServiceInfo> =
+            probe.request("zhub.services", &())?;
+        if services
+            .iter()
+            .any(|s| s.name == "echo" && s.workers == WORKERS as u64)
+        {
+            break;
+        }
+        if Instant::now() > until {
+            bail!("echo workers did not register");
+        }
+    }
+    let body = vec![0x5au8; BODY];
+    let sample = drive(clients, requests, || {
+        let mut client = options().connect(&main)?;
+        let body = body.clone();
+        Ok(move |latencies: &mut Vec<Duration>| -> anyhow::Result<()> {
+            let mut sent_at = HashMap::new();
+            let mut sent = 0;
+            while (latencies.len() as u64) < requests {
+                while sent < requests && client.in_flight() < in_flight {
+                    let id = client.send_request_bytes("echo", &body, Duration::from_secs(30))?;
+                    sent_at.insert(id, Instant::now());
+                    sent += 1;
+                }
+                let (id, reply) = client.recv_reply()?;
+                reply?;
+                let at = sent_at
+                    .remove(&id)
+                    .ok_or_else(|| anyhow!("reply to unknown request"))?;
+                latencies.push(at.elapsed());
+            }
+            Ok(())
+        })
+    });
+    for s in stoppers {
+        s.stop();
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    sample
+}
+
+fn raw_run(
+    transport: Transport,
+    clients: usize,
+    in_flight: usize,
+    requests: u64,
+) -> anyhow::Result<Sample> {
+    let dir = tempfile::tempdir()?;
+    let [frontend, backend, _] = endpoints(transport, dir.path())?;
+    let args: Vec<String> = [
+        "bench-raw-router",
+        "--frontend",
+        &frontend,
+        "--backend",
+        &backend,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _server = Server::spawn(&args, dir)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let backend = backend.clone();
+        let stop = Arc::clone(&stop);
+        workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let ctx = zmq::Context::new();
+            let s = ctx.socket(zmq::DEALER)?;
+            s.set_linger(0)?;
+            s.set_rcvtimeo(100)?;
+            s.connect(&backend)?;
+            s.send_multipart([&b""[..], READY], 0)?;
+            while !stop.load(Ordering::Relaxed) {
+                match s.recv_multipart(0) {
+                    Ok(msg) => s.send_multipart(msg, 0)?,
+                    Err(zmq::Error::EAGAIN) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        }));
+    }
+    let body = vec![0x5au8; BODY];
+    let sample = drive(clients, requests, || {
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::DEALER)?;
+        s.set_linger(0)?;
+        s.set_rcvtimeo(30_000)?;
+        s.connect(&frontend)?;
+        let body = body.clone();
+        Ok(move |latencies: &mut Vec<Duration>| -> anyhow::Result<()> {
+            let _keep = &ctx;
+            let mut sent_at: HashMap<u64, Instant> = HashMap::new();
+            let mut sent = 0u64;
+            let mut frame = body.clone();
+            while (latencies.len() as u64) < requests {
+                while sent < requests && sent_at.len() < in_flight {
+                    frame[..8].copy_from_slice(&sent.to_be_bytes());
+                    s.send_multipart([&b""[..], &frame[..]], 0)?;
+                    sent_at.insert(sent, Instant::now());
+                    sent += 1;
+                }
+                let reply = s.recv_multipart(0)?;
+                let id = reply
+                    .get(1)
+                    .and_then(|b| b.get(..8))
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| anyhow!("malformed raw reply"))?;
+                let at = sent_at
+                    .remove(&id)
+                    .ok_or_else(|| anyhow!("reply to unknown request"))?;
+                latencies.push(at.elapsed());
+            }
+            Ok(())
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    sample
+}
+
+#[derive(Debug, Serialize)]
+struct Case {
+    clients: usize,
+    in_flight: usize,
+    zhub: Figures,
+    raw: Figures,
+    throughput_ratio: f64,
+    p99_ratio: f64,
+}
+
+fn median(samples: Vec<Figures>) -> Figures {
+    let pick = |f: fn(&Figures) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    Figures {
+        round_trips_per_sec: pick(|f| f.round_trips_per_sec),
+        p50_us: pick(|f| f.p50_us),
+        p99_us: pick(|f| f.p99_us),
+    }
+}
+
+pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let mut cases = Vec::new();
+    for (clients, in_flight) in [(1, 1), (8, 1), (8, 16)] {
+        let mut zhub = Vec::new();
+        let mut raw = Vec::new();
+        for _ in 0..args.rounds {
+            zhub.push(zhub_run(args.transport, clients, in_flight, args.requests)?.figures());
+            raw.push(raw_run(args.transport, clients, in_flight, args.requests)?.figures());
+        }
+        let (zhub, raw) = (median(zhub), median(raw));
+        let case = Case {
+            clients,
+            in_flight,
+            throughput_ratio: zhub.round_trips_per_sec / raw.round_trips_per_sec.max(1e-9),
+            p99_ratio: zhub.p99_us / raw.p99_us.max(1e-9),
+            zhub,
+            raw,
+        };
+        if !args.json {
+            if cases.is_empty() {
+                println!(
+                    "zhub bench request: {BODY} B echo through the broker to {WORKERS} workers, median of {} runs, {} round trips per client",
+                    args.rounds, args.requests
+                );
+                println!("raw = libzmq ROUTER/ROUTER broker with LRU workers, same threads and transport ({:?})", args.transport);
+                println!(
+                    "{:<12} {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>6} {:>6}",
+                    "case",
+                    "zhub rt/s",
+                    "p50 us",
+                    "p99 us",
+                    "raw rt/s",
+                    "p50 us",
+                    "p99 us",
+                    "rt/s",
+                    "p99"
+                );
+            }
+            println!(
+                "{:<12} {:>10.0} {:>8.0} {:>8.0} | {:>10.0} {:>8.0} {:>8.0} | {:>6.2} {:>6.2}",
+                format!("{clients}x{in_flight}"),
+                case.zhub.round_trips_per_sec,
+                case.zhub.p50_us,
+                case.zhub.p99_us,
+                case.raw.round_trips_per_sec,
+                case.raw.p50_us,
+                case.raw.p99_us,
+                case.throughput_ratio,
+                case.p99_ratio
+            );
+        }
+        cases.push(case);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "bench": "request", "rounds": args.rounds, "cases": cases })
+        );
+    }
+    Ok(())
+}

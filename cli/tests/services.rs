@@ -1,0 +1,156 @@
+//! `zhub request`, `zhub serve`, `zhub services`, and a worker killed mid-request.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use zhub_client::Client;
+use zhub_protocol::builtin::ServiceInfo;
+
+const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
+
+fn deadline(limit: Duration, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its deadline of {limit:?}"),
+    }
+}
+
+fn serve(url: &str, args: &[&str]) -> Child {
+    Command::new(ZHUB)
+        .arg("serve")
+        .args(args)
+        .env("ZHUB_URL", url)
+        .env("RUST_LOG", "off")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("zhub serve starts")
+}
+
+/// Waits until `service` shows `workers` workers and `in_flight` requests in flight.
+fn wait_for(client: &mut Client, service: &str, workers: u64, in_flight: u64) {
+    loop {
+        let list: Vec<ServiceInfo> = client.request("zhub.services", &()).unwrap();
+        if list
+            .iter()
+            .any(|s| s.name == service && s.workers == workers && s.in_flight == in_flight)
+        {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn request_serve_and_services_from_the_shell() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let mut upper = serve(&url, &["upper", "--exec", "tr a-z A-Z"]);
+        let mut echo = serve(&url, &["echo", "--echo"]);
+        let mut client = Client::connect(&url).unwrap();
+        wait_for(&mut client, "upper", 1, 0);
+        wait_for(&mut client, "echo", 1, 0);
+
+        let run = |args: &[&str]| {
+            let out = Command::new(ZHUB)
+                .args(args)
+                .env("ZHUB_URL", &url)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            )
+        };
+        assert_eq!(
+            run(&["request", "upper", "shout this"]),
+            (true, "SHOUT THIS".into(), String::new())
+        );
+        assert_eq!(
+            run(&["request", "echo", "--json", r#"{"k":[1,2]}"#]).1,
+            r#"{"k":[1,2]}"#
+        );
+        let (ok, _, err) = run(&["--timeout", "300ms", "request", "nobody", "x"]);
+        assert!(!ok && err.contains("no such service"), "{err}");
+        let (ok, out, _) = run(&["services", "--json"]);
+        assert!(ok);
+        let list: Vec<ServiceInfo> = serde_json::from_str(&out).unwrap();
+        assert!(
+            list.iter().any(|s| s.name == "upper" && s.served == 1),
+            "{out}"
+        );
+        assert!(run(&["services"]).1.contains("in-flight"));
+        for child in [&mut upper, &mut echo] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        broker.shutdown();
+    });
+}
+
+/// A worker process is killed with SIGKILL while it holds a request: the broker notices, hands
+/// the request to another worker, and the client gets exactly one reply before its deadline.
+#[test]
+fn a_worker_killed_mid_request_is_replaced() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let config = zhub_broker::Config {
+            heartbeat: Duration::from_millis(100),
+            ..zhub_broker::Config::local_ipc(dir.path())
+        };
+        let broker = zhub_broker::Broker::start(&config).unwrap();
+        let url = broker.info().main.clone();
+        // This worker takes the request and hangs in its command.
+        let mut doomed = serve(&url, &["job", "--exec", "sleep 20", "--heartbeat", "100ms"]);
+        let mut watcher = Client::connect(&url).unwrap();
+        wait_for(&mut watcher, "job", 1, 0);
+
+        let request_url = url.clone();
+        let pending = std::thread::spawn(move || {
+            let mut client = Client::connect(&request_url).unwrap();
+            let id = client
+                .send_request_bytes("job", b"payload", Duration::from_secs(30))
+                .unwrap();
+            let (got, reply) = client.recv_reply().unwrap();
+            assert_eq!(got, id);
+            let reply = reply.unwrap();
+            // Exactly one reply: nothing else arrives for this client.
+            assert_eq!(client.in_flight(), 0);
+            reply
+        });
+        wait_for(&mut watcher, "job", 1, 1);
+        let status = Command::new("kill")
+            .args(["-KILL", &doomed.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = doomed.wait();
+
+        let worker = zhub_worker::WorkerOptions::new()
+            .heartbeat(Duration::from_millis(100))
+            .connect(&url, "job")
+            .unwrap();
+        let stop = worker.stopper();
+        let t =
+            std::thread::spawn(move || worker.run(|body| [b"served: ".as_slice(), body].concat()));
+        assert_eq!(pending.join().unwrap(), b"served: payload");
+        let stats = watcher.stats().unwrap();
+        assert_eq!(stats.requests.requeued, 1, "{stats:?}");
+        stop.stop();
+        t.join().unwrap().unwrap();
+        broker.shutdown();
+    });
+}

@@ -427,12 +427,15 @@ struct Case {
     ratio: f64,
 }
 
+/// The median of one field over several runs (the upper middle for an even count).
+pub(crate) fn median_of<T>(runs: &[T], field: fn(&T) -> f64) -> f64 {
+    let mut values: Vec<f64> = runs.iter().map(field).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 fn summarize(runs: &[Run]) -> Run {
-    let median = |f: fn(&Run) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+    let median = |field: fn(&Run) -> f64| median_of(runs, field);
     Run {
         msgs_per_sec: median(|r| r.msgs_per_sec),
         mb_per_sec: median(|r| r.mb_per_sec),

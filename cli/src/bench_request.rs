@@ -16,7 +16,7 @@ use serde::Serialize;
 use zhub_client::ClientOptions;
 use zhub_worker::Worker;
 
-use crate::bench::{endpoints, Server, Transport};
+use crate::bench::{endpoints, median_of, Server, Transport};
 
 /// Arguments of `zhub bench request`.
 #[derive(Debug, clap::Args)]
@@ -336,11 +336,7 @@ struct Case {
 }
 
 fn median(samples: Vec<Figures>) -> Figures {
-    let pick = |f: fn(&Figures) -> f64| {
-        let mut v: Vec<f64> = samples.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+    let pick = |field: fn(&Figures) -> f64| median_of(&samples, field);
     Figures {
         round_trips_per_sec: pick(|f| f.round_trips_per_sec),
         p50_us: pick(|f| f.p50_us),

@@ -64,24 +64,10 @@ enum Command {
     BenchRawRouter(bench_request::RawRouterArgs),
 }
 
-/// Parses `500ms`, `5s`, `2m`, `1h` or a bare number of seconds.
+/// Parses `500ms`, `5s`, `2m`, `1h` or a bare number of seconds (the broker's own parser,
+/// so that flags read the same in both commands).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 5s, 2m)"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+    zhub_broker::config::parse_duration(text)
 }
 
 pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {

@@ -1,5 +1,9 @@
 //! The `zhub` command against an in-process broker: pub, sub, stats, and clear errors.
 
+mod common;
+
+use common::deadline;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -14,23 +18,6 @@ fn zhub(url: &str, args: &[&str]) -> std::process::Output {
         .env("RUST_LOG", "off")
         .output()
         .expect("zhub runs")
-}
-
-/// Runs `body` with a hard deadline.
-fn deadline(limit: Duration, body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = handle.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its deadline of {limit:?}"),
-    }
 }
 
 #[test]

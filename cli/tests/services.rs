@@ -1,29 +1,16 @@
 //! `zhub request`, `zhub serve`, `zhub services`, and a worker killed mid-request.
 
+mod common;
+
+use common::deadline;
+
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use zhub_client::Client;
 use zhub_protocol::builtin::ServiceInfo;
 
 const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
-
-fn deadline(limit: Duration, body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = handle.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its deadline of {limit:?}"),
-    }
-}
 
 fn serve(url: &str, args: &[&str]) -> Child {
     Command::new(ZHUB)

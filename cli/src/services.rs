@@ -74,19 +74,22 @@ pub(crate) fn request(url: &str, timeout: Duration, args: &RequestArgs) -> anyho
 }
 
 pub(crate) fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<()> {
-    let worker = WorkerOptions::new()
+    let mut worker = WorkerOptions::new()
         .heartbeat(args.heartbeat)
         .connect(url, &args.service)?;
     eprintln!("serving {} at {url}", args.service);
     match &args.exec {
         None => worker.run(|body| body.to_vec())?,
-        Some(command) => worker.run(|body| match run_command(command, body) {
-            Ok(reply) => reply,
-            Err(e) => {
+        // A command may run for any time: serve in threaded mode, so heartbeats go on while
+        // it runs and the broker does not take the worker for dead.
+        Some(command) => loop {
+            let request = worker.recv()?;
+            let reply = run_command(command, request.body()).unwrap_or_else(|e| {
                 eprintln!("zhub serve: {e:#}");
                 rmp_serde::to_vec_named(&format!("error: {e:#}")).unwrap_or_default()
-            }
-        })?,
+            });
+            worker.reply(&request, &reply)?;
+        },
     }
     Ok(())
 }

@@ -1,11 +1,18 @@
-//! The worker's I/O thread: owns the socket to the broker, speaks MDP/Worker, heartbeats, and
+//! The MDP/Worker session: owns the socket to the broker, registers, heartbeats, and
 //! reconnects with backoff (the ZeroMQ guide's Paranoid Pirate, on 7/MDP).
 //!
-//! It talks to the application thread over an inproc PAIR socket:
-//! - to the application: `["R", client address, body frames...]` for a request;
-//! - from the application: `[client address, body frames...]` for a reply;
+//! One loop, [`serve`], serves both ways of working:
+//! - **inline** ([`crate::Worker::run`]): the loop runs on the caller's thread and calls the
+//!   handler for each request. No thread hop, so the lowest latency; heartbeats go out between
+//!   requests.
+//! - **threaded** ([`crate::Worker::recv`] and `reply`): the loop runs on a background thread
+//!   and passes requests to the application over an inproc PAIR socket,
+//!   `["R", client address, body frames...]`, taking replies back as
+//!   `[client address, body frames...]`. Heartbeats continue while the application works on
+//!   a request for as long as it likes.
 //!
-//! and stops when anything arrives on its `stop` socket, after telling the broker DISCONNECT.
+//! Either way the loop stops when anything arrives on its `stop` socket, after telling the
+//! broker DISCONNECT.
 
 use std::time::{Duration, Instant};
 
@@ -14,17 +21,22 @@ use zhub_protocol::mdp::WorkerCommand;
 
 use crate::WorkerOptions;
 
-/// Marker frame of a request passed to the application.
+/// Marker frame of a request passed to the application in threaded mode.
 pub(crate) const REQUEST_MARK: &[u8] = b"R";
 
-pub(crate) struct Io {
+/// Where and how a worker connects.
+#[derive(Clone)]
+pub(crate) struct Session {
     pub(crate) context: zmq::Context,
     pub(crate) url: String,
     pub(crate) service: String,
     pub(crate) options: WorkerOptions,
-    pub(crate) app: zmq::Socket,
-    pub(crate) stop: zmq::Socket,
 }
+
+/// What to do with a request: answer it now (inline), or `None` when the answer will come
+/// later on the application socket (threaded).
+pub(crate) type OnRequest<'a> =
+    dyn FnMut(&[u8], Vec<Vec<u8>>) -> Result<Option<Vec<Vec<u8>>>, zmq::Error> + 'a;
 
 fn send_command(socket: &zmq::Socket, command: &WorkerCommand) -> Result<(), zmq::Error> {
     let mut frames = vec![Vec::new()];
@@ -32,106 +44,125 @@ fn send_command(socket: &zmq::Socket, command: &WorkerCommand) -> Result<(), zmq
     socket.send_multipart(frames, zmq::DONTWAIT)
 }
 
-impl Io {
+impl Session {
     fn connect(&self) -> Result<zmq::Socket, zmq::Error> {
         let socket = self.context.socket(zmq::DEALER)?;
         socket.set_linger(0)?;
         socket.connect(&self.url)?;
-        let ready = WorkerCommand::Ready {
-            service: self.service.clone(),
-        };
         // A DEALER queues this until the connection is up.
         let mut frames = vec![Vec::new()];
-        frames.extend(ready.encode());
+        frames.extend(
+            WorkerCommand::Ready {
+                service: self.service.clone(),
+            }
+            .encode(),
+        );
         socket.send_multipart(frames, 0)?;
         Ok(socket)
     }
+}
 
-    /// Runs until stopped, or until a socket fails.
-    pub(crate) fn run(self) -> Result<(), zmq::Error> {
-        let heartbeat = self.options.heartbeat;
-        let mut broker = self.connect()?;
-        let mut liveness = self.options.liveness;
-        let mut backoff = self.options.reconnect_min;
-        let mut next_heartbeat = Instant::now() + heartbeat;
-        loop {
-            let timeout = next_heartbeat.saturating_duration_since(Instant::now());
-            let mut items = [
-                broker.as_poll_item(zmq::POLLIN),
-                self.app.as_poll_item(zmq::POLLIN),
-                self.stop.as_poll_item(zmq::POLLIN),
-            ];
-            match zmq::poll(&mut items, millis(timeout)) {
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-            if items[2].is_readable() {
-                let _ = send_command(&broker, &WorkerCommand::Disconnect);
-                return Ok(());
-            }
-            let mut reconnect = false;
-            if items[0].is_readable() {
-                while let Ok(frames) = broker.recv_multipart(zmq::DONTWAIT) {
-                    liveness = self.options.liveness;
-                    backoff = self.options.reconnect_min;
-                    let rest = match frames.split_first() {
-                        Some((delimiter, rest)) if delimiter.is_empty() => rest,
-                        _ => &frames[..],
-                    };
-                    match WorkerCommand::decode(rest) {
-                        Ok(WorkerCommand::Request { client, body }) => {
-                            let mut message = vec![REQUEST_MARK.to_vec(), client];
-                            message.extend(body);
-                            self.app.send_multipart(message, 0)?;
+/// Runs the worker session until `stop` receives a message (or a socket fails).
+///
+/// `app`, in threaded mode, is the socket replies come back on.
+pub(crate) fn serve(
+    session: &Session,
+    stop: &zmq::Socket,
+    app: Option<&zmq::Socket>,
+    on_request: &mut OnRequest<'_>,
+) -> Result<(), zmq::Error> {
+    let options = &session.options;
+    let heartbeat = options.heartbeat;
+    let mut broker = session.connect()?;
+    let mut liveness = options.liveness;
+    let mut backoff = options.reconnect_min;
+    let mut next_heartbeat = Instant::now() + heartbeat;
+    loop {
+        let timeout = next_heartbeat.saturating_duration_since(Instant::now());
+        let mut items = vec![
+            broker.as_poll_item(zmq::POLLIN),
+            stop.as_poll_item(zmq::POLLIN),
+        ];
+        if let Some(app) = app {
+            items.push(app.as_poll_item(zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, millis(timeout)) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+        let (from_broker, stopping) = (items[0].is_readable(), items[1].is_readable());
+        let from_app = items.get(2).is_some_and(|i| i.is_readable());
+        drop(items);
+        if stopping {
+            let _ = send_command(&broker, &WorkerCommand::Disconnect);
+            return Ok(());
+        }
+        let mut reconnect = false;
+        if from_broker {
+            while let Ok(frames) = broker.recv_multipart(zmq::DONTWAIT) {
+                liveness = options.liveness;
+                backoff = options.reconnect_min;
+                let rest = match frames.split_first() {
+                    Some((delimiter, rest)) if delimiter.is_empty() => rest,
+                    _ => &frames[..],
+                };
+                match WorkerCommand::decode(rest) {
+                    Ok(WorkerCommand::Request { client, body }) => {
+                        if let Some(reply) = on_request(&client, body)? {
+                            send_command(
+                                &broker,
+                                &WorkerCommand::Reply {
+                                    client,
+                                    body: reply,
+                                },
+                            )?;
                         }
-                        Ok(WorkerCommand::Heartbeat) => {}
-                        Ok(WorkerCommand::Disconnect) => {
-                            info!(service = %self.service, "broker asked to reconnect");
-                            reconnect = true;
-                        }
-                        Ok(other) => {
-                            debug!(command = ?other, "unexpected command from broker ignored")
-                        }
-                        Err(e) => warn!(error = %e, "malformed message from broker ignored"),
                     }
-                }
-            }
-            if items[1].is_readable() {
-                while let Ok(mut frames) = self.app.recv_multipart(zmq::DONTWAIT) {
-                    if frames.is_empty() {
-                        continue;
-                    }
-                    let client = frames.remove(0);
-                    send_command(
-                        &broker,
-                        &WorkerCommand::Reply {
-                            client,
-                            body: frames,
-                        },
-                    )?;
-                }
-            }
-            if Instant::now() >= next_heartbeat {
-                next_heartbeat = Instant::now() + heartbeat;
-                send_command(&broker, &WorkerCommand::Heartbeat).or_else(ignore_full)?;
-                if !items[0].is_readable() {
-                    liveness = liveness.saturating_sub(1);
-                    if liveness == 0 {
-                        warn!(service = %self.service, retry_in = ?backoff, "broker silent; reconnecting");
-                        // Wait out the backoff, still answering a stop at once.
-                        if self.stop.poll(zmq::POLLIN, millis(backoff))? > 0 {
-                            return Ok(());
-                        }
-                        backoff = (backoff * 2).min(self.options.reconnect_max);
+                    Ok(WorkerCommand::Heartbeat) => {}
+                    Ok(WorkerCommand::Disconnect) => {
+                        info!(service = %session.service, "broker asked to reconnect");
                         reconnect = true;
                     }
+                    Ok(other) => debug!(command = ?other, "unexpected command from broker ignored"),
+                    Err(e) => warn!(error = %e, "malformed message from broker ignored"),
                 }
             }
-            if reconnect {
-                broker = self.connect()?;
-                liveness = self.options.liveness;
-                next_heartbeat = Instant::now() + heartbeat;
+        }
+        if let (true, Some(app)) = (from_app, app) {
+            while let Ok(mut frames) = app.recv_multipart(zmq::DONTWAIT) {
+                if frames.is_empty() {
+                    continue;
+                }
+                let client = frames.remove(0);
+                send_command(
+                    &broker,
+                    &WorkerCommand::Reply {
+                        client,
+                        body: frames,
+                    },
+                )?;
             }
+        }
+        if Instant::now() >= next_heartbeat {
+            next_heartbeat = Instant::now() + heartbeat;
+            send_command(&broker, &WorkerCommand::Heartbeat).or_else(ignore_full)?;
+            if !from_broker {
+                liveness = liveness.saturating_sub(1);
+                if liveness == 0 {
+                    warn!(service = %session.service, retry_in = ?backoff, "broker silent; reconnecting");
+                    // Wait out the backoff, still answering a stop at once.
+                    if stop.poll(zmq::POLLIN, millis(backoff))? > 0 {
+                        return Ok(());
+                    }
+                    backoff = (backoff * 2).min(options.reconnect_max);
+                    reconnect = true;
+                }
+            }
+        }
+        if reconnect {
+            broker = session.connect()?;
+            liveness = options.liveness;
+            next_heartbeat = Instant::now() + heartbeat;
         }
     }
 }

@@ -13,15 +13,16 @@
 //! Workers speak Majordomo 7/MDP (`MDPW01`), so a zhub broker also serves workers written
 //! in other languages, and these workers serve any MDP broker.
 //!
-//! The socket to the broker lives on a background I/O thread, so heartbeats keep flowing
-//! while a handler runs for a long time, and the broker does not mistake a busy worker for a
-//! dead one. That thread also notices a dead or restarted broker (no traffic for `liveness`
+//! [`Worker::run`] serves on the calling thread with the least latency, heartbeating between
+//! requests; [`Worker::recv`] and [`Worker::reply`] keep the broker connection on a background
+//! thread, so heartbeats flow while the application spends as long as it likes on a request.
+//! Either way the worker notices a dead or restarted broker (no traffic for `liveness`
 //! heartbeats, or a DISCONNECT) and reconnects with an exponential backoff, registering again.
 //!
 //! # Layout
 //! - `worker` — [`Worker`], [`Request`], [`Stopper`].
 //! - `options` — [`WorkerOptions`].
-//! - `io` — the I/O thread: heartbeats, reconnection, MDP framing.
+//! - `io` — the MDP session loop: registration, heartbeats, reconnection, framing.
 //! - `error` — [`WorkerError`].
 #![deny(missing_docs)]
 

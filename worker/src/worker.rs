@@ -8,7 +8,7 @@ use tracing::warn;
 use zhub_protocol::builtin::BUILTIN_PREFIX;
 use zhub_protocol::mdp::MMI_PREFIX;
 
-use crate::io::{Io, REQUEST_MARK};
+use crate::io::{self, Session, REQUEST_MARK};
 use crate::{WorkerError, WorkerOptions};
 
 /// A request handed to this worker.
@@ -31,37 +31,55 @@ impl Request {
 }
 
 /// Stops a [`Worker`] from another thread: the worker tells the broker DISCONNECT, and its
-/// `recv` or `run` returns. Cheap to clone.
+/// `run`, `recv` or `recv_timeout` returns. Cheap to clone; stopping twice is harmless.
 #[derive(Clone)]
 pub struct Stopper {
     context: zmq::Context,
-    endpoint: String,
 }
 
+/// The worker's stop channel (PULL, bound by the worker; every stop is a PUSH to it).
+const STOP_ENDPOINT: &str = "inproc://worker-stop";
+/// The application side of the threaded mode.
+const APP_ENDPOINT: &str = "inproc://worker-app";
+
 impl Stopper {
-    /// Asks the worker to stop. Harmless if it already has.
+    /// Asks the worker to stop.
     pub fn stop(&self) {
-        if let Ok(socket) = self.context.socket(zmq::PAIR) {
+        if let Ok(socket) = self.context.socket(zmq::PUSH) {
             let _ = socket.set_linger(100);
-            if socket.connect(&self.endpoint).is_ok() {
+            if socket.connect(STOP_ENDPOINT).is_ok() {
                 let _ = socket.send(&b"stop"[..], zmq::DONTWAIT);
             }
         }
     }
 }
 
+/// The background I/O thread of the threaded mode, and its application socket.
+struct Threaded {
+    app: zmq::Socket,
+    io: JoinHandle<()>,
+}
+
 /// A worker serving one named service.
 ///
+/// Two ways to serve:
+/// - [`Worker::run`] / [`Worker::run_typed`] call a handler for each request on the calling
+///   thread, with heartbeats between requests: the fastest way, for handlers that finish well
+///   within `liveness` x `heartbeat` (7.5 s by default). A handler that takes longer looks
+///   silent to the broker, which then retries its request on another worker.
+/// - [`Worker::recv`] / [`Worker::reply`] move the broker connection to a background thread
+///   that keeps heartbeating while the application works on a request as long as it likes.
+///
 /// Several workers (of the same or different services) may run in one process, each on its
-/// own thread. Dropping a worker tells the broker DISCONNECT.
+/// own thread. A worker registers when it starts serving and tells the broker DISCONNECT
+/// when stopped or dropped.
 pub struct Worker {
-    service: String,
-    app: zmq::Socket,
+    session: Session,
+    /// Taken by whichever mode starts serving.
+    stop: Option<zmq::Socket>,
+    threaded: Option<Threaded>,
     stopper: Stopper,
-    io: Option<JoinHandle<()>>,
     served: u64,
-    // Declared last so it is dropped after the sockets.
-    _context: zmq::Context,
 }
 
 fn valid_url(url: &str) -> bool {
@@ -75,9 +93,9 @@ fn valid_url(url: &str) -> bool {
 }
 
 impl Worker {
-    /// Registers a worker for `service` at the broker whose main endpoint is `url`, with
-    /// default options. Returns at once: registration and every reconnection happen on the
-    /// worker's I/O thread.
+    /// Prepares a worker for `service` at the broker whose main endpoint is `url`, with
+    /// default options. It registers when it starts serving (`run` or the first `recv`);
+    /// every reconnection registers again by itself.
     ///
     /// # Errors
     /// [`WorkerError::InvalidUrl`], [`WorkerError::InvalidService`] (empty, too long, or
@@ -101,57 +119,33 @@ impl Worker {
                 "{service:?} is reserved for the broker"
             )));
         }
-        let context = zmq::Context::new();
         // inproc names are per context, and every worker has its own.
-        let app_endpoint = "inproc://worker-app".to_owned();
-        let stop_endpoint = "inproc://worker-stop".to_owned();
-        let app = context.socket(zmq::PAIR)?;
-        app.set_linger(0)?;
-        app.bind(&app_endpoint)?;
-        let io_app = context.socket(zmq::PAIR)?;
-        io_app.set_linger(0)?;
-        io_app.connect(&app_endpoint)?;
-        let stop = context.socket(zmq::PAIR)?;
+        let context = zmq::Context::new();
+        let stop = context.socket(zmq::PULL)?;
         stop.set_linger(0)?;
-        stop.bind(&stop_endpoint)?;
-        let io = Io {
-            context: context.clone(),
-            url: url.to_owned(),
-            service: service.to_owned(),
-            options,
-            app: io_app,
-            stop,
-        };
-        let thread_service = service.to_owned();
-        let handle = std::thread::Builder::new()
-            .name(format!("zhub-worker-{service}"))
-            .spawn(move || {
-                if let Err(e) = io.run() {
-                    warn!(service = %thread_service, error = %e, "worker I/O thread stopped on an error");
-                }
-                // Dropping `io` closes its end of the application socket, which ends
-                // `recv` with `Stopped`.
-            })
-            .map_err(WorkerError::Thread)?;
+        stop.bind(STOP_ENDPOINT)?;
         Ok(Worker {
-            service: service.to_owned(),
-            app,
             stopper: Stopper {
                 context: context.clone(),
-                endpoint: stop_endpoint,
             },
-            io: Some(handle),
+            session: Session {
+                context,
+                url: url.to_owned(),
+                service: service.to_owned(),
+                options,
+            },
+            stop: Some(stop),
+            threaded: None,
             served: 0,
-            _context: context,
         })
     }
 
     /// The service this worker serves.
     pub fn service(&self) -> &str {
-        &self.service
+        &self.session.service
     }
 
-    /// Requests served so far.
+    /// Requests answered so far through [`Worker::reply`].
     pub fn served(&self) -> u64 {
         self.served
     }
@@ -161,7 +155,39 @@ impl Worker {
         self.stopper.clone()
     }
 
-    /// Waits for the next request.
+    /// Starts the background I/O thread of the threaded mode, once.
+    fn threaded(&mut self) -> Result<&Threaded, WorkerError> {
+        if self.threaded.is_none() {
+            let stop = self.stop.take().ok_or(WorkerError::Stopped)?;
+            let context = &self.session.context;
+            let app = context.socket(zmq::PAIR)?;
+            app.set_linger(0)?;
+            app.bind(APP_ENDPOINT)?;
+            let io_app = context.socket(zmq::PAIR)?;
+            io_app.set_linger(0)?;
+            io_app.connect(APP_ENDPOINT)?;
+            let session = self.session.clone();
+            let io = std::thread::Builder::new()
+                .name(format!("zhub-worker-{}", session.service))
+                .spawn(move || {
+                    let mut forward = |client: &[u8], body: Vec<Vec<u8>>| {
+                        let mut message = vec![REQUEST_MARK.to_vec(), client.to_vec()];
+                        message.extend(body);
+                        io_app.send_multipart(message, 0)?;
+                        Ok(None)
+                    };
+                    if let Err(e) = io::serve(&session, &stop, Some(&io_app), &mut forward) {
+                        warn!(service = %session.service, error = %e, "worker I/O thread stopped on an error");
+                    }
+                })
+                .map_err(WorkerError::Thread)?;
+            self.threaded = Some(Threaded { app, io });
+        }
+        self.threaded.as_ref().ok_or(WorkerError::Stopped)
+    }
+
+    /// Waits for the next request (threaded mode: heartbeats continue in the background
+    /// until [`Worker::reply`]).
     ///
     /// # Errors
     /// [`WorkerError::Stopped`] once the worker is stopped.
@@ -180,15 +206,15 @@ impl Worker {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Request>, WorkerError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let io_alive = self.io.as_ref().is_some_and(|h| !h.is_finished());
-            if !io_alive {
+            let threaded = self.threaded()?;
+            if threaded.io.is_finished() {
                 return Err(WorkerError::Stopped);
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             // Wake at least every 100 ms to notice an I/O thread that ended.
             let slice = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).min(100);
-            if self.app.poll(zmq::POLLIN, slice)? > 0 {
-                let mut frames = self.app.recv_multipart(0)?;
+            if threaded.app.poll(zmq::POLLIN, slice)? > 0 {
+                let mut frames = threaded.app.recv_multipart(0)?;
                 if frames.len() >= 2 && frames[0] == REQUEST_MARK {
                     let body = frames.split_off(2);
                     let client = frames.pop().unwrap_or_default();
@@ -220,13 +246,13 @@ impl Worker {
         let mut frames = Vec::with_capacity(1 + body.len());
         frames.push(request.client.clone());
         frames.extend(body);
-        self.app.send_multipart(frames, 0)?;
+        self.threaded()?.app.send_multipart(frames, 0)?;
         self.served += 1;
         Ok(())
     }
 
-    /// Serves requests with `handler` (request body in, reply body out) until the worker is
-    /// stopped. Returns `Ok(())` when stopped through a [`Stopper`].
+    /// Serves requests with `handler` (request body in, reply body out) on this thread until
+    /// the worker is stopped through a [`Stopper`]; then returns `Ok(())`.
     ///
     /// # Errors
     /// A ZeroMQ failure.
@@ -234,16 +260,25 @@ impl Worker {
     where
         F: FnMut(&[u8]) -> Vec<u8>,
     {
-        loop {
-            match self.recv() {
-                Ok(request) => {
-                    let reply = handler(request.body());
-                    self.reply(&request, &reply)?;
+        let Some(stop) = self.stop.take() else {
+            // Already serving in threaded mode: go on that way.
+            loop {
+                match self.recv() {
+                    Ok(request) => {
+                        let reply = handler(request.body());
+                        self.reply(&request, &reply)?;
+                    }
+                    Err(WorkerError::Stopped) => return Ok(()),
+                    Err(e) => return Err(e),
                 }
-                Err(WorkerError::Stopped) => return Ok(()),
-                Err(e) => return Err(e),
             }
-        }
+        };
+        let mut inline = |_client: &[u8], body: Vec<Vec<u8>>| {
+            let reply = handler(body.first().map(Vec::as_slice).unwrap_or_default());
+            Ok(Some(vec![reply]))
+        };
+        io::serve(&self.session, &stop, None, &mut inline)?;
+        Ok(())
     }
 
     /// Serves requests whose bodies are MessagePack `T`, answering MessagePack `R`.
@@ -259,7 +294,7 @@ impl Worker {
         R: Serialize,
         F: FnMut(T) -> R,
     {
-        let service = self.service.clone();
+        let service = self.session.service.clone();
         self.run(move |body| {
             let decoded = zhub_protocol::body::decode::<T>(body);
             match decoded.map(&mut handler).and_then(|r| zhub_protocol::body::encode(&r)) {
@@ -275,9 +310,9 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.stopper.stop();
-        if let Some(handle) = self.io.take() {
-            let _ = handle.join();
+        if let Some(threaded) = self.threaded.take() {
+            self.stopper.stop();
+            let _ = threaded.io.join();
         }
     }
 }

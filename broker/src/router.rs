@@ -87,7 +87,12 @@ impl Router {
             if items[0].is_readable() {
                 for _ in 0..BATCH {
                     match self.socket.recv_multipart(zmq::DONTWAIT) {
-                        Ok(frames) => self.dispatch(&frames),
+                        Ok(frames) => {
+                            self.dispatch(&frames);
+                            // Send what this message produced at once: a worker waiting for
+                            // its next request should not wait for the rest of the batch.
+                            self.flush();
+                        }
                         Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => break,
                         Err(e) => return Err(e),
                     }

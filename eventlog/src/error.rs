@@ -1,0 +1,63 @@
+//! [`EventLogError`]: everything the engine can report.
+
+use std::path::PathBuf;
+
+/// What went wrong in the event log engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventLogError {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stream name breaks the naming rules.
+    #[error("invalid stream name {0:?}: 1 to 200 characters of A-Z a-z 0-9 . _ -, not starting with '.'")]
+    InvalidName(String),
+    /// The stream already exists.
+    #[error("stream {0} already exists")]
+    StreamExists(String),
+    /// No such stream.
+    #[error("no such stream: {0}")]
+    NoSuchStream(String),
+    /// A record is larger than the stream allows.
+    #[error("record of {size} bytes exceeds the stream's limit of {limit} bytes")]
+    RecordTooLarge {
+        /// The record's framed size.
+        size: usize,
+        /// The stream's `max_record_bytes`.
+        limit: usize,
+    },
+    /// A record on disk fails its check: the data is damaged.
+    #[error("stream {stream}: record at offset {offset} is corrupt ({reason})")]
+    Corrupt {
+        /// The stream.
+        stream: String,
+        /// The offset of the damaged record.
+        offset: u64,
+        /// What failed (CRC, length, offset sequence).
+        reason: String,
+    },
+    /// A segment or config file is not in a format this build reads.
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl EventLogError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EventLogError {
+        let path = path.into();
+        move |source| EventLogError::Io { path, source }
+    }
+}
+
+/// Result of the engine's operations.
+pub type Result<T> = std::result::Result<T, EventLogError>;

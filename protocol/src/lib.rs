@@ -11,6 +11,7 @@
 //! - [`builtin`] — names and MessagePack bodies of the broker's built-in services
 //!   (`zhub.info`, `zhub.stats`).
 //! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
+//! - [`log`] — the `zhub.log` service's requests and replies.
 //! - [`body`] — MessagePack helpers shared by every typed API.
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@ pub mod body;
 pub mod builtin;
 pub mod bus;
 pub mod error;
+pub mod log;
 pub mod mdp;
 pub mod request;
 

@@ -56,6 +56,9 @@ pub enum Status {
     BadRequest,
     /// 404: no such service.
     NoService,
+    /// 422: the service understood the request and refused it (for example: no such
+    /// stream); the body says why.
+    Rejected,
     /// 500: the broker failed while serving a built-in service.
     Internal,
     /// 502: the worker failed to produce a reply.
@@ -73,6 +76,7 @@ impl Status {
             Status::Ok => 200,
             Status::BadRequest => 400,
             Status::NoService => 404,
+            Status::Rejected => 422,
             Status::Internal => 500,
             Status::WorkerFailed => 502,
             Status::Busy => 503,
@@ -89,6 +93,7 @@ impl Status {
             200 => Status::Ok,
             400 => Status::BadRequest,
             404 => Status::NoService,
+            422 => Status::Rejected,
             500 => Status::Internal,
             502 => Status::WorkerFailed,
             503 => Status::Busy,

@@ -130,6 +130,7 @@ fn reply_round_trip_and_status_codes() {
         Status::Ok,
         Status::BadRequest,
         Status::NoService,
+        Status::Rejected,
         Status::Internal,
         Status::WorkerFailed,
         Status::Busy,

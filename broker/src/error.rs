@@ -55,6 +55,9 @@ pub enum BrokerError {
         /// What is wrong.
         reason: String,
     },
+    /// The event log could not be opened or recovered.
+    #[error("event log: {0}")]
+    Storage(#[from] zhub_eventlog::EventLogError),
     /// A ZeroMQ call failed while setting up sockets.
     #[error("zeromq: {0}")]
     Zmq(#[from] zmq::Error),

@@ -5,6 +5,7 @@
 //!  publishers --> XSUB ==== proxy ====> XPUB --> subscribers        (thread "zhub-bus")
 //!  clients    <-> ROUTER (main endpoint)                           (thread "zhub-router")
 //!  workers    <->   services, FIFO queues, LRU workers, heartbeats; zhub.*, mmi.* built-ins
+//!                   zhub.log --inproc--> storage thread (event log, group commit) ("zhub-storage")
 //! ```
 //!
 //! # Layout
@@ -13,6 +14,7 @@
 //! - `bus` — the publish/subscribe proxy loop and its counters.
 //! - `router` — the request loop on the main endpoint and the built-in services.
 //! - `services` — named services: queues, workers, heartbeats, deadlines, retries.
+//! - `storage` — the storage thread serving `zhub.log` with group commit.
 //! - [`error`] — [`BrokerError`].
 //!
 //! # Example
@@ -32,6 +34,7 @@ pub mod error;
 mod memory;
 mod router;
 mod services;
+mod storage;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::sync::mpsc::Receiver;
@@ -66,6 +69,8 @@ impl Broker {
         endpoint::check("publish", &config.publish)?;
         endpoint::check("subscribe", &config.subscribe)?;
         let lock = lock_data_dir(config)?;
+        // Recovery runs here, so that a damaged log is an error at start, not later.
+        let log = zhub_eventlog::EventLog::open(config.data_dir.join("log"))?;
 
         let context = zmq::Context::new();
         context.set_io_threads(config.io_threads.max(1))?;
@@ -112,7 +117,16 @@ impl Broker {
             max_attempts: config.max_attempts.max(1),
             mdp_timeout: config.mdp_timeout,
         };
-        let router = router::Router::new(router, info, counters, services);
+        // The storage thread's end binds first, as inproc requires.
+        let storage_socket = broker.context.socket(zmq::PAIR)?;
+        storage_socket.set_linger(0)?;
+        storage_socket.bind(storage::ENDPOINT)?;
+        let router_storage = broker.context.socket(zmq::PAIR)?;
+        router_storage.set_linger(0)?;
+        router_storage.connect(storage::ENDPOINT)?;
+        let storage = storage::Storage::new(log, storage_socket);
+        broker.spawn("zhub-storage", move |control| storage.run(control))?;
+        let router = router::Router::new(router, info, counters, services, router_storage);
         broker.spawn("zhub-router", move |control| router.run(control))?;
         Ok(broker)
     }

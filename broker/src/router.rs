@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use zhub_protocol::builtin::{
     BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
 };
+use zhub_protocol::log::LOG_SERVICE;
 use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
 use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
@@ -35,6 +36,8 @@ pub(crate) struct Router {
     stats: RequestStats,
     services: Services,
     mdp_timeout: Duration,
+    /// The pair socket to the storage thread, which serves `zhub.log`.
+    storage: zmq::Socket,
 }
 
 /// What a built-in service answered.
@@ -53,6 +56,7 @@ impl Router {
         info: BrokerInfo,
         bus: Arc<BusCounters>,
         config: ServiceConfig,
+        storage: zmq::Socket,
     ) -> Self {
         let now = Instant::now();
         Router {
@@ -63,6 +67,7 @@ impl Router {
             stats: RequestStats::default(),
             mdp_timeout: config.mdp_timeout,
             services: Services::new(config, now),
+            storage,
         }
     }
 
@@ -76,15 +81,24 @@ impl Router {
             let mut items = [
                 self.socket.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
+                self.storage.as_poll_item(zmq::POLLIN),
             ];
             match zmq::poll(&mut items, timeout) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e),
             }
-            if items[1].is_readable() {
+            let readable = [
+                items[0].is_readable(),
+                items[1].is_readable(),
+                items[2].is_readable(),
+            ];
+            if readable[1] {
                 return Ok(());
             }
-            if items[0].is_readable() {
+            if readable[2] {
+                self.storage_replies();
+            }
+            if readable[0] {
                 for _ in 0..BATCH {
                     match self.socket.recv_multipart(zmq::DONTWAIT) {
                         Ok(frames) => {
@@ -154,6 +168,20 @@ impl Router {
 
     fn native_request(&mut self, now: Instant, identity: &[u8], rest: &[Vec<u8>]) {
         match Request::decode(rest) {
+            Ok(request) if request.service == LOG_SERVICE => {
+                self.stats.received += 1;
+                // The storage thread answers; an fsync there never stalls this loop.
+                let body = request.body.into_iter().next().unwrap_or_default();
+                let id = request.id.to_be_bytes();
+                if let Err(e) = self
+                    .storage
+                    .send_multipart([identity, &id[..], &body[..]], 0)
+                {
+                    warn!(error = %e, "storage thread unreachable");
+                    let reply = Reply::error(request.id, Status::Internal, "storage unavailable");
+                    self.send(identity, reply.encode());
+                }
+            }
             Ok(request) => {
                 self.stats.received += 1;
                 match self.builtin(&request.service, &request.body) {
@@ -189,6 +217,29 @@ impl Router {
                     self.send(identity, reply.encode());
                 }
             }
+        }
+    }
+
+    /// Passes replies from the storage thread on to their clients.
+    fn storage_replies(&mut self) {
+        while let Ok(message) = self.storage.recv_multipart(zmq::DONTWAIT) {
+            let Ok([identity, id, status, body]) = <[Vec<u8>; 4]>::try_from(message) else {
+                warn!("malformed reply from the storage thread dropped");
+                continue;
+            };
+            let id = <[u8; 8]>::try_from(id.as_slice()).map(u64::from_be_bytes);
+            let status = <[u8; 2]>::try_from(status.as_slice())
+                .ok()
+                .and_then(|s| Status::from_code(u16::from_be_bytes(s)).ok());
+            let (Ok(id), Some(status)) = (id, status) else {
+                warn!("malformed reply from the storage thread dropped");
+                continue;
+            };
+            let reply = match status {
+                Status::Ok => Reply::ok(id, vec![body]),
+                other => Reply::error(id, other, String::from_utf8_lossy(&body).into_owned()),
+            };
+            self.send(&identity, reply.encode());
         }
     }
 

@@ -142,6 +142,16 @@ impl Client {
         self.request(STATS_SERVICE, &())
     }
 
+    /// The event log through this client's broker.
+    pub fn log(&mut self) -> crate::Log<'_> {
+        crate::Log::new(self)
+    }
+
+    /// The client's default timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.options.timeout
+    }
+
     /// This client's publisher id, carried in the header of every message it publishes.
     pub fn publisher_id(&self) -> u64 {
         self.publisher_id
@@ -566,6 +576,7 @@ fn outcome(reply: Reply) -> Result<Vec<Vec<u8>>, RequestError> {
         Status::TimedOut => RequestErrorKind::TimedOut,
         Status::WorkerFailed => RequestErrorKind::WorkerFailed,
         Status::BadRequest => RequestErrorKind::BadRequest,
+        Status::Rejected => RequestErrorKind::Rejected,
         _ => RequestErrorKind::Internal,
     };
     Err(RequestError::new(kind, reply.reason()))

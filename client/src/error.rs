@@ -115,6 +115,8 @@ kinds! {
         WorkerFailed => "worker failed",
         /// The broker refused the request as malformed.
         BadRequest => "bad request",
+        /// The service understood the request and refused it (say, no such stream).
+        Rejected => "rejected",
         /// The broker failed while serving a built-in service.
         Internal => "broker internal error",
         /// The request body could not be encoded or the reply body decoded.

@@ -22,6 +22,7 @@
 //!
 //! # Layout
 //! - `client` — [`Client`], requests and publishing.
+//! - `log` — [`Log`]: the event log through the broker.
 //! - `options` — [`ClientOptions`].
 //! - `subscriber` — [`Subscriber`], [`Message`], [`Subscription`].
 //! - `publisher` — the publishing socket, its handshake and sequence numbers.
@@ -31,6 +32,7 @@
 
 mod client;
 mod error;
+mod log;
 mod options;
 mod publisher;
 mod subscriber;
@@ -40,6 +42,9 @@ pub use client::Client;
 pub use error::{
     ConnectError, ConnectErrorKind, Error, PublishError, PublishErrorKind, RecvError,
     RecvErrorKind, RequestError, RequestErrorKind, SubscribeError, SubscribeErrorKind,
+};
+pub use log::{
+    FsyncPolicy, Log, LogReader, LogRecord, NewRecord, ReadFrom, StreamSettings, StreamSummary,
 };
 pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};

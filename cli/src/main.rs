@@ -5,12 +5,14 @@
 //! - `pubsub.rs` — `zhub pub`, `zhub sub`.
 //! - `stats.rs` — `zhub stats`.
 //! - `services.rs` — `zhub request`, `zhub serve`, `zhub services`.
+//! - `log.rs` — `zhub log`.
 //! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq, and the bench servers.
 //! - `bench_request.rs` — `zhub bench request`, beside a raw ROUTER/ROUTER broker.
 //! - `render.rs` — bodies and headers as text and JSON.
 
 mod bench;
 mod bench_request;
+mod log;
 mod pubsub;
 mod render;
 mod services;
@@ -50,6 +52,9 @@ enum Command {
     Serve(services::ServeArgs),
     /// List services with their workers, queues and served counts.
     Services(services::ServicesArgs),
+    /// The event log: streams, create, append, read, tail, delete.
+    #[command(subcommand)]
+    Log(log::LogCommand),
     /// Measure throughput and latency, beside raw libzmq in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Request(args) => services::request(&cli.url, cli.timeout, &args),
         Command::Serve(args) => services::serve(&cli.url, &args),
         Command::Services(args) => services::list(&cli.url, cli.timeout, &args),
+        Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Bench(command) => bench::run(&command),
         Command::BenchBroker(args) => bench::serve_broker(&args),
         Command::BenchRawProxy(args) => bench::serve_raw_proxy(&args),

@@ -1,0 +1,279 @@
+//! `zhub log`: streams, create, append, read, tail, delete.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use zhub_client::{FsyncPolicy, LogRecord, ReadFrom, StreamSettings};
+
+use crate::render;
+
+/// `zhub log` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum LogCommand {
+    /// List the streams with their offsets, record counts and sizes.
+    Streams {
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a stream.
+    Create {
+        /// The stream's name (A-Z a-z 0-9 . _ -).
+        stream: String,
+        /// Durability: always (ack after fsync, the default), interval:MS, or never.
+        #[arg(long, default_value = "always", value_parser = parse_fsync)]
+        fsync: FsyncPolicy,
+        /// Segment size in bytes.
+        #[arg(long)]
+        segment_bytes: Option<u64>,
+        /// Drop old segments beyond this many bytes.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+        /// Drop segments whose records are older than this (e.g. 168h).
+        #[arg(long, value_parser = crate::parse_duration)]
+        retention: Option<Duration>,
+    },
+    /// Append one record and print its offset.
+    Append {
+        /// The stream.
+        stream: String,
+        /// The record's value (stored as --format says).
+        body: String,
+        /// How to store BODY: string (a MessagePack string), json (parsed, stored as a
+        /// MessagePack value) or raw (its bytes as they are).
+        #[arg(long, value_enum, default_value = "string")]
+        format: BodyFormat,
+        /// Print the offset as a JSON object: {"offset": N}.
+        #[arg(long)]
+        json: bool,
+        /// A key for the record.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print records from an offset (or a time) to the current end.
+    Read {
+        /// The stream.
+        stream: String,
+        /// First offset to print.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Start at the first record at or after this time, in microseconds since the epoch.
+        #[arg(long, conflicts_with = "from")]
+        from_time_us: Option<i64>,
+        /// Print at most this many records.
+        #[arg(long)]
+        count: Option<u64>,
+        /// One JSON object per record: offset, timestamp, key, body.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records as they are appended (from the end, or --from), until interrupted.
+    Tail {
+        /// The stream.
+        stream: String,
+        /// First offset to print (default: the current end).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Exit after this many records.
+        #[arg(long)]
+        count: Option<u64>,
+        /// One JSON object per record.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a stream and its data.
+    Delete {
+        /// The stream.
+        stream: String,
+    },
+}
+
+/// How `zhub log append` stores its BODY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BodyFormat {
+    /// A MessagePack string.
+    String,
+    /// JSON, stored as a MessagePack value.
+    Json,
+    /// The bytes as given.
+    Raw,
+}
+
+fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
+    match text {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        other => match other.strip_prefix("interval:") {
+            Some(ms) => ms
+                .parse()
+                .map(|ms| FsyncPolicy::Interval { ms })
+                .map_err(|_| format!("{other:?}: expected interval:MILLISECONDS")),
+            None => Err(format!("{other:?}: expected always, interval:MS or never")),
+        },
+    }
+}
+
+fn line(record: &LogRecord, json: bool) -> String {
+    if json {
+        json!({
+            "offset": record.offset,
+            "timestamp": record.timestamp_us,
+            "key": record.key.as_deref().map(String::from_utf8_lossy),
+            "body": render::strict_msgpack(&record.value)
+                .unwrap_or_else(|| render::body_value(zhub_client::Encoding::Raw, &record.value)),
+        })
+        .to_string()
+    } else {
+        format!(
+            "{} {} {}",
+            record.offset,
+            record.timestamp_us,
+            render::reply_text(&record.value)
+        )
+    }
+}
+
+/// Prints a line; `false` once stdout is closed (`| head`).
+fn print(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+}
+
+pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow::Result<()> {
+    let mut client = crate::connect(url, timeout)?;
+    match command {
+        LogCommand::Streams { json } => {
+            let streams = client.log().streams()?;
+            if *json {
+                println!("{}", serde_json::to_string(&streams)?);
+            } else {
+                println!(
+                    "{:<24} {:>12} {:>12} {:>10} {:>12}",
+                    "stream", "first", "next", "records", "bytes"
+                );
+                for s in streams {
+                    println!(
+                        "{:<24} {:>12} {:>12} {:>10} {:>12}",
+                        s.name, s.first_offset, s.next_offset, s.records, s.size_bytes
+                    );
+                }
+            }
+        }
+        LogCommand::Create {
+            stream,
+            fsync,
+            segment_bytes,
+            retention_bytes,
+            retention,
+        } => {
+            let settings = StreamSettings {
+                fsync: Some(*fsync),
+                segment_bytes: *segment_bytes,
+                retention_bytes: *retention_bytes,
+                retention_ms: retention.map(|d| d.as_millis() as u64),
+                ..StreamSettings::default()
+            };
+            client.log().create(stream, settings)?;
+        }
+        LogCommand::Append {
+            stream,
+            body,
+            format,
+            json,
+            key,
+        } => {
+            let value = match format {
+                BodyFormat::Raw => body.as_bytes().to_vec(),
+                BodyFormat::Json => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(body).context("BODY is not valid JSON")?;
+                    rmp_serde::to_vec_named(&v)?
+                }
+                BodyFormat::String => rmp_serde::to_vec_named(body)?,
+            };
+            let offset =
+                client
+                    .log()
+                    .append_bytes(stream, key.as_deref().map(str::as_bytes), &value)?;
+            if *json {
+                println!("{}", json!({ "offset": offset }));
+            } else {
+                println!("{offset}");
+            }
+        }
+        LogCommand::Read {
+            stream,
+            from,
+            from_time_us,
+            count,
+            json,
+        } => {
+            let reader = match from_time_us {
+                Some(t) => client.log().read_from_time(stream, *t),
+                None => client.log().read(stream, *from),
+            };
+            for record in reader.take(count.map_or(usize::MAX, |c| c as usize)) {
+                if !print(&line(&record?, *json)) {
+                    break;
+                }
+            }
+        }
+        LogCommand::Tail {
+            stream,
+            from,
+            count,
+            json,
+        } => {
+            let mut next = match from {
+                Some(from) => *from,
+                None => client
+                    .log()
+                    .streams()?
+                    .into_iter()
+                    .find(|s| s.name == *stream)
+                    .map(|s| s.next_offset)
+                    .with_context(|| format!("no such stream: {stream}"))?,
+            };
+            let mut printed = 0;
+            loop {
+                let (records, after) = client.log().read_batch(
+                    stream,
+                    ReadFrom::Offset(next),
+                    1 << 20,
+                    Duration::from_secs(30),
+                )?;
+                for record in &records {
+                    if !print(&line(record, *json)) {
+                        return Ok(());
+                    }
+                    printed += 1;
+                    if count.is_some_and(|c| printed >= c) {
+                        return Ok(());
+                    }
+                }
+                next = after;
+            }
+        }
+        LogCommand::Delete { stream } => client.log().delete(stream)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_fsync;
+    use zhub_client::FsyncPolicy;
+
+    #[test]
+    fn fsync_policies_parse() {
+        assert_eq!(parse_fsync("always"), Ok(FsyncPolicy::Always));
+        assert_eq!(
+            parse_fsync("interval:50"),
+            Ok(FsyncPolicy::Interval { ms: 50 })
+        );
+        assert!(parse_fsync("sometimes").is_err());
+        assert!(parse_fsync("interval:soon").is_err());
+    }
+}

@@ -13,6 +13,9 @@
 //! - **Malformed frames stop here**, counted, instead of reaching every subscriber.
 //!
 //! Messages move in batches of up to [`BATCH`] per poll, as single frames, without copies.
+//! Two more inputs join the loop: the journal tap ([`crate::journal`]) copies messages on
+//! journaled prefixes to the storage thread, and the storage thread's republished messages
+//! come in on an inproc socket and go out like any other (without being journaled again).
 
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
@@ -23,6 +26,11 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
+
+use crate::journal::JournalTap;
+
+/// Endpoint where the storage thread sends messages to publish again (a PUSH to our PULL).
+pub(crate) const REPUBLISH_ENDPOINT: &str = "inproc://republish";
 
 /// Most messages forwarded per poll: large enough to amortise the poll, small enough that
 /// subscriptions and shutdown are still seen promptly under a flood.
@@ -179,16 +187,33 @@ pub(crate) fn setup(xsub: &zmq::Socket) -> Result<(), zmq::Error> {
     xsub.send(&[1u8][..], 0)
 }
 
+/// The bus thread's sockets.
+pub(crate) struct BusSockets {
+    /// Publishers' side, bound.
+    pub(crate) xsub: zmq::Socket,
+    /// Subscribers' side, bound.
+    pub(crate) xpub: zmq::Socket,
+    /// Messages the storage thread publishes again (PULL, bound at [`REPUBLISH_ENDPOINT`]).
+    pub(crate) republish: zmq::Socket,
+    /// Copies of journaled messages to the storage thread.
+    pub(crate) tap: JournalTap,
+}
+
 /// The proxy loop. Returns when a message arrives on `control`.
 pub(crate) fn run(
-    xsub: zmq::Socket,
-    mut xpub: zmq::Socket,
+    sockets: BusSockets,
     control: zmq::Socket,
     counters: Arc<BusCounters>,
 ) -> Result<(), zmq::Error> {
-    let mut xsub = xsub;
+    let BusSockets {
+        mut xsub,
+        mut xpub,
+        mut republish,
+        mut tap,
+    } = sockets;
     let xsub_raw = xsub.as_mut_ptr();
     let xpub_raw = xpub.as_mut_ptr();
+    let republish_raw = republish.as_mut_ptr();
     set_nodrop(xpub_raw, true)?;
     let mut c = BusStats::default();
     let mut msg = RawMessage::new();
@@ -197,6 +222,7 @@ pub(crate) fn run(
             xsub.as_poll_item(zmq::POLLIN),
             xpub.as_poll_item(zmq::POLLIN),
             control.as_poll_item(zmq::POLLIN),
+            republish.as_poll_item(zmq::POLLIN),
         ];
         match zmq::poll(&mut items, -1) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
@@ -207,7 +233,10 @@ pub(crate) fn run(
             return Ok(());
         }
         if items[0].is_readable() {
-            forward_batch(&mut msg, xsub_raw, xpub_raw, &mut c)?;
+            forward_batch(&mut msg, xsub_raw, xpub_raw, &mut c, Some(&mut tap))?;
+        }
+        if items[3].is_readable() {
+            forward_batch(&mut msg, republish_raw, xpub_raw, &mut c, None)?;
         }
         if items[1].is_readable() {
             read_subscriptions(&xpub, &mut c)?;
@@ -216,14 +245,17 @@ pub(crate) fn run(
     }
 }
 
+/// Forwards up to [`BATCH`] waiting messages from `input` to the XPUB, giving each to the
+/// journal `tap` first when there is one.
 fn forward_batch(
     msg: &mut RawMessage,
-    xsub: *mut c_void,
+    input: *mut c_void,
     xpub: *mut c_void,
     c: &mut BusStats,
+    mut tap: Option<&mut JournalTap>,
 ) -> Result<(), zmq::Error> {
     for _ in 0..BATCH {
-        match msg.recv(xsub, zmq::DONTWAIT) {
+        match msg.recv(input, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
             Err(e) => return Err(e),
@@ -231,7 +263,7 @@ fn forward_batch(
         if msg.more() {
             // Bus messages are single frames: drop every part of this one.
             while msg.more() {
-                msg.recv(xsub, 0)?;
+                msg.recv(input, 0)?;
             }
             c.dropped.malformed += 1;
             log_sparsely(c.dropped.malformed, "multipart bus message dropped");
@@ -245,6 +277,9 @@ fn forward_batch(
         }
         c.messages_in += 1;
         c.bytes_in += len;
+        if let Some(tap) = tap.as_deref_mut() {
+            tap.tap(msg.data())?;
+        }
         match msg.send(xpub, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
+pub use zhub_protocol::log::JournalRoute;
 
 use crate::BrokerError;
 
@@ -63,6 +64,10 @@ pub struct Config {
     /// Deadline for requests from plain Majordomo clients, which carry none.
     #[serde(with = "duration_text")]
     pub mdp_timeout: Duration,
+    /// Durable topics: bus messages on each prefix are journaled into its stream (created
+    /// when missing). In TOML: `[[journal]]` tables with `prefix` and `stream`. Routes added
+    /// at runtime are kept in the data directory; these are added again at every start.
+    pub journal: Vec<JournalRoute>,
 }
 
 /// Default heartbeat interval between broker and workers.
@@ -84,6 +89,7 @@ impl Default for Config {
             service_queue: 10_000,
             max_attempts: 3,
             mdp_timeout: Duration::from_secs(30),
+            journal: Vec::new(),
         }
     }
 }
@@ -177,6 +183,9 @@ impl Config {
             max_attempts,
             mdp_timeout
         );
+        if given("journal") {
+            config.journal.extend(args.journal);
+        }
         Ok(config)
     }
 }
@@ -247,6 +256,24 @@ pub struct Args {
     /// Deadline of requests from plain Majordomo clients, which carry none.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub mdp_timeout: Duration,
+    /// Journal bus messages whose topic starts with PREFIX into the event log stream STREAM
+    /// (a durable topic); repeatable, added to the config file's `[[journal]]` routes.
+    #[arg(long, value_name = "PREFIX=STREAM", value_parser = parse_route)]
+    pub journal: Vec<JournalRoute>,
+}
+
+/// Parses `PREFIX=STREAM` (split at the last `=`: stream names have none).
+///
+/// # Errors
+/// A message when there is no `=` or no stream.
+pub fn parse_route(text: &str) -> Result<JournalRoute, String> {
+    match text.rsplit_once('=') {
+        Some((prefix, stream)) if !stream.is_empty() => Ok(JournalRoute {
+            prefix: prefix.to_owned(),
+            stream: stream.to_owned(),
+        }),
+        _ => Err(format!("{text:?}: expected PREFIX=STREAM")),
+    }
 }
 
 /// Parses `500ms`, `2.5s`, `1m`, `1h`, or a bare number of seconds.
@@ -328,6 +355,35 @@ mod tests {
         assert_eq!(c.subscribe, DEFAULT_SUBSCRIBE);
         assert_eq!(c.subscribe_hwm, 5);
         assert_eq!(c.heartbeat, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn journal_routes_come_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhub.toml");
+        std::fs::write(
+            &path,
+            "[[journal]]\nprefix = \"orders.\"\nstream = \"orders\"\n",
+        )
+        .unwrap();
+        let c = Config::from_command_line([
+            "zhub-broker",
+            "--config",
+            path.to_str().unwrap(),
+            "--journal",
+            "a=b=audit",
+        ])
+        .unwrap();
+        let route = |prefix: &str, stream: &str| JournalRoute {
+            prefix: prefix.into(),
+            stream: stream.into(),
+        };
+        assert_eq!(
+            c.journal,
+            vec![route("orders.", "orders"), route("a=b", "audit")]
+        );
+        assert!(parse_route("no-stream=").is_err());
+        assert!(parse_route("plain").is_err());
     }
 
     #[test]

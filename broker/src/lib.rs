@@ -6,6 +6,7 @@
 //!  clients    <-> ROUTER (main endpoint)                           (thread "zhub-router")
 //!  workers    <->   services, FIFO queues, LRU workers, heartbeats; zhub.*, mmi.* built-ins
 //!                   zhub.log --inproc--> storage thread (event log, group commit) ("zhub-storage")
+//!  bus thread --journal tap--> storage thread --republish--> bus thread   (durable topics)
 //! ```
 //!
 //! # Layout
@@ -15,6 +16,8 @@
 //! - `router` — the request loop on the main endpoint and the built-in services.
 //! - `services` — named services: queues, workers, heartbeats, deadlines, retries.
 //! - `storage` — the storage thread serving `zhub.log` with group commit.
+//! - `consumers` — consumer groups' committed positions.
+//! - `journal` — durable topics: the routes and the bus thread's tap.
 //! - [`error`] — [`BrokerError`].
 //!
 //! # Example
@@ -29,8 +32,10 @@
 
 mod bus;
 pub mod config;
+mod consumers;
 pub mod endpoint;
 pub mod error;
+mod journal;
 mod memory;
 mod router;
 mod services;
@@ -70,7 +75,9 @@ impl Broker {
         endpoint::check("subscribe", &config.subscribe)?;
         let lock = lock_data_dir(config)?;
         // Recovery runs here, so that a damaged log is an error at start, not later.
-        let log = zhub_eventlog::EventLog::open(config.data_dir.join("log"))?;
+        let log_dir = config.data_dir.join("log");
+        let log = zhub_eventlog::EventLog::open(&log_dir)?;
+        let consumers = consumers::Consumers::open(&config.data_dir.join("consumers"))?;
 
         let context = zmq::Context::new();
         context.set_io_threads(config.io_threads.max(1))?;
@@ -105,10 +112,34 @@ impl Broker {
             _lock: lock,
             context,
         };
+        // Inproc pairs: the binding end first, as inproc requires.
+        let journal_in = broker.context.socket(zmq::PULL)?;
+        journal_in.set_linger(0)?;
+        journal_in.set_rcvhwm(journal::QUEUE)?;
+        journal_in.bind(journal::ENDPOINT)?;
+        let journal_out = broker.context.socket(zmq::PUSH)?;
+        journal_out.set_linger(0)?;
+        journal_out.set_sndhwm(journal::QUEUE)?;
+        journal_out.connect(journal::ENDPOINT)?;
+        let republish_in = broker.context.socket(zmq::PULL)?;
+        republish_in.set_linger(0)?;
+        republish_in.bind(bus::REPUBLISH_ENDPOINT)?;
+        let republish_out = broker.context.socket(zmq::PUSH)?;
+        republish_out.set_linger(0)?;
+        republish_out.set_sndhwm(config.publish_hwm)?;
+        republish_out.connect(bus::REPUBLISH_ENDPOINT)?;
+
+        let journals = Arc::new(journal::JournalTable::default());
         let counters = Arc::new(bus::BusCounters::default());
         let bus_counters = Arc::clone(&counters);
+        let bus_sockets = bus::BusSockets {
+            xsub,
+            xpub,
+            republish: republish_in,
+            tap: journal::JournalTap::new(Arc::clone(&journals), journal_out),
+        };
         broker.spawn("zhub-bus", move |control| {
-            bus::run(xsub, xpub, control, bus_counters)
+            bus::run(bus_sockets, control, bus_counters)
         })?;
         let services = services::ServiceConfig {
             heartbeat: config.heartbeat,
@@ -124,7 +155,14 @@ impl Broker {
         let router_storage = broker.context.socket(zmq::PAIR)?;
         router_storage.set_linger(0)?;
         router_storage.connect(storage::ENDPOINT)?;
-        let storage = storage::Storage::new(log, storage_socket);
+        let parts = storage::StorageParts {
+            log_dir,
+            consumers,
+            journals,
+            journal_in,
+            republish: republish_out,
+        };
+        let storage = storage::Storage::new(log, storage_socket, parts, &config.journal)?;
         broker.spawn("zhub-storage", move |control| storage.run(control))?;
         let router = router::Router::new(router, info, counters, services, router_storage);
         broker.spawn("zhub-router", move |control| router.run(control))?;

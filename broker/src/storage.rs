@@ -7,16 +7,27 @@
 //! once, and only then acknowledges the appends (group commit): concurrent writers share one
 //! fsync. Reads that find nothing may wait (long poll) until their stream grows or their wait
 //! ends.
+//!
+//! The thread also keeps consumer groups' positions ([`crate::consumers`]), synced in the
+//! same commit step, appends the bus messages the journal tap sends it ([`crate::journal`]),
+//! and publishes journaled messages again through the bus thread on request.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{error, warn};
+use tracing::{debug, error, info, warn};
 use zhub_eventlog::{EventLog, EventLogError, Fsync, Record, StreamConfig};
+use zhub_protocol::bus;
 use zhub_protocol::log::{
-    FsyncPolicy, LogReply, LogRequest, ReadFrom, StoredRecord, StreamSettings, StreamSummary,
+    FsyncPolicy, JournalRoute, LogReply, LogRequest, ReadFrom, StoredRecord, StreamSettings,
+    StreamSummary,
 };
 use zhub_protocol::{body, Status};
+
+use crate::consumers::{self, Consumers};
+use crate::journal::{self, JournalTable};
 
 /// Endpoint of the router-storage pair.
 pub(crate) const ENDPOINT: &str = "inproc://storage";
@@ -26,6 +37,10 @@ const MAX_READ_BYTES: u64 = 16 << 20;
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often retention is applied.
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
+/// Most journaled messages appended per turn, so requests are still served under a flood.
+const JOURNAL_BATCH: usize = 4096;
+/// Most records one republish request sends.
+const MAX_REPUBLISH: u64 = 10_000;
 
 struct WaitingRead {
     identity: Vec<u8>,
@@ -45,13 +60,32 @@ struct Ack {
     count: u64,
 }
 
+/// What the storage thread owns besides the event log and its request socket.
+pub(crate) struct StorageParts {
+    /// The event log's directory, where the journal routes are kept.
+    pub(crate) log_dir: PathBuf,
+    /// Consumer groups' positions.
+    pub(crate) consumers: Consumers,
+    /// The journal routes, shared with the bus thread's tap.
+    pub(crate) journals: Arc<JournalTable>,
+    /// Journaled messages from the tap (PULL, bound at [`journal::ENDPOINT`]).
+    pub(crate) journal_in: zmq::Socket,
+    /// Messages to publish again (PUSH, connected to the bus thread).
+    pub(crate) republish: zmq::Socket,
+}
+
 pub(crate) struct Storage {
     log: EventLog,
     socket: zmq::Socket,
+    parts: StorageParts,
     waiting: Vec<WaitingRead>,
     acks: Vec<Ack>,
+    /// Consumer commits acknowledged after this turn's sync.
+    commit_acks: Vec<(Vec<u8>, Vec<u8>)>,
     /// Streams appended to in this turn.
     touched: BTreeSet<String>,
+    /// Journaled messages dropped because their stream is gone.
+    journal_orphans: u64,
     next_retention: Instant,
 }
 
@@ -103,15 +137,43 @@ fn stored(records: Vec<Record>) -> Vec<StoredRecord> {
 }
 
 impl Storage {
-    pub(crate) fn new(log: EventLog, socket: zmq::Socket) -> Self {
-        Storage {
+    /// Takes over the log and applies the journal routes: those saved at runtime and those
+    /// of the config, creating their streams (default settings) where missing.
+    pub(crate) fn new(
+        mut log: EventLog,
+        socket: zmq::Socket,
+        parts: StorageParts,
+        configured: &[JournalRoute],
+    ) -> Result<Self, crate::BrokerError> {
+        let mut routes =
+            journal::load(&parts.log_dir).map_err(|source| crate::BrokerError::DataDir {
+                path: parts.log_dir.clone(),
+                source,
+            })?;
+        routes.extend_from_slice(configured);
+        for route in &routes {
+            journal::check_prefix(&route.prefix).map_err(|reason| crate::BrokerError::Config {
+                path: PathBuf::from("journal"),
+                reason,
+            })?;
+            if log.stream(&route.stream).is_none() {
+                log.create_stream(&route.stream, StreamConfig::default())?;
+                info!(stream = %route.stream, "journal stream created");
+            }
+            info!(prefix = %route.prefix, stream = %route.stream, "journaling topics");
+        }
+        parts.journals.set(routes);
+        Ok(Storage {
             log,
             socket,
+            parts,
             waiting: Vec::new(),
             acks: Vec::new(),
+            commit_acks: Vec::new(),
             touched: BTreeSet::new(),
+            journal_orphans: 0,
             next_retention: Instant::now() + RETENTION_EVERY,
-        }
+        })
     }
 
     /// Serves until a message arrives on `control`; then syncs everything and returns.
@@ -135,12 +197,16 @@ impl Storage {
             let mut items = [
                 self.socket.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
+                self.parts.journal_in.as_poll_item(zmq::POLLIN),
             ];
             match zmq::poll(&mut items, timeout) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e),
             }
-            if items[1].is_readable() {
+            let [requests, stop, journaled] = items.map(|i| i.is_readable());
+            if stop {
+                // Journaled messages already taken from publishers are kept.
+                self.drain_journal(usize::MAX);
                 for stream in self.log.streams_mut() {
                     if let Err(e) = stream.sync() {
                         error!(stream = stream.name(), error = %e, "final sync failed");
@@ -148,10 +214,13 @@ impl Storage {
                 }
                 return Ok(());
             }
-            if items[0].is_readable() {
+            if requests {
                 while let Ok(message) = self.socket.recv_multipart(zmq::DONTWAIT) {
                     self.handle(message)?;
                 }
+            }
+            if journaled {
+                self.drain_journal(JOURNAL_BATCH);
             }
             self.commit()?;
             self.serve_waiting(Instant::now())?;
@@ -281,10 +350,183 @@ impl Storage {
                         )),
                     )?;
                 }
+                self.forget_stream(&stream);
                 result
             }
+            LogRequest::Commit {
+                stream,
+                group,
+                offset,
+            } => match self.commit_position(&stream, &group, offset) {
+                Ok(()) => {
+                    // Acknowledged after this turn's sync.
+                    self.commit_acks.push((identity, id));
+                    return Ok(());
+                }
+                Err(e) => Err(e),
+            },
+            LogRequest::Position { stream, group } => self
+                .log
+                .get(&stream)
+                .map(|_| LogReply::Position {
+                    offset: self.parts.consumers.position(&stream, &group),
+                })
+                .map_err(Refusal::from),
+            LogRequest::Journal { prefix, stream } => self.journal(prefix, stream),
+            LogRequest::Unjournal { prefix, stream } => {
+                let mut routes = self.parts.journals.routes();
+                let before = routes.len();
+                routes.retain(|r| !(r.prefix == prefix && r.stream == stream));
+                if routes.len() == before {
+                    Err(Refusal(
+                        Status::Rejected,
+                        format!("no journal route from {prefix:?} to {stream}"),
+                    ))
+                } else {
+                    self.save_routes(routes).map(|()| LogReply::Unjournaled)
+                }
+            }
+            LogRequest::Journals => Ok(LogReply::Journals {
+                journals: self.parts.journals.routes(),
+            }),
+            LogRequest::Republish {
+                stream,
+                from,
+                max_records,
+            } => self.republish(&stream, from, max_records),
         };
         self.reply(&identity, &id, result)
+    }
+
+    fn commit_position(&mut self, stream: &str, group: &str, offset: u64) -> Result<(), Refusal> {
+        consumers::check_group(group).map_err(|why| Refusal(Status::Rejected, why))?;
+        self.log.get(stream)?;
+        self.parts.consumers.commit(stream, group, offset)?;
+        Ok(())
+    }
+
+    /// Adds a journal route, creating its stream when missing.
+    fn journal(&mut self, prefix: String, stream: String) -> Result<LogReply, Refusal> {
+        journal::check_prefix(&prefix).map_err(|why| Refusal(Status::Rejected, why))?;
+        if self.log.stream(&stream).is_none() {
+            self.log.create_stream(&stream, StreamConfig::default())?;
+        }
+        let mut routes = self.parts.journals.routes();
+        routes.push(JournalRoute {
+            prefix: prefix.clone(),
+            stream: stream.clone(),
+        });
+        self.save_routes(routes)?;
+        info!(%prefix, %stream, "journaling topics");
+        Ok(LogReply::Journaling)
+    }
+
+    /// Saves the routes durably, then hands them to the tap.
+    fn save_routes(&mut self, mut routes: Vec<JournalRoute>) -> Result<(), Refusal> {
+        routes.sort();
+        routes.dedup();
+        journal::save(&self.parts.log_dir, &routes).map_err(|e| {
+            error!(error = %e, "cannot save the journal routes");
+            Refusal(
+                Status::Internal,
+                format!("cannot save the journal routes: {e}"),
+            )
+        })?;
+        self.parts.journals.set(routes);
+        Ok(())
+    }
+
+    /// Drops what refers to a deleted stream: its routes and its groups' positions.
+    fn forget_stream(&mut self, stream: &str) {
+        let mut routes = self.parts.journals.routes();
+        let before = routes.len();
+        routes.retain(|r| r.stream != stream);
+        if routes.len() != before {
+            // A failure is logged inside; the tap drops (and counts) messages for the
+            // missing stream meanwhile.
+            let _ = self.save_routes(routes);
+        }
+        if let Err(e) = self.parts.consumers.forget_stream(stream) {
+            error!(%stream, error = %e, "cannot forget the stream's consumer groups");
+        }
+    }
+
+    /// Appends up to `limit` journaled messages waiting from the tap.
+    fn drain_journal(&mut self, limit: usize) {
+        for _ in 0..limit {
+            let Ok(message) = self.parts.journal_in.recv_multipart(zmq::DONTWAIT) else {
+                return;
+            };
+            let Ok([stream, frame]) = <[Vec<u8>; 2]>::try_from(message) else {
+                warn!("malformed message from the journal tap dropped");
+                continue;
+            };
+            let name = String::from_utf8_lossy(&stream);
+            let Ok(decoded) = bus::decode(&frame) else {
+                warn!("malformed journaled frame dropped");
+                continue;
+            };
+            let timestamp = i64::try_from(decoded.header.timestamp_us).ok();
+            let topic = decoded.topic.as_bytes();
+            let Some(target) = self.log.stream(&name) else {
+                self.journal_orphans += 1;
+                if self.journal_orphans.is_power_of_two() {
+                    warn!(stream = %name, total = self.journal_orphans, "journaled message for a missing stream dropped");
+                }
+                continue;
+            };
+            match target.append(timestamp, Some(topic), &frame) {
+                Ok(_) => {
+                    self.touched.insert(name.into_owned());
+                }
+                Err(e) => {
+                    error!(stream = %name, error = %e, "journal append failed");
+                }
+            }
+        }
+    }
+
+    /// Sends journaled messages to the bus thread until `max_records`, the end of the stream,
+    /// or a full queue.
+    fn republish(
+        &mut self,
+        name: &str,
+        from: ReadFrom,
+        max_records: u64,
+    ) -> Result<LogReply, Refusal> {
+        let max_records = max_records.clamp(1, MAX_REPUBLISH);
+        let (records, from) = self.read(name, from, MAX_READ_BYTES, max_records)?;
+        let mut next_offset = from;
+        let mut count = 0;
+        for record in &records {
+            let reserved = bus::decode(&record.value).map(|f| bus::is_reserved(f.topic));
+            if reserved != Ok(false) {
+                return Err(Refusal(
+                    Status::Rejected,
+                    format!(
+                        "offset {} of stream {name} is not a journaled bus message",
+                        record.offset
+                    ),
+                ));
+            }
+            match self.parts.republish.send(&record.value[..], zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => break,
+                Err(e) => return Err(Refusal(Status::Internal, e.to_string())),
+            }
+            count += 1;
+            next_offset = record.offset + 1;
+        }
+        let at_end = self
+            .log
+            .stream(name)
+            .is_some_and(|s| next_offset >= s.next_offset());
+        debug!(stream = name, count, next_offset, "republished");
+        Ok(LogReply::Republished {
+            count,
+            next_offset,
+            at_end,
+        })
     }
 
     /// Appends a batch, all or nothing: every record is checked against the limit first.
@@ -352,6 +594,22 @@ impl Storage {
                 }
             } else if let Err(e) = stream.flush() {
                 warn!(stream = %name, error = %e, "flush failed");
+            }
+        }
+        let commits = std::mem::take(&mut self.commit_acks);
+        if !commits.is_empty() {
+            let result = match self.parts.consumers.sync() {
+                Ok(()) => Ok(LogReply::Committed),
+                Err(e) => {
+                    error!(error = %e, "consumer positions not synced");
+                    Err(e.to_string())
+                }
+            };
+            for (identity, id) in commits {
+                let result = result
+                    .clone()
+                    .map_err(|why| Refusal(Status::Internal, format!("not durable: {why}")));
+                self.reply(&identity, &id, result)?;
             }
         }
         for ack in std::mem::take(&mut self.acks) {

@@ -44,7 +44,8 @@ pub use error::{
     RecvErrorKind, RequestError, RequestErrorKind, SubscribeError, SubscribeErrorKind,
 };
 pub use log::{
-    FsyncPolicy, Log, LogReader, LogRecord, NewRecord, ReadFrom, StreamSettings, StreamSummary,
+    Consumer, FsyncPolicy, JournalRoute, Log, LogReader, LogRecord, NewRecord, ReadFrom,
+    StreamSettings, StreamSummary,
 };
 pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};

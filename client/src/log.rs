@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 use zhub_protocol::body;
-pub use zhub_protocol::log::{FsyncPolicy, NewRecord, ReadFrom, StreamSettings, StreamSummary};
+pub use zhub_protocol::log::{
+    FsyncPolicy, JournalRoute, NewRecord, ReadFrom, StreamSettings, StreamSummary,
+};
 use zhub_protocol::log::{LogReply, LogRequest, StoredRecord, LOG_SERVICE};
 use zhub_protocol::ProtocolError;
 
 use crate::error::{RequestError, RequestErrorKind};
-use crate::{Client, RequestOptions};
+use crate::{Client, Message, RequestOptions};
 
 /// Bytes fetched per batch by [`LogReader`].
 const BATCH_BYTES: u64 = 1 << 20;
@@ -35,6 +37,15 @@ impl LogRecord {
     /// [`ProtocolError::Decode`] when the value is not a MessagePack `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
         body::decode(&self.value)
+    }
+
+    /// The bus message a durable topic's journal holds in this record (see
+    /// [`Log::journal`]): topic, original header and body, as a subscriber would have got it.
+    ///
+    /// # Errors
+    /// [`ProtocolError`] when the record is not a journaled bus message.
+    pub fn message(&self) -> Result<Message, ProtocolError> {
+        Message::from_frame(self.value.clone())
     }
 }
 
@@ -240,7 +251,7 @@ impl<'a> Log<'a> {
         }
     }
 
-    /// Deletes a stream.
+    /// Deletes a stream, with its consumer groups' positions and the journal routes into it.
     ///
     /// # Errors
     /// [`RequestErrorKind::Rejected`] for an unknown stream.
@@ -254,6 +265,194 @@ impl<'a> Log<'a> {
             LogReply::Deleted => Ok(()),
             _ => Err(protocol("unexpected reply to delete")),
         }
+    }
+
+    /// A consumer in `group`: it reads on from the group's last committed position (from the
+    /// stream's start when the group never committed), and [`Consumer::commit`] stores its
+    /// position durably in the broker. Delivery is at least once: records read after the last
+    /// commit are read again by the next consumer of the group.
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::Rejected`] for an unknown stream.
+    pub fn consumer(self, stream: &str, group: &str) -> Result<Consumer<'a>, RequestError> {
+        let request = LogRequest::Position {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+        };
+        let timeout = self.timeout();
+        let committed = match Log::new(self.client).call(&request, timeout)? {
+            LogReply::Position { offset } => offset,
+            _ => return Err(protocol("unexpected reply to position")),
+        };
+        Ok(Consumer {
+            client: self.client,
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            next: committed.unwrap_or(0),
+            committed,
+            buffer: VecDeque::new(),
+        })
+    }
+
+    /// Journals every bus message whose topic starts with `prefix` into `stream` (created
+    /// with default settings when missing), from now on and across broker restarts: the
+    /// prefix becomes a durable topic. Each record keeps the whole message (topic, header,
+    /// body; see [`LogRecord::message`]) with the topic as its key.
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::Rejected`] for a reserved prefix (`$`) or an invalid stream name.
+    pub fn journal(&mut self, prefix: &str, stream: &str) -> Result<(), RequestError> {
+        let request = LogRequest::Journal {
+            prefix: prefix.to_owned(),
+            stream: stream.to_owned(),
+        };
+        match self.call(&request, self.timeout())? {
+            LogReply::Journaling => Ok(()),
+            _ => Err(protocol("unexpected reply to journal")),
+        }
+    }
+
+    /// Stops journaling `prefix` into `stream`.
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::Rejected`] when there is no such route.
+    pub fn unjournal(&mut self, prefix: &str, stream: &str) -> Result<(), RequestError> {
+        let request = LogRequest::Unjournal {
+            prefix: prefix.to_owned(),
+            stream: stream.to_owned(),
+        };
+        match self.call(&request, self.timeout())? {
+            LogReply::Unjournaled => Ok(()),
+            _ => Err(protocol("unexpected reply to unjournal")),
+        }
+    }
+
+    /// The journal routes (durable topics).
+    ///
+    /// # Errors
+    /// As for any request.
+    pub fn journals(&mut self) -> Result<Vec<JournalRoute>, RequestError> {
+        match self.call(&LogRequest::Journals, self.timeout())? {
+            LogReply::Journals { journals } => Ok(journals),
+            _ => Err(protocol("unexpected reply to journals")),
+        }
+    }
+
+    /// Publishes a journal's messages on the bus again, as they were first published (topic,
+    /// header, body), from `from` to the stream's current end; returns how many. Subscribers
+    /// receive them like live messages; their sequence numbers are the original ones.
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::Rejected`] for an unknown stream or a record that is not a
+    /// journaled message.
+    pub fn republish(&mut self, stream: &str, from: ReadFrom) -> Result<u64, RequestError> {
+        let mut from = from;
+        let mut total = 0;
+        let mut idle = Duration::from_millis(1);
+        loop {
+            let request = LogRequest::Republish {
+                stream: stream.to_owned(),
+                from,
+                max_records: 10_000,
+            };
+            match self.call(&request, self.timeout())? {
+                LogReply::Republished {
+                    count,
+                    next_offset,
+                    at_end,
+                } => {
+                    total += count;
+                    if at_end {
+                        return Ok(total);
+                    }
+                    from = ReadFrom::Offset(next_offset);
+                    if count == 0 {
+                        // The bus's queue is full: let it drain.
+                        std::thread::sleep(idle);
+                        idle = (idle * 2).min(Duration::from_millis(100));
+                    } else {
+                        idle = Duration::from_millis(1);
+                    }
+                }
+                _ => return Err(protocol("unexpected reply to republish")),
+            }
+        }
+    }
+}
+
+/// A member of a consumer group reading a stream; see [`Log::consumer`].
+pub struct Consumer<'a> {
+    client: &'a mut Client,
+    stream: String,
+    group: String,
+    /// Offset after the last record handed out.
+    next: u64,
+    committed: Option<u64>,
+    buffer: VecDeque<LogRecord>,
+}
+
+impl Consumer<'_> {
+    /// The next record, waiting up to `wait` for one to be appended when the consumer is at
+    /// the end of the stream (`None` then).
+    ///
+    /// # Errors
+    /// As for [`Log::read_batch`].
+    pub fn poll(&mut self, wait: Duration) -> Result<Option<LogRecord>, RequestError> {
+        if self.buffer.is_empty() {
+            let from = self.next;
+            let (records, _) = Log::new(self.client).read_batch(
+                &self.stream,
+                ReadFrom::Offset(from),
+                BATCH_BYTES,
+                wait,
+            )?;
+            self.buffer.extend(records);
+        }
+        let record = self.buffer.pop_front();
+        if let Some(r) = &record {
+            self.next = r.offset + 1;
+        }
+        Ok(record)
+    }
+
+    /// Stores the position after the last record returned by [`Consumer::poll`] as the
+    /// group's, durably. A no-op when nothing was read since the last commit.
+    ///
+    /// # Errors
+    /// As for any request; the position is not stored then.
+    pub fn commit(&mut self) -> Result<(), RequestError> {
+        if self.committed == Some(self.next) {
+            return Ok(());
+        }
+        let request = LogRequest::Commit {
+            stream: self.stream.clone(),
+            group: self.group.clone(),
+            offset: self.next,
+        };
+        let timeout = self.client.timeout();
+        match Log::new(self.client).call(&request, timeout)? {
+            LogReply::Committed => {
+                self.committed = Some(self.next);
+                Ok(())
+            }
+            _ => Err(protocol("unexpected reply to commit")),
+        }
+    }
+
+    /// The offset of the next record [`Consumer::poll`] returns.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The group's committed position as last known (`None`: never committed).
+    pub fn committed(&self) -> Option<u64> {
+        self.committed
+    }
+
+    /// Moves to `offset` (commit to make it the group's).
+    pub fn seek(&mut self, offset: u64) {
+        self.buffer.clear();
+        self.next = offset;
     }
 }
 

@@ -35,6 +35,21 @@ impl std::fmt::Debug for Message {
 }
 
 impl Message {
+    /// Decodes a bus frame, as kept by a durable topic's journal.
+    ///
+    /// # Errors
+    /// [`ProtocolError`] when the frame is not a well-formed bus message.
+    pub fn from_frame(frame: Vec<u8>) -> Result<Message, ProtocolError> {
+        let decoded = bus::decode(&frame)?;
+        let header = decoded.header;
+        let topic_len = decoded.topic.len();
+        Ok(Message {
+            frame,
+            topic_len,
+            header,
+        })
+    }
+
     /// The topic it was published on.
     pub fn topic(&self) -> &str {
         // Checked to be UTF-8 when the frame was decoded.

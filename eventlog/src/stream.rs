@@ -363,6 +363,26 @@ impl Stream {
         Ok(dropped)
     }
 
+    /// Drops whole sealed segments whose records all lie below `offset` (compaction by an
+    /// owner that has kept what it needs elsewhere). The active segment is never dropped.
+    /// Returns how many segments went.
+    ///
+    /// # Errors
+    /// An I/O error.
+    pub fn drop_segments_before(&mut self, offset: u64) -> Result<usize> {
+        let mut dropped = 0;
+        while self.segments.len() > 1 && self.segments[0].next_offset <= offset {
+            let segment = self.segments.remove(0);
+            info!(stream = %self.name, base = segment.base, "segment dropped by compaction");
+            segment.delete()?;
+            dropped += 1;
+        }
+        if dropped > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(dropped)
+    }
+
     /// Deletes the stream's directory.
     pub(crate) fn delete(self) -> Result<()> {
         let dir = self.dir.clone();

@@ -132,11 +132,63 @@ pub enum LogRequest {
     },
     /// List the streams.
     Streams,
-    /// Delete a stream.
+    /// Delete a stream (with its consumer groups' offsets and the journal routes into it).
     Delete {
         /// The stream.
         stream: String,
     },
+    /// Store a consumer group's position durably: the next offset it will read.
+    Commit {
+        /// The stream.
+        stream: String,
+        /// The consumer group.
+        group: String,
+        /// The next offset the group will read (one past the last record it processed).
+        offset: u64,
+    },
+    /// A consumer group's committed position.
+    Position {
+        /// The stream.
+        stream: String,
+        /// The consumer group.
+        group: String,
+    },
+    /// Journal every bus message whose topic starts with `prefix` into `stream` (created with
+    /// default settings when missing), from now on and across restarts.
+    Journal {
+        /// Topic prefix (not `$`).
+        prefix: String,
+        /// The stream.
+        stream: String,
+    },
+    /// Stop journaling `prefix` into `stream`.
+    Unjournal {
+        /// Topic prefix.
+        prefix: String,
+        /// The stream.
+        stream: String,
+    },
+    /// List the journal routes.
+    Journals,
+    /// Publish journaled messages of a stream on the bus again, as they were published
+    /// (topic, header, body). Sends at most `max_records`; fewer when the bus is full.
+    Republish {
+        /// The stream.
+        stream: String,
+        /// Where to start.
+        from: ReadFrom,
+        /// Most records to send in this request.
+        max_records: u64,
+    },
+}
+
+/// A journal route: bus messages on `prefix` are appended to `stream`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JournalRoute {
+    /// Topic prefix.
+    pub prefix: String,
+    /// The stream.
+    pub stream: String,
 }
 
 /// A successful reply of the event log.
@@ -168,4 +220,29 @@ pub enum LogReply {
     },
     /// The stream was deleted.
     Deleted,
+    /// The consumer group's position was stored durably.
+    Committed,
+    /// A consumer group's committed position (`None`: it never committed).
+    Position {
+        /// The next offset the group will read.
+        offset: Option<u64>,
+    },
+    /// The journal route is in place (or was already).
+    Journaling,
+    /// The journal route is gone.
+    Unjournaled,
+    /// The journal routes.
+    Journals {
+        /// Every route.
+        journals: Vec<JournalRoute>,
+    },
+    /// Records were published on the bus again.
+    Republished {
+        /// Records sent.
+        count: u64,
+        /// The offset to continue from.
+        next_offset: u64,
+        /// Whether the stream's end was reached.
+        at_end: bool,
+    },
 }

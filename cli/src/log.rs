@@ -1,11 +1,14 @@
-//! `zhub log`: streams, create, append, read, tail, delete.
+//! `zhub log`: streams, create, append, read, tail, replay, delete, and durable topics'
+//! journal routes. Long reads and replays show a progress bar on stderr when stdout is a
+//! terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use zhub_client::{FsyncPolicy, LogRecord, ReadFrom, StreamSettings};
+use zhub_client::{Client, FsyncPolicy, LogRecord, ReadFrom, StreamSettings};
 
 use crate::render;
 
@@ -83,6 +86,49 @@ pub(crate) enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a durable topic's journal: print its messages as `zhub sub` would (topic and
+    /// body, or --json with the original header), or publish them on the bus again.
+    Replay {
+        /// The stream the topic is journaled into.
+        stream: String,
+        /// First offset to replay.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Start at the first message at or after this time, in microseconds since the epoch.
+        #[arg(long, conflicts_with = "from")]
+        from_time_us: Option<i64>,
+        /// Replay at most this many messages (printing only).
+        #[arg(long, conflicts_with = "republish")]
+        count: Option<u64>,
+        /// One JSON object per message: topic, header, body.
+        #[arg(long, conflicts_with = "republish")]
+        json: bool,
+        /// Publish the messages on the bus again, as they were first published, and print
+        /// how many.
+        #[arg(long)]
+        republish: bool,
+    },
+    /// Journal bus messages whose topic starts with PREFIX into STREAM (a durable topic),
+    /// from now on and across broker restarts.
+    Journal {
+        /// Topic prefix.
+        prefix: String,
+        /// The stream (created with default settings when missing).
+        stream: String,
+    },
+    /// Stop journaling PREFIX into STREAM.
+    Unjournal {
+        /// Topic prefix.
+        prefix: String,
+        /// The stream.
+        stream: String,
+    },
+    /// List the journal routes: one `PREFIX STREAM` line each.
+    Journals {
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a stream and its data.
     Delete {
         /// The stream.
@@ -139,6 +185,45 @@ fn line(record: &LogRecord, json: bool) -> String {
 fn print(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+}
+
+/// A progress bar on stderr for `total` records, drawn only when stdout is a terminal.
+fn progress(client: &mut Client, stream: &str, from: u64) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let total = client
+        .log()
+        .streams()
+        .ok()
+        .and_then(|streams| streams.into_iter().find(|s| s.name == stream))
+        .map_or(0, |s| {
+            s.next_offset.saturating_sub(from.max(s.first_offset))
+        });
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Prints each record of `reader` with `render` (up to `count`), under a progress bar.
+fn print_records(
+    reader: impl Iterator<Item = Result<LogRecord, zhub_client::RequestError>>,
+    count: Option<u64>,
+    bar: &ProgressBar,
+    mut render: impl FnMut(&LogRecord) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    for record in reader.take(count.map_or(usize::MAX, |c| c as usize)) {
+        let text = render(&record?)?;
+        if !bar.suspend(|| print(&text)) {
+            break;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
 }
 
 pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow::Result<()> {
@@ -210,13 +295,58 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow:
             count,
             json,
         } => {
+            let bar = progress(&mut client, stream, *from);
             let reader = match from_time_us {
                 Some(t) => client.log().read_from_time(stream, *t),
                 None => client.log().read(stream, *from),
             };
-            for record in reader.take(count.map_or(usize::MAX, |c| c as usize)) {
-                if !print(&line(&record?, *json)) {
-                    break;
+            print_records(reader, *count, &bar, |r| Ok(line(r, *json)))?;
+        }
+        LogCommand::Replay {
+            stream,
+            from,
+            from_time_us,
+            count,
+            json,
+            republish,
+        } => {
+            let bar = progress(&mut client, stream, *from);
+            let start = match from_time_us {
+                Some(t) => ReadFrom::Time(*t),
+                None => ReadFrom::Offset(*from),
+            };
+            if *republish {
+                let total = client
+                    .log()
+                    .republish_with(stream, start, |sent| bar.inc(sent))?;
+                bar.finish_and_clear();
+                println!("{total}");
+            } else {
+                let reader = match start {
+                    ReadFrom::Time(t) => client.log().read_from_time(stream, t),
+                    ReadFrom::Offset(o) => client.log().read(stream, o),
+                };
+                print_records(reader, *count, &bar, |r| {
+                    let message = r.message().with_context(|| {
+                        format!("offset {} of {stream} is not a journaled message", r.offset)
+                    })?;
+                    Ok(if *json {
+                        render::json_line(&message)
+                    } else {
+                        render::text_line(&message)
+                    })
+                })?;
+            }
+        }
+        LogCommand::Journal { prefix, stream } => client.log().journal(prefix, stream)?,
+        LogCommand::Unjournal { prefix, stream } => client.log().unjournal(prefix, stream)?,
+        LogCommand::Journals { json } => {
+            let routes = client.log().journals()?;
+            if *json {
+                println!("{}", serde_json::to_string(&routes)?);
+            } else {
+                for r in routes {
+                    println!("{} {}", r.prefix, r.stream);
                 }
             }
         }

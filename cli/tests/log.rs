@@ -124,3 +124,55 @@ fn create_append_read_tail_delete() {
         assert!(!bad.status.success());
     });
 }
+
+#[test]
+fn journal_replay_and_republish_a_durable_topic() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+
+        stdout(&zhub(&url, &["log", "journal", "sensor.", "sensors"]));
+        assert_eq!(
+            stdout(&zhub(&url, &["log", "journals"])),
+            "sensor. sensors\n"
+        );
+        stdout(&zhub(&url, &["pub", "sensor.t1", "21.5"]));
+        stdout(&zhub(&url, &["pub", "sensor.t2", r#"{"c":19}"#, "--json"]));
+        // Wait for both to be journaled with a long poll, not a sleep.
+        let mut client = zhub_client::Client::connect(&url).unwrap();
+        let mut next = 0;
+        while next < 2 {
+            let (_, after) = client
+                .log()
+                .read_batch(
+                    "sensors",
+                    zhub_client::ReadFrom::Offset(next),
+                    1 << 20,
+                    Duration::from_secs(5),
+                )
+                .unwrap();
+            next = after;
+        }
+
+        let text = stdout(&zhub(&url, &["log", "replay", "sensors"]));
+        assert_eq!(text, "sensor.t1 21.5\nsensor.t2 {\"c\":19}\n");
+        let json = stdout(&zhub(
+            &url,
+            &["log", "replay", "sensors", "--from", "1", "--json"],
+        ));
+        let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(v["topic"], "sensor.t2");
+        assert_eq!(v["header"]["seq"], 1);
+
+        let mut sub = client.subscribe(&["sensor."]).unwrap();
+        let sent = stdout(&zhub(&url, &["log", "replay", "sensors", "--republish"]));
+        assert_eq!(sent, "2\n");
+        let first = sub.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert_eq!(first.topic(), "sensor.t1");
+
+        stdout(&zhub(&url, &["log", "unjournal", "sensor.", "sensors"]));
+        assert_eq!(stdout(&zhub(&url, &["log", "journals", "--json"])), "[]\n");
+    });
+}

@@ -346,38 +346,74 @@ impl<'a> Log<'a> {
     /// [`RequestErrorKind::Rejected`] for an unknown stream or a record that is not a
     /// journaled message.
     pub fn republish(&mut self, stream: &str, from: ReadFrom) -> Result<u64, RequestError> {
+        self.republish_with(stream, from, |_| {})
+    }
+
+    /// As [`Log::republish`], calling `progress` with the count of each batch sent.
+    ///
+    /// # Errors
+    /// As for [`Log::republish`].
+    pub fn republish_with(
+        &mut self,
+        stream: &str,
+        from: ReadFrom,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, RequestError> {
         let mut from = from;
         let mut total = 0;
         let mut idle = Duration::from_millis(1);
         loop {
-            let request = LogRequest::Republish {
-                stream: stream.to_owned(),
-                from,
-                max_records: 10_000,
-            };
-            match self.call(&request, self.timeout())? {
-                LogReply::Republished {
-                    count,
-                    next_offset,
-                    at_end,
-                } => {
-                    total += count;
-                    if at_end {
-                        return Ok(total);
-                    }
-                    from = ReadFrom::Offset(next_offset);
-                    if count == 0 {
-                        // The bus's queue is full: let it drain.
-                        std::thread::sleep(idle);
-                        idle = (idle * 2).min(Duration::from_millis(100));
-                    } else {
-                        idle = Duration::from_millis(1);
-                    }
-                }
-                _ => return Err(protocol("unexpected reply to republish")),
+            let step = self.republish_batch(stream, from, 10_000)?;
+            total += step.count;
+            progress(step.count);
+            if step.at_end {
+                return Ok(total);
+            }
+            from = ReadFrom::Offset(step.next_offset);
+            if step.count == 0 {
+                // The bus's queue is full: let it drain.
+                std::thread::sleep(idle);
+                idle = (idle * 2).min(Duration::from_millis(100));
+            } else {
+                idle = Duration::from_millis(1);
             }
         }
     }
+
+    /// One step of [`Log::republish`]: at most `max_records` (fewer when the bus's queue is
+    /// full; the broker caps a step at 10 000).
+    fn republish_batch(
+        &mut self,
+        stream: &str,
+        from: ReadFrom,
+        max_records: u64,
+    ) -> Result<Republished, RequestError> {
+        let request = LogRequest::Republish {
+            stream: stream.to_owned(),
+            from,
+            max_records,
+        };
+        match self.call(&request, self.timeout())? {
+            LogReply::Republished {
+                count,
+                next_offset,
+                at_end,
+            } => Ok(Republished {
+                count,
+                next_offset,
+                at_end,
+            }),
+            _ => Err(protocol("unexpected reply to republish")),
+        }
+    }
+}
+
+/// What one step of [`Log::republish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Republished {
+    count: u64,
+    next_offset: u64,
+    at_end: bool,
 }
 
 /// A member of a consumer group reading a stream; see [`Log::consumer`].

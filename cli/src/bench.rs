@@ -83,65 +83,10 @@ pub(crate) enum BenchCommand {
     /// Request round trips through zhub to 2 echo workers, and through a minimal raw libzmq
     /// ROUTER/ROUTER broker to 2 raw workers: 1 client, 8 clients, 8 clients x 16 in flight.
     Request(crate::bench_request::RequestArgs),
-    /// The event log engine in-process: 100-byte appends (buffered, synced each, group
-    /// commit) and replay, beside this disk's own write and fdatasync rates.
-    Log(LogArgs),
-}
-
-/// Arguments of `zhub bench log`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct LogArgs {
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Directory to measure in (a scratch directory is made inside it and removed). Use the
-    /// disk the broker's data directory is on.
-    #[arg(long, default_value = ".")]
-    dir: PathBuf,
-    /// Records appended buffered, then replayed.
-    #[arg(long, default_value_t = 2_000_000)]
-    records: u64,
-}
-
-fn log_bench(args: &LogArgs) -> anyhow::Result<()> {
-    let scratch = tempfile::Builder::new()
-        .prefix("zhub-bench-log")
-        .tempdir_in(&args.dir)
-        .with_context(|| format!("cannot make a scratch directory in {}", args.dir.display()))?;
-    let options = zhub_eventlog::bench::BenchOptions {
-        buffered_records: args.records,
-        ..Default::default()
-    };
-    let r = zhub_eventlog::bench::run(scratch.path(), &options)?;
-    if args.json {
-        let out = serde_json::json!({
-            "bench": "log",
-            "engine": {
-                "buffered_records_per_sec": r.buffered_records_per_sec,
-                "buffered_mb_per_sec": r.buffered_mb_per_sec,
-                "synced_each_records_per_sec": r.synced_records_per_sec,
-                "group_commit_records_per_sec": r.group_commit_records_per_sec,
-                "replay_mb_per_sec": r.replay_mb_per_sec,
-            },
-            "disk": {
-                "buffered_write_mb_per_sec": r.disk_write_mb_per_sec,
-                "fdatasync_per_sec": r.disk_fdatasync_per_sec,
-            },
-            "ratios": {
-                "group_commit_vs_fdatasync": r.group_commit_records_per_sec / r.disk_fdatasync_per_sec,
-                "synced_each_vs_fdatasync": r.synced_records_per_sec / r.disk_fdatasync_per_sec,
-            },
-        });
-        println!("{out}");
-    } else {
-        println!(
-            "zhub bench log: the engine in-process, {} B values, in {}",
-            options.value_bytes,
-            args.dir.display()
-        );
-        println!("{r}");
-    }
-    Ok(())
+    /// The event log: 100-byte appends under policies never and always, by 1 and 8
+    /// appenders, through the broker and against the engine in-process, and replay; beside
+    /// this disk's own write and fdatasync rates; the broker's memory over 1 GB.
+    Log(crate::bench_log::LogArgs),
 }
 
 /// Arguments of `zhub bench pubsub`.
@@ -589,6 +534,6 @@ pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Pubsub(args) => pubsub(args),
         BenchCommand::Request(args) => crate::bench_request::run(args),
-        BenchCommand::Log(args) => log_bench(args),
+        BenchCommand::Log(args) => crate::bench_log::run(args),
     }
 }

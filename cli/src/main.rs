@@ -7,10 +7,12 @@
 //! - `services.rs` — `zhub request`, `zhub serve`, `zhub services`.
 //! - `log.rs` — `zhub log`.
 //! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq, and the bench servers.
+//! - `bench_log.rs` — `zhub bench log`, in-process and through a broker, beside the disk.
 //! - `bench_request.rs` — `zhub bench request`, beside a raw ROUTER/ROUTER broker.
 //! - `render.rs` — bodies and headers as text and JSON.
 
 mod bench;
+mod bench_log;
 mod bench_request;
 mod log;
 mod pubsub;

@@ -176,3 +176,44 @@ fn journal_replay_and_republish_a_durable_topic() {
         assert_eq!(stdout(&zhub(&url, &["log", "journals", "--json"])), "[]\n");
     });
 }
+
+#[test]
+fn bench_log_reports_every_figure() {
+    deadline(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        let out = stdout(&zhub(
+            "tcp://127.0.0.1:1",
+            &[
+                "bench",
+                "log",
+                "--json",
+                "--dir",
+                dir_arg,
+                "--records",
+                "10000",
+                "--seconds",
+                "0.2",
+                "--memory-gb",
+                "0.01",
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(
+            v["disk"]["fdatasync_per_sec"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
+        let appends = v["broker"]["appends"].as_array().unwrap();
+        assert_eq!(appends.len(), 6);
+        for case in appends {
+            assert!(case["records_per_sec"].as_f64().unwrap() > 0.0, "{case}");
+        }
+        assert!(
+            v["broker"]["memory"]["appended_mb"].as_f64().unwrap() >= 10.0,
+            "{v}"
+        );
+        assert!(v["broker"]["replay_records"].as_u64().unwrap() > 0, "{v}");
+        // The scratch directory is gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    });
+}

@@ -1,0 +1,312 @@
+//! `zhub bench log`: the event log in-process and through a broker, beside this disk's own
+//! sequential write and `fdatasync` rates measured in the same directory in the same run.
+//!
+//! Through the broker (a `zhub bench-broker` child process on ipc, its data directory in
+//! `--dir`), each case runs for `--seconds`: 1 or 8 appender threads, each with its own
+//! client, append 100-byte records, one request at a time, `batch` records per request, and
+//! count what was acknowledged. Under `always` an acknowledgement means synced to disk, so
+//! the figure to compare is the disk's `fdatasync` rate: group commit lets many appenders
+//! share each sync. Then one stream is replayed through the broker, and a last run appends
+//! `--memory-gb` of 16 KiB records and replays them while the broker's peak RSS is watched.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use zhub_client::{Client, FsyncPolicy, NewRecord, StreamSettings};
+
+use crate::bench::{endpoints, Server, Transport};
+
+/// Bytes of each record's value in the throughput cases.
+const VALUE: usize = 100;
+/// Bytes of each record's value in the memory run.
+const BIG_VALUE: usize = 16 << 10;
+
+/// Arguments of `zhub bench log`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogArgs {
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Directory to measure in (a scratch directory is made inside it and removed). Use the
+    /// disk the broker's data directory is on.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Records appended buffered in-process, then replayed.
+    #[arg(long, default_value_t = 2_000_000)]
+    records: u64,
+    /// Seconds each through-the-broker case runs.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Gigabytes appended and replayed through the broker while its memory is watched
+    /// (0 skips that run).
+    #[arg(long, default_value_t = 1.0)]
+    memory_gb: f64,
+}
+
+/// One through-the-broker append case.
+#[derive(Debug, Clone, Serialize)]
+struct Case {
+    policy: &'static str,
+    appenders: usize,
+    batch: usize,
+    records_per_sec: f64,
+    /// `records_per_sec` over the disk's `fdatasync` rate.
+    vs_fdatasync: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct MemoryRun {
+    appended_mb: f64,
+    append_mb_per_sec: f64,
+    replay_mb_per_sec: f64,
+    broker_peak_rss_mb: f64,
+}
+
+/// When an append run ends.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Seconds(f64),
+    Bytes(u64),
+}
+
+/// Appends `batch`-record requests of `value`-byte records from `appenders` threads, each
+/// with its own client, until `until`; returns what was acknowledged per second: (records,
+/// MB of values).
+fn append_run(
+    url: &str,
+    stream: &str,
+    appenders: usize,
+    batch: usize,
+    value: usize,
+    until: Until,
+) -> anyhow::Result<(f64, f64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..appenders {
+        let mut client = Client::connect(url)?;
+        let stream = stream.to_owned();
+        let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
+        threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let payload = vec![0x5au8; value];
+            while !stop.load(Ordering::Relaxed) {
+                let records = (0..batch)
+                    .map(|_| NewRecord {
+                        key: None,
+                        value: payload.clone(),
+                        timestamp_us: None,
+                    })
+                    .collect();
+                let (_, count) = client.log().append_records(&stream, records)?;
+                let total = acked.fetch_add(count, Ordering::Relaxed) + count;
+                if let Until::Bytes(limit) = until {
+                    if total * value as u64 >= limit {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(())
+        }));
+    }
+    let start = Instant::now();
+    if let Until::Seconds(seconds) = until {
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+    }
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("appender panicked"))??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let records = acked.load(Ordering::Relaxed) as f64;
+    Ok((records / elapsed, records * value as f64 / 1e6 / elapsed))
+}
+
+/// Reads a whole stream through the broker; returns (records, MB of values per second).
+fn replay(client: &mut Client, stream: &str) -> anyhow::Result<(u64, f64)> {
+    let start = Instant::now();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    for record in client.log().read(stream, 0) {
+        bytes += record?.value.len() as u64;
+        records += 1;
+    }
+    Ok((records, bytes as f64 / 1e6 / start.elapsed().as_secs_f64()))
+}
+
+fn create(client: &mut Client, stream: &str, fsync: FsyncPolicy) -> anyhow::Result<()> {
+    let settings = StreamSettings {
+        fsync: Some(fsync),
+        ..StreamSettings::default()
+    };
+    client.log().create(stream, settings)?;
+    Ok(())
+}
+
+pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("zhub-bench-log")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("cannot make a scratch directory in {}", args.dir.display()))?;
+    let options = zhub_eventlog::bench::BenchOptions {
+        buffered_records: args.records,
+        ..Default::default()
+    };
+    let engine_dir = scratch.path().join("engine");
+    std::fs::create_dir(&engine_dir)?;
+    let engine = zhub_eventlog::bench::run(&engine_dir, &options)?;
+    let fdatasync = engine.disk_fdatasync_per_sec;
+
+    let server_dir = tempfile::Builder::new()
+        .prefix("zhub-bench-broker")
+        .tempdir_in(scratch.path())?;
+    let [main, publish, subscribe] = endpoints(Transport::Ipc, server_dir.path())?;
+    let data = server_dir.path().join("data");
+    let server_args: Vec<String> = [
+        "bench-broker",
+        "--listen",
+        &main,
+        "--publish",
+        &publish,
+        "--subscribe",
+        &subscribe,
+        "--data-dir",
+        &data.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let server = Server::spawn(&server_args, server_dir)?;
+    let mut client = Client::connect(&main)?;
+
+    // The request round trip itself, to a built-in service that does no work: what one
+    // appender with one request in flight can reach at most.
+    let start = Instant::now();
+    let mut round_trips = 0u64;
+    while start.elapsed().as_secs_f64() < args.seconds.min(1.0) {
+        client.request_bytes(zhub_protocol::builtin::INFO_SERVICE, b"")?;
+        round_trips += 1;
+    }
+    let round_trips_per_sec = round_trips as f64 / start.elapsed().as_secs_f64();
+
+    let plan: [(&'static str, FsyncPolicy, usize, usize); 6] = [
+        ("never", FsyncPolicy::Never, 1, 1),
+        ("never", FsyncPolicy::Never, 8, 1),
+        ("always", FsyncPolicy::Always, 1, 1),
+        ("always", FsyncPolicy::Always, 8, 1),
+        ("never", FsyncPolicy::Never, 8, 64),
+        ("always", FsyncPolicy::Always, 8, 64),
+    ];
+    let mut cases = Vec::new();
+    for (i, (policy, fsync, appenders, batch)) in plan.into_iter().enumerate() {
+        let stream = format!("bench-{i}");
+        create(&mut client, &stream, fsync)?;
+        let (rate, _) = append_run(
+            &main,
+            &stream,
+            appenders,
+            batch,
+            VALUE,
+            Until::Seconds(args.seconds),
+        )?;
+        cases.push(Case {
+            policy,
+            appenders,
+            batch,
+            records_per_sec: rate,
+            vs_fdatasync: rate / fdatasync,
+        });
+    }
+    let (replayed, replay_mb) = replay(&mut client, &format!("bench-{}", plan.len() - 1))?;
+
+    let memory = if args.memory_gb > 0.0 {
+        create(&mut client, "bench-memory", FsyncPolicy::Never)?;
+        let target = (args.memory_gb * 1e9) as u64;
+        let (_, append_mb_per_sec) = append_run(
+            &main,
+            "bench-memory",
+            8,
+            16,
+            BIG_VALUE,
+            Until::Bytes(target),
+        )?;
+        let (records, replay_mb_per_sec) = replay(&mut client, "bench-memory")?;
+        Some(MemoryRun {
+            appended_mb: (records * BIG_VALUE as u64) as f64 / 1e6,
+            append_mb_per_sec,
+            replay_mb_per_sec,
+            broker_peak_rss_mb: server
+                .peak_rss()
+                .map_or(0.0, |b| b as f64 / (1 << 20) as f64),
+        })
+    } else {
+        None
+    };
+    let peak_rss_mb = server.peak_rss().map(|b| b as f64 / (1 << 20) as f64);
+    drop(client);
+    drop(server);
+
+    if args.json {
+        let out = serde_json::json!({
+            "bench": "log",
+            "engine": {
+                "buffered_records_per_sec": engine.buffered_records_per_sec,
+                "buffered_mb_per_sec": engine.buffered_mb_per_sec,
+                "synced_each_records_per_sec": engine.synced_records_per_sec,
+                "group_commit_records_per_sec": engine.group_commit_records_per_sec,
+                "replay_mb_per_sec": engine.replay_mb_per_sec,
+            },
+            "disk": {
+                "buffered_write_mb_per_sec": engine.disk_write_mb_per_sec,
+                "fdatasync_per_sec": fdatasync,
+            },
+            "broker": {
+                "info_round_trips_per_sec": round_trips_per_sec,
+                "appends": cases,
+                "replay_records": replayed,
+                "replay_mb_per_sec": replay_mb,
+                "memory": memory,
+                "peak_rss_mb": peak_rss_mb,
+            },
+            "ratios": {
+                "engine_group_commit_vs_fdatasync": engine.group_commit_records_per_sec / fdatasync,
+                "engine_synced_each_vs_fdatasync": engine.synced_records_per_sec / fdatasync,
+                "engine_replay_vs_disk_write": engine.replay_mb_per_sec / engine.disk_write_mb_per_sec,
+            },
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "zhub bench log: {VALUE} B values, in {}",
+        args.dir.display()
+    );
+    println!("\nthe engine in-process:");
+    println!("{engine}");
+    println!(
+        "\nthrough the broker (ipc), {:.0} s per case, one request in flight per appender:",
+        args.seconds
+    );
+    println!(
+        "{:<8} {:>9} {:>6} {:>14} {:>14}",
+        "policy", "appenders", "batch", "records/s", "x fdatasync"
+    );
+    println!("(a round trip to the built-in zhub.info, 1 client: {round_trips_per_sec:.0}/s)");
+    for c in &cases {
+        println!(
+            "{:<8} {:>9} {:>6} {:>14.0} {:>14.1}",
+            c.policy, c.appenders, c.batch, c.records_per_sec, c.vs_fdatasync
+        );
+    }
+    println!("replay through the broker: {replayed} records, {replay_mb:.1} MB/s of values");
+    if let Some(m) = &memory {
+        println!(
+            "memory run: {:.0} MB appended at {:.0} MB/s and replayed at {:.0} MB/s; broker peak RSS {:.1} MiB",
+            m.appended_mb, m.append_mb_per_sec, m.replay_mb_per_sec, m.broker_peak_rss_mb
+        );
+    }
+    Ok(())
+}

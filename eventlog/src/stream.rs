@@ -449,3 +449,59 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
 pub fn segment_log_path(stream_dir: &Path, base: u64) -> PathBuf {
     segment::log_path(stream_dir, base)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{EventLog, StreamConfig};
+
+    #[test]
+    fn drop_segments_before_drops_only_whole_sealed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let config = StreamConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 256,
+            ..StreamConfig::default()
+        };
+        let s = log.create_stream("s", config).unwrap();
+        for i in 0..200u32 {
+            s.append(Some(i64::from(i)), None, &[i as u8; 100]).unwrap();
+        }
+        s.sync().unwrap();
+        let bases: Vec<u64> = s.segments.iter().map(|seg| seg.base).collect();
+        assert!(bases.len() > 4, "{bases:?}");
+        let stream_dir = dir.path().join("s");
+        assert_eq!(s.drop_segments_before(0).unwrap(), 0);
+        assert_eq!(
+            s.drop_segments_before(bases[1] - 1).unwrap(),
+            0,
+            "not wholly below"
+        );
+
+        // Mid-segment: the segments before it go, the one holding the offset stays.
+        assert_eq!(s.drop_segments_before(bases[3] + 1).unwrap(), 3);
+        assert_eq!(s.first_offset(), bases[3]);
+        for &base in &bases[..3] {
+            for ext in ["log", "index", "timeindex"] {
+                assert!(!stream_dir.join(format!("{base:020}.{ext}")).exists());
+            }
+        }
+        assert!(stream_dir.join(format!("{:020}.log", bases[3])).exists());
+        assert_eq!(s.read(0, 1 << 20, 1).unwrap()[0].offset, bases[3]);
+
+        // Everything below the end: the active segment stays, and appends go on.
+        let next = s.next_offset();
+        let dropped = s.drop_segments_before(u64::MAX).unwrap();
+        assert_eq!(dropped, bases.len() - 4);
+        assert_eq!(s.segments.len(), 1);
+        assert_eq!(s.first_offset(), *bases.last().unwrap());
+        assert_eq!(s.append(None, None, b"more").unwrap(), next);
+        s.sync().unwrap();
+        drop(log);
+
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let s = log.get("s").unwrap();
+        assert_eq!(s.first_offset(), *bases.last().unwrap());
+        assert_eq!(s.next_offset(), next + 1);
+    }
+}

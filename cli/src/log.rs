@@ -148,17 +148,7 @@ pub(crate) enum BodyFormat {
 }
 
 fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
-    match text {
-        "always" => Ok(FsyncPolicy::Always),
-        "never" => Ok(FsyncPolicy::Never),
-        other => match other.strip_prefix("interval:") {
-            Some(ms) => ms
-                .parse()
-                .map(|ms| FsyncPolicy::Interval { ms })
-                .map_err(|_| format!("{other:?}: expected interval:MILLISECONDS")),
-            None => Err(format!("{other:?}: expected always, interval:MS or never")),
-        },
-    }
+    text.parse()
 }
 
 fn line(record: &LogRecord, json: bool) -> String {

@@ -12,6 +12,7 @@
 //!   (`zhub.info`, `zhub.stats`).
 //! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
 //! - [`log`] — the `zhub.log` service's requests and replies.
+//! - [`kv`] — the `zhub.kv` service's requests and replies, and its change messages.
 //! - [`body`] — MessagePack helpers shared by every typed API.
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@ pub mod body;
 pub mod builtin;
 pub mod bus;
 pub mod error;
+pub mod kv;
 pub mod log;
 pub mod mdp;
 pub mod request;

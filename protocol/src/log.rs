@@ -26,6 +26,35 @@ pub enum FsyncPolicy {
     Never,
 }
 
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    /// Parses `always`, `never` or `interval:MILLISECONDS`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            other => match other.strip_prefix("interval:") {
+                Some(ms) => ms
+                    .parse()
+                    .map(|ms| FsyncPolicy::Interval { ms })
+                    .map_err(|_| format!("{other:?}: expected interval:MILLISECONDS")),
+                None => Err(format!("{other:?}: expected always, interval:MS or never")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FsyncPolicy::Always => f.write_str("always"),
+            FsyncPolicy::Never => f.write_str("never"),
+            FsyncPolicy::Interval { ms } => write!(f, "interval:{ms}"),
+        }
+    }
+}
+
 /// Settings of a new stream; `None` keeps the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

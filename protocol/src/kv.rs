@@ -1,0 +1,250 @@
+//! The `zhub.kv` built-in service: requests and replies of the key-value store, as
+//! MessagePack bodies of native (`ZHC01`) requests, and the change messages it publishes on
+//! the bus for watchers.
+//!
+//! Every request is one [`KvRequest`]; every successful reply one [`KvReply`]. A missing key
+//! and a failed compare-and-set are answers ([`KvReply::NotFound`], [`KvReply::Mismatch`]),
+//! not errors. Failures are reply statuses: `400` for a malformed request, `422` (rejected)
+//! with a reason for a bad key, an oversized value or a value that is not a counter, `500`
+//! for a storage failure.
+//!
+//! Every change (put, delete, expiry) is published on the bus as a [`KvChange`] on the topic
+//! [`WATCH_PREFIX`] followed by the key, so that watching a key prefix is subscribing to
+//! `WATCH_PREFIX + prefix`.
+
+use serde::{Deserialize, Serialize};
+
+/// The key-value store's service name.
+pub const KV_SERVICE: &str = "zhub.kv";
+/// Topic prefix of the change messages: the key follows it.
+pub const WATCH_PREFIX: &str = "$zhub.kv.";
+
+/// A request to the key-value store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum KvRequest {
+    /// The key's value.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set the key's value.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Expire the key this many milliseconds from now.
+        #[serde(default)]
+        ttl_ms: Option<u64>,
+    },
+    /// Remove the key.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Set the key only if its revision is `expected` (`None`: only if it is absent).
+    Cas {
+        /// The key.
+        key: String,
+        /// The revision the key must have.
+        expected: Option<u64>,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Expire the key this many milliseconds from now.
+        #[serde(default)]
+        ttl_ms: Option<u64>,
+    },
+    /// Add `delta` to the counter at the key (absent: 0) and return the result.
+    Incr {
+        /// The key.
+        key: String,
+        /// The amount.
+        delta: i64,
+    },
+    /// Keys starting with `prefix`, in order, after `after`, at most `limit`.
+    List {
+        /// The prefix.
+        prefix: String,
+        /// Start after this key (the last of the previous page).
+        #[serde(default)]
+        after: Option<String>,
+        /// Most entries returned.
+        limit: u64,
+    },
+    /// The key's last changes, newest first.
+    History {
+        /// The key.
+        key: String,
+        /// Most changes returned.
+        limit: u64,
+    },
+    /// Every entry under a prefix and the revision they are consistent at: the start of a
+    /// local replica.
+    Snapshot {
+        /// The prefix.
+        prefix: String,
+    },
+    /// Changes under a prefix from revision `from` on, waiting up to `wait_ms` when there are
+    /// none yet: how a replica follows the store.
+    Changes {
+        /// The prefix.
+        prefix: String,
+        /// First revision wanted.
+        from: u64,
+        /// Most changes returned.
+        max: u64,
+        /// How long to wait for a change.
+        #[serde(default)]
+        wait_ms: u64,
+    },
+}
+
+/// A key with its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    /// The revision of its last change.
+    pub revision: u64,
+    /// When it expires, microseconds since the epoch.
+    #[serde(default)]
+    pub expires_at_us: Option<i64>,
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// The key was set.
+    Put,
+    /// The key was deleted.
+    Delete,
+    /// The key's time to live ran out.
+    Expire,
+}
+
+/// One change of the store, as published to watchers and read by replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvChange {
+    /// Its revision (the store's change log offset).
+    pub revision: u64,
+    /// The key.
+    pub key: String,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The new value, for a put.
+    #[serde(default, with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+    /// When the key expires, for a put with a time to live.
+    #[serde(default)]
+    pub expires_at_us: Option<i64>,
+    /// When the change was made, microseconds since the epoch.
+    pub timestamp_us: i64,
+}
+
+/// A successful reply of the key-value store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum KvReply {
+    /// The key's entry.
+    Value {
+        /// The entry.
+        entry: KvEntry,
+    },
+    /// The key is absent.
+    NotFound,
+    /// The change was made (durably, under the store's policy) at this revision.
+    Revision {
+        /// Its revision.
+        revision: u64,
+    },
+    /// A compare-and-set found another revision.
+    Mismatch {
+        /// The key's current revision (`None`: absent).
+        current: Option<u64>,
+    },
+    /// A counter's new value.
+    Counter {
+        /// The value after the increment.
+        value: i64,
+        /// The change's revision.
+        revision: u64,
+    },
+    /// A page of entries.
+    Entries {
+        /// The entries, by key.
+        entries: Vec<KvEntry>,
+        /// Whether more entries follow the last one.
+        more: bool,
+    },
+    /// A key's changes, newest first.
+    History {
+        /// The changes.
+        changes: Vec<KvChange>,
+    },
+    /// Entries consistent at a revision.
+    Snapshot {
+        /// The entries.
+        entries: Vec<KvEntry>,
+        /// Changes from this revision on are not in `entries`.
+        revision: u64,
+    },
+    /// Changes after a revision.
+    Changes {
+        /// The changes, oldest first.
+        changes: Vec<KvChange>,
+        /// The revision to ask from next.
+        next: u64,
+    },
+    /// The changes asked for were compacted away: start again from a snapshot.
+    Compacted {
+        /// The oldest revision still held.
+        first: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body;
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        let requests = [
+            KvRequest::Put {
+                key: "a".into(),
+                value: vec![1, 2],
+                ttl_ms: Some(10),
+            },
+            KvRequest::Cas {
+                key: "a".into(),
+                expected: None,
+                value: vec![],
+                ttl_ms: None,
+            },
+            KvRequest::Changes {
+                prefix: "".into(),
+                from: 7,
+                max: 100,
+                wait_ms: 0,
+            },
+        ];
+        for r in requests {
+            assert_eq!(
+                body::decode::<KvRequest>(&body::encode(&r).unwrap()).unwrap(),
+                r
+            );
+        }
+        let reply = KvReply::Mismatch { current: Some(3) };
+        assert_eq!(
+            body::decode::<KvReply>(&body::encode(&reply).unwrap()).unwrap(),
+            reply
+        );
+    }
+}

@@ -147,9 +147,37 @@ impl Client {
         crate::Log::new(self)
     }
 
+    /// The key-value store through this client's broker.
+    pub fn kv(&mut self) -> crate::Kv<'_> {
+        crate::Kv::new(self)
+    }
+
     /// The client's default timeout.
     pub(crate) fn timeout(&self) -> Duration {
         self.options.timeout
+    }
+
+    /// The options this client was made with.
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// One request to a built-in service whose bodies are MessagePack (`zhub.log`,
+    /// `zhub.kv`): encodes `request`, waits up to `timeout`, decodes the reply.
+    pub(crate) fn call_builtin<Q: Serialize, P: DeserializeOwned>(
+        &mut self,
+        service: &str,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<P, RequestError> {
+        let bytes = body::encode(request).map_err(|e| {
+            RequestError::with_source(RequestErrorKind::Codec, format!("{service} request"), e)
+        })?;
+        let reply =
+            self.request_bytes_with(service, &bytes, &RequestOptions::new().timeout(timeout))?;
+        body::decode(&reply).map_err(|e| {
+            RequestError::with_source(RequestErrorKind::Protocol, format!("{service} reply"), e)
+        })
     }
 
     /// This client's publisher id, carried in the header of every message it publishes.

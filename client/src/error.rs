@@ -160,6 +160,8 @@ kinds! {
     RecvErrorKind {
         /// A ZeroMQ call failed (for example the context was terminated).
         Transport => "transport error",
+        /// A message's body could not be decoded as expected (a key-value change).
+        Codec => "body codec error",
     }
 }
 

@@ -23,6 +23,7 @@
 //! # Layout
 //! - `client` — [`Client`], requests and publishing.
 //! - `log` — [`Log`]: the event log through the broker.
+//! - `kv` — [`Kv`], [`Watcher`], [`Replica`]: the key-value store through the broker.
 //! - `options` — [`ClientOptions`].
 //! - `subscriber` — [`Subscriber`], [`Message`], [`Subscription`].
 //! - `publisher` — the publishing socket, its handshake and sequence numbers.
@@ -32,6 +33,7 @@
 
 mod client;
 mod error;
+mod kv;
 mod log;
 mod options;
 mod publisher;
@@ -43,6 +45,7 @@ pub use error::{
     ConnectError, ConnectErrorKind, Error, PublishError, PublishErrorKind, RecvError,
     RecvErrorKind, RequestError, RequestErrorKind, SubscribeError, SubscribeErrorKind,
 };
+pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, LogRecord, NewRecord, ReadFrom,
     StreamSettings, StreamSummary,

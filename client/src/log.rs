@@ -12,7 +12,7 @@ use zhub_protocol::log::{LogReply, LogRequest, StoredRecord, LOG_SERVICE};
 use zhub_protocol::ProtocolError;
 
 use crate::error::{RequestError, RequestErrorKind};
-use crate::{Client, Message, RequestOptions};
+use crate::{Client, Message};
 
 /// Bytes fetched per batch by [`LogReader`].
 const BATCH_BYTES: u64 = 1 << 20;
@@ -75,15 +75,7 @@ impl<'a> Log<'a> {
     }
 
     fn call(&mut self, request: &LogRequest, timeout: Duration) -> Result<LogReply, RequestError> {
-        let bytes = body::encode(request)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "log request", e))?;
-        let reply = self.client.request_bytes_with(
-            LOG_SERVICE,
-            &bytes,
-            &RequestOptions::new().timeout(timeout),
-        )?;
-        body::decode(&reply)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Protocol, "log reply", e))
+        self.client.call_builtin(LOG_SERVICE, request, timeout)
     }
 
     fn timeout(&self) -> Duration {

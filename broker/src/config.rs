@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
-pub use zhub_protocol::log::JournalRoute;
+pub use zhub_protocol::log::{FsyncPolicy, JournalRoute};
 
 use crate::BrokerError;
 
@@ -68,6 +68,10 @@ pub struct Config {
     /// when missing). In TOML: `[[journal]]` tables with `prefix` and `stream`. Routes added
     /// at runtime are kept in the data directory; these are added again at every start.
     pub journal: Vec<JournalRoute>,
+    /// Durability of the key-value store: `always` (acknowledge a write once synced, with
+    /// group commit), `interval:MS` or `never`.
+    #[serde(with = "policy_text")]
+    pub kv_fsync: FsyncPolicy,
 }
 
 /// Default heartbeat interval between broker and workers.
@@ -90,6 +94,7 @@ impl Default for Config {
             max_attempts: 3,
             mdp_timeout: Duration::from_secs(30),
             journal: Vec::new(),
+            kv_fsync: FsyncPolicy::Always,
         }
     }
 }
@@ -181,7 +186,8 @@ impl Config {
             liveness,
             service_queue,
             max_attempts,
-            mdp_timeout
+            mdp_timeout,
+            kv_fsync
         );
         if given("journal") {
             config.journal.extend(args.journal);
@@ -260,6 +266,10 @@ pub struct Args {
     /// (a durable topic); repeatable, added to the config file's `[[journal]]` routes.
     #[arg(long, value_name = "PREFIX=STREAM", value_parser = parse_route)]
     pub journal: Vec<JournalRoute>,
+    /// Durability of the key-value store: always (a write is acknowledged once synced; many
+    /// writers share each sync), interval:MS, or never (left to the OS).
+    #[arg(long, value_name = "POLICY", default_value = "always")]
+    pub kv_fsync: FsyncPolicy,
 }
 
 /// Parses `PREFIX=STREAM` (split at the last `=`: stream names have none).
@@ -319,6 +329,22 @@ mod duration_text {
     }
 }
 
+/// Durability policies in the config file, written as text: `kv_fsync = "interval:100"`.
+mod policy_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zhub_protocol::log::FsyncPolicy;
+
+    pub(super) fn serialize<S: Serializer>(p: &FsyncPolicy, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FsyncPolicy, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +381,12 @@ mod tests {
         assert_eq!(c.subscribe, DEFAULT_SUBSCRIBE);
         assert_eq!(c.subscribe_hwm, 5);
         assert_eq!(c.heartbeat, Duration::from_millis(500));
+        assert_eq!(c.kv_fsync, FsyncPolicy::Always);
+        std::fs::write(&path, "kv_fsync = \"interval:50\"\n").unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c.kv_fsync, FsyncPolicy::Interval { ms: 50 });
+        std::fs::write(&path, "kv_fsync = \"sometimes\"\n").unwrap();
+        assert!(Config::from_file(&path).is_err());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum BrokerError {
     /// The event log could not be opened or recovered.
     #[error("event log: {0}")]
     Storage(#[from] zhub_eventlog::EventLogError),
+    /// The key-value store could not be opened or recovered.
+    #[error("key-value store: {0}")]
+    Kv(#[from] zhub_kvstore::KvError),
     /// A ZeroMQ call failed while setting up sockets.
     #[error("zeromq: {0}")]
     Zmq(#[from] zmq::Error),

@@ -5,7 +5,8 @@
 //!  publishers --> XSUB ==== proxy ====> XPUB --> subscribers        (thread "zhub-bus")
 //!  clients    <-> ROUTER (main endpoint)                           (thread "zhub-router")
 //!  workers    <->   services, FIFO queues, LRU workers, heartbeats; zhub.*, mmi.* built-ins
-//!                   zhub.log --inproc--> storage thread (event log, group commit) ("zhub-storage")
+//!                   zhub.log, zhub.kv --inproc--> storage thread ("zhub-storage"):
+//!                   event log and key-value store, group commit
 //!  bus thread --journal tap--> storage thread --republish--> bus thread   (durable topics)
 //! ```
 //!
@@ -18,6 +19,7 @@
 //! - `storage` — the storage thread serving `zhub.log` with group commit.
 //! - `consumers` — consumer groups' committed positions.
 //! - `journal` — durable topics: the routes and the bus thread's tap.
+//! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
 //! - [`error`] — [`BrokerError`].
 //!
 //! # Example
@@ -36,6 +38,7 @@ mod consumers;
 pub mod endpoint;
 pub mod error;
 mod journal;
+mod kv;
 mod memory;
 mod router;
 mod services;
@@ -78,6 +81,10 @@ impl Broker {
         let log_dir = config.data_dir.join("log");
         let log = zhub_eventlog::EventLog::open(&log_dir)?;
         let consumers = consumers::Consumers::open(&config.data_dir.join("consumers"))?;
+        let kv = kv::KvService::open(
+            &config.data_dir.join("kv"),
+            storage::fsync_from(config.kv_fsync),
+        )?;
 
         let context = zmq::Context::new();
         context.set_io_threads(config.io_threads.max(1))?;
@@ -161,6 +168,7 @@ impl Broker {
             journals,
             journal_in,
             republish: republish_out,
+            kv,
         };
         let storage = storage::Storage::new(log, storage_socket, parts, &config.journal)?;
         broker.spawn("zhub-storage", move |control| storage.run(control))?;

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use zhub_protocol::builtin::{
     BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
 };
+use zhub_protocol::kv::KV_SERVICE;
 use zhub_protocol::log::LOG_SERVICE;
 use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
 use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
@@ -36,7 +37,7 @@ pub(crate) struct Router {
     stats: RequestStats,
     services: Services,
     mdp_timeout: Duration,
-    /// The pair socket to the storage thread, which serves `zhub.log`.
+    /// The pair socket to the storage thread, which serves `zhub.log` and `zhub.kv`.
     storage: zmq::Socket,
 }
 
@@ -168,14 +169,15 @@ impl Router {
 
     fn native_request(&mut self, now: Instant, identity: &[u8], rest: &[Vec<u8>]) {
         match Request::decode(rest) {
-            Ok(request) if request.service == LOG_SERVICE => {
+            Ok(request) if request.service == LOG_SERVICE || request.service == KV_SERVICE => {
                 self.stats.received += 1;
                 // The storage thread answers; an fsync there never stalls this loop.
                 let body = request.body.into_iter().next().unwrap_or_default();
                 let id = request.id.to_be_bytes();
+                let service = request.service.as_bytes();
                 if let Err(e) = self
                     .storage
-                    .send_multipart([identity, &id[..], &body[..]], 0)
+                    .send_multipart([identity, &id[..], service, &body[..]], 0)
                 {
                     warn!(error = %e, "storage thread unreachable");
                     let reply = Reply::error(request.id, Status::Internal, "storage unavailable");

@@ -1,8 +1,9 @@
-//! The storage thread: serves `zhub.log` from the event log engine, off the routing thread, so
-//! that an fsync never stalls routing.
+//! The storage thread: serves `zhub.log` from the event log engine and `zhub.kv` from the
+//! key-value store ([`crate::kv`]), off the routing thread, so that an fsync never stalls
+//! routing.
 //!
 //! The router passes each request over an inproc PAIR socket as `[client identity, request id,
-//! body]` and gets `[client identity, request id, status, body]` back. Each turn of the loop
+//! service, body]` and gets `[client identity, request id, status, body]` back. Each turn of the loop
 //! drains every waiting request, appends all the records, syncs each stream that needs it
 //! once, and only then acknowledges the appends (group commit): concurrent writers share one
 //! fsync. Reads that find nothing may wait (long poll) until their stream grows or their wait
@@ -28,6 +29,7 @@ use zhub_protocol::{body, Status};
 
 use crate::consumers::{self, Consumers};
 use crate::journal::{self, JournalTable};
+use crate::kv::{Handled, KvService};
 
 /// Endpoint of the router-storage pair.
 pub(crate) const ENDPOINT: &str = "inproc://storage";
@@ -70,8 +72,11 @@ pub(crate) struct StorageParts {
     pub(crate) journals: Arc<JournalTable>,
     /// Journaled messages from the tap (PULL, bound at [`journal::ENDPOINT`]).
     pub(crate) journal_in: zmq::Socket,
-    /// Messages to publish again (PUSH, connected to the bus thread).
+    /// Messages to publish again, and key-value changes for watchers (PUSH, connected to
+    /// the bus thread).
     pub(crate) republish: zmq::Socket,
+    /// The key-value store.
+    pub(crate) kv: KvService,
 }
 
 pub(crate) struct Storage {
@@ -89,8 +94,8 @@ pub(crate) struct Storage {
     next_retention: Instant,
 }
 
-/// A failure answered to the client.
-struct Refusal(Status, String);
+/// A failure answered to the client: its status and reason.
+pub(crate) struct Refusal(pub(crate) Status, pub(crate) String);
 
 impl From<EventLogError> for Refusal {
     fn from(e: EventLogError) -> Self {
@@ -104,14 +109,19 @@ impl From<EventLogError> for Refusal {
     }
 }
 
+/// The engine's form of a durability policy.
+pub(crate) fn fsync_from(policy: FsyncPolicy) -> Fsync {
+    match policy {
+        FsyncPolicy::Always => Fsync::Always,
+        FsyncPolicy::Never => Fsync::Never,
+        FsyncPolicy::Interval { ms } => Fsync::Interval(Duration::from_millis(ms.max(1))),
+    }
+}
+
 fn config_from(settings: &StreamSettings) -> StreamConfig {
     let mut c = StreamConfig::default();
     if let Some(policy) = settings.fsync {
-        c.fsync = match policy {
-            FsyncPolicy::Always => Fsync::Always,
-            FsyncPolicy::Never => Fsync::Never,
-            FsyncPolicy::Interval { ms } => Fsync::Interval(Duration::from_millis(ms.max(1))),
-        };
+        c.fsync = fsync_from(policy);
     }
     if let Some(v) = settings.segment_bytes {
         c.segment_bytes = v;
@@ -184,6 +194,13 @@ impl Storage {
             if let Some(first) = self.waiting.iter().map(|w| w.deadline).min() {
                 wake = wake.min(first);
             }
+            if let Some(at) = self.parts.kv.next_wake() {
+                wake = wake.min(at);
+            }
+            if self.parts.kv.has_outbox() {
+                // Changes wait for room on the bus: look again soon.
+                wake = wake.min(now + Duration::from_millis(10));
+            }
             let interval_pending = self
                 .log
                 .streams_mut()
@@ -207,6 +224,7 @@ impl Storage {
             if stop {
                 // Journaled messages already taken from publishers are kept.
                 self.drain_journal(usize::MAX);
+                self.parts.kv.shutdown();
                 for stream in self.log.streams_mut() {
                     if let Err(e) = stream.sync() {
                         error!(stream = stream.name(), error = %e, "final sync failed");
@@ -222,9 +240,10 @@ impl Storage {
             if journaled {
                 self.drain_journal(JOURNAL_BATCH);
             }
+            // Housekeeping first: key expiries it makes are committed in this same turn.
+            self.housekeeping(Instant::now());
             self.commit()?;
             self.serve_waiting(Instant::now())?;
-            self.housekeeping(Instant::now());
         }
     }
 
@@ -240,11 +259,11 @@ impl Storage {
             .send_multipart([identity, id, &status[..], &body[..]], 0)
     }
 
-    fn reply(
+    fn reply<R: serde::Serialize>(
         &self,
         identity: &[u8],
         id: &[u8],
-        result: Result<LogReply, Refusal>,
+        result: Result<R, Refusal>,
     ) -> Result<(), zmq::Error> {
         match result
             .and_then(|r| body::encode(&r).map_err(|e| Refusal(Status::Internal, e.to_string())))
@@ -255,14 +274,17 @@ impl Storage {
     }
 
     fn handle(&mut self, message: Vec<Vec<u8>>) -> Result<(), zmq::Error> {
-        let Ok([identity, id, request]) = <[Vec<u8>; 3]>::try_from(message) else {
+        let Ok([identity, id, service, request]) = <[Vec<u8>; 4]>::try_from(message) else {
             warn!("malformed message from the router ignored");
             return Ok(());
         };
+        if service == zhub_protocol::kv::KV_SERVICE.as_bytes() {
+            return self.handle_kv(identity, id, &request);
+        }
         let request: LogRequest = match body::decode(&request) {
             Ok(r) => r,
             Err(e) => {
-                return self.reply(
+                return self.reply::<()>(
                     &identity,
                     &id,
                     Err(Refusal(Status::BadRequest, e.to_string())),
@@ -341,7 +363,7 @@ impl Storage {
                     .partition(|w| w.stream == stream);
                 self.waiting = kept;
                 for w in gone {
-                    self.reply(
+                    self.reply::<()>(
                         &w.identity,
                         &w.id,
                         Err(Refusal(
@@ -396,6 +418,28 @@ impl Storage {
             } => self.republish(&stream, from, max_records),
         };
         self.reply(&identity, &id, result)
+    }
+
+    fn handle_kv(
+        &mut self,
+        identity: Vec<u8>,
+        id: Vec<u8>,
+        request: &[u8],
+    ) -> Result<(), zmq::Error> {
+        let request = match body::decode(request) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.reply::<()>(
+                    &identity,
+                    &id,
+                    Err(Refusal(Status::BadRequest, e.to_string())),
+                )
+            }
+        };
+        match self.parts.kv.handle(identity.clone(), id.clone(), request) {
+            Handled::Reply(result) => self.reply(&identity, &id, result),
+            Handled::Later => Ok(()),
+        }
     }
 
     fn commit_position(&mut self, stream: &str, group: &str, offset: u64) -> Result<(), Refusal> {
@@ -612,9 +656,13 @@ impl Storage {
                 self.reply(&identity, &id, result)?;
             }
         }
+        for (identity, id, result) in self.parts.kv.commit() {
+            self.reply(&identity, &id, result)?;
+        }
+        self.parts.kv.publish(&self.parts.republish);
         for ack in std::mem::take(&mut self.acks) {
             if let Some((_, why)) = failed.iter().find(|(n, _)| *n == ack.stream) {
-                self.reply(
+                self.reply::<()>(
                     &ack.identity,
                     &ack.id,
                     Err(Refusal(Status::Internal, format!("not durable: {why}"))),
@@ -633,6 +681,9 @@ impl Storage {
 
     /// Answers waiting reads whose stream has records for them, or whose wait is over.
     fn serve_waiting(&mut self, now: Instant) -> Result<(), zmq::Error> {
+        for (identity, id, result) in self.parts.kv.serve_waiting(now) {
+            self.reply(&identity, &id, result)?;
+        }
         if self.waiting.is_empty() {
             return Ok(());
         }
@@ -660,8 +711,9 @@ impl Storage {
         Ok(())
     }
 
-    /// Interval syncs and periodic retention.
+    /// Interval syncs, key expiry and snapshots, and periodic retention.
     fn housekeeping(&mut self, now: Instant) {
+        self.parts.kv.housekeeping(now);
         for stream in self.log.streams_mut() {
             if stream.sync_due(now) {
                 if let Err(e) = stream.sync() {

@@ -4,12 +4,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{deadline, start, Transport};
+use common::{deadline, kill9, spawn_broker, start, Transport};
 use zhub_client::{Client, ClientOptions, FsyncPolicy, ReadFrom, RequestErrorKind, StreamSettings};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -143,36 +141,6 @@ fn a_long_poll_returns_as_soon_as_records_arrive() {
     });
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_zhub-broker");
-
-fn spawn_broker(dir: &std::path::Path) -> (Child, String) {
-    let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            &ipc("main.sock"),
-            "--publish",
-            &ipc("pub.sock"),
-            "--subscribe",
-            &ipc("sub.sock"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut listening = 0;
-    while listening < 3 {
-        if lines.next().unwrap().unwrap().contains("listening") {
-            listening += 1;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, ipc("main.sock"))
-}
-
 /// Eight clients append with `fsync = always` while the broker is killed with SIGKILL; after a
 /// restart every acknowledged offset holds exactly the bytes acknowledged for it.
 #[test]
@@ -214,12 +182,7 @@ fn acknowledged_appends_survive_sigkill_of_the_broker() {
         while acked.lock().unwrap().len() < 2000 {
             std::thread::yield_now();
         }
-        let status = Command::new("kill")
-            .args(["-KILL", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let _ = child.wait();
+        kill9(&mut child);
         for w in writers {
             w.join().unwrap();
         }

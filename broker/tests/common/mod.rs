@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -78,4 +81,54 @@ where
         }
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its deadline of {limit:?}"),
     }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_zhub-broker");
+
+/// Starts the `zhub-broker` binary as a child on ipc sockets in `dir`, its data in
+/// `dir/data`, with `extra` flags; returns once its three endpoints are bound, with the main
+/// endpoint's URL.
+pub fn spawn_broker_with(dir: &Path, extra: &[&str]) -> (Child, String) {
+    let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            &ipc("main.sock"),
+            "--publish",
+            &ipc("pub.sock"),
+            "--subscribe",
+            &ipc("sub.sock"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zhub-broker starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut listening = 0;
+    while listening < 3 {
+        let line = lines.next().expect("broker log line").expect("utf-8 log");
+        if line.contains("listening") {
+            listening += 1;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, ipc("main.sock"))
+}
+
+/// [`spawn_broker_with`] and no extra flags.
+pub fn spawn_broker(dir: &Path) -> (Child, String) {
+    spawn_broker_with(dir, &[])
+}
+
+/// Kills a child with SIGKILL (no chance to flush or sync) and reaps it.
+pub fn kill9(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let _ = child.wait();
 }

@@ -1,0 +1,434 @@
+//! The `zhub.kv` service, run by the storage thread beside the event log.
+//!
+//! Writes are appended to the store's change log at once and acknowledged in the storage
+//! thread's commit step, after one sync for all of them (group commit) under the `always`
+//! policy. Each change is then published on the bus (topic `$zhub.kv.KEY`) for watchers, in
+//! revision order, only once it is durable. Reads are answered at once. Replicas follow the
+//! change log itself with long polls (`changes`), so they never miss a change.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tracing::{error, warn};
+use zhub_eventlog::Fsync;
+use zhub_kvstore::{Change, ChangeKind, Entry, KvConfig, KvError, KvStore};
+use zhub_protocol::bus::{self, BusHeader, Encoding};
+use zhub_protocol::kv::{self, KvChange, KvEntry, KvReply, KvRequest, WATCH_PREFIX};
+use zhub_protocol::{body, Status};
+
+use crate::storage::Refusal;
+
+/// Longest a `changes` request may wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Most entries in one `list` page and changes in one `changes` reply.
+const MAX_PAGE: u64 = 10_000;
+
+/// A client waiting for its write to be durable.
+struct Ack {
+    identity: Vec<u8>,
+    id: Vec<u8>,
+    reply: KvReply,
+}
+
+/// A replica's `changes` request waiting for a change.
+struct WaitingChanges {
+    identity: Vec<u8>,
+    id: Vec<u8>,
+    prefix: String,
+    from: u64,
+    max: u64,
+    deadline: Instant,
+}
+
+/// A reply for the storage thread to send: client identity, request id, outcome.
+pub(crate) type Outgoing = (Vec<u8>, Vec<u8>, Result<KvReply, Refusal>);
+
+/// What the service did with a request.
+pub(crate) enum Handled {
+    /// Answer now.
+    Reply(Result<KvReply, Refusal>),
+    /// Answered later: after the commit, or when a change arrives.
+    Later,
+}
+
+pub(crate) struct KvService {
+    store: KvStore,
+    /// Publisher id of the change messages.
+    publisher: u64,
+    acks: Vec<Ack>,
+    /// Changes appended since the last commit, published once durable.
+    unsynced: Vec<Change>,
+    /// Change frames waiting for room in the bus's queue.
+    outbox: VecDeque<Vec<u8>>,
+    waiting: Vec<WaitingChanges>,
+}
+
+fn now_us() -> i64 {
+    zhub_eventlog::now_micros()
+}
+
+fn entry(key: String, e: Entry) -> KvEntry {
+    KvEntry {
+        key,
+        value: e.value,
+        revision: e.revision,
+        expires_at_us: e.expires_at_us,
+    }
+}
+
+fn kind(k: ChangeKind) -> kv::ChangeKind {
+    match k {
+        ChangeKind::Put => kv::ChangeKind::Put,
+        ChangeKind::Delete => kv::ChangeKind::Delete,
+        ChangeKind::Expire => kv::ChangeKind::Expire,
+    }
+}
+
+fn wire_change(c: &Change) -> KvChange {
+    KvChange {
+        revision: c.revision,
+        key: c.key.clone(),
+        kind: kind(c.kind),
+        value: (c.kind == ChangeKind::Put).then(|| c.value.clone()),
+        expires_at_us: c.expires_at_us,
+        timestamp_us: c.timestamp_us,
+    }
+}
+
+impl From<KvError> for Refusal {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::BadKey { .. }
+            | KvError::ValueTooLarge { .. }
+            | KvError::NotACounter { .. }
+            | KvError::Overflow { .. }
+            | KvError::RevisionMismatch { .. } => Refusal(Status::Rejected, e.to_string()),
+            other => {
+                error!(error = %other, "key-value store failure");
+                Refusal(Status::Internal, other.to_string())
+            }
+        }
+    }
+}
+
+impl KvService {
+    /// Opens (recovering) the store in `dir`.
+    pub(crate) fn open(dir: &Path, fsync: Fsync) -> Result<KvService, KvError> {
+        let store = KvStore::open(dir, KvConfig::default().fsync(fsync))?;
+        Ok(KvService {
+            store,
+            publisher: random_id(),
+            acks: Vec::new(),
+            unsynced: Vec::new(),
+            outbox: VecDeque::new(),
+            waiting: Vec::new(),
+        })
+    }
+
+    /// Serves one request.
+    pub(crate) fn handle(&mut self, identity: Vec<u8>, id: Vec<u8>, request: KvRequest) -> Handled {
+        let now = now_us();
+        let write = |this: &mut Self, result: Result<(Change, KvReply), KvError>| match result {
+            Ok((change, reply)) => {
+                this.unsynced.push(change);
+                this.acks.push(Ack {
+                    identity: identity.clone(),
+                    id: id.clone(),
+                    reply,
+                });
+                Handled::Later
+            }
+            Err(e) => Handled::Reply(Err(e.into())),
+        };
+        match request {
+            KvRequest::Get { key } => Handled::Reply(
+                zhub_kvstore::check_key(&key, self.store.config().max_key_bytes)
+                    .map_err(Refusal::from)
+                    .map(|()| match self.store.get(&key, now) {
+                        Some(e) => KvReply::Value {
+                            entry: entry(key, e),
+                        },
+                        None => KvReply::NotFound,
+                    }),
+            ),
+            KvRequest::Put { key, value, ttl_ms } => {
+                let ttl = ttl_ms.map(Duration::from_millis);
+                let result = self.store.put(&key, &value, ttl, now).map(|c| {
+                    let revision = c.revision;
+                    (c, KvReply::Revision { revision })
+                });
+                write(self, result)
+            }
+            KvRequest::Cas {
+                key,
+                expected,
+                value,
+                ttl_ms,
+            } => {
+                let ttl = ttl_ms.map(Duration::from_millis);
+                match self.store.cas(&key, expected, &value, ttl, now) {
+                    Err(KvError::RevisionMismatch { current, .. }) => {
+                        Handled::Reply(Ok(KvReply::Mismatch { current }))
+                    }
+                    result => write(
+                        self,
+                        result.map(|c| {
+                            let revision = c.revision;
+                            (c, KvReply::Revision { revision })
+                        }),
+                    ),
+                }
+            }
+            KvRequest::Incr { key, delta } => {
+                let result = self.store.incr(&key, delta, now).map(|(value, c)| {
+                    let revision = c.revision;
+                    (c, KvReply::Counter { value, revision })
+                });
+                write(self, result)
+            }
+            KvRequest::Delete { key } => match self.store.delete(&key, now) {
+                Ok(None) => Handled::Reply(Ok(KvReply::NotFound)),
+                Ok(Some(c)) => {
+                    let revision = c.revision;
+                    write(self, Ok((c, KvReply::Revision { revision })))
+                }
+                Err(e) => write(self, Err(e)),
+            },
+            KvRequest::List {
+                prefix,
+                after,
+                limit,
+            } => {
+                let limit = limit.clamp(1, MAX_PAGE) as usize;
+                let (entries, more) = self.store.list(&prefix, after.as_deref(), limit, now);
+                Handled::Reply(Ok(KvReply::Entries {
+                    entries: entries.into_iter().map(|(k, e)| entry(k, e)).collect(),
+                    more,
+                }))
+            }
+            KvRequest::History { key, limit } => Handled::Reply(
+                zhub_kvstore::check_key(&key, self.store.config().max_key_bytes)
+                    .and_then(|()| self.store.history(&key, limit as usize))
+                    .map(|h| KvReply::History {
+                        changes: h
+                            .into_iter()
+                            .map(|h| KvChange {
+                                revision: h.revision,
+                                key: key.clone(),
+                                kind: kind(h.kind),
+                                value: (h.kind == ChangeKind::Put).then_some(h.value),
+                                expires_at_us: h.expires_at_us,
+                                timestamp_us: h.timestamp_us,
+                            })
+                            .collect(),
+                    })
+                    .map_err(Refusal::from),
+            ),
+            KvRequest::Snapshot { prefix } => {
+                let (entries, revision) = self.store.snapshot_prefix(&prefix, now);
+                let reply = KvReply::Snapshot {
+                    entries: entries.into_iter().map(|(k, e)| entry(k, e)).collect(),
+                    revision,
+                };
+                if self.unsynced.is_empty() {
+                    Handled::Reply(Ok(reply))
+                } else {
+                    // It holds writes of this turn: it leaves after they are synced, so a
+                    // replica never holds a change that a crash could undo.
+                    self.acks.push(Ack {
+                        identity,
+                        id,
+                        reply,
+                    });
+                    Handled::Later
+                }
+            }
+            KvRequest::Changes {
+                prefix,
+                from,
+                max,
+                wait_ms,
+            } => {
+                let max = max.clamp(1, MAX_PAGE);
+                match self.changes(&prefix, from, max) {
+                    Ok(KvReply::Changes { changes, next }) if changes.is_empty() && wait_ms > 0 => {
+                        let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
+                        self.waiting.push(WaitingChanges {
+                            identity,
+                            id,
+                            prefix,
+                            from: next,
+                            max,
+                            deadline: Instant::now() + wait,
+                        });
+                        Handled::Later
+                    }
+                    other => Handled::Reply(other),
+                }
+            }
+        }
+    }
+
+    /// Durable changes under `prefix` from revision `from` on.
+    fn changes(&mut self, prefix: &str, from: u64, max: u64) -> Result<KvReply, Refusal> {
+        // Only what is synced: a replica must never see a change that a crash could undo.
+        let durable_end = self.store.revision() - self.unsynced.len() as u64;
+        match self
+            .store
+            .changes_since(prefix, from, durable_end, max as usize)
+        {
+            Ok((changes, next)) => Ok(KvReply::Changes {
+                changes: changes.iter().map(wire_change).collect(),
+                next,
+            }),
+            Err(KvError::Compacted { first, .. }) => Ok(KvReply::Compacted { first }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Syncs the store when writes are waiting, then returns the acknowledgements to send and
+    /// queues the changes for the bus. A failed sync fails every waiting write.
+    pub(crate) fn commit(&mut self) -> Vec<Outgoing> {
+        if self.unsynced.is_empty() && self.acks.is_empty() {
+            return Vec::new();
+        }
+        let synced = if self.store.needs_sync() {
+            self.store.sync()
+        } else {
+            Ok(())
+        };
+        let acks = std::mem::take(&mut self.acks);
+        let changes = std::mem::take(&mut self.unsynced);
+        match synced {
+            Ok(()) => {
+                for change in &changes {
+                    self.queue(change);
+                }
+                acks.into_iter()
+                    .map(|a| (a.identity, a.id, Ok(a.reply)))
+                    .collect()
+            }
+            Err(e) => {
+                error!(error = %e, "key-value sync failed; writes not acknowledged");
+                acks.into_iter()
+                    .map(|a| {
+                        let why = Refusal(Status::Internal, format!("not durable: {e}"));
+                        (a.identity, a.id, Err(why))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Encodes a change as a bus message for watchers.
+    fn queue(&mut self, change: &Change) {
+        let Ok(body) = body::encode(&wire_change(change)) else {
+            return;
+        };
+        let topic = format!("{WATCH_PREFIX}{}", change.key);
+        let header = BusHeader {
+            publisher: self.publisher,
+            // Watchers follow revisions, not per-topic sequence numbers.
+            seq: 0,
+            timestamp_us: u64::try_from(change.timestamp_us).unwrap_or(0),
+            lamport: 0,
+            encoding: Encoding::MsgPack,
+        };
+        self.outbox.push_back(bus::encode(&topic, &header, &body));
+    }
+
+    /// Sends queued change messages to the bus thread until its queue is full.
+    pub(crate) fn publish(&mut self, socket: &zmq::Socket) {
+        while let Some(frame) = self.outbox.front() {
+            match socket.send(&frame[..], zmq::DONTWAIT) {
+                Ok(()) => {
+                    self.outbox.pop_front();
+                }
+                Err(zmq::Error::EAGAIN) => return,
+                Err(e) => {
+                    warn!(error = %e, "cannot publish a key-value change");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether change messages wait for room on the bus.
+    pub(crate) fn has_outbox(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// Expires keys that are due, takes snapshots when due, syncs an interval policy.
+    pub(crate) fn housekeeping(&mut self, now: Instant) {
+        match self.store.expire_due(now_us()) {
+            Ok(expired) => self.unsynced.extend(expired),
+            Err(e) => error!(error = %e, "key expiry failed"),
+        }
+        if self.store.sync_due(now) {
+            if let Err(e) = self.store.sync() {
+                error!(error = %e, "key-value interval sync failed");
+            }
+        }
+        if let Err(e) = self.store.maintenance() {
+            error!(error = %e, "key-value snapshot failed");
+        }
+    }
+
+    /// When the service next needs the loop: a key's expiry or a waiting read's deadline.
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        let expiry = self.store.next_expiry().map(|at| {
+            let wait = u64::try_from(at.saturating_sub(now_us())).unwrap_or(0);
+            Instant::now() + Duration::from_micros(wait)
+        });
+        let read = self.waiting.iter().map(|w| w.deadline).min();
+        match (expiry, read) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Answers waiting `changes` requests that have something, or whose wait is over.
+    pub(crate) fn serve_waiting(&mut self, now: Instant) -> Vec<Outgoing> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let durable_end = self.store.revision() - self.unsynced.len() as u64;
+        let mut out = Vec::new();
+        for w in std::mem::take(&mut self.waiting) {
+            if durable_end > w.from || now >= w.deadline {
+                let reply = self.changes(&w.prefix, w.from, w.max);
+                match reply {
+                    Ok(KvReply::Changes { ref changes, next })
+                        if changes.is_empty() && now < w.deadline =>
+                    {
+                        // Changes came, none under this prefix: wait on from there.
+                        self.waiting.push(WaitingChanges { from: next, ..w });
+                    }
+                    reply => out.push((w.identity, w.id, reply)),
+                }
+            } else {
+                self.waiting.push(w);
+            }
+        }
+        out
+    }
+
+    /// Syncs everything at shutdown.
+    pub(crate) fn shutdown(&mut self) {
+        if let Err(e) = self.store.sync() {
+            error!(error = %e, "key-value store: final sync failed");
+        }
+    }
+}
+
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

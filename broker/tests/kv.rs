@@ -1,0 +1,321 @@
+//! The key-value store through the broker: operations, CAS races, TTLs, watches, replicas
+//! across a restart, SIGKILL recovery, and clear errors.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{deadline, kill9, spawn_broker, start, Transport};
+use zhub_broker::{Broker, Config};
+use zhub_client::{CasOutcome, ChangeKind, Client, ClientOptions, RequestErrorKind};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+#[test]
+fn get_put_delete_cas_incr_list_history() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Tcp);
+        let mut client = Client::connect(&broker.url).unwrap();
+        let mut kv = client.kv();
+        assert_eq!(kv.get::<String>("colour").unwrap(), None);
+        let r1 = kv.put("colour", "blue").unwrap();
+        assert_eq!(kv.get::<String>("colour").unwrap().as_deref(), Some("blue"));
+        let entry = kv.get_entry("colour").unwrap().unwrap();
+        assert_eq!((entry.revision, entry.expires_at_us), (r1, None));
+
+        // CAS: from the right revision once; a stale one fails and says what is current.
+        let r2 = match kv.cas("colour", Some(r1), "green").unwrap() {
+            CasOutcome::Stored(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert!(r2 > r1);
+        assert_eq!(
+            kv.cas("colour", Some(r1), "red").unwrap(),
+            CasOutcome::Mismatch { current: Some(r2) }
+        );
+        assert_eq!(
+            kv.cas("colour", None, "red").unwrap(),
+            CasOutcome::Mismatch { current: Some(r2) }
+        );
+        assert!(matches!(
+            kv.cas("new", None, "created").unwrap(),
+            CasOutcome::Stored(_)
+        ));
+
+        // Counters.
+        assert_eq!(kv.incr("hits", 5).unwrap().0, 5);
+        assert_eq!(kv.incr("hits", -2).unwrap().0, 3);
+        assert_eq!(kv.get::<i64>("hits").unwrap(), Some(3));
+        let err = kv.incr("colour", 1).unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::Rejected, "{err}");
+
+        // Delete: a revision when it existed, None when it did not.
+        assert!(kv.delete("new").unwrap().is_some());
+        assert_eq!(kv.delete("new").unwrap(), None);
+        assert_eq!(kv.get_bytes("new").unwrap(), None);
+
+        // List by prefix with paging.
+        for i in 0..25 {
+            kv.put(&format!("cfg.{i:02}"), &i).unwrap();
+        }
+        let (page, more) = kv.list("cfg.", None, 10).unwrap();
+        assert_eq!(page.len(), 10);
+        assert!(more);
+        assert_eq!(page[0].key, "cfg.00");
+        let (page, _) = kv.list("cfg.", Some("cfg.09"), 10).unwrap();
+        assert_eq!(page[0].key, "cfg.10");
+        let all = kv.list_all("cfg.").unwrap();
+        assert_eq!(all.len(), 25);
+
+        // History: newest first.
+        let history = kv.history("colour", 10).unwrap();
+        let revisions: Vec<u64> = history.iter().map(|c| c.revision).collect();
+        assert_eq!(revisions, vec![r2, r1]);
+        assert_eq!(history[0].kind, ChangeKind::Put);
+    });
+}
+
+#[test]
+fn bad_keys_and_oversized_values_are_clear_errors() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let mut client = Client::connect(&broker.url).unwrap();
+        for key in ["", "a\nb", &"k".repeat(2000)] {
+            let err = client.kv().put(key, &1).unwrap_err();
+            assert_eq!(err.kind(), RequestErrorKind::Rejected, "{key:?}: {err}");
+            assert!(err.to_string().contains("key"), "{err}");
+            let err = client.kv().get::<i32>(key).unwrap_err();
+            assert_eq!(err.kind(), RequestErrorKind::Rejected);
+        }
+        let big = vec![0u8; 2 << 20];
+        let err = client.kv().put_bytes("big", &big, None).unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::Rejected);
+        assert!(err.to_string().contains("limit"), "{err}");
+        // The store is still fine.
+        client.kv().put("ok", &1).unwrap();
+    });
+}
+
+/// Eight clients race read-then-CAS increments on one key: every revision has exactly one
+/// winner, and no increment is lost.
+#[test]
+fn cas_races_have_exactly_one_winner_per_revision() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let url = broker.url.clone();
+        Client::connect(&url).unwrap().kv().put("n", &0u64).unwrap();
+        let wins: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, wins) = (url.clone(), Arc::clone(&wins));
+                std::thread::spawn(move || {
+                    let mut client = Client::connect(&url).unwrap();
+                    let mut won = 0;
+                    while won < 25 {
+                        let entry = client.kv().get_entry("n").unwrap().unwrap();
+                        let n: u64 = zhub_protocol::body::decode(&entry.value).unwrap();
+                        if let CasOutcome::Stored(r) = client
+                            .kv()
+                            .cas("n", Some(entry.revision), &(n + 1))
+                            .unwrap()
+                        {
+                            wins.lock().unwrap().push((entry.revision, r));
+                            won += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let wins = wins.lock().unwrap();
+        assert_eq!(wins.len(), 200);
+        let mut from: Vec<u64> = wins.iter().map(|w| w.0).collect();
+        from.sort_unstable();
+        from.dedup();
+        assert_eq!(from.len(), 200, "two winners from the same revision");
+        let n: u64 = Client::connect(&url)
+            .unwrap()
+            .kv()
+            .get("n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 200);
+    });
+}
+
+#[test]
+fn watchers_see_every_change_in_order_including_expiry() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let mut client = Client::connect(&broker.url).unwrap();
+        let mut watcher = client.kv().watch("session.").unwrap();
+        let mut other = client.kv().watch("unrelated.").unwrap();
+
+        let r1 = client.kv().put("session.a", "one").unwrap();
+        let r2 = client.kv().put("session.a", "two").unwrap();
+        let r3 = client.kv().delete("session.a").unwrap().unwrap();
+        client.kv().put("elsewhere", "x").unwrap();
+        let r4 = client
+            .kv()
+            .put_ttl("session.short", "soon gone", Duration::from_millis(50))
+            .unwrap();
+
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let change = watcher
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            seen.push((change.revision, change.key.clone(), change.kind));
+        }
+        assert_eq!(seen[0], (r1, "session.a".into(), ChangeKind::Put));
+        assert_eq!(seen[1], (r2, "session.a".into(), ChangeKind::Put));
+        assert_eq!(seen[2], (r3, "session.a".into(), ChangeKind::Delete));
+        assert_eq!(seen[3], (r4, "session.short".into(), ChangeKind::Put));
+        assert_eq!(seen[4].1, "session.short");
+        assert_eq!(seen[4].2, ChangeKind::Expire);
+        assert!(seen[4].0 > r4);
+        assert_eq!(client.kv().get::<String>("session.short").unwrap(), None);
+        assert!(other
+            .recv_timeout(Duration::from_millis(50))
+            .unwrap()
+            .is_none());
+    });
+}
+
+/// A replica equals the store after concurrent writers, and after the broker restarts under
+/// it (it reconnects by itself and goes on from the revision it reached).
+#[test]
+fn a_replica_follows_concurrent_writes_and_a_restart() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::local_ipc(dir.path());
+        let broker = Broker::start(&config).unwrap();
+        let url = broker.info().main.clone();
+        let mut client = Client::connect(&url).unwrap();
+        client.kv().put("app.before", &0).unwrap();
+        let replica = client.kv().replica("app.").unwrap();
+        assert_eq!(replica.get::<i32>("app.before").unwrap(), Some(0));
+
+        let write = |url: String, w: u32| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&url).unwrap();
+                let mut last = 0;
+                for i in 0..100u32 {
+                    let key = format!("app.w{w}.k{}", i % 10);
+                    last = if i % 7 == 6 {
+                        c.kv().delete(&key).unwrap().unwrap_or(last)
+                    } else {
+                        c.kv().put(&key, &i).unwrap()
+                    };
+                    c.kv().put("other.noise", &i).unwrap();
+                }
+                last
+            })
+        };
+        let writers: Vec<_> = (0..4).map(|w| write(url.clone(), w)).collect();
+        let last = writers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap();
+        assert!(replica.wait_for(last, Duration::from_secs(20)));
+        let expected = |client: &mut Client| -> BTreeMap<String, Vec<u8>> {
+            client
+                .kv()
+                .list_all("app.")
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect()
+        };
+        let values = |replica: &zhub_client::Replica| -> BTreeMap<String, Vec<u8>> {
+            replica
+                .entries()
+                .into_iter()
+                .map(|(k, e)| (k, e.value))
+                .collect()
+        };
+        assert_eq!(values(&replica), expected(&mut client));
+        drop(client);
+
+        // Restart the broker under the replica, then write again.
+        broker.shutdown();
+        let broker = Broker::start(&config).unwrap();
+        let mut client = Client::connect(&broker.info().main).unwrap();
+        let r = client.kv().put("app.after", &"restart").unwrap();
+        client.kv().delete("app.before").unwrap();
+        let r = client.kv().put("app.after", &"again").unwrap().max(r);
+        assert!(replica.wait_for(r, Duration::from_secs(30)));
+        assert_eq!(values(&replica), expected(&mut client));
+        assert_eq!(
+            replica.snapshots(),
+            1,
+            "a reconnect goes on without a new snapshot"
+        );
+    });
+}
+
+/// Eight writers put with `kv_fsync = always` while the broker is killed with SIGKILL; after
+/// a restart every acknowledged put is there with its value and revision.
+#[test]
+fn acknowledged_puts_survive_sigkill_of_the_broker() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, url) = spawn_broker(dir.path());
+        // Key -> (revision, value) of its last acknowledged put.
+        type Acked = HashMap<String, (u64, Vec<u8>)>;
+        let acked: Arc<Mutex<Acked>> = Arc::default();
+        let writers: Vec<_> = (0..8u32)
+            .map(|w| {
+                let (url, acked) = (url.clone(), Arc::clone(&acked));
+                std::thread::spawn(move || {
+                    let mut c = ClientOptions::new()
+                        .timeout(Duration::from_secs(2))
+                        .connect(&url)
+                        .unwrap();
+                    for i in 0u32.. {
+                        let key = format!("w{w}.k{}", i % 300);
+                        let value = format!("{w}/{i}").into_bytes();
+                        match c.kv().put_bytes(&key, &value, None) {
+                            Ok(revision) => {
+                                acked.lock().unwrap().insert(key, (revision, value));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        while acked.lock().unwrap().len() < 1500 {
+            std::thread::yield_now();
+        }
+        kill9(&mut child);
+        for w in writers {
+            w.join().unwrap();
+        }
+        let acked = acked.lock().unwrap().clone();
+
+        let (mut child, url) = spawn_broker(dir.path());
+        let mut client = ClientOptions::new()
+            .timeout(Duration::from_secs(10))
+            .connect(&url)
+            .unwrap();
+        for (key, (revision, value)) in &acked {
+            let entry = client.kv().get_entry(key).unwrap();
+            // A put whose acknowledgement was lost in the kill may have landed after the
+            // acknowledged one; never an older one.
+            let entry = entry.unwrap_or_else(|| panic!("acknowledged key {key} lost"));
+            assert!(entry.revision >= *revision, "{key} went back in time");
+            if entry.revision == *revision {
+                assert_eq!(&entry.value, value);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+}

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use zhub_client::{Client, FsyncPolicy, LogRecord, ReadFrom, StreamSettings};
 
-use crate::render;
+use crate::render::{self, BodyFormat};
 
 /// `zhub log` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -136,17 +136,6 @@ pub(crate) enum LogCommand {
     },
 }
 
-/// How `zhub log append` stores its BODY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum BodyFormat {
-    /// A MessagePack string.
-    String,
-    /// JSON, stored as a MessagePack value.
-    Json,
-    /// The bytes as given.
-    Raw,
-}
-
 fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
     text.parse()
 }
@@ -157,8 +146,7 @@ fn line(record: &LogRecord, json: bool) -> String {
             "offset": record.offset,
             "timestamp": record.timestamp_us,
             "key": record.key.as_deref().map(String::from_utf8_lossy),
-            "body": render::strict_msgpack(&record.value)
-                .unwrap_or_else(|| render::body_value(zhub_client::Encoding::Raw, &record.value)),
+            "body": render::value_json(&record.value),
         })
         .to_string()
     } else {
@@ -259,15 +247,7 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow:
             json,
             key,
         } => {
-            let value = match format {
-                BodyFormat::Raw => body.as_bytes().to_vec(),
-                BodyFormat::Json => {
-                    let v: serde_json::Value =
-                        serde_json::from_str(body).context("BODY is not valid JSON")?;
-                    rmp_serde::to_vec_named(&v)?
-                }
-                BodyFormat::String => rmp_serde::to_vec_named(body)?,
-            };
+            let value = format.encode(body).context("BODY")?;
             let offset =
                 client
                     .log()

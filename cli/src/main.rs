@@ -6,6 +6,7 @@
 //! - `stats.rs` — `zhub stats`.
 //! - `services.rs` — `zhub request`, `zhub serve`, `zhub services`.
 //! - `log.rs` — `zhub log`.
+//! - `kv.rs` — `zhub kv`.
 //! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq, and the bench servers.
 //! - `bench_log.rs` — `zhub bench log`, in-process and through a broker, beside the disk.
 //! - `bench_request.rs` — `zhub bench request`, beside a raw ROUTER/ROUTER broker.
@@ -14,6 +15,7 @@
 mod bench;
 mod bench_log;
 mod bench_request;
+mod kv;
 mod log;
 mod pubsub;
 mod render;
@@ -54,9 +56,12 @@ enum Command {
     Serve(services::ServeArgs),
     /// List services with their workers, queues and served counts.
     Services(services::ServicesArgs),
-    /// The event log: streams, create, append, read, tail, delete.
+    /// The event log: streams, create, append, read, tail, replay, delete, journals.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// The key-value store: get, put, del, cas, incr, list, history, watch.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
     /// Measure throughput and latency, beside raw libzmq in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => services::serve(&cli.url, &args),
         Command::Services(args) => services::list(&cli.url, cli.timeout, &args),
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
+        Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Bench(command) => bench::run(&command),
         Command::BenchBroker(args) => bench::serve_broker(&args),
         Command::BenchRawProxy(args) => bench::serve_raw_proxy(&args),

@@ -101,3 +101,35 @@ mod tests {
         assert_eq!(reply_text(&rmp_serde::to_vec(&42).unwrap()), "42");
     }
 }
+
+/// A stored value (log record, key-value entry) as JSON: one MessagePack value decoded, else
+/// raw bytes as text or hex.
+pub(crate) fn value_json(value: &[u8]) -> Value {
+    strict_msgpack(value).unwrap_or_else(|| body_value(Encoding::Raw, value))
+}
+
+/// How a command-line value is stored (`zhub log append`, `zhub kv put`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BodyFormat {
+    /// A MessagePack string.
+    String,
+    /// JSON, stored as a MessagePack value.
+    Json,
+    /// The bytes as given.
+    Raw,
+}
+
+impl BodyFormat {
+    /// The bytes to store for `text`.
+    pub(crate) fn encode(self, text: &str) -> anyhow::Result<Vec<u8>> {
+        Ok(match self {
+            BodyFormat::Raw => text.as_bytes().to_vec(),
+            BodyFormat::Json => {
+                let v: Value = serde_json::from_str(text)
+                    .map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))?;
+                rmp_serde::to_vec_named(&v)?
+            }
+            BodyFormat::String => rmp_serde::to_vec_named(text)?,
+        })
+    }
+}

@@ -72,3 +72,21 @@ fn replay() {
     assert!(out.contains("offset 7"), "{out}");
     assert!(out.contains("replay from timestamp"), "{out}");
 }
+
+#[test]
+fn kv_clients() {
+    let out = run("kv_clients");
+    assert!(
+        out.contains("4 processes x 1000 rounds: every read equal to its write; 4 keys"),
+        "{out}"
+    );
+}
+
+#[test]
+fn shared_config() {
+    let out = run("shared_config");
+    assert!(
+        out.contains("2 followers ended with the admin's last settings"),
+        "{out}"
+    );
+}

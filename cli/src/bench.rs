@@ -87,6 +87,10 @@ pub(crate) enum BenchCommand {
     /// appenders, through the broker and against the engine in-process, and replay; beside
     /// this disk's own write and fdatasync rates; the broker's memory over 1 GB.
     Log(crate::bench_log::LogArgs),
+    /// The key-value store: get and put (policies never and always) with 1 and 50 clients,
+    /// 1 and 16 requests in flight each, beside a round trip to a built-in service that does
+    /// no work; and the broker's memory holding 1M keys.
+    Kv(crate::bench_kv::KvArgs),
 }
 
 /// Arguments of `zhub bench pubsub`.
@@ -131,6 +135,8 @@ pub(crate) struct BrokerArgs {
     subscribe: String,
     #[arg(long)]
     data_dir: PathBuf,
+    #[arg(long, default_value = "always")]
+    kv_fsync: zhub_client::FsyncPolicy,
 }
 
 /// Arguments of the hidden `zhub bench-raw-proxy`.
@@ -150,6 +156,7 @@ pub(crate) fn serve_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         publish: args.publish.clone(),
         subscribe: args.subscribe.clone(),
         data_dir: args.data_dir.clone(),
+        kv_fsync: args.kv_fsync,
         ..zhub_broker::Config::default()
     };
     let broker = zhub_broker::Broker::start(&config)?;
@@ -203,8 +210,18 @@ impl Server {
 
     /// Peak resident memory of the server process (Linux), in bytes.
     pub(crate) fn peak_rss(&self) -> Option<u64> {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// Resident memory of the server process now (Linux), in bytes.
+    pub(crate) fn rss(&self) -> Option<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// A `kB` field of `/proc/PID/status`, in bytes.
+    fn status_bytes(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+        let kb = status.lines().find_map(|l| l.strip_prefix(field))?;
         kb.trim()
             .strip_suffix("kB")?
             .trim()
@@ -535,5 +552,6 @@ pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pubsub(args) => pubsub(args),
         BenchCommand::Request(args) => crate::bench_request::run(args),
         BenchCommand::Log(args) => crate::bench_log::run(args),
+        BenchCommand::Kv(args) => crate::bench_kv::run(args),
     }
 }

@@ -8,11 +8,13 @@
 //! - `log.rs` — `zhub log`.
 //! - `kv.rs` — `zhub kv`.
 //! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq, and the bench servers.
+//! - `bench_kv.rs` — `zhub bench kv`, beside a built-in service's round trip.
 //! - `bench_log.rs` — `zhub bench log`, in-process and through a broker, beside the disk.
 //! - `bench_request.rs` — `zhub bench request`, beside a raw ROUTER/ROUTER broker.
 //! - `render.rs` — bodies and headers as text and JSON.
 
 mod bench;
+mod bench_kv;
 mod bench_log;
 mod bench_request;
 mod kv;

@@ -155,3 +155,36 @@ fn watch_prints_one_line_per_change() {
         let _ = watch.wait();
     });
 }
+
+#[test]
+fn bench_kv_reports_every_case() {
+    deadline(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let out = ok(&zhub(
+            "tcp://127.0.0.1:1",
+            &[
+                "bench",
+                "kv",
+                "--json",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "--seconds",
+                "0.2",
+                "--clients",
+                "2",
+                "--in-flight",
+                "1,4",
+                "--memory-keys",
+                "2000",
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let cases = v["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 8, "{v}");
+        for case in cases {
+            assert!(case["ops_per_sec"].as_f64().unwrap() > 0.0, "{case}");
+        }
+        assert_eq!(v["memory"]["keys"], 2000);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    });
+}

@@ -1,0 +1,309 @@
+//! `zhub bench kv`: the key-value store through a broker, beside the request round trip to a
+//! built-in service that does no work (`zhub.info`), measured the same way in the same run,
+//! so the store's own cost is what the ratio shows.
+//!
+//! Two broker child processes on ipc, one with `--kv-fsync never` and one with `always`, their
+//! data in `--dir`. Each case runs for `--seconds`: `clients` threads, each with its own
+//! client, keep `in_flight` requests outstanding (pipelined, matched by id) and count replies.
+//! Gets read 10 000 preloaded keys; puts write 100-byte values over 10 000 keys per client.
+//! Last, 1M keys of 100-byte values are loaded into the `never` broker and its resident
+//! memory is compared with the raw bytes of keys and values.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use zhub_client::{Client, FsyncPolicy};
+use zhub_protocol::builtin::INFO_SERVICE;
+use zhub_protocol::kv::{KvRequest, KV_SERVICE};
+
+use crate::bench::{endpoints, Server, Transport};
+
+/// Bytes of each value.
+const VALUE: usize = 100;
+/// Keys preloaded for the gets, and written over by each client's puts.
+const KEYS: u64 = 10_000;
+/// How long a reply may take before the bench gives up on it.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Arguments of `zhub bench kv`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KvArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Directory for the brokers' data (a scratch directory is made inside it and removed).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Seconds each case runs.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Client counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,50")]
+    clients: Vec<usize>,
+    /// Requests in flight per client to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    in_flight: Vec<usize>,
+    /// Keys loaded for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_keys: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Echo,
+    Get,
+    PutNever,
+    PutAlways,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Echo => "echo (zhub.info)",
+            Op::Get => "get",
+            Op::PutNever => "put, never",
+            Op::PutAlways => "put, always",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Case {
+    op: Op,
+    clients: usize,
+    in_flight: usize,
+    ops_per_sec: f64,
+    /// `ops_per_sec` over the echo round trips of the same arrangement.
+    vs_echo: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Memory {
+    keys: u64,
+    raw_mb: f64,
+    rss_before_mb: f64,
+    rss_after_mb: f64,
+    /// Growth of the broker's resident memory over the raw bytes of keys and values.
+    ratio: f64,
+    load_ops_per_sec: f64,
+}
+
+fn key(client: usize, i: u64) -> String {
+    format!("bench.{client:02}.{:07}", i % KEYS)
+}
+
+/// The request body `op` sends as its `i`th request from `client`.
+fn request(op: Op, client: usize, i: u64, value: &[u8]) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    let body = match op {
+        Op::Echo => return Ok((INFO_SERVICE, Vec::new())),
+        Op::Get => KvRequest::Get { key: key(0, i) },
+        Op::PutNever | Op::PutAlways => KvRequest::Put {
+            key: key(client, i),
+            value: value.to_vec(),
+            ttl_ms: None,
+        },
+    };
+    Ok((KV_SERVICE, zhub_protocol::body::encode(&body)?))
+}
+
+/// Runs `clients` threads keeping `in_flight` requests of `op` outstanding for `seconds`
+/// (or until each has sent `limit`); returns replies per second.
+fn drive(
+    url: &str,
+    op: Op,
+    clients: usize,
+    in_flight: usize,
+    seconds: f64,
+    limit: Option<u64>,
+) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let mut client = Client::connect(url)?;
+        let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+        threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let value = vec![0x42u8; VALUE];
+            let mut sent = 0u64;
+            let more = |sent: u64| limit.is_none_or(|l| sent < l);
+            loop {
+                while client.in_flight() < in_flight && !stop.load(Ordering::Relaxed) && more(sent)
+                {
+                    let (service, body) = request(op, c, sent, &value)?;
+                    client.send_request_bytes(service, &body, TIMEOUT)?;
+                    sent += 1;
+                }
+                if client.in_flight() == 0 {
+                    return Ok(());
+                }
+                let (_, reply) = client.recv_reply()?;
+                reply.context("request failed")?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    if limit.is_none() {
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+    }
+    for t in threads {
+        t.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn spawn(dir: &std::path::Path, fsync: FsyncPolicy) -> anyhow::Result<(Server, String)> {
+    let server_dir = tempfile::Builder::new()
+        .prefix("zhub-bench-kv")
+        .tempdir_in(dir)?;
+    let [main, publish, subscribe] = endpoints(Transport::Ipc, server_dir.path())?;
+    let data = server_dir.path().join("data").display().to_string();
+    let args: Vec<String> = [
+        "bench-broker",
+        "--listen",
+        &main,
+        "--publish",
+        &publish,
+        "--subscribe",
+        &subscribe,
+        "--data-dir",
+        &data,
+        "--kv-fsync",
+        &fsync.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Ok((Server::spawn(&args, server_dir)?, main))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("zhub-bench-kv")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("cannot make a scratch directory in {}", args.dir.display()))?;
+    let (never, never_url) = spawn(scratch.path(), FsyncPolicy::Never)?;
+    let (always, always_url) = spawn(scratch.path(), FsyncPolicy::Always)?;
+    // Keys for the gets.
+    drive(&never_url, Op::PutNever, 1, 16, 0.0, Some(KEYS))?;
+
+    let mut cases = Vec::new();
+    for &clients in &args.clients {
+        for &in_flight in &args.in_flight {
+            let echo = drive(&never_url, Op::Echo, clients, in_flight, args.seconds, None)?;
+            for op in [Op::Echo, Op::Get, Op::PutNever, Op::PutAlways] {
+                let rate = match op {
+                    Op::Echo => echo,
+                    Op::PutAlways => {
+                        drive(&always_url, op, clients, in_flight, args.seconds, None)?
+                    }
+                    _ => drive(&never_url, op, clients, in_flight, args.seconds, None)?,
+                };
+                cases.push(Case {
+                    op,
+                    clients,
+                    in_flight,
+                    ops_per_sec: rate,
+                    vs_echo: rate / echo,
+                });
+            }
+        }
+    }
+    drop(always);
+
+    let memory = if args.memory_keys > 0 {
+        // A broker of its own, so the figure is the keys' and nothing else's.
+        drop(never);
+        let (server, url) = spawn(scratch.path(), FsyncPolicy::Never)?;
+        let before = server.rss().unwrap_or(0);
+        let clients = 4;
+        let per_client = args.memory_keys.div_ceil(clients as u64);
+        let start = Instant::now();
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let loaders: Vec<_> = (0..clients)
+                .map(|c| {
+                    let url = url.clone();
+                    s.spawn(move || -> anyhow::Result<()> {
+                        let mut client = Client::connect(&url)?;
+                        let value = vec![0x42u8; VALUE];
+                        let mut sent = 0;
+                        while sent < per_client || client.in_flight() > 0 {
+                            while sent < per_client && client.in_flight() < 32 {
+                                let body = zhub_protocol::body::encode(&KvRequest::Put {
+                                    key: format!("mem.{c}.{sent:08}"),
+                                    value: value.clone(),
+                                    ttl_ms: None,
+                                })?;
+                                client.send_request_bytes(KV_SERVICE, &body, TIMEOUT)?;
+                                sent += 1;
+                            }
+                            client.recv_reply()?.1.context("put failed")?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for l in loaders {
+                l.join().map_err(|_| anyhow::anyhow!("loader panicked"))??;
+            }
+            Ok(())
+        })?;
+        let load_ops_per_sec = (per_client * clients as u64) as f64 / start.elapsed().as_secs_f64();
+        let after = server.rss().unwrap_or(0);
+        let key_len = format!("mem.0.{:08}", 0).len() as u64;
+        let raw = per_client * clients as u64 * (key_len + VALUE as u64);
+        Some(Memory {
+            keys: per_client * clients as u64,
+            raw_mb: raw as f64 / 1e6,
+            rss_before_mb: mib(before),
+            rss_after_mb: mib(after),
+            ratio: after.saturating_sub(before) as f64 / raw as f64,
+            load_ops_per_sec,
+        })
+    } else {
+        None
+    };
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "bench": "kv", "cases": cases, "memory": memory })
+        );
+        return Ok(());
+    }
+    println!(
+        "zhub bench kv: {VALUE} B values, ipc, {:.0} s per case; echo = round trip to zhub.info, same clients",
+        args.seconds
+    );
+    println!(
+        "{:<18} {:>7} {:>9} {:>12} {:>8}",
+        "case", "clients", "in flight", "ops/s", "x echo"
+    );
+    for c in &cases {
+        println!(
+            "{:<18} {:>7} {:>9} {:>12.0} {:>8.2}",
+            c.op.name(),
+            c.clients,
+            c.in_flight,
+            c.ops_per_sec,
+            c.vs_echo
+        );
+    }
+    if let Some(m) = &memory {
+        println!(
+            "memory: {} keys ({:.1} MB of keys and values) loaded at {:.0} puts/s; broker RSS {:.1} -> {:.1} MiB, {:.2}x the raw bytes",
+            m.keys, m.raw_mb, m.load_ops_per_sec, m.rss_before_mb, m.rss_after_mb, m.ratio
+        );
+    }
+    Ok(())
+}

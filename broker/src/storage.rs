@@ -281,15 +281,8 @@ impl Storage {
         if service == zhub_protocol::kv::KV_SERVICE.as_bytes() {
             return self.handle_kv(identity, id, &request);
         }
-        let request: LogRequest = match body::decode(&request) {
-            Ok(r) => r,
-            Err(e) => {
-                return self.reply::<()>(
-                    &identity,
-                    &id,
-                    Err(Refusal(Status::BadRequest, e.to_string())),
-                )
-            }
+        let Some(request) = self.decode::<LogRequest>(&identity, &id, &request)? else {
+            return Ok(());
         };
         let result = match request {
             LogRequest::Create { stream, settings } => self
@@ -420,21 +413,32 @@ impl Storage {
         self.reply(&identity, &id, result)
     }
 
+    /// Decodes a request body, answering `400 Bad Request` (and returning `None`) when it is
+    /// malformed.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        identity: &[u8],
+        id: &[u8],
+        request: &[u8],
+    ) -> Result<Option<T>, zmq::Error> {
+        match body::decode(request) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                let refusal = Refusal(Status::BadRequest, e.to_string());
+                self.reply::<()>(identity, id, Err(refusal))?;
+                Ok(None)
+            }
+        }
+    }
+
     fn handle_kv(
         &mut self,
         identity: Vec<u8>,
         id: Vec<u8>,
         request: &[u8],
     ) -> Result<(), zmq::Error> {
-        let request = match body::decode(request) {
-            Ok(r) => r,
-            Err(e) => {
-                return self.reply::<()>(
-                    &identity,
-                    &id,
-                    Err(Refusal(Status::BadRequest, e.to_string())),
-                )
-            }
+        let Some(request) = self.decode(&identity, &id, request)? else {
+            return Ok(());
         };
         match self.parts.kv.handle(identity.clone(), id.clone(), request) {
             Handled::Reply(result) => self.reply(&identity, &id, result),

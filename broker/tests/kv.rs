@@ -93,6 +93,11 @@ fn bad_keys_and_oversized_values_are_clear_errors() {
         let err = client.kv().put_bytes("big", &big, None).unwrap_err();
         assert_eq!(err.kind(), RequestErrorKind::Rejected);
         assert!(err.to_string().contains("limit"), "{err}");
+        // A body that is not a request at all is a bad request, for both storage services.
+        for service in ["zhub.kv", "zhub.log"] {
+            let err = client.request_bytes(service, b"\xc1garbage").unwrap_err();
+            assert_eq!(err.kind(), RequestErrorKind::BadRequest, "{service}: {err}");
+        }
         // The store is still fine.
         client.kv().put("ok", &1).unwrap();
     });

@@ -208,6 +208,33 @@ impl Server {
         Ok(Server { child, _dir: dir })
     }
 
+    /// A zhub broker (`zhub bench-broker`) on `transport`, its sockets and data in `dir`,
+    /// with `extra` flags; returns it with its main endpoint.
+    pub(crate) fn broker(
+        transport: Transport,
+        dir: tempfile::TempDir,
+        extra: &[&str],
+    ) -> anyhow::Result<(Server, String)> {
+        let [main, publish, subscribe] = endpoints(transport, dir.path())?;
+        let data = dir.path().join("data").display().to_string();
+        let mut args: Vec<String> = [
+            "bench-broker",
+            "--listen",
+            &main,
+            "--publish",
+            &publish,
+            "--subscribe",
+            &subscribe,
+            "--data-dir",
+            &data,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Ok((Server::spawn(&args, dir)?, main))
+    }
+
     /// Peak resident memory of the server process (Linux), in bytes.
     pub(crate) fn peak_rss(&self) -> Option<u64> {
         self.status_bytes("VmHWM:")
@@ -287,21 +314,7 @@ fn finish(
 fn zhub_run(transport: Transport, mode: Mode, size: usize, count: u64) -> anyhow::Result<Run> {
     let window = Window::new(mode);
     let sub_window = window.clone();
-    let dir = tempfile::tempdir()?;
-    let [main, publish, subscribe] = endpoints(transport, dir.path())?;
-    let data = dir.path().join("data");
-    let args = vec![
-        "bench-broker".to_owned(),
-        "--listen".into(),
-        main.clone(),
-        "--publish".into(),
-        publish,
-        "--subscribe".into(),
-        subscribe,
-        "--data-dir".into(),
-        data.display().to_string(),
-    ];
-    let server = Server::spawn(&args, dir)?;
+    let (server, main) = Server::broker(transport, tempfile::tempdir()?, &[])?;
     let options = || {
         ClientOptions::new()
             .timeout(Duration::from_secs(10))

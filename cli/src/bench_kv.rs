@@ -20,7 +20,7 @@ use zhub_client::{Client, FsyncPolicy};
 use zhub_protocol::builtin::INFO_SERVICE;
 use zhub_protocol::kv::{KvRequest, KV_SERVICE};
 
-use crate::bench::{endpoints, Server, Transport};
+use crate::bench::{Server, Transport};
 
 /// Bytes of each value.
 const VALUE: usize = 100;
@@ -162,25 +162,11 @@ fn spawn(dir: &std::path::Path, fsync: FsyncPolicy) -> anyhow::Result<(Server, S
     let server_dir = tempfile::Builder::new()
         .prefix("zhub-bench-kv")
         .tempdir_in(dir)?;
-    let [main, publish, subscribe] = endpoints(Transport::Ipc, server_dir.path())?;
-    let data = server_dir.path().join("data").display().to_string();
-    let args: Vec<String> = [
-        "bench-broker",
-        "--listen",
-        &main,
-        "--publish",
-        &publish,
-        "--subscribe",
-        &subscribe,
-        "--data-dir",
-        &data,
-        "--kv-fsync",
-        &fsync.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Ok((Server::spawn(&args, server_dir)?, main))
+    Server::broker(
+        Transport::Ipc,
+        server_dir,
+        &["--kv-fsync", &fsync.to_string()],
+    )
 }
 
 fn mib(bytes: u64) -> f64 {

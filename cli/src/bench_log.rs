@@ -18,7 +18,7 @@ use anyhow::Context;
 use serde::Serialize;
 use zhub_client::{Client, FsyncPolicy, NewRecord, StreamSettings};
 
-use crate::bench::{endpoints, Server, Transport};
+use crate::bench::{Server, Transport};
 
 /// Bytes of each record's value in the throughput cases.
 const VALUE: usize = 100;
@@ -163,23 +163,7 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
     let server_dir = tempfile::Builder::new()
         .prefix("zhub-bench-broker")
         .tempdir_in(scratch.path())?;
-    let [main, publish, subscribe] = endpoints(Transport::Ipc, server_dir.path())?;
-    let data = server_dir.path().join("data");
-    let server_args: Vec<String> = [
-        "bench-broker",
-        "--listen",
-        &main,
-        "--publish",
-        &publish,
-        "--subscribe",
-        &subscribe,
-        "--data-dir",
-        &data.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let server = Server::spawn(&server_args, server_dir)?;
+    let (server, main) = Server::broker(Transport::Ipc, server_dir, &[])?;
     let mut client = Client::connect(&main)?;
 
     // The request round trip itself, to a built-in service that does no work: what one

@@ -165,23 +165,7 @@ fn zhub_run(
     requests: u64,
 ) -> anyhow::Result<Sample> {
     let dir = tempfile::tempdir()?;
-    let [main, publish, subscribe] = endpoints(transport, dir.path())?;
-    let data = dir.path().join("data").display().to_string();
-    let args: Vec<String> = [
-        "bench-broker",
-        "--listen",
-        &main,
-        "--publish",
-        &publish,
-        "--subscribe",
-        &subscribe,
-        "--data-dir",
-        &data,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _server = Server::spawn(&args, dir)?;
+    let (_server, main) = Server::broker(transport, dir, &[])?;
     let mut stoppers = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..WORKERS {

@@ -2,23 +2,12 @@
 
 mod common;
 
-use common::deadline;
+use common::{deadline, zhub, ZHUB};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
-
-fn zhub(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(ZHUB)
-        .args(args)
-        .env("ZHUB_URL", url)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("zhub runs")
-}
 
 #[test]
 fn pub_sub_and_stats() {

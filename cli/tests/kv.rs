@@ -2,37 +2,12 @@
 
 mod common;
 
-use common::deadline;
+use common::{deadline, failed, ok, zhub, ZHUB};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
-
-fn zhub(url: &str, args: &[&str]) -> Output {
-    Command::new(ZHUB)
-        .args(args)
-        .env("ZHUB_URL", url)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("zhub runs")
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn failed(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1));
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
 
 #[test]
 fn get_put_del_cas_incr_list_history() {

@@ -2,31 +2,11 @@
 
 mod common;
 
-use common::deadline;
+use common::{deadline, ok, zhub, ZHUB};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
-
-fn zhub(url: &str, args: &[&str]) -> Output {
-    Command::new(ZHUB)
-        .args(args)
-        .env("ZHUB_URL", url)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("zhub runs")
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
 
 #[test]
 fn create_append_read_tail_delete() {
@@ -36,15 +16,15 @@ fn create_append_read_tail_delete() {
             zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
         let url = broker.info().main.clone();
 
-        stdout(&zhub(
+        ok(&zhub(
             &url,
             &["log", "create", "orders", "--fsync", "always"],
         ));
         assert_eq!(
-            stdout(&zhub(&url, &["log", "append", "orders", "first"])),
+            ok(&zhub(&url, &["log", "append", "orders", "first"])),
             "0\n"
         );
-        let second = stdout(&zhub(
+        let second = ok(&zhub(
             &url,
             &[
                 "log",
@@ -61,9 +41,9 @@ fn create_append_read_tail_delete() {
             &url,
             &["log", "append", "orders", "bytes", "--format", "raw"],
         );
-        assert_eq!(stdout(&raw), "2\n");
+        assert_eq!(ok(&raw), "2\n");
 
-        let read = stdout(&zhub(&url, &["log", "read", "orders", "--json"]));
+        let read = ok(&zhub(&url, &["log", "read", "orders", "--json"]));
         let records: Vec<serde_json::Value> = read
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -77,7 +57,7 @@ fn create_append_read_tail_delete() {
         assert_eq!(records[1]["body"], serde_json::json!({"n": 2}));
         assert_eq!(records[2]["body"], "bytes");
 
-        let some = stdout(&zhub(
+        let some = ok(&zhub(
             &url,
             &["log", "read", "orders", "--from", "1", "--count", "1"],
         ));
@@ -93,10 +73,7 @@ fn create_append_read_tail_delete() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        assert_eq!(
-            stdout(&zhub(&url, &["log", "append", "orders", "late"])),
-            "3\n"
-        );
+        assert_eq!(ok(&zhub(&url, &["log", "append", "orders", "late"])), "3\n");
         let mut line = String::new();
         BufReader::new(tail.stdout.take().unwrap())
             .read_line(&mut line)
@@ -108,12 +85,12 @@ fn create_append_read_tail_delete() {
         );
         assert!(tail.wait().unwrap().success());
 
-        let streams = stdout(&zhub(&url, &["log", "streams", "--json"]));
+        let streams = ok(&zhub(&url, &["log", "streams", "--json"]));
         let streams: serde_json::Value = serde_json::from_str(&streams).unwrap();
         assert_eq!(streams[0]["name"], "orders");
         assert_eq!(streams[0]["records"], 4);
 
-        stdout(&zhub(&url, &["log", "delete", "orders"]));
+        ok(&zhub(&url, &["log", "delete", "orders"]));
         let gone = zhub(&url, &["log", "read", "orders"]);
         assert!(!gone.status.success());
         let err = String::from_utf8_lossy(&gone.stderr);
@@ -133,13 +110,10 @@ fn journal_replay_and_republish_a_durable_topic() {
             zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
         let url = broker.info().main.clone();
 
-        stdout(&zhub(&url, &["log", "journal", "sensor.", "sensors"]));
-        assert_eq!(
-            stdout(&zhub(&url, &["log", "journals"])),
-            "sensor. sensors\n"
-        );
-        stdout(&zhub(&url, &["pub", "sensor.t1", "21.5"]));
-        stdout(&zhub(&url, &["pub", "sensor.t2", r#"{"c":19}"#, "--json"]));
+        ok(&zhub(&url, &["log", "journal", "sensor.", "sensors"]));
+        assert_eq!(ok(&zhub(&url, &["log", "journals"])), "sensor. sensors\n");
+        ok(&zhub(&url, &["pub", "sensor.t1", "21.5"]));
+        ok(&zhub(&url, &["pub", "sensor.t2", r#"{"c":19}"#, "--json"]));
         // Wait for both to be journaled with a long poll, not a sleep.
         let mut client = zhub_client::Client::connect(&url).unwrap();
         let mut next = 0;
@@ -156,9 +130,9 @@ fn journal_replay_and_republish_a_durable_topic() {
             next = after;
         }
 
-        let text = stdout(&zhub(&url, &["log", "replay", "sensors"]));
+        let text = ok(&zhub(&url, &["log", "replay", "sensors"]));
         assert_eq!(text, "sensor.t1 21.5\nsensor.t2 {\"c\":19}\n");
-        let json = stdout(&zhub(
+        let json = ok(&zhub(
             &url,
             &["log", "replay", "sensors", "--from", "1", "--json"],
         ));
@@ -167,13 +141,13 @@ fn journal_replay_and_republish_a_durable_topic() {
         assert_eq!(v["header"]["seq"], 1);
 
         let mut sub = client.subscribe(&["sensor."]).unwrap();
-        let sent = stdout(&zhub(&url, &["log", "replay", "sensors", "--republish"]));
+        let sent = ok(&zhub(&url, &["log", "replay", "sensors", "--republish"]));
         assert_eq!(sent, "2\n");
         let first = sub.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
         assert_eq!(first.topic(), "sensor.t1");
 
-        stdout(&zhub(&url, &["log", "unjournal", "sensor.", "sensors"]));
-        assert_eq!(stdout(&zhub(&url, &["log", "journals", "--json"])), "[]\n");
+        ok(&zhub(&url, &["log", "unjournal", "sensor.", "sensors"]));
+        assert_eq!(ok(&zhub(&url, &["log", "journals", "--json"])), "[]\n");
     });
 }
 
@@ -182,7 +156,7 @@ fn bench_log_reports_every_figure() {
     deadline(Duration::from_secs(120), || {
         let dir = tempfile::tempdir().unwrap();
         let dir_arg = dir.path().to_str().unwrap();
-        let out = stdout(&zhub(
+        let out = ok(&zhub(
             "tcp://127.0.0.1:1",
             &[
                 "bench",

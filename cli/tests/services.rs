@@ -2,15 +2,13 @@
 
 mod common;
 
-use common::deadline;
+use common::{deadline, ZHUB};
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use zhub_client::Client;
 use zhub_protocol::builtin::ServiceInfo;
-
-const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
 
 fn serve(url: &str, args: &[&str]) -> Child {
     Command::new(ZHUB)

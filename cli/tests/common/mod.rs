@@ -1,7 +1,39 @@
 //! Helpers shared by the CLI's integration tests.
 
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// The `zhub` binary under test.
+pub const ZHUB: &str = env!("CARGO_BIN_EXE_zhub");
+
+/// Runs `zhub ARGS` against the broker at `url` and returns what it did.
+pub fn zhub(url: &str, args: &[&str]) -> Output {
+    Command::new(ZHUB)
+        .args(args)
+        .env("ZHUB_URL", url)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("zhub runs")
+}
+
+/// The stdout of a run that must have succeeded (its stderr in the failure message).
+pub fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
+
+/// The stderr of a run that must have exited with status 1.
+pub fn failed(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8(output.stderr.clone()).expect("utf-8 output")
+}
 
 /// Runs `body` on its own thread and fails the test if it has not finished within `limit`.
 pub fn deadline(limit: Duration, body: impl FnOnce() + Send + 'static) {

@@ -242,6 +242,7 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
                 "synced_each_records_per_sec": engine.synced_records_per_sec,
                 "group_commit_records_per_sec": engine.group_commit_records_per_sec,
                 "replay_mb_per_sec": engine.replay_mb_per_sec,
+                "replay_in_place_mb_per_sec": engine.replay_in_place_mb_per_sec,
             },
             "disk": {
                 "buffered_write_mb_per_sec": engine.disk_write_mb_per_sec,

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use crate::codec::{self, Invalid};
+use crate::codec::{self, Invalid, RawRecord};
 use crate::error::{EventLogError, Result};
-use crate::Record;
 
 /// Bytes buffered before the log buffer is written out.
 const WRITE_BUFFER: usize = 256 << 10;
@@ -114,33 +113,51 @@ fn scan(bytes: &[u8], base: u64, max_record: usize, interval: u64) -> Scan {
     s
 }
 
-/// Records being gathered by a read, with its limits.
-pub(crate) struct Batch {
-    pub(crate) records: Vec<Record>,
-    /// Bytes of values gathered.
+/// A read in progress: its limits, what it has gathered so far, and where records go.
+pub(crate) struct Batch<'f> {
+    /// Records handed to the sink.
+    count: usize,
+    /// Bytes of values handed to the sink.
     bytes: usize,
     max_bytes: usize,
     max_records: usize,
+    sink: &'f mut dyn FnMut(RawRecord<'_>),
 }
 
-impl Batch {
-    pub(crate) fn new(max_bytes: usize, max_records: usize) -> Self {
+impl<'f> Batch<'f> {
+    pub(crate) fn new(
+        max_bytes: usize,
+        max_records: usize,
+        sink: &'f mut dyn FnMut(RawRecord<'_>),
+    ) -> Self {
         Batch {
-            records: Vec::new(),
+            count: 0,
             bytes: 0,
             max_bytes,
             max_records: max_records.max(1),
+            sink,
         }
+    }
+
+    /// Records handed to the sink so far.
+    pub(crate) fn count(&self) -> usize {
+        self.count
     }
 
     /// Whether `value_len` more bytes would go over the limits (the first record always fits).
     fn would_overflow(&self, value_len: usize) -> bool {
-        !self.records.is_empty()
-            && (self.bytes + value_len > self.max_bytes || self.records.len() >= self.max_records)
+        self.count > 0
+            && (self.bytes + value_len > self.max_bytes || self.count >= self.max_records)
+    }
+
+    fn push(&mut self, record: RawRecord<'_>) {
+        self.bytes += record.value.len();
+        self.count += 1;
+        (self.sink)(record);
     }
 
     fn full(&self) -> bool {
-        self.bytes >= self.max_bytes || self.records.len() >= self.max_records
+        self.bytes >= self.max_bytes || self.count >= self.max_records
     }
 }
 
@@ -552,7 +569,7 @@ impl Segment {
                         expected += 1;
                         continue;
                     }
-                    return self.stop_at(stream, expected, &batch.records, why);
+                    return self.stop_at(stream, expected, batch.count(), why);
                 }
             };
             position += record.size as u64;
@@ -563,13 +580,7 @@ impl Segment {
             if batch.would_overflow(record.value.len()) {
                 return Ok(true);
             }
-            batch.bytes += record.value.len();
-            batch.records.push(Record {
-                offset: record.offset,
-                timestamp: record.timestamp,
-                key: record.key.map(<[u8]>::to_vec),
-                value: record.value.to_vec(),
-            });
+            batch.push(record);
             if batch.full() {
                 return Ok(true);
             }
@@ -578,8 +589,8 @@ impl Segment {
     }
 
     /// A read met a bad record: return what was read before it, or the error when nothing was.
-    fn stop_at(&self, stream: &str, offset: u64, out: &[Record], why: &str) -> Result<bool> {
-        if out.is_empty() {
+    fn stop_at(&self, stream: &str, offset: u64, read: usize, why: &str) -> Result<bool> {
+        if read == 0 {
             return Err(corrupt(stream, offset, why));
         }
         Ok(true)
@@ -605,16 +616,20 @@ impl Segment {
         };
         let mut from = start;
         loop {
-            let mut batch = Batch::new(1 << 20, 4096);
+            let (mut found, mut last) = (None, None);
+            let mut sink = |r: RawRecord<'_>| {
+                if found.is_none() && r.timestamp >= ts {
+                    found = Some(r.offset);
+                }
+                last = Some(r.offset);
+            };
+            let mut batch = Batch::new(1 << 20, 4096, &mut sink);
             self.read(stream, from, max_record, &mut batch)?;
-            let out = batch.records;
-            if out.is_empty() {
-                return Ok(None);
+            match (found, last) {
+                (Some(offset), _) => return Ok(Some(offset)),
+                (None, None) => return Ok(None),
+                (None, Some(last)) => from = last + 1,
             }
-            if let Some(r) = out.iter().find(|r| r.timestamp >= ts) {
-                return Ok(Some(r.offset));
-            }
-            from = out.last().map_or(from, |r| r.offset + 1);
         }
     }
 

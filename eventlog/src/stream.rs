@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::info;
 
 use crate::codec;
+use crate::codec::RawRecord;
 use crate::config::{Fsync, StreamConfig};
 use crate::error::{EventLogError, Result};
 use crate::segment::{self, Batch, Segment};
@@ -295,7 +296,32 @@ impl Stream {
     /// [`EventLogError::Corrupt`] naming the offset of a damaged record (records before it
     /// are returned by the calls that reach them), or an I/O error.
     pub fn read(&mut self, from: u64, max_bytes: usize, max_records: usize) -> Result<Vec<Record>> {
-        let mut batch = Batch::new(max_bytes, max_records);
+        let mut records = Vec::new();
+        self.read_with(from, max_bytes, max_records, |r| {
+            records.push(Record {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.to_vec(),
+            });
+        })?;
+        Ok(records)
+    }
+
+    /// As [`Stream::read`], handing each record to `visit` as a view into the read buffer
+    /// instead of copying it out: for readers that encode or count records as they go.
+    /// Returns how many records were visited.
+    ///
+    /// # Errors
+    /// As for [`Stream::read`].
+    pub fn read_with(
+        &mut self,
+        from: u64,
+        max_bytes: usize,
+        max_records: usize,
+        mut visit: impl FnMut(RawRecord<'_>),
+    ) -> Result<usize> {
+        let mut batch = Batch::new(max_bytes, max_records, &mut visit);
         let from = from.max(self.first_offset());
         let start = self
             .segments
@@ -309,7 +335,7 @@ impl Stream {
             }
             next = segment.next_offset;
         }
-        Ok(batch.records)
+        Ok(batch.count())
     }
 
     /// The offset of the first record whose timestamp is at or after `timestamp`

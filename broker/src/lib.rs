@@ -16,6 +16,7 @@
 //! - `bus` — the publish/subscribe proxy loop and its counters.
 //! - `router` — the request loop on the main endpoint and the built-in services.
 //! - `services` — named services: queues, workers, heartbeats, deadlines, retries.
+//! - `groups` — process groups (`zhub.group`): arrival ranks, views, heartbeats.
 //! - `storage` — the storage thread serving `zhub.log` with group commit.
 //! - `consumers` — consumer groups' committed positions.
 //! - `journal` — durable topics: the routes and the bus thread's tap.
@@ -37,6 +38,7 @@ pub mod config;
 mod consumers;
 pub mod endpoint;
 pub mod error;
+mod groups;
 mod journal;
 mod kv;
 mod memory;

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use zhub_protocol::builtin::{
     BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
 };
+use zhub_protocol::group::{GroupRequest, GROUP_SERVICE};
 use zhub_protocol::kv::KV_SERVICE;
 use zhub_protocol::log::LOG_SERVICE;
 use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
@@ -23,6 +24,7 @@ use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
+use crate::groups::{Answer, Groups};
 use crate::services::{hex, Origin, Outgoing, ServiceConfig, Services, Submission};
 
 /// Most messages handled per poll, so that timers and shutdown are seen promptly under load.
@@ -39,6 +41,8 @@ pub(crate) struct Router {
     mdp_timeout: Duration,
     /// The pair socket to the storage thread, which serves `zhub.log` and `zhub.kv`.
     storage: zmq::Socket,
+    /// Process groups (`zhub.group`); answers go to (client identity, request id).
+    groups: Groups<(Vec<u8>, u64)>,
 }
 
 /// What a built-in service answered.
@@ -69,6 +73,7 @@ impl Router {
             mdp_timeout: config.mdp_timeout,
             services: Services::new(config, now),
             storage,
+            groups: Groups::default(),
         }
     }
 
@@ -76,7 +81,11 @@ impl Router {
     pub(crate) fn run(mut self, control: zmq::Socket) -> Result<(), zmq::Error> {
         loop {
             let now = Instant::now();
-            let wait = self.services.next_wakeup().saturating_duration_since(now);
+            let mut wake = self.services.next_wakeup();
+            if let Some(at) = self.groups.next_wakeup() {
+                wake = wake.min(at);
+            }
+            let wait = wake.saturating_duration_since(now);
             // Round up, so that the loop does not spin through the last partial millisecond.
             let timeout = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
             let mut items = [
@@ -114,6 +123,9 @@ impl Router {
                 }
             }
             self.services.tick(Instant::now(), &mut self.stats);
+            for answer in self.groups.tick(Instant::now()) {
+                self.answer_group(answer);
+            }
             self.flush();
         }
     }
@@ -184,6 +196,25 @@ impl Router {
                     self.send(identity, reply.encode());
                 }
             }
+            Ok(request) if request.service == GROUP_SERVICE => {
+                self.stats.received += 1;
+                let body = request.body.first().map_or(&[][..], Vec::as_slice);
+                match body::decode::<GroupRequest>(body) {
+                    Ok(group_request) => {
+                        let token = (identity.to_vec(), request.id);
+                        if let Some(answer) =
+                            self.groups
+                                .handle(now, token, request.timeout, group_request)
+                        {
+                            self.answer_group(answer);
+                        }
+                    }
+                    Err(e) => {
+                        let reply = Reply::error(request.id, Status::BadRequest, e.to_string());
+                        self.send(identity, reply.encode());
+                    }
+                }
+            }
             Ok(request) => {
                 self.stats.received += 1;
                 match self.builtin(&request.service, &request.body) {
@@ -220,6 +251,16 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Sends the group service's answer to the request it belongs to.
+    fn answer_group(&mut self, ((identity, id), result): Answer<(Vec<u8>, u64)>) {
+        let reply = match result.map(|r| body::encode(&r)) {
+            Ok(Ok(bytes)) => Reply::ok(id, vec![bytes]),
+            Ok(Err(e)) => Reply::error(id, Status::Internal, e.to_string()),
+            Err(reason) => Reply::error(id, Status::Rejected, reason),
+        };
+        self.send(&identity, reply.encode());
     }
 
     /// Passes replies from the storage thread on to their clients.

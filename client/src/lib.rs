@@ -24,6 +24,7 @@
 //! - `client` — [`Client`], requests and publishing.
 //! - `log` — [`Log`]: the event log through the broker.
 //! - `kv` — [`Kv`], [`Watcher`], [`Replica`]: the key-value store through the broker.
+//! - `group` — [`Group`]: process groups' membership, ranks and views.
 //! - `options` — [`ClientOptions`].
 //! - `subscriber` — [`Subscriber`], [`Message`], [`Subscription`].
 //! - `publisher` — the publishing socket, its handshake and sequence numbers.
@@ -33,6 +34,7 @@
 
 mod client;
 mod error;
+mod group;
 mod kv;
 mod log;
 mod options;
@@ -45,6 +47,7 @@ pub use error::{
     ConnectError, ConnectErrorKind, Error, PublishError, PublishErrorKind, RecvError,
     RecvErrorKind, RequestError, RequestErrorKind, SubscribeError, SubscribeErrorKind,
 };
+pub use group::{Group, GroupOptions, View};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, LogRecord, NewRecord, ReadFrom,

@@ -13,6 +13,7 @@
 //! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
 //! - [`log`] — the `zhub.log` service's requests and replies.
 //! - [`kv`] — the `zhub.kv` service's requests and replies, and its change messages.
+//! - [`group`] — the `zhub.group` service: process groups' membership and views.
 //! - [`body`] — MessagePack helpers shared by every typed API.
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
@@ -21,6 +22,7 @@ pub mod body;
 pub mod builtin;
 pub mod bus;
 pub mod error;
+pub mod group;
 pub mod kv;
 pub mod log;
 pub mod mdp;

@@ -116,3 +116,137 @@ fn a_join_waiting_for_members_that_never_come_times_out() {
         assert_eq!(err.kind(), zhub_client::RequestErrorKind::Rejected, "{err}");
     });
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+enum Kind {
+    All,
+    Direct,
+    Broadcast,
+}
+
+/// Three members send numbered messages to all (self included), to one rank, and to all
+/// but themselves, at full speed; every member gets every message meant for it exactly once,
+/// each sender's in order, and Lamport stamps respect happened-before.
+#[test]
+fn messages_arrive_once_in_sender_order_with_lamport_stamps() {
+    deadline(LIMIT, || {
+        const N: usize = 3;
+        const EACH: u32 = 200;
+        let broker = start(Transport::Ipc);
+        let members: Vec<_> = (0..N)
+            .map(|_| {
+                let url = broker.url.clone();
+                std::thread::spawn(move || {
+                    let client = Client::connect(&url).unwrap();
+                    let mut group = Group::join(&client, "chat", N).unwrap();
+                    let rank = group.rank().unwrap();
+                    let me = group.member_id();
+                    let mut last_stamp = 0;
+                    for seq in 0..EACH {
+                        for (kind, stamp) in [
+                            (Kind::All, group.publish(&(Kind::All, seq)).unwrap()),
+                            (
+                                Kind::Direct,
+                                group.send_to((rank + 1) % N, &(Kind::Direct, seq)).unwrap(),
+                            ),
+                            (
+                                Kind::Broadcast,
+                                group.broadcast(&(Kind::Broadcast, seq)).unwrap(),
+                            ),
+                        ] {
+                            assert!(stamp > last_stamp, "{kind:?}: the clock ticks on each send");
+                            last_stamp = stamp;
+                        }
+                    }
+                    // Expected: N x All, 1 x Direct (from rank - 1), (N - 1) x Broadcast.
+                    let expected = EACH as usize * (N + 1 + (N - 1));
+                    let mut next: std::collections::HashMap<(u64, Kind), u32> = Default::default();
+                    for _ in 0..expected {
+                        let before = group.clock();
+                        let m = group
+                            .recv_timeout(Duration::from_secs(20))
+                            .expect("a message");
+                        assert!(group.clock() > m.lamport.max(before), "receive rule");
+                        let (kind, seq): (Kind, u32) = m.decode().unwrap();
+                        if kind == Kind::Broadcast {
+                            assert_ne!(m.from, me, "a broadcast does not come back");
+                        }
+                        if kind == Kind::Direct {
+                            assert_eq!(m.from_rank, Some((rank + N - 1) % N));
+                        }
+                        let slot = next.entry((m.from, kind)).or_default();
+                        assert_eq!(seq, *slot, "in order, no loss, no duplicate");
+                        *slot += 1;
+                    }
+                    assert!(group.recv_timeout(Duration::from_millis(100)).is_none());
+                    assert_eq!(group.malformed(), 0);
+                    // Stay in the group until everyone has received everything.
+                    group.barrier(Duration::from_secs(20)).unwrap();
+                })
+            })
+            .collect();
+        for m in members {
+            m.join().unwrap();
+        }
+    });
+}
+
+/// Four members pass 100 barriers with random work between them; no member leaves a barrier
+/// before every member has reached it.
+#[test]
+fn barriers_are_reusable_and_hold_everyone() {
+    deadline(LIMIT, || {
+        const N: usize = 4;
+        const ROUNDS: usize = 100;
+        let broker = start(Transport::Ipc);
+        let arrived: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>> =
+            std::sync::Arc::new((0..=ROUNDS).map(|_| Default::default()).collect());
+        let members: Vec<_> = (0..N)
+            .map(|i| {
+                let (url, arrived) = (broker.url.clone(), std::sync::Arc::clone(&arrived));
+                std::thread::spawn(move || {
+                    let client = Client::connect(&url).unwrap();
+                    let mut group = Group::join(&client, "rounds", N).unwrap();
+                    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ i as u64;
+                    for round in 1..=ROUNDS {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        // Uneven work, so members reach each barrier at different times.
+                        std::thread::sleep(Duration::from_micros(rng % 2000));
+                        arrived[round].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        group.barrier(Duration::from_secs(20)).unwrap();
+                        assert_eq!(
+                            arrived[round].load(std::sync::atomic::Ordering::SeqCst),
+                            N,
+                            "left barrier {round} before everyone reached it"
+                        );
+                    }
+                    group.barrier(Duration::from_secs(20)).unwrap();
+                })
+            })
+            .collect();
+        for m in members {
+            m.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_barrier_fails_clearly_when_a_member_leaves_instead_of_arriving() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let url = broker.url.clone();
+        let quitter = std::thread::spawn(move || {
+            let client = Client::connect(&url).unwrap();
+            let group = Group::join_with(&client, "pair", Some(2), fast()).unwrap();
+            // Leave without ever reaching the barrier.
+            group.leave();
+        });
+        let client = Client::connect(&broker.url).unwrap();
+        let mut group = Group::join_with(&client, "pair", Some(2), fast()).unwrap();
+        quitter.join().unwrap();
+        let err = group.barrier(Duration::from_secs(20)).unwrap_err();
+        assert_eq!(err.kind(), zhub_client::GroupErrorKind::MemberGone, "{err}");
+    });
+}

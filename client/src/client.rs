@@ -473,6 +473,18 @@ impl Client {
             .publish(topic, Encoding::Raw, body, &clock)
     }
 
+    /// Publishes raw bytes on a topic reserved for zhub's own features (`$...`), numbered
+    /// like a user message.
+    pub(crate) fn publish_reserved(
+        &mut self,
+        topic: &str,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
+        let clock = self.clock.clone();
+        self.publisher()?
+            .publish_sequenced(topic, Encoding::Raw, body, &clock)
+    }
+
     /// Subscribes to every topic starting with one of `prefixes` (`""` takes every topic).
     ///
     /// Returns only once the subscription is live end to end: a probe message sent through the

@@ -165,6 +165,24 @@ kinds! {
     }
 }
 
+kinds! {
+    /// Why a process group operation failed.
+    GroupErrorKind {
+        /// No member has that rank in the current view.
+        NoSuchRank => "no such rank",
+        /// A member the operation waited for died or left meanwhile.
+        MemberGone => "member gone",
+        /// The operation did not complete within its timeout.
+        TimedOut => "group operation timed out",
+        /// This member was declared dead by the broker; join again.
+        Expelled => "member expelled",
+        /// A body could not be encoded or decoded.
+        Codec => "body codec error",
+        /// The request or the message could not be sent.
+        Transport => "transport error",
+    }
+}
+
 /// Error of [`crate::Client::connect`].
 pub type ConnectError = Error<ConnectErrorKind>;
 /// Error of a request.
@@ -175,3 +193,5 @@ pub type PublishError = Error<PublishErrorKind>;
 pub type SubscribeError = Error<SubscribeErrorKind>;
 /// Error of a subscriber's receive.
 pub type RecvError = Error<RecvErrorKind>;
+/// Error of a process group operation.
+pub type GroupError = Error<GroupErrorKind>;

@@ -1,17 +1,30 @@
-//! [`Group`]: membership of a process group through the broker (`zhub.group`): ranks by
-//! arrival, views that change when members come, leave or die, and heartbeats that keep this
-//! member in the view.
+//! [`Group`]: a process group through the broker: membership (`zhub.group`: ranks by
+//! arrival, views that change when members come, leave or die, heartbeats), a mailbox fed
+//! over the bus, Lamport clocks on every application message, and reusable barriers.
+//!
+//! Each member subscribes to its group's topics (one for all members, one of its own) before
+//! it joins, and a thread of the subscription's own moves every message into the mailbox as
+//! it arrives, so nothing sent to a member after it joined is lost, however late it calls
+//! `recv`. Messages from one sender arrive in the order it sent them (one publisher socket,
+//! one path through the broker). Barrier arrivals travel the same way and are counted per
+//! barrier number, so an arrival for the next barrier that comes early is kept.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde::{de::DeserializeOwned, Serialize};
 use tracing::{debug, warn};
 pub use zhub_protocol::group::View;
-use zhub_protocol::group::{GroupReply, GroupRequest, GROUP_SERVICE};
+use zhub_protocol::group::{
+    all_topic, member_topic, GroupFrame, GroupReply, GroupRequest, GROUP_SERVICE,
+};
+use zhub_protocol::{body, ProtocolError};
 
-use crate::error::{RequestError, RequestErrorKind};
+use crate::error::{GroupError, GroupErrorKind, RequestError, RequestErrorKind};
+use crate::subscriber::Subscription;
 use crate::util::random_u64;
 use crate::Client;
 
@@ -36,10 +49,46 @@ impl Default for GroupOptions {
     }
 }
 
+/// A message from another member (or this one), as [`Group::recv`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMessage {
+    /// The sender's member id.
+    pub from: u64,
+    /// The sender's rank in the view current when the message was received.
+    pub from_rank: Option<usize>,
+    /// The sender's Lamport clock for this send (its stamp).
+    pub lamport: u64,
+    /// The payload.
+    pub body: Vec<u8>,
+}
+
+impl GroupMessage {
+    /// Decodes a payload sent with a typed method (MessagePack).
+    ///
+    /// # Errors
+    /// [`ProtocolError::Decode`] when it is not a `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
+        body::decode(&self.body)
+    }
+}
+
+/// What a message left in the mailbox: sender, stamp, payload.
+struct Received {
+    from: u64,
+    lamport: u64,
+    body: Vec<u8>,
+}
+
 struct State {
     view: View,
     /// The broker no longer counts this member (declared dead while unreachable, or left).
     expelled: bool,
+    /// Application messages not yet received.
+    mailbox: VecDeque<Received>,
+    /// Barrier arrivals by barrier number, including early ones.
+    barriers: HashMap<u64, HashSet<u64>>,
+    /// Frames on the group's topics that did not decode.
+    malformed: u64,
 }
 
 struct Shared {
@@ -72,6 +121,47 @@ pub struct Group {
     member: u64,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Publishes this member's messages.
+    client: Client,
+    /// Feeds the mailbox; dropped (unsubscribed) with the group.
+    _mailbox: Subscription,
+    /// This member's Lamport clock.
+    clock: u64,
+    /// Barriers this member has passed.
+    barrier_round: u64,
+}
+
+/// Puts a frame from the bus into the state: a message into the mailbox, an arrival into
+/// its barrier.
+fn deliver(shared: &Shared, me: u64, frame: &[u8]) {
+    let mut state = shared.lock();
+    match body::decode::<GroupFrame>(frame) {
+        Ok(GroupFrame::User {
+            from,
+            exclude_sender,
+            ..
+        }) if exclude_sender && from == me => return,
+        Ok(GroupFrame::User {
+            from,
+            lamport,
+            body,
+            ..
+        }) => state.mailbox.push_back(Received {
+            from,
+            lamport,
+            body,
+        }),
+        Ok(GroupFrame::Barrier { from, round }) => {
+            state.barriers.entry(round).or_default().insert(from);
+        }
+        Err(e) => {
+            state.malformed += 1;
+            debug!(error = %e, "malformed group message ignored");
+            return;
+        }
+    }
+    drop(state);
+    shared.changed.notify_all();
 }
 
 fn call(
@@ -114,9 +204,36 @@ impl Group {
         options: GroupOptions,
     ) -> Result<Group, RequestError> {
         let url = client.info().main.clone();
-        let mut own = Client::connect_with(&url, client.options().clone())
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "connect", e))?;
+        let connect = || {
+            Client::connect_with(&url, client.options().clone())
+                .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "connect", e))
+        };
+        let mut own = connect()?;
+        let mut messages = connect()?;
         let member = random_u64();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                view: View::default(),
+                expelled: false,
+                mailbox: VecDeque::new(),
+                barriers: HashMap::new(),
+                malformed: 0,
+            }),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        // The mailbox is live before the join: whoever sees this member in a view can reach it.
+        let mailbox = {
+            let shared = Arc::clone(&shared);
+            let topics = [all_topic(name), member_topic(name, member)];
+            messages
+                .subscribe_with(&[&topics[0], &topics[1]], move |m| {
+                    deliver(&shared, member, m.body());
+                })
+                .map_err(|e| {
+                    RequestError::with_source(RequestErrorKind::Transport, "group mailbox", e)
+                })?
+        };
         let request = GroupRequest::Join {
             group: name.to_owned(),
             member,
@@ -132,14 +249,7 @@ impl Group {
                 ))
             }
         };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                view,
-                expelled: false,
-            }),
-            changed: Condvar::new(),
-            stop: AtomicBool::new(false),
-        });
+        shared.update(view, false);
         let thread = {
             let shared = Arc::clone(&shared);
             let name = name.to_owned();
@@ -153,6 +263,10 @@ impl Group {
             member,
             shared,
             thread: Some(thread),
+            client: messages,
+            _mailbox: mailbox,
+            clock: 0,
+            barrier_round: 0,
         })
     }
 
@@ -212,6 +326,192 @@ impl Group {
 
     /// Leaves the group now (dropping the group does the same).
     pub fn leave(self) {}
+
+    /// This member's Lamport clock: +1 before each send of an application message,
+    /// max(local, stamp) + 1 on receiving one. Barriers and heartbeats leave it alone.
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Frames on the group's topics that could not be decoded (ignored).
+    pub fn malformed(&self) -> u64 {
+        self.shared.lock().malformed
+    }
+
+    fn send_frame(&mut self, topic: &str, frame: &GroupFrame) -> Result<(), GroupError> {
+        let bytes = body::encode(frame)
+            .map_err(|e| GroupError::with_source(GroupErrorKind::Codec, "group message", e))?;
+        self.client
+            .publish_reserved(topic, &bytes)
+            .map_err(|e| GroupError::with_source(GroupErrorKind::Transport, "send", e))
+    }
+
+    fn send_user(
+        &mut self,
+        topic: &str,
+        body: Vec<u8>,
+        exclude_sender: bool,
+    ) -> Result<u64, GroupError> {
+        if self.is_expelled() {
+            return Err(GroupError::new(GroupErrorKind::Expelled, self.name.clone()));
+        }
+        self.clock += 1;
+        let frame = GroupFrame::User {
+            from: self.member,
+            lamport: self.clock,
+            exclude_sender,
+            body,
+        };
+        self.send_frame(topic, &frame)?;
+        Ok(self.clock)
+    }
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, GroupError> {
+        body::encode(value).map_err(|e| GroupError::with_source(GroupErrorKind::Codec, "body", e))
+    }
+
+    /// Sends `value` (MessagePack) to every member, this one included; returns its stamp.
+    ///
+    /// # Errors
+    /// [`GroupErrorKind::Expelled`], or the send failed.
+    pub fn publish<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<u64, GroupError> {
+        let body = Self::encode(value)?;
+        self.send_user(&all_topic(&self.name), body, false)
+    }
+
+    /// Sends `value` to every member but this one; returns its stamp.
+    ///
+    /// # Errors
+    /// As for [`Group::publish`].
+    pub fn broadcast<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<u64, GroupError> {
+        let body = Self::encode(value)?;
+        self.send_user(&all_topic(&self.name), body, true)
+    }
+
+    /// Sends `value` to the member of rank `rank` in the current view; returns its stamp.
+    ///
+    /// # Errors
+    /// [`GroupErrorKind::NoSuchRank`], or as for [`Group::publish`].
+    pub fn send_to<T: Serialize + ?Sized>(
+        &mut self,
+        rank: usize,
+        value: &T,
+    ) -> Result<u64, GroupError> {
+        let body = Self::encode(value)?;
+        self.send_bytes_to(rank, body)
+    }
+
+    /// [`Group::send_to`] with raw bytes.
+    ///
+    /// # Errors
+    /// As for [`Group::send_to`].
+    pub fn send_bytes_to(&mut self, rank: usize, body: Vec<u8>) -> Result<u64, GroupError> {
+        let view = self.view();
+        let member = *view.members.get(rank).ok_or_else(|| {
+            GroupError::new(
+                GroupErrorKind::NoSuchRank,
+                format!("rank {rank} in a view of {}", view.size()),
+            )
+        })?;
+        self.send_user(&member_topic(&self.name, member), body, false)
+    }
+
+    /// The next message, waiting up to `timeout`; `None` then.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<GroupMessage> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(r) = state.mailbox.pop_front() {
+                let from_rank = state.view.rank_of(r.from);
+                drop(state);
+                self.clock = self.clock.max(r.lamport) + 1;
+                return Some(GroupMessage {
+                    from: r.from,
+                    from_rank,
+                    lamport: r.lamport,
+                    body: r.body,
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&mut self) -> Option<GroupMessage> {
+        self.recv_timeout(Duration::ZERO)
+    }
+
+    /// The next message, waiting as long as it takes.
+    pub fn recv(&mut self) -> GroupMessage {
+        loop {
+            if let Some(m) = self.recv_timeout(Duration::from_secs(3600)) {
+                return m;
+            }
+        }
+    }
+
+    /// Waits until every member of the current view has reached this barrier too. Barriers
+    /// are numbered by each member from 1, so every member must call it the same number of
+    /// times; an arrival for a later barrier that comes early is kept for it.
+    ///
+    /// # Errors
+    /// [`GroupErrorKind::MemberGone`] when a member that had not arrived leaves the view
+    /// meanwhile; [`GroupErrorKind::TimedOut`] after `timeout`; [`GroupErrorKind::Expelled`].
+    pub fn barrier(&mut self, timeout: Duration) -> Result<(), GroupError> {
+        self.barrier_round += 1;
+        let round = self.barrier_round;
+        let frame = GroupFrame::Barrier {
+            from: self.member,
+            round,
+        };
+        self.send_frame(&all_topic(&self.name), &frame)?;
+        let deadline = Instant::now() + timeout;
+        let waiting_for = self.view().members;
+        let mut state = self.shared.lock();
+        loop {
+            if state.expelled {
+                return Err(GroupError::new(GroupErrorKind::Expelled, self.name.clone()));
+            }
+            let arrived = state.barriers.get(&round);
+            let missing: Vec<u64> = waiting_for
+                .iter()
+                .copied()
+                .filter(|m| !arrived.is_some_and(|a| a.contains(m)))
+                .collect();
+            if missing.is_empty() {
+                state.barriers.remove(&round);
+                return Ok(());
+            }
+            if let Some(m) = missing.iter().find(|m| !state.view.members.contains(m)) {
+                return Err(GroupError::new(
+                    GroupErrorKind::MemberGone,
+                    format!("member {m:016x} left during barrier {round}"),
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GroupError::new(
+                    GroupErrorKind::TimedOut,
+                    format!("barrier {round}: {} members missing", missing.len()),
+                ));
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 impl Drop for Group {

@@ -44,10 +44,11 @@ mod util;
 
 pub use client::Client;
 pub use error::{
-    ConnectError, ConnectErrorKind, Error, PublishError, PublishErrorKind, RecvError,
-    RecvErrorKind, RequestError, RequestErrorKind, SubscribeError, SubscribeErrorKind,
+    ConnectError, ConnectErrorKind, Error, GroupError, GroupErrorKind, PublishError,
+    PublishErrorKind, RecvError, RecvErrorKind, RequestError, RequestErrorKind, SubscribeError,
+    SubscribeErrorKind,
 };
-pub use group::{Group, GroupOptions, View};
+pub use group::{Group, GroupMessage, GroupOptions, View};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, LogRecord, NewRecord, ReadFrom,

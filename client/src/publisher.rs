@@ -94,6 +94,18 @@ impl Publisher {
                 format!("{topic:?}: topics starting with '$' are reserved for zhub"),
             ));
         }
+        self.publish_sequenced(topic, encoding, body, clock)
+    }
+
+    /// Publishes on a topic zhub itself owns (process groups' traffic), numbered and stamped
+    /// like a user message so that subscribers see gaps.
+    pub(crate) fn publish_sequenced(
+        &mut self,
+        topic: &str,
+        encoding: Encoding,
+        body: &[u8],
+        clock: &LamportClock,
+    ) -> Result<(), PublishError> {
         let seq = match self.seqs.get_mut(topic) {
             Some(seq) => {
                 *seq += 1;

@@ -88,3 +88,42 @@ pub enum GroupReply {
         view: View,
     },
 }
+
+/// Prefix of every group's bus topics.
+pub const TOPIC_PREFIX: &str = "$zhub.group.";
+
+/// The topic of messages to every member of `group`.
+pub fn all_topic(group: &str) -> String {
+    format!("{TOPIC_PREFIX}{group}.all")
+}
+
+/// The topic of messages to one member of `group`.
+pub fn member_topic(group: &str, member: u64) -> String {
+    format!("{TOPIC_PREFIX}{group}.m.{member:016x}")
+}
+
+/// A message between members, the body of a bus message on a group topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GroupFrame {
+    /// An application message.
+    User {
+        /// The sender's member id.
+        from: u64,
+        /// The sender's Lamport clock after its increment for this send.
+        lamport: u64,
+        /// Sent to all but the sender (`broadcast`): the sender's mailbox drops it.
+        #[serde(default)]
+        exclude_sender: bool,
+        /// The payload.
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
+    /// The sender reached barrier number `round`.
+    Barrier {
+        /// The sender's member id.
+        from: u64,
+        /// The barrier's number, counted by each member from 1.
+        round: u64,
+    },
+}

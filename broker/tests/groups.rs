@@ -250,3 +250,74 @@ fn a_barrier_fails_clearly_when_a_member_leaves_instead_of_arriving() {
         assert_eq!(err.kind(), zhub_client::GroupErrorKind::MemberGone, "{err}");
     });
 }
+
+/// `broadcast_sync` returns once every other member has the message; `send_to_sync` waits
+/// for the receiver's `recv_from_sync`; a sync send to a member that leaves fails clearly.
+#[test]
+fn synchronous_sends_wait_for_their_receivers() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let url = broker.url.clone();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let client = Client::connect(&url).unwrap();
+            let mut group = Group::join_with(&client, "sync", Some(2), fast()).unwrap();
+            let other = 1 - group.rank().unwrap();
+            // The broadcast is in the mailbox by the time its sender returns.
+            let m = group.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(m.decode::<String>().unwrap(), "to all");
+            // Take the rendezvous only when the test says so.
+            go_rx.recv().unwrap();
+            // First the one whose sender gave up waiting, then the one still waiting.
+            let m = group
+                .recv_from_sync(other, Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(m.decode::<u32>().unwrap(), 0);
+            let m = group
+                .recv_from_sync(other, Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(m.decode::<u32>().unwrap(), 7);
+            assert!(group.clock() > m.lamport);
+            group.barrier(Duration::from_secs(10)).unwrap();
+        });
+        let client = Client::connect(&broker.url).unwrap();
+        let mut group = Group::join_with(&client, "sync", Some(2), fast()).unwrap();
+        let other = 1 - group.rank().unwrap();
+        group
+            .broadcast_sync(&"to all", Duration::from_secs(10))
+            .unwrap();
+        assert!(group.try_recv().is_none(), "a broadcast does not come back");
+        // Nobody takes it yet: a rendezvous waits for the taker, so this one times out.
+        let err = group
+            .send_to_sync(other, &0u32, Duration::from_millis(200))
+            .unwrap_err();
+        assert_eq!(err.kind(), zhub_client::GroupErrorKind::TimedOut, "{err}");
+        let started = std::time::Instant::now();
+        let sender = std::thread::scope(|s| {
+            let h = s.spawn(|| group.send_to_sync(other, &7u32, Duration::from_secs(10)));
+            go_tx.send(()).unwrap();
+            h.join().unwrap()
+        });
+        sender.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        group.barrier(Duration::from_secs(10)).unwrap();
+        peer.join().unwrap();
+
+        // The peer is gone now: a rendezvous with it fails, and so does a timeout.
+        let view = group.wait_view(0, Duration::from_secs(10)).unwrap();
+        let mut view = view;
+        while view.size() > 1 {
+            view = group
+                .wait_view(view.version, Duration::from_secs(10))
+                .unwrap();
+        }
+        let err = group
+            .send_to_sync(1, &1u8, Duration::from_secs(1))
+            .unwrap_err();
+        assert_eq!(err.kind(), zhub_client::GroupErrorKind::NoSuchRank, "{err}");
+        let err = group
+            .recv_from_sync(0, Duration::from_millis(50))
+            .unwrap_err();
+        assert_eq!(err.kind(), zhub_client::GroupErrorKind::TimedOut, "{err}");
+    });
+}

@@ -19,7 +19,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tracing::{debug, warn};
 pub use zhub_protocol::group::View;
 use zhub_protocol::group::{
-    all_topic, member_topic, GroupFrame, GroupReply, GroupRequest, GROUP_SERVICE,
+    all_topic, member_topic, GroupFrame, GroupReply, GroupRequest, SyncMode, GROUP_SERVICE,
 };
 use zhub_protocol::{body, ProtocolError};
 
@@ -72,11 +72,12 @@ impl GroupMessage {
     }
 }
 
-/// What a message left in the mailbox: sender, stamp, payload.
+/// What a message left in the mailbox: sender, stamp, payload, how to acknowledge it.
 struct Received {
     from: u64,
     lamport: u64,
     body: Vec<u8>,
+    sync: Option<SyncMode>,
 }
 
 struct State {
@@ -85,6 +86,10 @@ struct State {
     expelled: bool,
     /// Application messages not yet received.
     mailbox: VecDeque<Received>,
+    /// Synchronous messages waiting for `recv_from_sync`.
+    rendezvous: VecDeque<Received>,
+    /// Acknowledgements of this member's synchronous messages, by message id.
+    acks: HashMap<u64, HashSet<u64>>,
     /// Barrier arrivals by barrier number, including early ones.
     barriers: HashMap<u64, HashSet<u64>>,
     /// Frames on the group's topics that did not decode.
@@ -131,37 +136,78 @@ pub struct Group {
     barrier_round: u64,
 }
 
-/// Puts a frame from the bus into the state: a message into the mailbox, an arrival into
-/// its barrier.
-fn deliver(shared: &Shared, me: u64, frame: &[u8]) {
-    let mut state = shared.lock();
-    match body::decode::<GroupFrame>(frame) {
-        Ok(GroupFrame::User {
-            from,
-            exclude_sender,
-            ..
-        }) if exclude_sender && from == me => return,
-        Ok(GroupFrame::User {
-            from,
-            lamport,
-            body,
-            ..
-        }) => state.mailbox.push_back(Received {
-            from,
-            lamport,
-            body,
-        }),
-        Ok(GroupFrame::Barrier { from, round }) => {
-            state.barriers.entry(round).or_default().insert(from);
+/// The mailbox's side: puts each frame from the bus into the state (a message into the
+/// mailbox or the rendezvous queue, an acknowledgement or a barrier arrival into its set),
+/// and acknowledges at once the synchronous messages that ask for it on delivery.
+struct Inbox {
+    shared: Arc<Shared>,
+    group: String,
+    me: u64,
+    /// Sends acknowledgements (a connection of the inbox's own thread).
+    acker: Client,
+}
+
+impl Inbox {
+    fn deliver(&mut self, frame: &[u8]) {
+        let mut ack_to = None;
+        let mut state = self.shared.lock();
+        match body::decode::<GroupFrame>(frame) {
+            Ok(GroupFrame::User {
+                from,
+                exclude_sender,
+                ..
+            }) if exclude_sender && from == self.me => return,
+            Ok(GroupFrame::User {
+                from,
+                lamport,
+                body,
+                sync,
+                ..
+            }) => {
+                let received = Received {
+                    from,
+                    lamport,
+                    body,
+                    sync,
+                };
+                match sync {
+                    Some(SyncMode::Taken { .. }) => state.rendezvous.push_back(received),
+                    Some(SyncMode::Delivered { id }) => {
+                        ack_to = Some((from, id));
+                        state.mailbox.push_back(received);
+                    }
+                    None => state.mailbox.push_back(received),
+                }
+            }
+            Ok(GroupFrame::Ack { from, id }) => {
+                state.acks.entry(id).or_default().insert(from);
+            }
+            Ok(GroupFrame::Barrier { from, round }) => {
+                state.barriers.entry(round).or_default().insert(from);
+            }
+            Err(e) => {
+                state.malformed += 1;
+                debug!(error = %e, "malformed group message ignored");
+                return;
+            }
         }
-        Err(e) => {
-            state.malformed += 1;
-            debug!(error = %e, "malformed group message ignored");
-            return;
+        drop(state);
+        self.shared.changed.notify_all();
+        if let Some((to, id)) = ack_to {
+            let ack = GroupFrame::Ack { from: self.me, id };
+            if let Err(e) = send_frame(&mut self.acker, &member_topic(&self.group, to), &ack) {
+                warn!(error = %e, "cannot acknowledge a synchronous message");
+            }
         }
     }
-    drop(state);
-    shared.changed.notify_all();
+}
+
+fn send_frame(client: &mut Client, topic: &str, frame: &GroupFrame) -> Result<(), GroupError> {
+    let bytes = body::encode(frame)
+        .map_err(|e| GroupError::with_source(GroupErrorKind::Codec, "group message", e))?;
+    client
+        .publish_reserved(topic, &bytes)
+        .map_err(|e| GroupError::with_source(GroupErrorKind::Transport, "send", e))
 }
 
 fn call(
@@ -210,12 +256,15 @@ impl Group {
         };
         let mut own = connect()?;
         let mut messages = connect()?;
+        let acker = connect()?;
         let member = random_u64();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 view: View::default(),
                 expelled: false,
                 mailbox: VecDeque::new(),
+                rendezvous: VecDeque::new(),
+                acks: HashMap::new(),
                 barriers: HashMap::new(),
                 malformed: 0,
             }),
@@ -224,11 +273,16 @@ impl Group {
         });
         // The mailbox is live before the join: whoever sees this member in a view can reach it.
         let mailbox = {
-            let shared = Arc::clone(&shared);
+            let mut inbox = Inbox {
+                shared: Arc::clone(&shared),
+                group: name.to_owned(),
+                me: member,
+                acker,
+            };
             let topics = [all_topic(name), member_topic(name, member)];
             messages
                 .subscribe_with(&[&topics[0], &topics[1]], move |m| {
-                    deliver(&shared, member, m.body());
+                    inbox.deliver(m.body());
                 })
                 .map_err(|e| {
                     RequestError::with_source(RequestErrorKind::Transport, "group mailbox", e)
@@ -339,11 +393,7 @@ impl Group {
     }
 
     fn send_frame(&mut self, topic: &str, frame: &GroupFrame) -> Result<(), GroupError> {
-        let bytes = body::encode(frame)
-            .map_err(|e| GroupError::with_source(GroupErrorKind::Codec, "group message", e))?;
-        self.client
-            .publish_reserved(topic, &bytes)
-            .map_err(|e| GroupError::with_source(GroupErrorKind::Transport, "send", e))
+        send_frame(&mut self.client, topic, frame)
     }
 
     fn send_user(
@@ -351,6 +401,7 @@ impl Group {
         topic: &str,
         body: Vec<u8>,
         exclude_sender: bool,
+        sync: Option<SyncMode>,
     ) -> Result<u64, GroupError> {
         if self.is_expelled() {
             return Err(GroupError::new(GroupErrorKind::Expelled, self.name.clone()));
@@ -360,10 +411,169 @@ impl Group {
             from: self.member,
             lamport: self.clock,
             exclude_sender,
+            sync,
             body,
         };
         self.send_frame(topic, &frame)?;
         Ok(self.clock)
+    }
+
+    /// The member id at `rank` in the current view.
+    fn member_at(&self, rank: usize) -> Result<u64, GroupError> {
+        let view = self.view();
+        view.members.get(rank).copied().ok_or_else(|| {
+            GroupError::new(
+                GroupErrorKind::NoSuchRank,
+                format!("rank {rank} in a view of {}", view.size()),
+            )
+        })
+    }
+
+    /// Waits until every member of `from` has acknowledged message `id`.
+    fn wait_acks(&self, id: u64, from: &[u64], timeout: Duration) -> Result<(), GroupError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            let acked = state.acks.get(&id);
+            let missing: Vec<u64> = from
+                .iter()
+                .copied()
+                .filter(|m| !acked.is_some_and(|a| a.contains(m)))
+                .collect();
+            if missing.is_empty() {
+                state.acks.remove(&id);
+                return Ok(());
+            }
+            if let Some(m) = missing.iter().find(|m| !state.view.members.contains(m)) {
+                state.acks.remove(&id);
+                return Err(GroupError::new(
+                    GroupErrorKind::MemberGone,
+                    format!("member {m:016x} left before acknowledging"),
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                state.acks.remove(&id);
+                return Err(GroupError::new(
+                    GroupErrorKind::TimedOut,
+                    format!("{} members did not acknowledge", missing.len()),
+                ));
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Sends `value` to every member but this one and returns (with its stamp) once each of
+    /// them has it in its mailbox and said so.
+    ///
+    /// # Errors
+    /// [`GroupErrorKind::MemberGone`] when a member leaves or dies before acknowledging,
+    /// [`GroupErrorKind::TimedOut`], or as for [`Group::publish`].
+    pub fn broadcast_sync<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<u64, GroupError> {
+        let body = Self::encode(value)?;
+        let id = random_u64();
+        let others: Vec<u64> = self
+            .view()
+            .members
+            .into_iter()
+            .filter(|&m| m != self.member)
+            .collect();
+        let topic = all_topic(&self.name);
+        let stamp = self.send_user(&topic, body, true, Some(SyncMode::Delivered { id }))?;
+        self.wait_acks(id, &others, timeout)?;
+        Ok(stamp)
+    }
+
+    /// Sends `value` to the member of rank `rank` and returns (with its stamp) once that
+    /// member has taken it with [`Group::recv_from_sync`]: a rendezvous.
+    ///
+    /// # Errors
+    /// [`GroupErrorKind::NoSuchRank`], [`GroupErrorKind::MemberGone`],
+    /// [`GroupErrorKind::TimedOut`], or as for [`Group::publish`].
+    pub fn send_to_sync<T: Serialize + ?Sized>(
+        &mut self,
+        rank: usize,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<u64, GroupError> {
+        let body = Self::encode(value)?;
+        let member = self.member_at(rank)?;
+        let id = random_u64();
+        let topic = member_topic(&self.name, member);
+        let stamp = self.send_user(&topic, body, false, Some(SyncMode::Taken { id }))?;
+        self.wait_acks(id, &[member], timeout)?;
+        Ok(stamp)
+    }
+
+    /// Takes the next message the member of rank `rank` sent with [`Group::send_to_sync`],
+    /// waiting up to `timeout`, and releases its sender.
+    ///
+    /// # Errors
+    /// [`GroupErrorKind::NoSuchRank`], [`GroupErrorKind::MemberGone`] when that member
+    /// leaves or dies first, [`GroupErrorKind::TimedOut`].
+    pub fn recv_from_sync(
+        &mut self,
+        rank: usize,
+        timeout: Duration,
+    ) -> Result<GroupMessage, GroupError> {
+        let member = self.member_at(rank)?;
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        let received = loop {
+            if let Some(i) = state.rendezvous.iter().position(|r| r.from == member) {
+                break state.rendezvous.remove(i);
+            }
+            if !state.view.members.contains(&member) {
+                return Err(GroupError::new(
+                    GroupErrorKind::MemberGone,
+                    format!("member of rank {rank} left"),
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GroupError::new(
+                    GroupErrorKind::TimedOut,
+                    format!("nothing from rank {rank}"),
+                ));
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        let from_rank = state.view.rank_of(member);
+        drop(state);
+        let Some(r) = received else {
+            return Err(GroupError::new(
+                GroupErrorKind::Transport,
+                "rendezvous lost",
+            ));
+        };
+        if let Some(SyncMode::Taken { id }) = r.sync {
+            let ack = GroupFrame::Ack {
+                from: self.member,
+                id,
+            };
+            self.send_frame(&member_topic(&self.name, member), &ack)?;
+        }
+        self.clock = self.clock.max(r.lamport) + 1;
+        Ok(GroupMessage {
+            from: r.from,
+            from_rank,
+            lamport: r.lamport,
+            body: r.body,
+        })
     }
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, GroupError> {
@@ -376,7 +586,7 @@ impl Group {
     /// [`GroupErrorKind::Expelled`], or the send failed.
     pub fn publish<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<u64, GroupError> {
         let body = Self::encode(value)?;
-        self.send_user(&all_topic(&self.name), body, false)
+        self.send_user(&all_topic(&self.name), body, false, None)
     }
 
     /// Sends `value` to every member but this one; returns its stamp.
@@ -385,7 +595,7 @@ impl Group {
     /// As for [`Group::publish`].
     pub fn broadcast<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<u64, GroupError> {
         let body = Self::encode(value)?;
-        self.send_user(&all_topic(&self.name), body, true)
+        self.send_user(&all_topic(&self.name), body, true, None)
     }
 
     /// Sends `value` to the member of rank `rank` in the current view; returns its stamp.
@@ -406,14 +616,8 @@ impl Group {
     /// # Errors
     /// As for [`Group::send_to`].
     pub fn send_bytes_to(&mut self, rank: usize, body: Vec<u8>) -> Result<u64, GroupError> {
-        let view = self.view();
-        let member = *view.members.get(rank).ok_or_else(|| {
-            GroupError::new(
-                GroupErrorKind::NoSuchRank,
-                format!("rank {rank} in a view of {}", view.size()),
-            )
-        })?;
-        self.send_user(&member_topic(&self.name, member), body, false)
+        let member = self.member_at(rank)?;
+        self.send_user(&member_topic(&self.name, member), body, false, None)
     }
 
     /// The next message, waiting up to `timeout`; `None` then.

@@ -115,9 +115,19 @@ pub enum GroupFrame {
         /// Sent to all but the sender (`broadcast`): the sender's mailbox drops it.
         #[serde(default)]
         exclude_sender: bool,
+        /// For a synchronous send: the id each receiver acknowledges, and when.
+        #[serde(default)]
+        sync: Option<SyncMode>,
         /// The payload.
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
+    },
+    /// A receiver acknowledges the synchronous message `id` of the member it goes to.
+    Ack {
+        /// The acknowledging member's id.
+        from: u64,
+        /// The message's id, chosen by its sender.
+        id: u64,
     },
     /// The sender reached barrier number `round`.
     Barrier {
@@ -125,5 +135,21 @@ pub enum GroupFrame {
         from: u64,
         /// The barrier's number, counted by each member from 1.
         round: u64,
+    },
+}
+
+/// How a synchronous message is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum SyncMode {
+    /// As soon as it is in the receiver's mailbox (`broadcast_sync`).
+    Delivered {
+        /// The id to acknowledge.
+        id: u64,
+    },
+    /// When the receiver takes it with `recv_from_sync` (a rendezvous, `send_to_sync`).
+    Taken {
+        /// The id to acknowledge.
+        id: u64,
     },
 }

@@ -19,3 +19,32 @@ pub fn connect() -> anyhow::Result<zhub_client::Client> {
         )
     })
 }
+
+/// Runs `n` copies of this program as one process group named `group` (plus this process's
+/// id), the way `zhub launch` does, and waits for them; fails if any copy fails. Each copy
+/// finds its group with `Group::join_launched`.
+pub fn launch_self(n: usize, group: &str) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let group = format!("{group}-{}", std::process::id());
+    let children = (0..n)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args(std::env::args().skip(1))
+                .env(zhub_client::ENV_GROUP, &group)
+                .env(zhub_client::ENV_SIZE, n.to_string())
+                .env(
+                    zhub_client::ENV_MEMBER,
+                    format!("{:016x}", u64::from(std::process::id()) << 16 | i as u64),
+                )
+                .spawn()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut failed = 0;
+    for mut child in children {
+        if !child.wait()?.success() {
+            failed += 1;
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {n} processes failed");
+    Ok(())
+}

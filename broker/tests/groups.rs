@@ -15,6 +15,7 @@ fn fast() -> GroupOptions {
         heartbeat: Duration::from_millis(50),
         dead_after: Duration::from_millis(300),
         join_timeout: Duration::from_secs(20),
+        ..GroupOptions::default()
     }
 }
 

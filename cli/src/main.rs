@@ -7,6 +7,7 @@
 //! - `services.rs` — `zhub request`, `zhub serve`, `zhub services`.
 //! - `log.rs` — `zhub log`.
 //! - `kv.rs` — `zhub kv`.
+//! - `launch.rs` — `zhub launch`: N processes as one group.
 //! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq, and the bench servers.
 //! - `bench_kv.rs` — `zhub bench kv`, beside a built-in service's round trip.
 //! - `bench_log.rs` — `zhub bench log`, in-process and through a broker, beside the disk.
@@ -18,6 +19,7 @@ mod bench_kv;
 mod bench_log;
 mod bench_request;
 mod kv;
+mod launch;
 mod log;
 mod pubsub;
 mod render;
@@ -64,6 +66,8 @@ enum Command {
     /// The key-value store: get, put, del, cas, incr, list, history, watch.
     #[command(subcommand)]
     Kv(kv::KvCommand),
+    /// Start N processes of a command as one process group, their output prefixed by rank.
+    Launch(launch::LaunchArgs),
     /// Measure throughput and latency, beside raw libzmq in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Services(args) => services::list(&cli.url, cli.timeout, &args),
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
+        Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),
         Command::Bench(command) => bench::run(&command),
         Command::BenchBroker(args) => bench::serve_broker(&args),
         Command::BenchRawProxy(args) => bench::serve_raw_proxy(&args),

@@ -28,6 +28,13 @@ use crate::subscriber::Subscription;
 use crate::util::random_u64;
 use crate::Client;
 
+/// The group's name, set by `zhub launch` for the processes it starts.
+pub const ENV_GROUP: &str = "ZHUB_GROUP";
+/// The group's size, set by `zhub launch`.
+pub const ENV_SIZE: &str = "ZHUB_GROUP_SIZE";
+/// This process's member id (hexadecimal), set by `zhub launch`.
+pub const ENV_MEMBER: &str = "ZHUB_GROUP_MEMBER";
+
 /// Settings of a group member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupOptions {
@@ -37,6 +44,9 @@ pub struct GroupOptions {
     pub dead_after: Duration,
     /// How long `join` waits for the group to reach its size (default 60 s).
     pub join_timeout: Duration,
+    /// This member's id; random when `None` (the default). A launcher that must know which
+    /// process is which member gives each its id.
+    pub member_id: Option<u64>,
 }
 
 impl Default for GroupOptions {
@@ -45,6 +55,7 @@ impl Default for GroupOptions {
             heartbeat: Duration::from_millis(500),
             dead_after: Duration::from_secs(2),
             join_timeout: Duration::from_secs(60),
+            member_id: None,
         }
     }
 }
@@ -239,6 +250,34 @@ impl Group {
         Self::join_with(client, name, None, GroupOptions::default())
     }
 
+    /// Joins the group a launcher (`zhub launch`) made this process part of: its name, size
+    /// and this member's id come from `ZHUB_GROUP`, `ZHUB_GROUP_SIZE` and `ZHUB_GROUP_MEMBER`.
+    /// `None` when the process was not started by a launcher.
+    ///
+    /// # Errors
+    /// As for [`Group::join`]; [`RequestErrorKind::BadRequest`] for a malformed variable.
+    pub fn join_launched(client: &Client) -> Option<Result<Group, RequestError>> {
+        let name = std::env::var(ENV_GROUP).ok()?;
+        let bad = |var: &str| {
+            RequestError::new(RequestErrorKind::BadRequest, format!("{var} is malformed"))
+        };
+        let size = match std::env::var(ENV_SIZE).map(|s| s.parse::<usize>()) {
+            Ok(Ok(size)) => Some(size),
+            Err(_) => None,
+            Ok(Err(_)) => return Some(Err(bad(ENV_SIZE))),
+        };
+        let member_id = match std::env::var(ENV_MEMBER).map(|s| u64::from_str_radix(&s, 16)) {
+            Ok(Ok(id)) => Some(id),
+            Err(_) => None,
+            Ok(Err(_)) => return Some(Err(bad(ENV_MEMBER))),
+        };
+        let options = GroupOptions {
+            member_id,
+            ..GroupOptions::default()
+        };
+        Some(Self::join_with(client, &name, size, options))
+    }
+
     /// [`Group::join`] with a size or none, and options.
     ///
     /// # Errors
@@ -257,7 +296,7 @@ impl Group {
         let mut own = connect()?;
         let mut messages = connect()?;
         let acker = connect()?;
-        let member = random_u64();
+        let member = options.member_id.unwrap_or_else(random_u64);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 view: View::default(),

@@ -90,3 +90,13 @@ fn shared_config() {
         "{out}"
     );
 }
+
+#[test]
+fn sync_exchange() {
+    let out = run("sync_exchange");
+    assert!(
+        out.contains("rank 0: done") && out.contains("rank 1: done"),
+        "{out}"
+    );
+    assert_eq!(out.matches(" took ").count(), 6, "{out}");
+}

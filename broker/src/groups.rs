@@ -35,14 +35,80 @@ struct WaitingJoin<T> {
     token: T,
 }
 
+/// A member waiting for the token.
+struct WaitingLock<T> {
+    member: u64,
+    deadline: Instant,
+    token: T,
+}
+
+/// Where the ring's token is.
+#[derive(Default)]
+struct Ring {
+    /// The member holding the token.
+    holder: Option<u64>,
+    /// The member the token goes to next, if it wants it, and on around the ring from
+    /// there; `None` before the first lock: the token starts at the last rank.
+    cursor: Option<u64>,
+    /// Tokens made anew after a holder died.
+    generation: u64,
+}
+
 struct Group<T> {
     /// In arrival order.
     members: Vec<Member>,
     version: u64,
     waiting: Vec<WaitingJoin<T>>,
+    locks: Vec<WaitingLock<T>>,
+    ring: Ring,
 }
 
 impl<T> Group<T> {
+    /// Gives the free token to the first member that wants it, going around the ring from
+    /// the cursor; returns that member's answer.
+    fn pass_token(&mut self) -> Option<Answer<T>> {
+        if self.ring.holder.is_some() || self.locks.is_empty() || self.members.is_empty() {
+            return None;
+        }
+        let n = self.members.len();
+        let start = match self.ring.cursor {
+            Some(m) => self.members.iter().position(|x| x.id == m).unwrap_or(0),
+            None => n - 1,
+        };
+        for step in 0..n {
+            let candidate = self.members[(start + step) % n].id;
+            if let Some(i) = self.locks.iter().position(|w| w.member == candidate) {
+                let w = self.locks.remove(i);
+                self.ring.holder = Some(candidate);
+                self.ring.cursor = Some(self.members[(start + step + 1) % n].id);
+                let generation = self.ring.generation;
+                return Some((w.token, Ok(GroupReply::Locked { generation })));
+            }
+        }
+        None
+    }
+
+    /// Takes `member` out of the group: its waits go, and a token it held is made anew and
+    /// goes on from its place in the ring.
+    fn remove(&mut self, member: u64) {
+        let Some(i) = self.members.iter().position(|m| m.id == member) else {
+            return;
+        };
+        if self.ring.cursor == Some(member) || self.ring.holder == Some(member) {
+            let next = self.members[(i + 1) % self.members.len()].id;
+            self.ring.cursor = (next != member).then_some(next);
+        }
+        if self.ring.holder == Some(member) {
+            self.ring.holder = None;
+            self.ring.generation += 1;
+            info!(member = %format_args!("{member:016x}"), generation = self.ring.generation, "token holder gone; token made anew");
+        }
+        self.members.remove(i);
+        self.waiting.retain(|w| w.member != member);
+        self.locks.retain(|w| w.member != member);
+        self.version += 1;
+    }
+
     fn view(&self, name: &str) -> View {
         View {
             group: name.to_owned(),
@@ -69,12 +135,15 @@ pub(crate) type Answer<T> = (T, Result<GroupReply, String>);
 /// identity and request id).
 pub(crate) struct Groups<T> {
     groups: HashMap<String, Group<T>>,
+    /// Answers owed to other members after an unlock.
+    passed: Vec<Answer<T>>,
 }
 
 impl<T> Default for Groups<T> {
     fn default() -> Self {
         Groups {
             groups: HashMap::new(),
+            passed: Vec::new(),
         }
     }
 }
@@ -102,6 +171,8 @@ impl<T> Groups<T> {
                     members: Vec::new(),
                     version: 0,
                     waiting: Vec::new(),
+                    locks: Vec::new(),
+                    ring: Ring::default(),
                 });
                 if !g.touch(member, now) {
                     g.members.push(Member {
@@ -145,11 +216,8 @@ impl<T> Groups<T> {
             },
             GroupRequest::Leave { group, member } => match self.groups.get_mut(&group) {
                 Some(g) => {
-                    let before = g.members.len();
-                    g.members.retain(|m| m.id != member);
-                    g.waiting.retain(|w| w.member != member);
-                    if g.members.len() != before {
-                        g.version += 1;
+                    if g.members.iter().any(|m| m.id == member) {
+                        g.remove(member);
                         info!(%group, member = %format_args!("{member:016x}"), version = g.version, "member left");
                     }
                     GroupReply::NotMember {
@@ -163,6 +231,33 @@ impl<T> Groups<T> {
                     },
                 },
             },
+            GroupRequest::Lock { group, member } => {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    return Some((token, Err(format!("no group {group}"))));
+                };
+                if !g.touch(member, now) {
+                    return Some((token, Err(format!("not a member of {group}"))));
+                }
+                g.locks.push(WaitingLock {
+                    member,
+                    deadline: now + timeout,
+                    token,
+                });
+                // Answered now if the token is free and comes to this member first, else later.
+                return g.pass_token();
+            }
+            GroupRequest::Unlock { group, member } => {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    return Some((token, Err(format!("no group {group}"))));
+                };
+                if g.ring.holder != Some(member) {
+                    return Some((token, Err("this member does not hold the token".into())));
+                }
+                g.touch(member, now);
+                g.ring.holder = None;
+                self.passed.extend(g.pass_token());
+                GroupReply::Unlocked
+            }
             GroupRequest::View { group } => GroupReply::View {
                 view: self
                     .groups
@@ -184,18 +279,22 @@ impl<T> Groups<T> {
         for (name, g) in &mut self.groups {
             // A member waiting in a join is alive: its client is blocked in that request.
             let waiting: Vec<u64> = g.waiting.iter().map(|w| w.member).collect();
-            let before = g.members.len();
-            g.members.retain(|m| {
-                let alive = waiting.contains(&m.id)
-                    || now.saturating_duration_since(m.last_seen) <= m.dead_after;
-                if !alive {
-                    info!(group = %name, member = %format_args!("{:016x}", m.id), "member declared dead");
-                }
-                alive
-            });
-            if g.members.len() != before {
-                g.version += 1;
+            let dead: Vec<u64> = g
+                .members
+                .iter()
+                .filter(|m| {
+                    !waiting.contains(&m.id)
+                        && now.saturating_duration_since(m.last_seen) > m.dead_after
+                })
+                .map(|m| m.id)
+                .collect();
+            for member in dead {
+                info!(group = %name, member = %format_args!("{member:016x}"), "member declared dead");
+                g.remove(member);
             }
+            // Lock waits whose client gave up.
+            g.locks.retain(|w| w.deadline > now);
+            out.extend(g.pass_token());
             let size = g.members.len();
             let mut still = Vec::new();
             for w in std::mem::take(&mut g.waiting) {
@@ -203,8 +302,7 @@ impl<T> Groups<T> {
                     out.push((w.token, Ok(GroupReply::View { view: g.view(name) })));
                 } else if now >= w.deadline {
                     // The client has given up; it will not heartbeat.
-                    g.members.retain(|m| m.id != w.member);
-                    g.version += 1;
+                    g.remove(w.member);
                 } else {
                     still.push(w);
                 }
@@ -213,7 +311,14 @@ impl<T> Groups<T> {
         }
         self.groups
             .retain(|_, g| !g.members.is_empty() || !g.waiting.is_empty());
+        out.append(&mut self.passed);
         out
+    }
+
+    /// Answers made while serving another request (a token passed on by an unlock), for
+    /// the router to send after that request's own.
+    pub(crate) fn take_passed(&mut self) -> Vec<Answer<T>> {
+        std::mem::take(&mut self.passed)
     }
 
     /// When [`Groups::tick`] next has something to do.
@@ -225,6 +330,7 @@ impl<T> Groups<T> {
                     .iter()
                     .map(|m| m.last_seen + m.dead_after + Duration::from_millis(1))
                     .chain(g.waiting.iter().map(|w| w.deadline))
+                    .chain(g.locks.iter().map(|w| w.deadline))
             })
             .min()
     }
@@ -358,5 +464,68 @@ mod tests {
         assert!(matches!(left, Some((_, Ok(GroupReply::NotMember { .. })))));
         g.tick(t0 + short);
         assert!(g.next_wakeup().is_none(), "an empty group is forgotten");
+    }
+
+    fn lock(g: &mut Groups<u32>, now: Instant, token: u32, member: u64) -> Option<Answer<u32>> {
+        let request = GroupRequest::Lock {
+            group: "dice".into(),
+            member,
+        };
+        g.handle(now, token, Duration::from_secs(60), request)
+    }
+
+    fn granted(answer: Option<Answer<u32>>) -> (u32, u64) {
+        match answer {
+            Some((token, Ok(GroupReply::Locked { generation }))) => (token, generation),
+            other => panic!("{:?}", other.map(|a| a.1)),
+        }
+    }
+
+    #[test]
+    fn the_token_goes_around_the_ring_to_whoever_asks_and_is_made_anew_once_when_its_holder_dies() {
+        let mut g: Groups<u32> = Groups::default();
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        for m in [1, 2, 3, 4] {
+            view_of(g.handle(t0, 0, minute, join(m, None)));
+        }
+        // The token starts at the last rank (member 4) and goes on from there: member 2 asks
+        // and gets it at once.
+        assert_eq!(granted(lock(&mut g, t0, 20, 2)), (20, 0));
+        // Members 1 and 4 ask while 2 holds it: they wait.
+        assert!(lock(&mut g, t0, 10, 1).is_none());
+        assert!(lock(&mut g, t0, 40, 4).is_none());
+        // An unlock passes it on along the ring from 2: 3 does not want it, 4 does.
+        let unlock = |member| GroupRequest::Unlock {
+            group: "dice".into(),
+            member,
+        };
+        let done = g.handle(t0, 21, minute, unlock(2));
+        assert!(matches!(done, Some((21, Ok(GroupReply::Unlocked)))));
+        let passed = g.take_passed();
+        assert_eq!(passed.len(), 1);
+        assert_eq!(granted(passed.into_iter().next()), (40, 0));
+        // Only the holder may unlock.
+        assert!(matches!(
+            g.handle(t0, 0, minute, unlock(1)),
+            Some((_, Err(_)))
+        ));
+        // The holder (4) dies: exactly one new token, going on from 4's place: to 1.
+        let later = t0 + Duration::from_millis(2500);
+        for m in [1, 2, 3] {
+            g.handle(
+                later,
+                0,
+                minute,
+                GroupRequest::Heartbeat {
+                    group: "dice".into(),
+                    member: m,
+                },
+            );
+        }
+        let answers = g.tick(later);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(granted(answers.into_iter().next()), (10, 1));
+        assert!(g.tick(later).is_empty(), "no second token");
     }
 }

@@ -208,6 +208,9 @@ impl Router {
                         {
                             self.answer_group(answer);
                         }
+                        for answer in self.groups.take_passed() {
+                            self.answer_group(answer);
+                        }
                     }
                     Err(e) => {
                         let reply = Reply::error(request.id, Status::BadRequest, e.to_string());

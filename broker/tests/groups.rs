@@ -322,3 +322,87 @@ fn synchronous_sends_wait_for_their_receivers() {
         assert_eq!(err.kind(), zhub_client::GroupErrorKind::TimedOut, "{err}");
     });
 }
+
+/// Four members increment a counter kept in a file, each read-modify-write inside the
+/// critical section: no update is lost.
+#[test]
+fn the_critical_section_excludes_and_no_update_is_lost() {
+    deadline(LIMIT, || {
+        const N: usize = 4;
+        const EACH: u32 = 25;
+        let broker = start(Transport::Ipc);
+        let file = broker.dir.path().join("counter");
+        std::fs::write(&file, "0").unwrap();
+        let members: Vec<_> = (0..N)
+            .map(|_| {
+                let (url, file) = (broker.url.clone(), file.clone());
+                std::thread::spawn(move || {
+                    let client = Client::connect(&url).unwrap();
+                    let mut group = Group::join(&client, "counter", N).unwrap();
+                    for _ in 0..EACH {
+                        let guard = group.lock(Duration::from_secs(20)).unwrap();
+                        let n: u32 = std::fs::read_to_string(&file).unwrap().parse().unwrap();
+                        // Widen the window a lost update would need.
+                        std::thread::yield_now();
+                        std::fs::write(&file, (n + 1).to_string()).unwrap();
+                        drop(guard);
+                    }
+                    group.barrier(Duration::from_secs(20)).unwrap();
+                })
+            })
+            .collect();
+        for m in members {
+            m.join().unwrap();
+        }
+        let n: u32 = std::fs::read_to_string(&file).unwrap().parse().unwrap();
+        assert_eq!(n, N as u32 * EACH);
+    });
+}
+
+/// The holder of the token dies (falls silent): the next member waiting gets a token made
+/// anew, once.
+#[test]
+fn a_dead_holders_token_is_made_anew_once() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let client = Client::connect(&broker.url).unwrap();
+        let mut waiter = Group::join_with(&client, "crit", None, fast()).unwrap();
+        // A member that takes the token and then falls silent, as a killed process does.
+        let mut raw = Client::connect(&broker.url).unwrap();
+        let call = |raw: &mut Client, request: &GroupRequest| -> GroupReply {
+            let body = zhub_protocol::body::encode(request).unwrap();
+            zhub_protocol::body::decode(&raw.request_bytes(GROUP_SERVICE, &body).unwrap()).unwrap()
+        };
+        call(
+            &mut raw,
+            &GroupRequest::Join {
+                group: "crit".into(),
+                member: 7,
+                expected: None,
+                dead_after_ms: 300,
+            },
+        );
+        let got = call(
+            &mut raw,
+            &GroupRequest::Lock {
+                group: "crit".into(),
+                member: 7,
+            },
+        );
+        assert_eq!(got, GroupReply::Locked { generation: 0 });
+        let guard = waiter.lock(Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            guard.generation(),
+            1,
+            "one new token after the holder's death"
+        );
+        // The member's own view follows with its next heartbeat.
+        let me = guard.member_id();
+        let mut view = guard.view();
+        while view.members != vec![me] {
+            view = guard
+                .wait_view(view.version, Duration::from_secs(10))
+                .unwrap();
+        }
+    });
+}

@@ -64,6 +64,7 @@ fn ranks(client: &mut Client, group: &str, members: &[u64]) -> Option<Vec<usize>
     let reply = client.request_bytes(GROUP_SERVICE, &body).ok()?;
     let view = match zhub_protocol::body::decode(&reply).ok()? {
         GroupReply::View { view } | GroupReply::NotMember { view } => view,
+        _ => return None,
     };
     members.iter().map(|&m| view.rank_of(m)).collect()
 }

@@ -48,7 +48,9 @@ pub use error::{
     PublishErrorKind, RecvError, RecvErrorKind, RequestError, RequestErrorKind, SubscribeError,
     SubscribeErrorKind,
 };
-pub use group::{Group, GroupMessage, GroupOptions, View, ENV_GROUP, ENV_MEMBER, ENV_SIZE};
+pub use group::{
+    Group, GroupMessage, GroupOptions, LockGuard, View, ENV_GROUP, ENV_MEMBER, ENV_SIZE,
+};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, LogRecord, NewRecord, ReadFrom,

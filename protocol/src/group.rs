@@ -6,6 +6,12 @@
 //! index in the view, the same for every member. When a member leaves or stops sending
 //! heartbeats, the view changes: its version goes up and the survivors keep their arrival
 //! order, so ranks are recomputed the same way everywhere.
+//!
+//! The critical section is a token ring whose position the broker keeps: the token starts
+//! at the last rank and goes rank to rank, stopping at members that asked for it
+//! ([`GroupRequest::Lock`]); a member passes it on with [`GroupRequest::Unlock`]. Because the
+//! broker knows where the token is, a holder's death makes exactly one new token, which
+//! goes on from the dead holder's place in the ring.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +54,21 @@ pub enum GroupRequest {
         /// The group.
         group: String,
     },
+    /// Wait for the group's token (the critical section); the reply comes when this member
+    /// holds it.
+    Lock {
+        /// The group.
+        group: String,
+        /// The member.
+        member: u64,
+    },
+    /// Pass the token on along the ring.
+    Unlock {
+        /// The group.
+        group: String,
+        /// The member holding it.
+        member: u64,
+    },
 }
 
 /// The live members of a group.
@@ -87,6 +108,13 @@ pub enum GroupReply {
         /// The current view.
         view: View,
     },
+    /// The member holds the token.
+    Locked {
+        /// How many times the token was made anew because its holder died (0 at first).
+        generation: u64,
+    },
+    /// The token went on.
+    Unlocked,
 }
 
 /// Prefix of every group's bus topics.

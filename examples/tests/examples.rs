@@ -100,3 +100,19 @@ fn sync_exchange() {
     );
     assert_eq!(out.matches(" took ").count(), 6, "{out}");
 }
+
+#[test]
+fn dice_game() {
+    let out = run("dice_game");
+    assert!(out.contains("5 rounds, one winner line each"), "{out}");
+    assert_eq!(out.matches("wins with").count(), 5, "{out}");
+}
+
+#[test]
+fn middleware_demo() {
+    let out = run("middleware_demo");
+    assert_eq!(out.matches("in the critical section").count(), 3, "{out}");
+    assert_eq!(out.matches(": stopping").count(), 3, "{out}");
+    assert!(out.contains("everyone has the sync news"), "{out}");
+    assert!(out.contains("rank 1 took the rendezvous"), "{out}");
+}

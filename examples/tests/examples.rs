@@ -116,3 +116,16 @@ fn middleware_demo() {
     assert!(out.contains("everyone has the sync news"), "{out}");
     assert!(out.contains("rank 1 took the rendezvous"), "{out}");
 }
+
+#[test]
+fn replication() {
+    let out = run("replication");
+    assert_eq!(out.matches("equal to all 3 replicas").count(), 3, "{out}");
+}
+
+#[test]
+fn p2p_graph() {
+    let out = run("p2p_graph");
+    assert!(out.contains("every message arrived within 3 hops"), "{out}");
+    assert_eq!(out.matches("reached rank").count(), 4, "{out}");
+}

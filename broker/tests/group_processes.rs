@@ -12,6 +12,9 @@ use common::{deadline, kill9, start, Transport};
 use zhub_client::{Client, Group, GroupOptions};
 
 const ROLE: &str = "ZHUB_TEST_MEMBER_OF";
+const BARRIERS_ROLE: &str = "ZHUB_TEST_BARRIERS_OF";
+const PROCESSES: usize = 5;
+const ROUNDS: u32 = 200;
 
 fn fast() -> GroupOptions {
     GroupOptions {
@@ -39,6 +42,59 @@ fn member_process() {
         guard.generation()
     );
     std::thread::sleep(Duration::from_secs(3600));
+}
+
+/// As a barrier process (the variable set): 200 barriers with uneven work between them.
+#[test]
+fn barrier_process() {
+    let Ok(url) = std::env::var(BARRIERS_ROLE) else {
+        return;
+    };
+    let client = Client::connect(&url).unwrap();
+    let options = GroupOptions {
+        join_timeout: Duration::from_secs(30),
+        ..GroupOptions::default()
+    };
+    let mut group = Group::join_with(&client, "rounds", Some(PROCESSES), options).unwrap();
+    let mut x = group.member_id() | 1;
+    for _ in 0..ROUNDS {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        std::thread::sleep(Duration::from_micros(x % 1500));
+        group.barrier(Duration::from_secs(30)).unwrap();
+    }
+    println!("done");
+}
+
+#[test]
+fn five_processes_pass_200_barriers_without_deadlock() {
+    deadline(Duration::from_secs(120), || {
+        let broker = start(Transport::Ipc);
+        let mut children = Members(
+            (0..PROCESSES)
+                .map(|_| {
+                    Command::new(std::env::current_exe().unwrap())
+                        .args([
+                            "barrier_process",
+                            "--exact",
+                            "--nocapture",
+                            "--test-threads=1",
+                        ])
+                        .env(BARRIERS_ROLE, &broker.url)
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
+        for child in &mut children.0 {
+            let out = BufReader::new(child.stdout.take().unwrap());
+            let lines: Vec<String> = out.lines().map_while(Result::ok).collect();
+            assert!(lines.iter().any(|l| l.ends_with("done")), "{lines:?}");
+            assert!(child.wait().unwrap().success());
+        }
+    });
 }
 
 fn spawn_member(url: &str, id: usize, lines: mpsc::Sender<(usize, String)>) -> Child {

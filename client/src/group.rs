@@ -442,21 +442,12 @@ impl Group {
 
     /// Waits for a view newer than version `after`; `None` after `timeout`.
     pub fn wait_view(&self, after: u64, timeout: Duration) -> Option<View> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        while state.view.version <= after {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        Some(state.view.clone())
+        let (state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(self.shared.lock(), timeout, |s| s.view.version <= after)
+            .unwrap_or_else(PoisonError::into_inner);
+        (state.view.version > after).then(|| state.view.clone())
     }
 
     /// Leaves the group now (dropping the group does the same).
@@ -510,43 +501,73 @@ impl Group {
         })
     }
 
-    /// Waits until every member of `from` has acknowledged message `id`.
-    fn wait_acks(&self, id: u64, from: &[u64], timeout: Duration) -> Result<(), GroupError> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        loop {
-            let acked = state.acks.get(&id);
-            let missing: Vec<u64> = from
+    /// Waits until every member of `members` is in the set `set` picks from the state (the
+    /// acknowledgements of a message, the arrivals at a barrier), then lets `done` clear it.
+    ///
+    /// # Errors
+    /// [`GroupErrorKind::MemberGone`] when a missing member leaves the view,
+    /// [`GroupErrorKind::TimedOut`], [`GroupErrorKind::Expelled`].
+    fn wait_all(
+        &self,
+        members: &[u64],
+        timeout: Duration,
+        what: &str,
+        set: impl Fn(&State) -> Option<&HashSet<u64>>,
+        done: impl Fn(&mut State),
+    ) -> Result<(), GroupError> {
+        let missing = |state: &State| -> Vec<u64> {
+            let have = set(state);
+            members
                 .iter()
                 .copied()
-                .filter(|m| !acked.is_some_and(|a| a.contains(m)))
-                .collect();
-            if missing.is_empty() {
+                .filter(|m| !have.is_some_and(|h| h.contains(m)))
+                .collect()
+        };
+        let gone = |state: &State, missing: &[u64]| {
+            missing
+                .iter()
+                .copied()
+                .find(|m| !state.view.members.contains(m))
+        };
+        let (mut state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(self.shared.lock(), timeout, |state| {
+                let missing = missing(state);
+                !(missing.is_empty() || gone(state, &missing).is_some() || state.expelled)
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        let left = missing(&state);
+        let outcome = if left.is_empty() {
+            Ok(())
+        } else if state.expelled {
+            Err(GroupError::new(GroupErrorKind::Expelled, self.name.clone()))
+        } else if let Some(m) = gone(&state, &left) {
+            Err(GroupError::new(
+                GroupErrorKind::MemberGone,
+                format!("member {m:016x} left during {what}"),
+            ))
+        } else {
+            Err(GroupError::new(
+                GroupErrorKind::TimedOut,
+                format!("{what}: {} members missing", left.len()),
+            ))
+        };
+        done(&mut state);
+        outcome
+    }
+
+    /// Waits until every member of `from` has acknowledged message `id`.
+    fn wait_acks(&self, id: u64, from: &[u64], timeout: Duration) -> Result<(), GroupError> {
+        self.wait_all(
+            from,
+            timeout,
+            "a synchronous send",
+            |state| state.acks.get(&id),
+            |state| {
                 state.acks.remove(&id);
-                return Ok(());
-            }
-            if let Some(m) = missing.iter().find(|m| !state.view.members.contains(m)) {
-                state.acks.remove(&id);
-                return Err(GroupError::new(
-                    GroupErrorKind::MemberGone,
-                    format!("member {m:016x} left before acknowledging"),
-                ));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                state.acks.remove(&id);
-                return Err(GroupError::new(
-                    GroupErrorKind::TimedOut,
-                    format!("{} members did not acknowledge", missing.len()),
-                ));
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+            },
+        )
     }
 
     /// Sends `value` to every member but this one and returns (with its stamp) once each of
@@ -797,43 +818,16 @@ impl Group {
             round,
         };
         self.send_frame(&all_topic(&self.name), &frame)?;
-        let deadline = Instant::now() + timeout;
         let waiting_for = self.view().members;
-        let mut state = self.shared.lock();
-        loop {
-            if state.expelled {
-                return Err(GroupError::new(GroupErrorKind::Expelled, self.name.clone()));
-            }
-            let arrived = state.barriers.get(&round);
-            let missing: Vec<u64> = waiting_for
-                .iter()
-                .copied()
-                .filter(|m| !arrived.is_some_and(|a| a.contains(m)))
-                .collect();
-            if missing.is_empty() {
+        self.wait_all(
+            &waiting_for,
+            timeout,
+            &format!("barrier {round}"),
+            |state| state.barriers.get(&round),
+            |state| {
                 state.barriers.remove(&round);
-                return Ok(());
-            }
-            if let Some(m) = missing.iter().find(|m| !state.view.members.contains(m)) {
-                return Err(GroupError::new(
-                    GroupErrorKind::MemberGone,
-                    format!("member {m:016x} left during barrier {round}"),
-                ));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(GroupError::new(
-                    GroupErrorKind::TimedOut,
-                    format!("barrier {round}: {} members missing", missing.len()),
-                ));
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+            },
+        )
     }
 }
 

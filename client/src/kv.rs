@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 use tracing::{debug, warn};
@@ -446,21 +446,12 @@ impl Replica {
     /// Waits until the change at `revision` is applied (say, the revision a put returned);
     /// `false` after `timeout`.
     pub fn wait_for(&self, revision: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        while state.revision <= revision {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        let (state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(self.shared.lock(), timeout, |s| s.revision <= revision)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.revision > revision
     }
 
     /// Waits for the next change after revision `after`; returns the revision reached, or

@@ -4,7 +4,6 @@
 //! and printed as text: strings unquoted, other values as JSON. A key that is absent is
 //! "not found" on stderr with exit status 1.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -214,12 +213,8 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &KvCommand) -> anyhow::
             let mut printed = 0;
             while count.is_none_or(|c| printed < c) {
                 let change = watcher.recv()?;
-                let mut out = std::io::stdout().lock();
-                if writeln!(out, "{}", change_line(&change, *json, true))
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    break; // stdout closed (`| head`)
+                if !render::print_line(&change_line(&change, *json, true)) {
+                    break;
                 }
                 printed += 1;
             }

@@ -9,7 +9,7 @@
 //! shown by its start order (`[#2] ...`). Ctrl-C stops them all; so does the end
 //! of the last one. The launcher exits non-zero if any process did.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -142,11 +142,9 @@ pub(crate) fn run(url: &str, timeout: Duration, args: &LaunchArgs) -> anyhow::Re
     let mut running = n;
     let mut failed = Vec::new();
     let mut next_look = Instant::now();
-    let out = std::io::stdout();
+    // A closed stdout does not stop the group: its lines are dropped.
     let print = |label: String, line: &str| {
-        let mut o = out.lock();
-        let _ = writeln!(o, "[{label}] {line}");
-        let _ = o.flush();
+        crate::render::print_line(&format!("[{label}] {line}"));
     };
     let label = |ranks: &Option<Vec<usize>>, index: usize| match ranks {
         Some(r) => r[index].to_string(),

@@ -2,7 +2,7 @@
 //! journal routes. Long reads and replays show a progress bar on stderr when stdout is a
 //! terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -159,12 +159,6 @@ fn line(record: &LogRecord, json: bool) -> String {
     }
 }
 
-/// Prints a line; `false` once stdout is closed (`| head`).
-fn print(text: &str) -> bool {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
-}
-
 /// A progress bar on stderr for `total` records, drawn only when stdout is a terminal.
 fn progress(client: &mut Client, stream: &str, from: u64) -> ProgressBar {
     if !std::io::stdout().is_terminal() {
@@ -195,7 +189,7 @@ fn print_records(
 ) -> anyhow::Result<()> {
     for record in reader.take(count.map_or(usize::MAX, |c| c as usize)) {
         let text = render(&record?)?;
-        if !bar.suspend(|| print(&text)) {
+        if !bar.suspend(|| render::print_line(&text)) {
             break;
         }
         bar.inc(1);
@@ -345,7 +339,7 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow:
                     Duration::from_secs(30),
                 )?;
                 for record in &records {
-                    if !print(&line(record, *json)) {
+                    if !render::print_line(&line(record, *json)) {
                         return Ok(());
                     }
                     printed += 1;

@@ -1,6 +1,5 @@
 //! `zhub pub` and `zhub sub`.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -54,7 +53,6 @@ pub(crate) fn subscribe(url: &str, timeout: Duration, args: &SubArgs) -> anyhow:
     let mut client = crate::connect(url, timeout)?;
     let prefixes: Vec<&str> = args.prefixes.iter().map(String::as_str).collect();
     let mut subscriber = client.subscribe(&prefixes)?;
-    let stdout = std::io::stdout();
     let mut seen = 0u64;
     while args.count.is_none_or(|n| seen < n) {
         let message = subscriber.recv()?;
@@ -63,9 +61,7 @@ pub(crate) fn subscribe(url: &str, timeout: Duration, args: &SubArgs) -> anyhow:
         } else {
             render::text_line(&message)
         };
-        let mut out = stdout.lock();
-        // A closed pipe (`zhub sub x | head -1`) ends the command quietly.
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        if !render::print_line(&line) {
             return Ok(());
         }
         seen += 1;

@@ -1,5 +1,7 @@
 //! Message bodies and headers as text and JSON for the terminal.
 
+use std::io::Write;
+
 use serde_json::{json, Value};
 use zhub_client::{Encoding, Message};
 
@@ -132,4 +134,11 @@ impl BodyFormat {
             BodyFormat::String => rmp_serde::to_vec_named(text)?,
         })
     }
+}
+
+/// Prints a line on stdout at once (commands that follow a stream print as they go);
+/// `false` once stdout is closed (`zhub sub x | head -1`), which ends such a command quietly.
+pub(crate) fn print_line(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 use tracing::{debug, warn};
@@ -628,40 +628,29 @@ impl Group {
         timeout: Duration,
     ) -> Result<GroupMessage, GroupError> {
         let member = self.member_at(rank)?;
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        let received = loop {
-            if let Some(i) = state.rendezvous.iter().position(|r| r.from == member) {
-                break state.rendezvous.remove(i);
-            }
-            if !state.view.members.contains(&member) {
-                return Err(GroupError::new(
-                    GroupErrorKind::MemberGone,
-                    format!("member of rank {rank} left"),
-                ));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(GroupError::new(
+        let (mut state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(self.shared.lock(), timeout, |s| {
+                !s.rendezvous.iter().any(|r| r.from == member) && s.view.members.contains(&member)
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        let found = state.rendezvous.iter().position(|r| r.from == member);
+        let Some(r) = found.and_then(|i| state.rendezvous.remove(i)) else {
+            return Err(if state.view.members.contains(&member) {
+                GroupError::new(
                     GroupErrorKind::TimedOut,
                     format!("nothing from rank {rank}"),
-                ));
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+                )
+            } else {
+                GroupError::new(
+                    GroupErrorKind::MemberGone,
+                    format!("member of rank {rank} left"),
+                )
+            });
         };
         let from_rank = state.view.rank_of(member);
         drop(state);
-        let Some(r) = received else {
-            return Err(GroupError::new(
-                GroupErrorKind::Transport,
-                "rendezvous lost",
-            ));
-        };
         if let Some(SyncMode::Taken { id }) = r.sync {
             let ack = GroupFrame::Ack {
                 from: self.member,
@@ -669,13 +658,18 @@ impl Group {
             };
             self.send_frame(&member_topic(&self.name, member), &ack)?;
         }
+        Ok(self.received(r, from_rank))
+    }
+
+    /// Hands a received message to the application, applying the Lamport receive rule.
+    fn received(&mut self, r: Received, from_rank: Option<usize>) -> GroupMessage {
         self.clock = self.clock.max(r.lamport) + 1;
-        Ok(GroupMessage {
+        GroupMessage {
             from: r.from,
             from_rank,
             lamport: r.lamport,
             body: r.body,
-        })
+        }
     }
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, GroupError> {
@@ -724,31 +718,15 @@ impl Group {
 
     /// The next message, waiting up to `timeout`; `None` then.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<GroupMessage> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        loop {
-            if let Some(r) = state.mailbox.pop_front() {
-                let from_rank = state.view.rank_of(r.from);
-                drop(state);
-                self.clock = self.clock.max(r.lamport) + 1;
-                return Some(GroupMessage {
-                    from: r.from,
-                    from_rank,
-                    lamport: r.lamport,
-                    body: r.body,
-                });
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let (mut state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(self.shared.lock(), timeout, |s| s.mailbox.is_empty())
+            .unwrap_or_else(PoisonError::into_inner);
+        let r = state.mailbox.pop_front()?;
+        let from_rank = state.view.rank_of(r.from);
+        drop(state);
+        Some(self.received(r, from_rank))
     }
 
     /// The next message if one is waiting.

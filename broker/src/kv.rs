@@ -270,10 +270,16 @@ impl KvService {
         }
     }
 
+    /// The revision after the last durable change: the changes appended since the last
+    /// commit are the newest ones, one revision each.
+    fn durable_end(&self) -> u64 {
+        self.store.revision() - self.unsynced.len() as u64
+    }
+
     /// Durable changes under `prefix` from revision `from` on.
     fn changes(&mut self, prefix: &str, from: u64, max: u64) -> Result<KvReply, Refusal> {
         // Only what is synced: a replica must never see a change that a crash could undo.
-        let durable_end = self.store.revision() - self.unsynced.len() as u64;
+        let durable_end = self.durable_end();
         match self
             .store
             .changes_since(prefix, from, durable_end, max as usize)
@@ -393,7 +399,7 @@ impl KvService {
         if self.waiting.is_empty() {
             return Vec::new();
         }
-        let durable_end = self.store.revision() - self.unsynced.len() as u64;
+        let durable_end = self.durable_end();
         let mut out = Vec::new();
         for w in std::mem::take(&mut self.waiting) {
             if durable_end > w.from || now >= w.deadline {

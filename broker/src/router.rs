@@ -140,18 +140,15 @@ impl Router {
             Some(SIGNATURE) => self.native_request(now, identity, rest),
             Some(mdp::CLIENT) => match ClientMessage::decode(rest) {
                 Ok(request) => {
-                    self.stats.received += 1;
-                    match self.builtin(&request.service, &request.body) {
-                        Builtin::ForWorkers => {
-                            let submission = Submission {
-                                client: identity,
-                                origin: Origin::Mdp,
-                                service: &request.service,
-                                body: request.body,
-                                timeout: self.mdp_timeout,
-                            };
-                            self.services.submit(now, &mut self.stats, submission);
-                        }
+                    let submission = Submission {
+                        client: identity,
+                        origin: Origin::Mdp,
+                        service: &request.service,
+                        body: request.body,
+                        timeout: self.mdp_timeout,
+                    };
+                    match self.route(now, submission) {
+                        Builtin::ForWorkers => {}
                         Builtin::Body(body) => {
                             let reply = ClientMessage {
                                 service: request.service,
@@ -219,18 +216,15 @@ impl Router {
                 }
             }
             Ok(request) => {
-                self.stats.received += 1;
-                match self.builtin(&request.service, &request.body) {
-                    Builtin::ForWorkers => {
-                        let submission = Submission {
-                            client: identity,
-                            origin: Origin::Native(request.id),
-                            service: &request.service,
-                            body: request.body,
-                            timeout: request.timeout,
-                        };
-                        self.services.submit(now, &mut self.stats, submission);
-                    }
+                let submission = Submission {
+                    client: identity,
+                    origin: Origin::Native(request.id),
+                    service: &request.service,
+                    body: request.body,
+                    timeout: request.timeout,
+                };
+                match self.route(now, submission) {
+                    Builtin::ForWorkers => {}
                     Builtin::Body(body) => {
                         self.send(identity, Reply::ok(request.id, body).encode());
                     }
@@ -291,6 +285,17 @@ impl Router {
 
     /// Answers the broker's own services: `zhub.info`, `zhub.stats`, `zhub.services` and the
     /// Majordomo Management Interface (`mmi.service`).
+    /// Counts a request, answers it if it is for a built-in service, and otherwise hands it
+    /// to the service layer (and returns [`Builtin::ForWorkers`]).
+    fn route(&mut self, now: Instant, submission: Submission) -> Builtin {
+        self.stats.received += 1;
+        let answer = self.builtin(submission.service, &submission.body);
+        if let Builtin::ForWorkers = answer {
+            self.services.submit(now, &mut self.stats, submission);
+        }
+        answer
+    }
+
     fn builtin(&self, service: &str, request_body: &[Vec<u8>]) -> Builtin {
         let encoded = match service {
             INFO_SERVICE => body::encode(&self.info),

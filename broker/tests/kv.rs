@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{deadline, kill9, spawn_broker, start, Transport};
+use common::{deadline, kill_while_writing, spawn_broker, start, Transport};
 use zhub_broker::{Broker, Config};
 use zhub_client::{CasOutcome, ChangeKind, Client, ClientOptions, RequestErrorKind};
 
@@ -272,38 +272,17 @@ fn acknowledged_puts_survive_sigkill_of_the_broker() {
     deadline(LIMIT, || {
         let dir = tempfile::tempdir().unwrap();
         let (mut child, url) = spawn_broker(dir.path());
-        // Key -> (revision, value) of its last acknowledged put.
-        type Acked = HashMap<String, (u64, Vec<u8>)>;
-        let acked: Arc<Mutex<Acked>> = Arc::default();
-        let writers: Vec<_> = (0..8u32)
-            .map(|w| {
-                let (url, acked) = (url.clone(), Arc::clone(&acked));
-                std::thread::spawn(move || {
-                    let mut c = ClientOptions::new()
-                        .timeout(Duration::from_secs(2))
-                        .connect(&url)
-                        .unwrap();
-                    for i in 0u32.. {
-                        let key = format!("w{w}.k{}", i % 300);
-                        let value = format!("{w}/{i}").into_bytes();
-                        match c.kv().put_bytes(&key, &value, None) {
-                            Ok(revision) => {
-                                acked.lock().unwrap().insert(key, (revision, value));
-                            }
-                            Err(_) => return,
-                        }
-                    }
-                })
+        // Key -> (revision, value) of its last acknowledged put (each key has one writer,
+        // whose acknowledgements come in order).
+        let acked: HashMap<String, (u64, Vec<u8>)> =
+            kill_while_writing(&mut child, &url, 8, 1500, |c, w, i| {
+                let key = format!("w{w}.k{}", i % 300);
+                let value = format!("{w}/{i}").into_bytes();
+                let revision = c.kv().put_bytes(&key, &value, None).ok()?;
+                Some((key, (revision, value)))
             })
+            .into_iter()
             .collect();
-        while acked.lock().unwrap().len() < 1500 {
-            std::thread::yield_now();
-        }
-        kill9(&mut child);
-        for w in writers {
-            w.join().unwrap();
-        }
-        let acked = acked.lock().unwrap().clone();
 
         let (mut child, url) = spawn_broker(dir.path());
         let mut client = ClientOptions::new()

@@ -4,10 +4,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{deadline, kill9, spawn_broker, start, Transport};
+use common::{deadline, kill_while_writing, spawn_broker, start, Transport};
 use zhub_client::{Client, ClientOptions, FsyncPolicy, ReadFrom, RequestErrorKind, StreamSettings};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -154,39 +153,15 @@ fn acknowledged_appends_survive_sigkill_of_the_broker() {
             .create("durable", StreamSettings::default())
             .unwrap();
 
-        let acked: Arc<Mutex<HashMap<u64, Vec<u8>>>> = Arc::default();
-        let writers: Vec<_> = (0..8u32)
-            .map(|w| {
-                let (url, acked) = (url.clone(), Arc::clone(&acked));
-                std::thread::spawn(move || {
-                    let mut c = ClientOptions::new()
-                        .timeout(Duration::from_secs(2))
-                        .connect(&url)
-                        .unwrap();
-                    for i in 0u32.. {
-                        let value =
-                            format!("writer {w} record {i} {}", "x".repeat((i % 50) as usize))
-                                .into_bytes();
-                        match c.log().append_bytes("durable", None, &value) {
-                            Ok(offset) => {
-                                acked.lock().unwrap().insert(offset, value);
-                            }
-                            // The broker died under us: stop.
-                            Err(_) => return,
-                        }
-                    }
-                })
+        let acked: HashMap<u64, Vec<u8>> =
+            kill_while_writing(&mut child, &url, 8, 2000, |c, w, i| {
+                let value = format!("writer {w} record {i} {}", "x".repeat((i % 50) as usize));
+                let value = value.into_bytes();
+                let offset = c.log().append_bytes("durable", None, &value).ok()?;
+                Some((offset, value))
             })
+            .into_iter()
             .collect();
-        // Kill it in the middle of the writes.
-        while acked.lock().unwrap().len() < 2000 {
-            std::thread::yield_now();
-        }
-        kill9(&mut child);
-        for w in writers {
-            w.join().unwrap();
-        }
-        let acked = acked.lock().unwrap().clone();
 
         let (mut child, url) = spawn_broker(dir.path());
         let mut client = ClientOptions::new()

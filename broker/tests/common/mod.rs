@@ -132,3 +132,46 @@ pub fn kill9(child: &mut Child) {
     assert!(status.success());
     let _ = child.wait();
 }
+
+/// Runs `writers` threads against the broker child at `url`, each with its own client (2 s
+/// timeout), calling `write(client, writer, i)` for i = 0, 1, ... until a write fails;
+/// kills the broker with SIGKILL once `min_acked` writes were acknowledged; returns every
+/// acknowledged write's result, each writer's in the order acknowledged.
+pub fn kill_while_writing<A: Send + 'static>(
+    child: &mut Child,
+    url: &str,
+    writers: u32,
+    min_acked: usize,
+    write: fn(&mut zhub_client::Client, u32, u32) -> Option<A>,
+) -> Vec<A> {
+    use std::sync::{Arc, Mutex};
+    let acked: Arc<Mutex<Vec<A>>> = Arc::default();
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let (url, acked) = (url.to_owned(), Arc::clone(&acked));
+            std::thread::spawn(move || {
+                let mut client = zhub_client::ClientOptions::new()
+                    .timeout(Duration::from_secs(2))
+                    .connect(&url)
+                    .expect("writer connects");
+                for i in 0u32.. {
+                    // A failure is the broker dying under the writer: it stops.
+                    let Some(done) = write(&mut client, w, i) else {
+                        return;
+                    };
+                    acked.lock().expect("acked").push(done);
+                }
+            })
+        })
+        .collect();
+    // Kill it in the middle of the writes.
+    while acked.lock().expect("acked").len() < min_acked {
+        std::thread::yield_now();
+    }
+    kill9(child);
+    for t in threads {
+        t.join().expect("writer");
+    }
+    let mut acked = acked.lock().expect("acked");
+    std::mem::take(&mut *acked)
+}

@@ -126,20 +126,39 @@ impl KvService {
         })
     }
 
-    /// Serves one request.
-    pub(crate) fn handle(&mut self, identity: Vec<u8>, id: Vec<u8>, request: KvRequest) -> Handled {
-        let now = now_us();
-        let write = |this: &mut Self, result: Result<(Change, KvReply), KvError>| match result {
+    /// A write's outcome: appended, it is acknowledged after the commit; refused, at once.
+    fn write(
+        &mut self,
+        identity: &[u8],
+        id: &[u8],
+        result: Result<(Change, KvReply), KvError>,
+    ) -> Handled {
+        match result {
             Ok((change, reply)) => {
-                this.unsynced.push(change);
-                this.acks.push(Ack {
-                    identity: identity.clone(),
-                    id: id.clone(),
-                    reply,
-                });
+                self.unsynced.push(change);
+                self.defer(identity, id, reply);
                 Handled::Later
             }
             Err(e) => Handled::Reply(Err(e.into())),
+        }
+    }
+
+    /// Holds a reply until this turn's writes are synced.
+    fn defer(&mut self, identity: &[u8], id: &[u8], reply: KvReply) {
+        self.acks.push(Ack {
+            identity: identity.to_vec(),
+            id: id.to_vec(),
+            reply,
+        });
+    }
+
+    /// Serves one request from `identity`, whose request id is `id`.
+    pub(crate) fn handle(&mut self, identity: &[u8], id: &[u8], request: KvRequest) -> Handled {
+        let now = now_us();
+        // A change's reply is its revision.
+        let revision = |c: Change| {
+            let revision = c.revision;
+            (c, KvReply::Revision { revision })
         };
         match request {
             KvRequest::Get { key } => Handled::Reply(
@@ -154,11 +173,8 @@ impl KvService {
             ),
             KvRequest::Put { key, value, ttl_ms } => {
                 let ttl = ttl_ms.map(Duration::from_millis);
-                let result = self.store.put(&key, &value, ttl, now).map(|c| {
-                    let revision = c.revision;
-                    (c, KvReply::Revision { revision })
-                });
-                write(self, result)
+                let result = self.store.put(&key, &value, ttl, now).map(revision);
+                self.write(identity, id, result)
             }
             KvRequest::Cas {
                 key,
@@ -171,13 +187,7 @@ impl KvService {
                     Err(KvError::RevisionMismatch { current, .. }) => {
                         Handled::Reply(Ok(KvReply::Mismatch { current }))
                     }
-                    result => write(
-                        self,
-                        result.map(|c| {
-                            let revision = c.revision;
-                            (c, KvReply::Revision { revision })
-                        }),
-                    ),
+                    result => self.write(identity, id, result.map(revision)),
                 }
             }
             KvRequest::Incr { key, delta } => {
@@ -185,15 +195,12 @@ impl KvService {
                     let revision = c.revision;
                     (c, KvReply::Counter { value, revision })
                 });
-                write(self, result)
+                self.write(identity, id, result)
             }
             KvRequest::Delete { key } => match self.store.delete(&key, now) {
                 Ok(None) => Handled::Reply(Ok(KvReply::NotFound)),
-                Ok(Some(c)) => {
-                    let revision = c.revision;
-                    write(self, Ok((c, KvReply::Revision { revision })))
-                }
-                Err(e) => write(self, Err(e)),
+                Ok(Some(c)) => self.write(identity, id, Ok(revision(c))),
+                Err(e) => self.write(identity, id, Err(e)),
             },
             KvRequest::List {
                 prefix,
@@ -236,11 +243,7 @@ impl KvService {
                 } else {
                     // It holds writes of this turn: it leaves after they are synced, so a
                     // replica never holds a change that a crash could undo.
-                    self.acks.push(Ack {
-                        identity,
-                        id,
-                        reply,
-                    });
+                    self.defer(identity, id, reply);
                     Handled::Later
                 }
             }
@@ -255,8 +258,8 @@ impl KvService {
                     Ok(KvReply::Changes { changes, next }) if changes.is_empty() && wait_ms > 0 => {
                         let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
                         self.waiting.push(WaitingChanges {
-                            identity,
-                            id,
+                            identity: identity.to_vec(),
+                            id: id.to_vec(),
                             prefix,
                             from: next,
                             max,

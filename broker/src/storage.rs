@@ -279,7 +279,7 @@ impl Storage {
             return Ok(());
         };
         if service == zhub_protocol::kv::KV_SERVICE.as_bytes() {
-            return self.handle_kv(identity, id, &request);
+            return self.handle_kv(&identity, &id, &request);
         }
         let Some(request) = self.decode::<LogRequest>(&identity, &id, &request)? else {
             return Ok(());
@@ -431,17 +431,12 @@ impl Storage {
         }
     }
 
-    fn handle_kv(
-        &mut self,
-        identity: Vec<u8>,
-        id: Vec<u8>,
-        request: &[u8],
-    ) -> Result<(), zmq::Error> {
-        let Some(request) = self.decode(&identity, &id, request)? else {
+    fn handle_kv(&mut self, identity: &[u8], id: &[u8], request: &[u8]) -> Result<(), zmq::Error> {
+        let Some(request) = self.decode(identity, id, request)? else {
             return Ok(());
         };
-        match self.parts.kv.handle(identity.clone(), id.clone(), request) {
-            Handled::Reply(result) => self.reply(&identity, &id, result),
+        match self.parts.kv.handle(identity, id, request) {
+            Handled::Reply(result) => self.reply(identity, id, result),
             Handled::Later => Ok(()),
         }
     }

@@ -302,10 +302,12 @@ impl KvService {
         if self.unsynced.is_empty() && self.acks.is_empty() {
             return Vec::new();
         }
+        // Synced under `always`; otherwise at least in the file, so that only a crash of the
+        // machine, never of the broker, can lose an acknowledged write.
         let synced = if self.store.needs_sync() {
             self.store.sync()
         } else {
-            Ok(())
+            self.store.flush()
         };
         let acks = std::mem::take(&mut self.acks);
         let changes = std::mem::take(&mut self.unsynced);
@@ -319,7 +321,7 @@ impl KvService {
                     .collect()
             }
             Err(e) => {
-                error!(error = %e, "key-value sync failed; writes not acknowledged");
+                error!(error = %e, "key-value write failed; writes not acknowledged");
                 acks.into_iter()
                     .map(|a| {
                         let why = Refusal(Status::Internal, format!("not durable: {e}"));
@@ -384,17 +386,18 @@ impl KvService {
         }
     }
 
-    /// When the service next needs the loop: a key's expiry or a waiting read's deadline.
+    /// When the service next needs the loop: a key's expiry, a waiting read's deadline, or
+    /// an interval policy's sync.
     pub(crate) fn next_wake(&self) -> Option<Instant> {
         let expiry = self.store.next_expiry().map(|at| {
             let wait = u64::try_from(at.saturating_sub(now_us())).unwrap_or(0);
             Instant::now() + Duration::from_micros(wait)
         });
         let read = self.waiting.iter().map(|w| w.deadline).min();
-        match (expiry, read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [expiry, read, self.store.sync_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Answers waiting `changes` requests that have something, or whose wait is over.

@@ -201,13 +201,13 @@ impl Storage {
                 // Changes wait for room on the bus: look again soon.
                 wake = wake.min(now + Duration::from_millis(10));
             }
-            let interval_pending = self
+            if let Some(at) = self
                 .log
                 .streams_mut()
-                .any(|s| matches!(s.config().fsync, Fsync::Interval(_)) && s.has_unsynced());
-            if interval_pending {
-                // An interval policy has data to sync: look again soon.
-                wake = wake.min(now + Duration::from_millis(10));
+                .filter_map(|s| s.sync_deadline())
+                .min()
+            {
+                wake = wake.min(at);
             }
             let timeout =
                 i64::try_from(wake.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX);

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{deadline, kill_while_writing, spawn_broker, start, Transport};
+use common::{deadline, kill_while_writing, spawn_broker, start, BrokerChild, Transport};
 use zhub_client::{Client, ClientOptions, FsyncPolicy, ReadFrom, RequestErrorKind, StreamSettings};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -163,7 +163,8 @@ fn acknowledged_appends_survive_sigkill_of_the_broker() {
             .into_iter()
             .collect();
 
-        let (mut child, url) = spawn_broker(dir.path());
+        let (child, url) = spawn_broker(dir.path());
+        let _child = BrokerChild(child);
         let mut client = ClientOptions::new()
             .timeout(Duration::from_secs(10))
             .connect(&url)
@@ -188,7 +189,5 @@ fn acknowledged_appends_survive_sigkill_of_the_broker() {
             .append_bytes("durable", None, b"after restart")
             .unwrap();
         assert_eq!(next as usize, stored.len());
-        let _ = child.kill();
-        let _ = child.wait();
     });
 }

@@ -278,14 +278,18 @@ impl Stream {
         self.config.fsync == Fsync::Always && self.has_unsynced()
     }
 
+    /// When an [`Fsync::Interval`] policy wants a sync: the last sync plus the interval,
+    /// while records wait unsynced (`None` otherwise, and under other policies).
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        match self.config.fsync {
+            Fsync::Interval(every) if self.has_unsynced() => Some(self.last_sync + every),
+            _ => None,
+        }
+    }
+
     /// Whether an [`Fsync::Interval`] policy wants a sync at `now`.
     pub fn sync_due(&self, now: Instant) -> bool {
-        match self.config.fsync {
-            Fsync::Interval(every) => {
-                self.has_unsynced() && now.duration_since(self.last_sync) >= every
-            }
-            _ => false,
-        }
+        self.sync_deadline().is_some_and(|at| now >= at)
     }
 
     /// Reads records from offset `from` on (from the first offset held when `from` is older),

@@ -388,10 +388,18 @@ fn durability_helpers_follow_the_policy() {
     };
     let s = log.create_stream("interval", interval).unwrap();
     s.sync().unwrap();
+    assert_eq!(s.sync_deadline(), None, "nothing to sync");
+    let synced = std::time::Instant::now();
     s.append(None, None, b"x").unwrap();
     let now = std::time::Instant::now();
     assert!(!s.needs_sync());
     assert!(s.sync_due(now + Duration::from_millis(150)));
+    // The owner wakes at the deadline: within the interval of the last sync.
+    let deadline = s.sync_deadline().unwrap();
+    assert!(deadline <= synced + Duration::from_millis(100));
+    assert!(s.sync_due(deadline));
+    s.sync().unwrap();
+    assert_eq!(s.sync_deadline(), None);
 }
 
 /// A small deterministic generator, so that a failing seed can be replayed.

@@ -53,11 +53,12 @@
 //! # Durability and group commit
 //!
 //! Writes append to the log's buffer and return at once, with the [`Change`] the owner
-//! publishes to watchers. The owner handles every waiting request, calls [`KvStore::sync`]
-//! once when [`KvStore::needs_sync`] says so ([`zhub_eventlog::Fsync::Always`]), or when
-//! [`KvStore::sync_due`] says so (`Interval`), and only then acknowledges. A failed write or
-//! sync poisons the store: it refuses writes until reopened, since only a replay knows what
-//! reached the disk.
+//! publishes to watchers. The owner handles every waiting request, then calls
+//! [`KvStore::sync`] once when [`KvStore::needs_sync`] says so
+//! ([`zhub_eventlog::Fsync::Always`]) and [`KvStore::flush`] otherwise, and only then
+//! acknowledges; under `Interval` it also syncs at [`KvStore::sync_deadline`]. A failed write
+//! or sync poisons the store: it refuses writes until reopened, since only a replay knows
+//! what reached the disk.
 //!
 //! Dropping the store without [`KvStore::sync`] or [`KvStore::close`] loses what is still
 //! buffered, as a crash would; nothing acknowledged after a sync is lost.

@@ -645,20 +645,41 @@ impl KvStore {
         }
     }
 
+    /// Writes the changes appended so far to the log file without syncing them: from then
+    /// on a crash of the process (not of the machine) loses none of them. Under the
+    /// `interval` and `never` policies the owner calls this before acknowledging.
+    ///
+    /// # Errors
+    /// [`KvError::Poisoned`], or the I/O error (which poisons the store, as for
+    /// [`KvStore::sync`]).
+    pub fn flush(&mut self) -> Result<()> {
+        self.check_writable()?;
+        let result = changes(&mut self.log).and_then(|s| s.flush().map_err(KvError::from));
+        if let Err(e) = &result {
+            self.poison(e);
+        }
+        result
+    }
+
     /// Whether the log's policy ([`Fsync::Always`]) asks for [`KvStore::sync`] before the
     /// changes appended since the last one are acknowledged.
     pub fn needs_sync(&self) -> bool {
         self.fsync == Fsync::Always && self.dirty
     }
 
+    /// When an [`Fsync::Interval`] policy wants a sync: the last sync plus the interval,
+    /// while changes wait unsynced (`None` otherwise, and under other policies). The owner
+    /// wakes then to call [`KvStore::sync`].
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        match self.fsync {
+            Fsync::Interval(every) if self.dirty => Some(self.last_sync + every),
+            _ => None,
+        }
+    }
+
     /// Whether an [`Fsync::Interval`] policy wants a sync at `now`.
     pub fn sync_due(&self, now: Instant) -> bool {
-        match self.fsync {
-            Fsync::Interval(every) => {
-                self.dirty && now.saturating_duration_since(self.last_sync) >= every
-            }
-            _ => false,
-        }
+        self.sync_deadline().is_some_and(|at| now >= at)
     }
 
     /// Whether [`KvConfig::snapshot_every`] changes have been appended since the newest

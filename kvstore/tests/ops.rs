@@ -77,11 +77,16 @@ fn group_commit_flags() {
     let every = Duration::from_millis(50);
     let mut kv = KvStore::open(dir.path(), small().fsync(Fsync::Interval(every))).unwrap();
     assert!(!kv.sync_due(Instant::now() + every));
+    assert_eq!(kv.sync_deadline(), None);
     kv.put("a", b"1", None, T0).unwrap();
     assert!(!kv.needs_sync());
     assert!(kv.sync_due(Instant::now() + every));
+    let deadline = kv.sync_deadline().expect("a sync is wanted");
+    assert!(deadline <= Instant::now() + every);
+    assert!(kv.sync_due(deadline));
     kv.sync().unwrap();
     assert!(!kv.sync_due(Instant::now() + every));
+    assert_eq!(kv.sync_deadline(), None);
 }
 
 #[test]

@@ -175,3 +175,13 @@ pub fn kill_while_writing<A: Send + 'static>(
     let mut acked = acked.lock().expect("acked");
     std::mem::take(&mut *acked)
 }
+
+/// A broker child process, killed when dropped: a failing test leaves no broker behind.
+pub struct BrokerChild(pub Child);
+
+impl Drop for BrokerChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -59,6 +59,8 @@ enum Op {
     Get,
     PutNever,
     PutAlways,
+    /// Puts on keys of their own, for the memory run.
+    Load,
 }
 
 impl Op {
@@ -68,6 +70,7 @@ impl Op {
             Op::Get => "get",
             Op::PutNever => "put, never",
             Op::PutAlways => "put, always",
+            Op::Load => "load",
         }
     }
 }
@@ -97,6 +100,11 @@ fn key(client: usize, i: u64) -> String {
     format!("bench.{client:02}.{:07}", i % KEYS)
 }
 
+/// A key of the memory run: every request a new one.
+fn load_key(client: usize, i: u64) -> String {
+    format!("mem.{client}.{i:08}")
+}
+
 /// The request body `op` sends as its `i`th request from `client`.
 fn request(op: Op, client: usize, i: u64, value: &[u8]) -> anyhow::Result<(&'static str, Vec<u8>)> {
     let body = match op {
@@ -104,6 +112,11 @@ fn request(op: Op, client: usize, i: u64, value: &[u8]) -> anyhow::Result<(&'sta
         Op::Get => KvRequest::Get { key: key(0, i) },
         Op::PutNever | Op::PutAlways => KvRequest::Put {
             key: key(client, i),
+            value: value.to_vec(),
+            ttl_ms: None,
+        },
+        Op::Load => KvRequest::Put {
+            key: load_key(client, i),
             value: value.to_vec(),
             ttl_ms: None,
         },
@@ -214,39 +227,9 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
         let before = server.rss().unwrap_or(0);
         let clients = 4;
         let per_client = args.memory_keys.div_ceil(clients as u64);
-        let start = Instant::now();
-        std::thread::scope(|s| -> anyhow::Result<()> {
-            let loaders: Vec<_> = (0..clients)
-                .map(|c| {
-                    let url = url.clone();
-                    s.spawn(move || -> anyhow::Result<()> {
-                        let mut client = Client::connect(&url)?;
-                        let value = vec![0x42u8; VALUE];
-                        let mut sent = 0;
-                        while sent < per_client || client.in_flight() > 0 {
-                            while sent < per_client && client.in_flight() < 32 {
-                                let body = zhub_protocol::body::encode(&KvRequest::Put {
-                                    key: format!("mem.{c}.{sent:08}"),
-                                    value: value.clone(),
-                                    ttl_ms: None,
-                                })?;
-                                client.send_request_bytes(KV_SERVICE, &body, TIMEOUT)?;
-                                sent += 1;
-                            }
-                            client.recv_reply()?.1.context("put failed")?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for l in loaders {
-                l.join().map_err(|_| anyhow::anyhow!("loader panicked"))??;
-            }
-            Ok(())
-        })?;
-        let load_ops_per_sec = (per_client * clients as u64) as f64 / start.elapsed().as_secs_f64();
+        let load_ops_per_sec = drive(&url, Op::Load, clients, 32, 0.0, Some(per_client))?;
         let after = server.rss().unwrap_or(0);
-        let key_len = format!("mem.0.{:08}", 0).len() as u64;
+        let key_len = load_key(0, 0).len() as u64;
         let raw = per_client * clients as u64 * (key_len + VALUE as u64);
         Some(Memory {
             keys: per_client * clients as u64,

@@ -44,6 +44,9 @@ pub enum ProtocolError {
         /// Bytes present.
         got: usize,
     },
+    /// An addressed subscription carries a kind byte this build does not know.
+    #[error("unknown addressed subscription kind {0}")]
+    UnknownSubscription(u8),
     /// A bus message header carries a version this build does not read.
     #[error("unsupported bus header version {0}")]
     UnsupportedVersion(u8),

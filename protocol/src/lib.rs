@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`bus`] — the single-frame message carried by the publish/subscribe plane (topic, header,
 //!   body) and topic rules.
+//! - [`delivery`] — addressed delivery on the subscribe endpoint: subscriber addresses,
+//!   interests and the envelope that carries each subscriber's drop count.
 //! - [`request`] — the native request/reply protocol on the main endpoint (`ZHC01`): request ids,
 //!   deadlines and status codes.
 //! - [`builtin`] — names and MessagePack bodies of the broker's built-in services
@@ -21,6 +23,7 @@
 pub mod body;
 pub mod builtin;
 pub mod bus;
+pub mod delivery;
 pub mod error;
 pub mod group;
 pub mod kv;

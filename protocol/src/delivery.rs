@@ -1,0 +1,209 @@
+//! Addressed delivery on the subscribe endpoint: how the broker sends each zhub subscriber its
+//! own copy of a bus message, so that every message a subscriber loses is counted, for that
+//! subscriber, and the subscriber is told how many it missed.
+//!
+//! ZeroMQ's XPUB fans a message out to every matching subscriber at once and, once a
+//! subscriber's queue has overflowed, skips that subscriber without a word until it catches up.
+//! A broker using it can neither count those losses nor tell the subscriber. So the zhub broker
+//! does the matching itself and sends each matching subscriber an addressed copy: a two-frame
+//! message `[envelope, bus frame]` whose envelope matches that subscriber alone. A full queue
+//! then refuses exactly one subscriber's copy, which the broker counts against it and reports
+//! in the next envelope it manages to deliver.
+//!
+//! # Subscriptions a zhub subscriber sends (as ZeroMQ subscriptions on its SUB socket)
+//!
+//! | bytes                                 | meaning                                         |
+//! |---------------------------------------|-------------------------------------------------|
+//! | `0x00`, id (8)                        | the subscriber's address: its envelopes match it |
+//! | `0x00`, id (8), `0x01`, prefix (0..=1024) | interest in topics starting with `prefix`   |
+//!
+//! The id is random per subscriber (big-endian `u64`). No topic starts with `0x00`, so these
+//! never match a bus frame, and ZeroMQ resends them in this order after a reconnect (a prefix
+//! before its extensions). Every other subscription is a *plain* one, from a plain ZeroMQ SUB
+//! socket: the broker applies it as ZeroMQ would, and delivers bus frames to it unaddressed.
+//!
+//! # Envelope (the first frame of an addressed message; integers big-endian)
+//!
+//! | offset | size | field                                                             |
+//! |--------|------|-------------------------------------------------------------------|
+//! | 0      | 1    | `0x00`                                                            |
+//! | 1      | 8    | subscriber id                                                     |
+//! | 9      | 8    | messages the broker dropped for this subscriber since the last    |
+//! |        |      | envelope it delivered (its queue was full)                       |
+//!
+//! The second frame is the bus frame as published ([`crate::bus`]), or empty in a *notice*: an
+//! envelope the broker sends only to report drops when no message has followed them.
+
+use crate::ProtocolError;
+
+/// First byte of every addressed subscription and envelope. No topic starts with it.
+pub const ADDRESS_MARK: u8 = 0x00;
+/// Length of a subscriber's address: the mark and the id.
+pub const ADDRESS_LEN: usize = 9;
+/// The byte after the address that marks an interest.
+pub const INTEREST_MARK: u8 = 0x01;
+/// Length of an envelope.
+pub const ENVELOPE_LEN: usize = ADDRESS_LEN + 8;
+
+/// A subscriber's address, which it subscribes to first: every envelope meant for it starts
+/// with these bytes.
+pub fn address(subscriber: u64) -> [u8; ADDRESS_LEN] {
+    let mut out = [0u8; ADDRESS_LEN];
+    out[0] = ADDRESS_MARK;
+    out[1..].copy_from_slice(&subscriber.to_be_bytes());
+    out
+}
+
+/// The subscription that declares `subscriber`'s interest in topics starting with `prefix`.
+pub fn interest(subscriber: u64, prefix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ADDRESS_LEN + 1 + prefix.len());
+    out.extend_from_slice(&address(subscriber));
+    out.push(INTEREST_MARK);
+    out.extend_from_slice(prefix);
+    out
+}
+
+/// The envelope that addresses a message to `subscriber`, reporting `missed` drops.
+pub fn envelope(subscriber: u64, missed: u64) -> [u8; ENVELOPE_LEN] {
+    let mut out = [0u8; ENVELOPE_LEN];
+    out[..ADDRESS_LEN].copy_from_slice(&address(subscriber));
+    out[ADDRESS_LEN..].copy_from_slice(&missed.to_be_bytes());
+    out
+}
+
+/// Writes `missed` into an envelope laid out by [`envelope`].
+pub fn set_missed(envelope: &mut [u8; ENVELOPE_LEN], missed: u64) {
+    envelope[ADDRESS_LEN..].copy_from_slice(&missed.to_be_bytes());
+}
+
+/// A decoded envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope {
+    /// The subscriber it is addressed to.
+    pub subscriber: u64,
+    /// Messages dropped for that subscriber since the previous envelope delivered to it.
+    pub missed: u64,
+}
+
+/// Decodes an envelope.
+///
+/// # Errors
+/// [`ProtocolError::TruncatedHeader`] when the frame is not [`ENVELOPE_LEN`] bytes starting
+/// with [`ADDRESS_MARK`].
+pub fn decode_envelope(frame: &[u8]) -> Result<Envelope, ProtocolError> {
+    if frame.len() != ENVELOPE_LEN || frame[0] != ADDRESS_MARK {
+        return Err(ProtocolError::TruncatedHeader {
+            expected: ENVELOPE_LEN,
+            got: frame.len(),
+        });
+    }
+    Ok(Envelope {
+        subscriber: word(&frame[1..ADDRESS_LEN]),
+        missed: word(&frame[ADDRESS_LEN..]),
+    })
+}
+
+/// What one subscription (the bytes after ZeroMQ's subscribe/cancel byte) asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription<'a> {
+    /// A zhub subscriber's address.
+    Address(u64),
+    /// A zhub subscriber's interest in a topic prefix.
+    Interest {
+        /// The subscriber.
+        subscriber: u64,
+        /// The topic prefix (`b""` for every topic).
+        prefix: &'a [u8],
+    },
+    /// A plain ZeroMQ subscription to a topic prefix.
+    Plain(&'a [u8]),
+}
+
+/// Classifies a subscription.
+///
+/// # Errors
+/// [`ProtocolError::TruncatedHeader`] for bytes that start with [`ADDRESS_MARK`] but are too
+/// short to hold an id, [`ProtocolError::UnknownSubscription`] for an address followed by
+/// anything but an interest.
+pub fn parse_subscription(data: &[u8]) -> Result<Subscription<'_>, ProtocolError> {
+    match data.first() {
+        Some(&ADDRESS_MARK) if data.len() < ADDRESS_LEN => Err(ProtocolError::TruncatedHeader {
+            expected: ADDRESS_LEN,
+            got: data.len(),
+        }),
+        Some(&ADDRESS_MARK) => {
+            let subscriber = word(&data[1..ADDRESS_LEN]);
+            match data.get(ADDRESS_LEN) {
+                None => Ok(Subscription::Address(subscriber)),
+                Some(&INTEREST_MARK) => Ok(Subscription::Interest {
+                    subscriber,
+                    prefix: &data[ADDRESS_LEN + 1..],
+                }),
+                Some(&other) => Err(ProtocolError::UnknownSubscription(other)),
+            }
+        }
+        _ => Ok(Subscription::Plain(data)),
+    }
+}
+
+fn word(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(bytes);
+    u64::from_be_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_round_trip() {
+        let id = 0x0102_0304_0506_0708;
+        assert_eq!(
+            parse_subscription(&address(id)),
+            Ok(Subscription::Address(id))
+        );
+        assert_eq!(
+            parse_subscription(&interest(id, b"sensors.")),
+            Ok(Subscription::Interest {
+                subscriber: id,
+                prefix: b"sensors."
+            })
+        );
+        assert_eq!(
+            parse_subscription(&interest(id, b"")),
+            Ok(Subscription::Interest {
+                subscriber: id,
+                prefix: b""
+            })
+        );
+        assert_eq!(
+            parse_subscription(b"sensors."),
+            Ok(Subscription::Plain(b"sensors."))
+        );
+        assert_eq!(parse_subscription(b""), Ok(Subscription::Plain(b"")));
+        assert!(parse_subscription(&[0, 1, 2]).is_err());
+        let mut odd = address(id).to_vec();
+        odd.push(9);
+        assert_eq!(
+            parse_subscription(&odd),
+            Err(ProtocolError::UnknownSubscription(9))
+        );
+    }
+
+    #[test]
+    fn envelopes_round_trip_and_match_their_address() {
+        let mut e = envelope(7, 0);
+        set_missed(&mut e, 42);
+        assert!(e.starts_with(&address(7)));
+        assert_eq!(
+            decode_envelope(&e),
+            Ok(Envelope {
+                subscriber: 7,
+                missed: 42
+            })
+        );
+        assert!(decode_envelope(&e[..10]).is_err());
+        assert!(decode_envelope(b"sensors.temp\0rest").is_err());
+    }
+}

@@ -1,40 +1,66 @@
 //! The publish/subscribe plane: publishers -> XSUB ==> proxy ==> XPUB -> subscribers.
 //!
-//! The proxy is a loop of our own rather than `zmq_proxy`, for three reasons:
+//! The proxy is a loop of our own rather than `zmq_proxy`, for these reasons:
 //! - **Publishers send everything to the broker.** The XSUB subscribes to every topic once,
-//!   and subscriptions arriving on the XPUB are *not* forwarded upstream. Filtering therefore
-//!   happens only at the XPUB, so a subscription is live as soon as the XPUB has applied it,
-//!   and a subscriber can prove that with one probe message (no slow-joiner loss).
-//! - **Drops are counted.** The XPUB runs with `XPUB_NODROP`, so a send that would overflow a
-//!   subscriber's queue fails with `EAGAIN` instead of vanishing. The proxy then counts a
-//!   `slow_subscriber` drop and sends the message once more in lossy mode, so every subscriber
-//!   with room still gets it: one slow reader never stalls the others, and the broker's memory
-//!   stays bounded by the high-water marks.
-//! - **Malformed frames stop here**, counted, instead of reaching every subscriber.
+//!   and subscriptions arriving on the XPUB are *not* forwarded upstream. Filtering happens
+//!   only here, so a subscription is live as soon as this loop has taken it, and a subscriber
+//!   can prove that with one probe message (no slow-joiner loss).
+//! - **The broker matches, and every drop is counted.** The XPUB runs in manual mode: every
+//!   subscription comes to this loop, which keeps zhub subscribers' prefixes in its own table
+//!   ([`crate::interest`]) and sends each matching subscriber an addressed copy
+//!   ([`zhub_protocol::delivery`]) with `XPUB_NODROP` on. A full queue refuses exactly that
+//!   subscriber's copy: the loop counts it against that subscriber (`slow_subscriber`), goes on
+//!   with the others, and reports the count in the next envelope it delivers to it (or in a
+//!   notice, if no message follows). ZeroMQ's own fan-out could do neither: once a queue has
+//!   overflowed it skips that subscriber silently until it has caught up.
+//! - **Plain ZeroMQ subscribers still work.** Their subscriptions are applied to the XPUB as
+//!   ZeroMQ would, and bus frames go to them unaddressed, through ZeroMQ's fan-out; a message
+//!   a full queue refuses is counted once (`slow_plain_subscriber`, a lower bound for the reason
+//!   above) and sent again in lossy mode, so that one slow reader never stalls the others.
+//! - **Malformed frames stop here**, counted, instead of reaching every subscriber, and every
+//!   subscription is bounded in length (the XPUB cuts off a peer that sends a longer one) and
+//!   in number.
 //!
-//! Messages move in batches of up to [`BATCH`] per poll, as single frames, without copies.
-//! Two more inputs join the loop: the journal tap ([`crate::journal`]) copies messages on
-//! journaled prefixes to the storage thread, and the storage thread's republished messages
-//! come in on an inproc socket and go out like any other (without being journaled again).
+//! Messages move in batches of up to [`BATCH`] per poll, addressed copies without copying the
+//! message (ZeroMQ counts references). Two more inputs join the loop: the journal tap
+//! ([`crate::journal`]) copies messages on journaled prefixes to the storage thread, and the
+//! storage thread's republished messages come in on an inproc socket and go out like any other
+//! (without being journaled again).
 
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
+use zhub_protocol::delivery::{self, ADDRESS_LEN};
 
+use crate::interest::{Apply, Interest};
 use crate::journal::JournalTap;
 
 /// Endpoint where the storage thread sends messages to publish again (a PUSH to our PULL).
 pub(crate) const REPUBLISH_ENDPOINT: &str = "inproc://republish";
 
-/// Most messages forwarded per poll: large enough to amortise the poll, small enough that
-/// subscriptions and shutdown are still seen promptly under a flood.
+/// Most messages forwarded, or subscriptions read, per poll: large enough to amortise the
+/// poll, small enough that subscriptions and shutdown are still seen promptly under a flood.
 const BATCH: usize = 1024;
+
+/// How often the loop tries again to tell subscribers of drops that no delivered message has
+/// reported yet.
+const NOTICE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Longest subscription a subscriber may send, with ZeroMQ's subscribe byte, an address and an
+/// interest mark: longer ones make the XPUB drop the connection.
+const MAX_SUBSCRIPTION: i64 = (1 + ADDRESS_LEN + 1 + bus::MAX_TOPIC_LEN) as i64;
+
+/// Longest bus frame a publisher may send for bodies of up to `max_body` bytes.
+pub(crate) fn max_frame(max_body: usize) -> i64 {
+    (bus::MAX_TOPIC_LEN + 1 + bus::HEADER_LEN + max_body) as i64
+}
 
 /// Counters the proxy thread publishes for `zhub.stats`, written only by that thread.
 #[derive(Debug, Default)]
@@ -45,7 +71,10 @@ pub(crate) struct BusCounters {
     bytes_out: AtomicU64,
     malformed: AtomicU64,
     slow_subscriber: AtomicU64,
+    slow_plain_subscriber: AtomicU64,
     subscriptions: AtomicU64,
+    subscribers: AtomicU64,
+    refused_subscriptions: AtomicU64,
 }
 
 impl BusCounters {
@@ -58,8 +87,11 @@ impl BusCounters {
             dropped: BusDrops {
                 malformed: self.malformed.load(Relaxed),
                 slow_subscriber: self.slow_subscriber.load(Relaxed),
+                slow_plain_subscriber: self.slow_plain_subscriber.load(Relaxed),
             },
             subscriptions: self.subscriptions.load(Relaxed),
+            subscribers: self.subscribers.load(Relaxed),
+            refused_subscriptions: self.refused_subscriptions.load(Relaxed),
         }
     }
 
@@ -71,7 +103,12 @@ impl BusCounters {
         self.malformed.store(c.dropped.malformed, Relaxed);
         self.slow_subscriber
             .store(c.dropped.slow_subscriber, Relaxed);
+        self.slow_plain_subscriber
+            .store(c.dropped.slow_plain_subscriber, Relaxed);
         self.subscriptions.store(c.subscriptions, Relaxed);
+        self.subscribers.store(c.subscribers, Relaxed);
+        self.refused_subscriptions
+            .store(c.refused_subscriptions, Relaxed);
     }
 }
 
@@ -110,6 +147,17 @@ impl RawMessage {
         Ok(())
     }
 
+    /// Makes this message share `other`'s content (ZeroMQ counts references; small messages
+    /// are copied).
+    fn share(&mut self, other: &mut RawMessage) -> Result<(), zmq::Error> {
+        // SAFETY: both messages are initialised; zmq_msg_copy releases our old content.
+        let rc = unsafe { zmq_sys::zmq_msg_copy(&mut self.0, &mut other.0) };
+        if rc == -1 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
     fn more(&self) -> bool {
         // SAFETY: `self.0` is initialised.
         unsafe { zmq_sys::zmq_msg_more(&self.0) != 0 }
@@ -141,14 +189,24 @@ fn last_error() -> zmq::Error {
     zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() })
 }
 
-/// Switches `XPUB_NODROP` on a socket the calling thread owns.
-fn set_nodrop(xpub: *mut c_void, on: bool) -> Result<(), zmq::Error> {
+/// Sends a small frame (copied by ZeroMQ) on a socket the calling thread owns.
+fn send_small(socket: *mut c_void, bytes: &[u8], flags: i32) -> Result<(), zmq::Error> {
+    // SAFETY: `socket` is live and ours; the buffer is valid for the call, which copies it.
+    let rc = unsafe { zmq_sys::zmq_send(socket, bytes.as_ptr().cast(), bytes.len(), flags) };
+    if rc == -1 {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+/// Sets an integer XPUB option the `zmq` crate does not expose, on a socket this thread owns.
+fn set_xpub_flag(xpub: *mut c_void, option: u32, on: bool) -> Result<(), zmq::Error> {
     let value: c_int = c_int::from(on);
     // SAFETY: `xpub` is a live XPUB socket of this thread; the option takes an int.
     let rc = unsafe {
         zmq_sys::zmq_setsockopt(
             xpub,
-            zmq_sys::ZMQ_XPUB_NODROP as c_int,
+            option as c_int,
             (&value as *const c_int).cast(),
             std::mem::size_of::<c_int>(),
         )
@@ -159,15 +217,15 @@ fn set_nodrop(xpub: *mut c_void, on: bool) -> Result<(), zmq::Error> {
     Ok(())
 }
 
-/// Whether a frame is a bus message the broker will forward.
-fn well_formed(frame: &[u8]) -> bool {
-    match bus::topic_of(frame) {
-        Ok(topic) => {
-            let header = &frame[topic.len() + 1..];
-            header.len() >= bus::HEADER_LEN && header[0] == bus::HEADER_VERSION
-        }
-        Err(_) => false,
-    }
+fn set_nodrop(xpub: *mut c_void, on: bool) -> Result<(), zmq::Error> {
+    set_xpub_flag(xpub, zmq_sys::ZMQ_XPUB_NODROP, on)
+}
+
+/// The topic's length when a frame is a bus message the broker will forward.
+fn topic_len(frame: &[u8]) -> Option<usize> {
+    let topic = bus::topic_of(frame).ok()?;
+    let header = &frame[topic.len() + 1..];
+    (header.len() >= bus::HEADER_LEN && header[0] == bus::HEADER_VERSION).then_some(topic.len())
 }
 
 /// Logs the 1st, 2nd, 4th, 8th... occurrence of a per-peer fault, so a flood of bad input is
@@ -180,10 +238,19 @@ fn log_sparsely(count: u64, what: &str) {
     }
 }
 
-/// Prepares the two bus sockets (already bound) for [`run`].
-pub(crate) fn setup(xsub: &zmq::Socket) -> Result<(), zmq::Error> {
+/// Prepares the two bus sockets (already bound) for [`run`]. `max_frame` bounds what a
+/// publisher may send: a longer frame makes the XSUB drop that connection.
+pub(crate) fn setup(
+    xsub: &zmq::Socket,
+    xpub: &mut zmq::Socket,
+    max_frame: i64,
+) -> Result<(), zmq::Error> {
+    xsub.set_maxmsgsize(max_frame)?;
+    xpub.set_maxmsgsize(MAX_SUBSCRIPTION)?;
+    // Every subscription comes to the loop, which applies it (see the module docs).
+    set_xpub_flag(xpub.as_mut_ptr(), zmq_sys::ZMQ_XPUB_MANUAL, true)?;
     // Subscribe to everything: every publisher sends all its messages to the broker, and
-    // only the XPUB filters (see the module docs).
+    // only the broker filters.
     xsub.send(&[1u8][..], 0)
 }
 
@@ -197,6 +264,19 @@ pub(crate) struct BusSockets {
     pub(crate) republish: zmq::Socket,
     /// Copies of journaled messages to the storage thread.
     pub(crate) tap: JournalTap,
+}
+
+/// The loop's state besides its sockets.
+struct Plane {
+    interest: Interest,
+    /// Scratch: the subscribers matching the message at hand.
+    matching: Vec<u64>,
+    /// Subscribers whose drops no envelope has reported yet.
+    owed: Vec<u64>,
+    last_notice: Instant,
+    /// Scratch: the addressed copy being sent.
+    copy: RawMessage,
+    c: BusStats,
 }
 
 /// The proxy loop. Returns when a message arrives on `control`.
@@ -215,7 +295,14 @@ pub(crate) fn run(
     let xpub_raw = xpub.as_mut_ptr();
     let republish_raw = republish.as_mut_ptr();
     set_nodrop(xpub_raw, true)?;
-    let mut c = BusStats::default();
+    let mut plane = Plane {
+        interest: Interest::default(),
+        matching: Vec::new(),
+        owed: Vec::new(),
+        last_notice: Instant::now(),
+        copy: RawMessage::new(),
+        c: BusStats::default(),
+    };
     let mut msg = RawMessage::new();
     loop {
         let mut items = [
@@ -224,101 +311,214 @@ pub(crate) fn run(
             control.as_poll_item(zmq::POLLIN),
             republish.as_poll_item(zmq::POLLIN),
         ];
-        match zmq::poll(&mut items, -1) {
+        let timeout = if plane.owed.is_empty() {
+            -1
+        } else {
+            NOTICE_INTERVAL.as_millis() as i64
+        };
+        match zmq::poll(&mut items, timeout) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
             Err(e) => return Err(e),
         }
         if items[2].is_readable() {
-            counters.store(&c);
+            counters.store(&plane.c);
             return Ok(());
         }
+        if items[1].is_readable() {
+            plane.read_subscriptions(&xpub)?;
+        }
         if items[0].is_readable() {
-            forward_batch(&mut msg, xsub_raw, xpub_raw, &mut c, Some(&mut tap))?;
+            plane.forward_batch(&mut msg, xsub_raw, xpub_raw, Some(&mut tap))?;
         }
         if items[3].is_readable() {
-            forward_batch(&mut msg, republish_raw, xpub_raw, &mut c, None)?;
+            plane.forward_batch(&mut msg, republish_raw, xpub_raw, None)?;
         }
-        if items[1].is_readable() {
-            read_subscriptions(&xpub, &mut c)?;
+        if !plane.owed.is_empty() && plane.last_notice.elapsed() >= NOTICE_INTERVAL {
+            plane.send_notices(xpub_raw)?;
         }
-        counters.store(&c);
+        counters.store(&plane.c);
     }
 }
 
-/// Forwards up to [`BATCH`] waiting messages from `input` to the XPUB, giving each to the
-/// journal `tap` first when there is one.
-fn forward_batch(
-    msg: &mut RawMessage,
-    input: *mut c_void,
-    xpub: *mut c_void,
-    c: &mut BusStats,
-    mut tap: Option<&mut JournalTap>,
-) -> Result<(), zmq::Error> {
-    for _ in 0..BATCH {
-        match msg.recv(input, zmq::DONTWAIT) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        if msg.more() {
-            // Bus messages are single frames: drop every part of this one.
-            while msg.more() {
-                msg.recv(input, 0)?;
+impl Plane {
+    /// Forwards up to [`BATCH`] waiting messages from `input`, giving each to the journal
+    /// `tap` first when there is one.
+    fn forward_batch(
+        &mut self,
+        msg: &mut RawMessage,
+        input: *mut c_void,
+        xpub: *mut c_void,
+        mut tap: Option<&mut JournalTap>,
+    ) -> Result<(), zmq::Error> {
+        for _ in 0..BATCH {
+            match msg.recv(input, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
+                Err(e) => return Err(e),
             }
-            c.dropped.malformed += 1;
-            log_sparsely(c.dropped.malformed, "multipart bus message dropped");
-            continue;
+            if msg.more() {
+                // Bus messages are single frames: drop every part of this one.
+                while msg.more() {
+                    msg.recv(input, 0)?;
+                }
+                self.c.dropped.malformed += 1;
+                log_sparsely(self.c.dropped.malformed, "multipart bus message dropped");
+                continue;
+            }
+            let len = msg.data().len() as u64;
+            let Some(topic_len) = topic_len(msg.data()) else {
+                self.c.dropped.malformed += 1;
+                log_sparsely(self.c.dropped.malformed, "malformed bus frame dropped");
+                continue;
+            };
+            self.c.messages_in += 1;
+            self.c.bytes_in += len;
+            if let Some(tap) = tap.as_deref_mut() {
+                tap.tap(msg.data())?;
+            }
+            self.interest
+                .matching(&msg.data()[..topic_len], &mut self.matching);
+            for at in 0..self.matching.len() {
+                let id = self.matching[at];
+                self.deliver(id, msg, xpub)?;
+            }
+            if self.interest.has_plain() {
+                self.send_plain(msg, xpub)?;
+            }
+            self.c.messages_out += 1;
+            self.c.bytes_out += len;
         }
-        let len = msg.data().len() as u64;
-        if !well_formed(msg.data()) {
-            c.dropped.malformed += 1;
-            log_sparsely(c.dropped.malformed, "malformed bus frame dropped");
-            continue;
-        }
-        c.messages_in += 1;
-        c.bytes_in += len;
-        if let Some(tap) = tap.as_deref_mut() {
-            tap.tap(msg.data())?;
-        }
-        match msg.send(xpub, zmq::DONTWAIT) {
-            Ok(()) => {}
+        Ok(())
+    }
+
+    /// Sends subscriber `id` its addressed copy of `msg`, or counts a drop against it when its
+    /// queue is full.
+    fn deliver(
+        &mut self,
+        id: u64,
+        msg: &mut RawMessage,
+        xpub: *mut c_void,
+    ) -> Result<(), zmq::Error> {
+        let Some(subscriber) = self.interest.subscriber(id) else {
+            return Ok(());
+        };
+        delivery::set_missed(&mut subscriber.envelope, subscriber.missed);
+        match send_small(xpub, &subscriber.envelope, zmq::SNDMORE | zmq::DONTWAIT) {
+            Ok(()) => {
+                subscriber.missed = 0;
+                // The envelope went, so the pipe takes the rest of the message.
+                self.copy.share(msg)?;
+                self.copy.send(xpub, 0)
+            }
             Err(zmq::Error::EAGAIN) => {
-                // Some matching subscriber's queue is full: deliver to the others, count it.
-                c.dropped.slow_subscriber += 1;
+                if subscriber.missed == 0 {
+                    self.owed.push(id);
+                }
+                subscriber.missed += 1;
+                self.c.dropped.slow_subscriber += 1;
                 log_sparsely(
-                    c.dropped.slow_subscriber,
+                    self.c.dropped.slow_subscriber,
                     "slow subscriber missed a message",
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `msg` unaddressed to the plain ZeroMQ subscribers whose prefixes match it.
+    fn send_plain(&mut self, msg: &mut RawMessage, xpub: *mut c_void) -> Result<(), zmq::Error> {
+        match msg.send(xpub, zmq::DONTWAIT) {
+            Ok(()) => Ok(()),
+            Err(zmq::Error::EAGAIN) => {
+                // A plain subscriber's queue is full: deliver to the others, count it.
+                self.c.dropped.slow_plain_subscriber += 1;
+                log_sparsely(
+                    self.c.dropped.slow_plain_subscriber,
+                    "slow plain subscriber missed a message",
                 );
                 set_nodrop(xpub, false)?;
                 let sent = msg.send(xpub, zmq::DONTWAIT);
                 set_nodrop(xpub, true)?;
-                sent?;
+                sent
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        c.messages_out += 1;
-        c.bytes_out += len;
     }
-    Ok(())
-}
 
-/// Reads subscription messages (`0x01` subscribe / `0x00` unsubscribe, then the prefix). The
-/// XPUB passes on only the first subscription to a prefix and the last unsubscription, so the
-/// running sum is the number of distinct prefixes held.
-fn read_subscriptions(xpub: &zmq::Socket, c: &mut BusStats) -> Result<(), zmq::Error> {
-    loop {
-        let frame = match xpub.recv_bytes(zmq::DONTWAIT) {
-            Ok(frame) => frame,
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        match frame.first() {
-            Some(1) => c.subscriptions += 1,
-            Some(0) => c.subscriptions = c.subscriptions.saturating_sub(1),
-            _ => debug!(
-                len = frame.len(),
-                "unexpected frame on the subscribe side ignored"
-            ),
+    /// Tells subscribers of drops that no delivered message has reported, with an envelope
+    /// and an empty frame; those whose queues are still full are tried again later.
+    fn send_notices(&mut self, xpub: *mut c_void) -> Result<(), zmq::Error> {
+        self.last_notice = Instant::now();
+        let mut owed = std::mem::take(&mut self.owed);
+        let mut failed = None;
+        owed.retain(|&id| {
+            let Some(subscriber) = self.interest.subscriber(id) else {
+                return false;
+            };
+            if subscriber.missed == 0 || failed.is_some() {
+                return subscriber.missed > 0;
+            }
+            delivery::set_missed(&mut subscriber.envelope, subscriber.missed);
+            let sent = send_small(xpub, &subscriber.envelope, zmq::SNDMORE | zmq::DONTWAIT)
+                .and_then(|()| send_small(xpub, &[], 0));
+            match sent {
+                Ok(()) => {
+                    subscriber.missed = 0;
+                    false
+                }
+                Err(zmq::Error::EAGAIN) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    true
+                }
+            }
+        });
+        self.owed = owed;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Takes up to [`BATCH`] waiting subscriptions (`0x01` subscribe / `0x00` unsubscribe,
+    /// then the bytes), applying to the XPUB what the table says, for the pipe each came from.
+    fn read_subscriptions(&mut self, xpub: &zmq::Socket) -> Result<(), zmq::Error> {
+        for _ in 0..BATCH {
+            let frame = match xpub.recv_bytes(zmq::DONTWAIT) {
+                Ok(frame) => frame,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => break,
+                Err(e) => return Err(e),
+            };
+            let (subscribe, apply) = match frame.split_first() {
+                Some((1, data)) => (true, self.interest.subscribe(data)),
+                Some((0, data)) => (false, self.interest.unsubscribe(data)),
+                _ => {
+                    // A message, not a subscription: subscribers have nothing to send.
+                    self.c.dropped.malformed += 1;
+                    log_sparsely(
+                        self.c.dropped.malformed,
+                        "message from a subscriber dropped",
+                    );
+                    continue;
+                }
+            };
+            match apply {
+                Apply::Nothing => {}
+                Apply::Xpub(prefixes) => {
+                    for prefix in prefixes {
+                        if subscribe {
+                            xpub.set_subscribe(&prefix)?;
+                        } else {
+                            xpub.set_unsubscribe(&prefix)?;
+                        }
+                    }
+                }
+                Apply::Refused(reason) => {
+                    self.c.refused_subscriptions += 1;
+                    log_sparsely(self.c.refused_subscriptions, reason);
+                }
+            }
         }
+        self.c.subscriptions = self.interest.distinct_prefixes() as u64;
+        self.c.subscribers = self.interest.subscribers() as u64;
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@
 //! - [`config`] — settings from defaults, a TOML file and flags.
 //! - [`endpoint`] — endpoint checks and binding.
 //! - `bus` — the publish/subscribe proxy loop and its counters.
+//! - `interest` — the bus's table of subscribers and prefixes, and topic matching.
 //! - `router` — the request loop on the main endpoint and the built-in services.
 //! - `services` — named services: queues, workers, heartbeats, deadlines, retries.
 //! - `groups` — process groups (`zhub.group`): arrival ranks, views, heartbeats.
@@ -39,6 +40,7 @@ mod consumers;
 pub mod endpoint;
 pub mod error;
 mod groups;
+mod interest;
 mod journal;
 mod kv;
 mod memory;
@@ -99,7 +101,7 @@ impl Broker {
         let xsub = context.socket(zmq::XSUB)?;
         xsub.set_linger(0)?;
         xsub.set_rcvhwm(config.publish_hwm)?;
-        let xpub = context.socket(zmq::XPUB)?;
+        let mut xpub = context.socket(zmq::XPUB)?;
         xpub.set_linger(0)?;
         xpub.set_sndhwm(config.subscribe_hwm)?;
 
@@ -112,7 +114,7 @@ impl Broker {
         info!(endpoint = %info.main, "main endpoint listening");
         info!(endpoint = %info.publish, "publish endpoint listening");
         info!(endpoint = %info.subscribe, "subscribe endpoint listening");
-        bus::setup(&xsub)?;
+        bus::setup(&xsub, &mut xpub, bus::max_frame(8 << 20))?;
 
         let mut broker = Broker {
             info: info.clone(),

@@ -62,6 +62,11 @@ pub struct BusStats {
     pub dropped: BusDrops,
     /// Distinct subscription prefixes currently held by subscribers.
     pub subscriptions: u64,
+    /// zhub subscribers connected (plain ZeroMQ subscribers are not counted: the broker sees
+    /// only their subscriptions).
+    pub subscribers: u64,
+    /// Subscriptions refused: malformed, too long, or over a limit (see the README).
+    pub refused_subscriptions: u64,
 }
 
 /// Messages the bus did not deliver, by reason.
@@ -70,9 +75,14 @@ pub struct BusStats {
 pub struct BusDrops {
     /// Not a valid bus frame (no topic terminator, short header, unknown version, multipart).
     pub malformed: u64,
-    /// Delivered to some subscribers but not to at least one whose queue was full (a
-    /// subscriber reading more slowly than publishers write).
+    /// Copies not delivered to zhub subscribers whose queue at the broker was full (a
+    /// subscriber reading more slowly than publishers write), summed over subscribers: each
+    /// message a subscriber lost counts once. Each subscriber is told its own count.
     pub slow_subscriber: u64,
+    /// Messages that at least one plain ZeroMQ subscriber's full queue refused, counted once
+    /// each. A lower bound: ZeroMQ skips such a subscriber without a word until it has caught
+    /// up, so what it loses then is not seen.
+    pub slow_plain_subscriber: u64,
 }
 
 /// Counters of the request path.

@@ -235,9 +235,114 @@ fn slow_subscriber_neither_blocks_others_nor_goes_unnoticed() {
             TOTAL + 1,
             "every message is received or counted lost"
         );
+        assert_eq!(
+            slow.missed(),
+            slow.gaps(),
+            "the broker told the subscriber of every message it dropped"
+        );
         let stats = publisher.stats().unwrap();
-        assert!(stats.bus.dropped.slow_subscriber > 0, "{stats:?}");
+        assert_eq!(
+            stats.bus.dropped.slow_subscriber,
+            TOTAL + 1 - slow.received(),
+            "the broker counts every message the slow subscriber lost: {stats:?}"
+        );
         assert_eq!(stats.bus.messages_in, stats.bus.messages_out);
+    });
+}
+
+/// A subscriber that stops reading while the last messages are published is told how many it
+/// lost even though no later message shows the hole, and the broker's count agrees.
+#[test]
+fn losses_at_the_tail_are_reported_by_notice() {
+    deadline(LIMIT, || {
+        let broker = common::start_with(common::Transport::Ipc, |c| c.subscribe_hwm = 50);
+        let options = || zhub_client::ClientOptions::new().subscribe_hwm(50);
+        let mut listener = options().connect(&broker.url).unwrap();
+        let mut sub = listener.subscribe(&["tail."]).unwrap();
+        let mut publisher = Client::connect(&broker.url).unwrap();
+        const TOTAL: u64 = 20_000;
+        let body = vec![1u8; 512];
+        for _ in 0..TOTAL {
+            publisher.publish_bytes("tail.x", &body).unwrap();
+        }
+        let until = std::time::Instant::now() + WAIT * 2;
+        while sub.received() + sub.missed() < TOTAL {
+            assert!(
+                std::time::Instant::now() < until,
+                "received {} + missed {} != {TOTAL}",
+                sub.received(),
+                sub.missed()
+            );
+            sub.recv_timeout(Duration::from_millis(20)).unwrap();
+        }
+        assert_eq!(sub.received() + sub.missed(), TOTAL);
+        assert!(sub.missed() > 0, "the subscriber's queue never overflowed");
+        let stats = publisher.stats().unwrap();
+        assert_eq!(stats.bus.dropped.slow_subscriber, sub.missed(), "{stats:?}");
+    });
+}
+
+/// A plain ZeroMQ SUB socket, knowing nothing of zhub's addressing, receives bus frames as
+/// single frames, and one subscribed to everything sees no other subscriber's envelopes.
+#[test]
+fn plain_zeromq_subscribers_receive_plain_frames() {
+    deadline(LIMIT, || {
+        for transport in BOTH {
+            let broker = start(transport);
+            let mut client = Client::connect(&broker.url).unwrap();
+            let info = client.info().clone();
+            let mut zhub_sub = client.subscribe(&["plain."]).unwrap();
+            let context = zmq::Context::new();
+            let raw = |prefix: &[u8]| {
+                let sub = context.socket(zmq::SUB).unwrap();
+                sub.set_linger(0).unwrap();
+                sub.set_rcvtimeo(100).unwrap();
+                sub.connect(&info.subscribe).unwrap();
+                sub.set_subscribe(prefix).unwrap();
+                sub
+            };
+            let some = raw(b"plain.");
+            let all = raw(b"");
+            // No handshake for a plain SUB: publish until both have one, then one more.
+            let until = std::time::Instant::now() + WAIT;
+            let first = |sub: &zmq::Socket, client: &mut Client| loop {
+                assert!(
+                    std::time::Instant::now() < until,
+                    "plain subscriber starved"
+                );
+                client.publish_bytes("plain.warm", b"w").unwrap();
+                if let Ok(frame) = sub.recv_bytes(0) {
+                    break frame;
+                }
+            };
+            let frame = first(&some, &mut client);
+            assert!(
+                !some.get_rcvmore().unwrap(),
+                "a plain subscriber gets single frames"
+            );
+            let decoded = zhub_protocol::bus::decode(&frame).unwrap();
+            assert_eq!(decoded.topic, "plain.warm");
+            first(&all, &mut client);
+            client.publish_bytes("plain.last", b"last").unwrap();
+            for sub in [&some, &all] {
+                let frame = loop {
+                    let frame = sub.recv_bytes(0).expect("plain subscriber lost a message");
+                    assert!(!sub.get_rcvmore().unwrap());
+                    assert_ne!(frame[0], 0, "an envelope reached a plain subscriber");
+                    if zhub_protocol::bus::decode(&frame).unwrap().topic == "plain.last" {
+                        break frame;
+                    }
+                };
+                assert!(frame.ends_with(b"last"));
+            }
+            // The zhub subscriber got them all too, addressed.
+            let mut seen_last = false;
+            while let Some(m) = zhub_sub.recv_timeout(Duration::from_millis(200)).unwrap() {
+                seen_last |= m.topic() == "plain.last";
+            }
+            assert!(seen_last);
+            assert_eq!(zhub_sub.gaps(), 0);
+        }
     });
 }
 

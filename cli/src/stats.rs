@@ -37,12 +37,18 @@ pub(crate) fn run(url: &str, timeout: Duration, args: &StatsArgs) -> anyhow::Res
         mib(stats.peak_rss_bytes)
     );
     println!(
-        "bus      in {} msgs ({} B), out {} msgs ({} B), {} subscription prefixes",
-        bus.messages_in, bus.bytes_in, bus.messages_out, bus.bytes_out, bus.subscriptions
+        "bus      in {} msgs ({} B), out {} msgs ({} B), {} subscribers, {} subscription prefixes ({} refused)",
+        bus.messages_in,
+        bus.bytes_in,
+        bus.messages_out,
+        bus.bytes_out,
+        bus.subscribers,
+        bus.subscriptions,
+        bus.refused_subscriptions
     );
     println!(
-        "dropped  slow_subscriber {}, malformed {}",
-        bus.dropped.slow_subscriber, bus.dropped.malformed
+        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}",
+        bus.dropped.slow_subscriber, bus.dropped.slow_plain_subscriber, bus.dropped.malformed
     );
     let r = &stats.requests;
     println!(

@@ -7,6 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tracing::debug;
 use zhub_protocol::builtin::{BrokerInfo, Stats, INFO_SERVICE, STATS_SERVICE};
 use zhub_protocol::bus::{self, Encoding, PROBE_PREFIX};
+use zhub_protocol::delivery;
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::error::{
@@ -511,18 +512,25 @@ impl Client {
             .set_rcvhwm(self.options.subscribe_hwm)
             .map_err(setup)?;
         socket.connect(&self.info.subscribe).map_err(setup)?;
+        // The address first: the broker sends this subscriber's copies to it, and learns of
+        // the prefixes that follow (see `zhub_protocol::delivery`).
+        let id = random_u64();
+        socket
+            .set_subscribe(&delivery::address(id))
+            .map_err(setup)?;
         for prefix in prefixes {
-            socket.set_subscribe(prefix.as_bytes()).map_err(setup)?;
+            socket
+                .set_subscribe(&delivery::interest(id, prefix.as_bytes()))
+                .map_err(setup)?;
         }
         let probe_topic = format!("{PROBE_PREFIX}{:016x}", random_u64());
-        socket
-            .set_subscribe(probe_topic.as_bytes())
-            .map_err(setup)?;
-        let mut subscriber = Subscriber::new(socket, self.clock.clone());
+        let probe_interest = delivery::interest(id, probe_topic.as_bytes());
+        socket.set_subscribe(&probe_interest).map_err(setup)?;
+        let mut subscriber = Subscriber::new(socket, id, self.clock.clone());
         self.confirm(&mut subscriber, &probe_topic)?;
         subscriber
             .socket()
-            .set_unsubscribe(probe_topic.as_bytes())
+            .set_unsubscribe(&probe_interest)
             .map_err(setup)?;
         Ok(subscriber)
     }
@@ -574,8 +582,8 @@ impl Client {
                         ))
                     }
                 }
-                while let Ok(frame) = subscriber.socket().recv_bytes(zmq::DONTWAIT) {
-                    match subscriber.classify(frame) {
+                while let Ok(Some(incoming)) = subscriber.take() {
+                    match incoming {
                         Incoming::Probe { topic, body }
                             if topic == probe_topic && body == nonce =>
                         {

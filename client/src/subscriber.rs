@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use tracing::debug;
 use zhub_protocol::bus::{self, BusHeader, Encoding, PROBE_PREFIX};
+use zhub_protocol::delivery::{self, ENVELOPE_LEN};
 use zhub_protocol::{body, ProtocolError};
 
 use crate::error::{RecvError, RecvErrorKind, SubscribeError, SubscribeErrorKind};
@@ -100,15 +101,19 @@ impl Message {
 ///
 /// Made by [`crate::Client::subscribe`], which returns only once the subscription is live end
 /// to end: every message published after that is delivered, unless this subscriber falls so
-/// far behind that its queue at the broker overflows; such losses show up in [`Self::gaps`].
-/// Dropping it unsubscribes.
+/// far behind that its queue at the broker overflows. The broker counts each message it drops
+/// for this subscriber and says so with the next message it delivers (or in a notice soon
+/// after, if none follows): see [`Self::missed`]. Dropping it unsubscribes.
 pub struct Subscriber {
     socket: zmq::Socket,
+    /// The id the broker addresses this subscriber's messages to.
+    id: u64,
     pending: VecDeque<Message>,
     /// Last sequence number seen, per publisher, then per topic (looked up by `&str`, so
     /// the hot path allocates nothing for it).
     last_seq: FastMap<u64, FastMap<String, u64>>,
     gaps: u64,
+    missed: u64,
     malformed: u64,
     received: u64,
     clock: LamportClock,
@@ -119,6 +124,7 @@ impl std::fmt::Debug for Subscriber {
         f.debug_struct("Subscriber")
             .field("received", &self.received)
             .field("gaps", &self.gaps)
+            .field("missed", &self.missed)
             .field("malformed", &self.malformed)
             .finish_non_exhaustive()
     }
@@ -139,12 +145,14 @@ fn transport(detail: &str, e: zmq::Error) -> RecvError {
 }
 
 impl Subscriber {
-    pub(crate) fn new(socket: zmq::Socket, clock: LamportClock) -> Self {
+    pub(crate) fn new(socket: zmq::Socket, id: u64, clock: LamportClock) -> Self {
         Subscriber {
             socket,
+            id,
             pending: VecDeque::new(),
             last_seq: FastMap::default(),
             gaps: 0,
+            missed: 0,
             malformed: 0,
             received: 0,
             clock,
@@ -160,9 +168,44 @@ impl Subscriber {
         self.pending.push_back(message);
     }
 
-    /// Decodes one frame: counts malformed ones, separates probes, and for user messages
+    /// Takes the next message if one is waiting: `Ok(None)` when none is.
+    ///
+    /// Each comes addressed to this subscriber, as an envelope (which carries the count of
+    /// messages the broker dropped for it since the last one) and a bus frame, or an empty
+    /// frame when the envelope only reports drops.
+    pub(crate) fn take(&mut self) -> Result<Option<Incoming>, zmq::Error> {
+        let mut envelope = [0u8; ENVELOPE_LEN + 1];
+        let len = match self.socket.recv_into(&mut envelope, zmq::DONTWAIT) {
+            Ok(len) => len,
+            Err(zmq::Error::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !self.socket.get_rcvmore()? {
+            self.malformed += 1;
+            debug!(len, "unaddressed frame ignored");
+            return Ok(Some(Incoming::Nothing));
+        }
+        let frame = self.socket.recv_bytes(0)?;
+        while self.socket.get_rcvmore()? {
+            self.socket.recv_bytes(0)?;
+        }
+        match delivery::decode_envelope(&envelope[..len.min(envelope.len())]) {
+            Ok(e) if e.subscriber == self.id => self.missed += e.missed,
+            _ => {
+                self.malformed += 1;
+                debug!(len, "malformed envelope ignored");
+                return Ok(Some(Incoming::Nothing));
+            }
+        }
+        if frame.is_empty() {
+            return Ok(Some(Incoming::Nothing));
+        }
+        Ok(Some(self.classify(frame)))
+    }
+
+    /// Decodes one bus frame: counts malformed ones, separates probes, and for user messages
     /// checks the sequence and merges the Lamport clock.
-    pub(crate) fn classify(&mut self, frame: Vec<u8>) -> Incoming {
+    fn classify(&mut self, frame: Vec<u8>) -> Incoming {
         let decoded = match bus::decode(&frame) {
             Ok(decoded) => decoded,
             Err(e) => {
@@ -226,12 +269,10 @@ impl Subscriber {
         // message waiting and return without a system call for the time.
         let mut deadline = None;
         loop {
-            match self.socket.recv_bytes(zmq::DONTWAIT) {
-                Ok(frame) => match self.classify(frame) {
-                    Incoming::Message(message) => return Ok(Some(message)),
-                    Incoming::Probe { .. } | Incoming::Nothing => continue,
-                },
-                Err(zmq::Error::EAGAIN) => {}
+            match self.take() {
+                Ok(Some(Incoming::Message(message))) => return Ok(Some(message)),
+                Ok(Some(Incoming::Probe { .. } | Incoming::Nothing)) => continue,
+                Ok(None) => {}
                 Err(e) => return Err(transport("recv failed", e)),
             }
             let now = Instant::now();
@@ -268,9 +309,18 @@ impl Subscriber {
     }
 
     /// Messages found missing so far: holes in a publisher's sequence on a topic, which are
-    /// messages dropped on the way (this subscriber's queue at the broker overflowed).
+    /// messages dropped on the way (this subscriber's queue at the broker overflowed). A hole
+    /// shows only once a later message on that topic from that publisher arrives; see
+    /// [`Self::missed`] for the broker's own count.
     pub fn gaps(&self) -> u64 {
         self.gaps
+    }
+
+    /// Messages the broker dropped for this subscriber so far because its queue there was
+    /// full, as the broker reported them: with the next message delivered, or in a notice
+    /// about 50 ms later when no message follows. Counts every lost message, on any topic.
+    pub fn missed(&self) -> u64 {
+        self.missed
     }
 
     /// Messages received and delivered so far (probes excluded).

@@ -1,31 +1,36 @@
-//! The publish/subscribe plane: publishers -> XSUB ==> proxy ==> XPUB -> subscribers.
+//! The publish/subscribe plane: publishers -> XSUB ==> proxy ==> XPUBs -> subscribers.
 //!
 //! The proxy is a loop of our own rather than `zmq_proxy`, for these reasons:
 //! - **Publishers send everything to the broker.** The XSUB subscribes to every topic once,
-//!   and subscriptions arriving on the XPUB are *not* forwarded upstream. Filtering happens
+//!   and subscriptions arriving on the XPUBs are *not* forwarded upstream. Filtering happens
 //!   only here, so a subscription is live as soon as this loop has taken it, and a subscriber
 //!   can prove that with one probe message (no slow-joiner loss).
-//! - **The broker matches, and every drop is counted.** The XPUB runs in manual mode: every
-//!   subscription comes to this loop, which keeps zhub subscribers' prefixes in its own table
-//!   ([`crate::interest`]) and sends each matching subscriber an addressed copy
-//!   ([`zhub_protocol::delivery`]) with `XPUB_NODROP` on. A full queue refuses exactly that
-//!   subscriber's copy: the loop counts it against that subscriber (`slow_subscriber`), goes on
-//!   with the others, and reports the count in the next envelope it delivers to it (or in a
-//!   notice, if no message follows). ZeroMQ's own fan-out could do neither: once a queue has
-//!   overflowed it skips that subscriber silently until it has caught up.
-//! - **Plain ZeroMQ subscribers still work.** Their subscriptions are applied to the XPUB as
-//!   ZeroMQ would, and bus frames go to them unaddressed, through ZeroMQ's fan-out; a message
-//!   a full queue refuses is counted once (`slow_plain_subscriber`, a lower bound for the reason
-//!   above) and sent again in lossy mode, so that one slow reader never stalls the others.
-//! - **Malformed frames stop here**, counted, instead of reaching every subscriber, and every
-//!   subscription is bounded in length (the XPUB cuts off a peer that sends a longer one) and
-//!   in number.
+//! - **zhub subscribers get addressed copies, and every drop is counted.** They connect to the
+//!   deliver endpoint, a second XPUB, subscribing there to their own address and declaring
+//!   their prefixes ([`zhub_protocol::delivery`]). This loop matches topics against its own
+//!   table of those prefixes ([`crate::interest`]) and sends each matching subscriber a copy
+//!   behind its envelope, with `XPUB_NODROP` on. A full queue refuses exactly that subscriber's
+//!   copy: the loop counts it against that subscriber (`slow_subscriber`), goes on with the
+//!   others, and reports the count in the next envelope it delivers to it (or in a notice, if
+//!   no message follows). ZeroMQ's own fan-out could do neither: once a queue has overflowed
+//!   it skips that subscriber silently until it has caught up.
+//! - **Plain ZeroMQ subscribers still work**, on the subscribe endpoint: bus frames go to them
+//!   unaddressed, through ZeroMQ's fan-out; a message a full queue refuses is counted once
+//!   (`slow_plain_subscriber`, a lower bound for the reason above) and sent again in lossy
+//!   mode, so that one slow reader never stalls the others.
+//! - **Malformed input stops here**, counted: bus frames that are not well formed, messages
+//!   sent up by subscribers, subscriptions longer than a topic (the XPUBs cut off a peer that
+//!   sends one) or beyond the table's limits.
 //!
-//! Messages move in batches of up to [`BATCH`] per poll, addressed copies without copying the
-//! message (ZeroMQ counts references). Two more inputs join the loop: the journal tap
-//! ([`crate::journal`]) copies messages on journaled prefixes to the storage thread, and the
-//! storage thread's republished messages come in on an inproc socket and go out like any other
-//! (without being journaled again).
+//! (ZeroMQ's manual XPUB mode, which would let one XPUB serve both kinds of subscriber, is not
+//! used: in libzmq 4.3.4 a message sent up by a subscriber shifts every later subscription onto
+//! the wrong connection, and a connection that closes with subscriptions still queued leaves a
+//! dangling pointer behind.)
+//!
+//! Messages move in batches of up to [`BATCH`] per poll. Two more inputs join the loop: the
+//! journal tap ([`crate::journal`]) copies messages on journaled prefixes to the storage
+//! thread, and the storage thread's republished messages come in on an inproc socket and go
+//! out like any other (without being journaled again).
 
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
@@ -37,9 +42,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
-use zhub_protocol::delivery::{self, ADDRESS_LEN};
+use zhub_protocol::delivery::{self, ADDRESS_LEN, INLINE_MAX};
 
-use crate::interest::{Apply, Interest};
+use crate::interest::Interest;
 use crate::journal::JournalTap;
 
 /// Endpoint where the storage thread sends messages to publish again (a PUSH to our PULL).
@@ -147,6 +152,23 @@ impl RawMessage {
         Ok(())
     }
 
+    /// Makes this message `head` followed by `tail`, in a buffer of its own.
+    fn fill(&mut self, head: &[u8], tail: &[u8]) -> Result<(), zmq::Error> {
+        // SAFETY: `self.0` is initialised; closing it releases the old content, and init_size
+        // leaves it initialised (empty) even when it fails.
+        unsafe {
+            zmq_sys::zmq_msg_close(&mut self.0);
+            if zmq_sys::zmq_msg_init_size(&mut self.0, head.len() + tail.len()) == -1 {
+                zmq_sys::zmq_msg_init(&mut self.0);
+                return Err(last_error());
+            }
+            let out = zmq_sys::zmq_msg_data(&mut self.0) as *mut u8;
+            std::ptr::copy_nonoverlapping(head.as_ptr(), out, head.len());
+            std::ptr::copy_nonoverlapping(tail.as_ptr(), out.add(head.len()), tail.len());
+        }
+        Ok(())
+    }
+
     /// Makes this message share `other`'s content (ZeroMQ counts references; small messages
     /// are copied).
     fn share(&mut self, other: &mut RawMessage) -> Result<(), zmq::Error> {
@@ -199,14 +221,15 @@ fn send_small(socket: *mut c_void, bytes: &[u8], flags: i32) -> Result<(), zmq::
     Ok(())
 }
 
-/// Sets an integer XPUB option the `zmq` crate does not expose, on a socket this thread owns.
-fn set_xpub_flag(xpub: *mut c_void, option: u32, on: bool) -> Result<(), zmq::Error> {
+/// Switches `XPUB_NODROP` (which the `zmq` crate does not expose) on a socket this thread
+/// owns.
+fn set_nodrop(xpub: *mut c_void, on: bool) -> Result<(), zmq::Error> {
     let value: c_int = c_int::from(on);
     // SAFETY: `xpub` is a live XPUB socket of this thread; the option takes an int.
     let rc = unsafe {
         zmq_sys::zmq_setsockopt(
             xpub,
-            option as c_int,
+            zmq_sys::ZMQ_XPUB_NODROP as c_int,
             (&value as *const c_int).cast(),
             std::mem::size_of::<c_int>(),
         )
@@ -215,10 +238,6 @@ fn set_xpub_flag(xpub: *mut c_void, option: u32, on: bool) -> Result<(), zmq::Er
         return Err(last_error());
     }
     Ok(())
-}
-
-fn set_nodrop(xpub: *mut c_void, on: bool) -> Result<(), zmq::Error> {
-    set_xpub_flag(xpub, zmq_sys::ZMQ_XPUB_NODROP, on)
 }
 
 /// The topic's length when a frame is a bus message the broker will forward.
@@ -238,17 +257,22 @@ fn log_sparsely(count: u64, what: &str) {
     }
 }
 
-/// Prepares the two bus sockets (already bound) for [`run`]. `max_frame` bounds what a
-/// publisher may send: a longer frame makes the XSUB drop that connection.
-pub(crate) fn setup(
+/// Bounds what peers of the bus sockets may send, before they are bound (a socket's
+/// listener takes its options when it binds): a publisher frame longer than `max_frame`, or a
+/// subscription longer than a topic allows, makes the socket drop that connection.
+pub(crate) fn limit(
     xsub: &zmq::Socket,
-    xpub: &mut zmq::Socket,
+    xpub: &zmq::Socket,
+    deliver: &zmq::Socket,
     max_frame: i64,
 ) -> Result<(), zmq::Error> {
     xsub.set_maxmsgsize(max_frame)?;
     xpub.set_maxmsgsize(MAX_SUBSCRIPTION)?;
-    // Every subscription comes to the loop, which applies it (see the module docs).
-    set_xpub_flag(xpub.as_mut_ptr(), zmq_sys::ZMQ_XPUB_MANUAL, true)?;
+    deliver.set_maxmsgsize(MAX_SUBSCRIPTION)
+}
+
+/// Prepares the bus sockets, once bound, for [`run`].
+pub(crate) fn setup(xsub: &zmq::Socket) -> Result<(), zmq::Error> {
     // Subscribe to everything: every publisher sends all its messages to the broker, and
     // only the broker filters.
     xsub.send(&[1u8][..], 0)
@@ -258,8 +282,10 @@ pub(crate) fn setup(
 pub(crate) struct BusSockets {
     /// Publishers' side, bound.
     pub(crate) xsub: zmq::Socket,
-    /// Subscribers' side, bound.
+    /// Plain subscribers' side, bound.
     pub(crate) xpub: zmq::Socket,
+    /// zhub subscribers' side, bound.
+    pub(crate) deliver: zmq::Socket,
     /// Messages the storage thread publishes again (PULL, bound at [`REPUBLISH_ENDPOINT`]).
     pub(crate) republish: zmq::Socket,
     /// Copies of journaled messages to the storage thread.
@@ -269,6 +295,9 @@ pub(crate) struct BusSockets {
 /// The loop's state besides its sockets.
 struct Plane {
     interest: Interest,
+    /// Distinct prefixes plain subscribers hold: while there are none, nothing goes out
+    /// unaddressed.
+    plain_prefixes: u64,
     /// Scratch: the subscribers matching the message at hand.
     matching: Vec<u64>,
     /// Subscribers whose drops no envelope has reported yet.
@@ -288,15 +317,21 @@ pub(crate) fn run(
     let BusSockets {
         mut xsub,
         mut xpub,
+        mut deliver,
         mut republish,
         mut tap,
     } = sockets;
     let xsub_raw = xsub.as_mut_ptr();
-    let xpub_raw = xpub.as_mut_ptr();
+    let out = Outputs {
+        plain: xpub.as_mut_ptr(),
+        deliver: deliver.as_mut_ptr(),
+    };
     let republish_raw = republish.as_mut_ptr();
-    set_nodrop(xpub_raw, true)?;
+    set_nodrop(out.plain, true)?;
+    set_nodrop(out.deliver, true)?;
     let mut plane = Plane {
         interest: Interest::default(),
+        plain_prefixes: 0,
         matching: Vec::new(),
         owed: Vec::new(),
         last_notice: Instant::now(),
@@ -310,6 +345,7 @@ pub(crate) fn run(
             xpub.as_poll_item(zmq::POLLIN),
             control.as_poll_item(zmq::POLLIN),
             republish.as_poll_item(zmq::POLLIN),
+            deliver.as_poll_item(zmq::POLLIN),
         ];
         let timeout = if plane.owed.is_empty() {
             -1
@@ -325,19 +361,31 @@ pub(crate) fn run(
             return Ok(());
         }
         if items[1].is_readable() {
-            plane.read_subscriptions(&xpub)?;
+            plane.read_plain_subscriptions(&xpub)?;
+        }
+        if items[4].is_readable() {
+            plane.read_subscriptions(&deliver)?;
         }
         if items[0].is_readable() {
-            plane.forward_batch(&mut msg, xsub_raw, xpub_raw, Some(&mut tap))?;
+            plane.forward_batch(&mut msg, xsub_raw, out, Some(&mut tap))?;
         }
         if items[3].is_readable() {
-            plane.forward_batch(&mut msg, republish_raw, xpub_raw, None)?;
+            plane.forward_batch(&mut msg, republish_raw, out, None)?;
         }
         if !plane.owed.is_empty() && plane.last_notice.elapsed() >= NOTICE_INTERVAL {
-            plane.send_notices(xpub_raw)?;
+            plane.send_notices(out.deliver)?;
         }
         counters.store(&plane.c);
     }
+}
+
+/// The two XPUBs messages go out on.
+#[derive(Clone, Copy)]
+struct Outputs {
+    /// Unaddressed, to plain subscribers.
+    plain: *mut c_void,
+    /// Addressed, to zhub subscribers.
+    deliver: *mut c_void,
 }
 
 impl Plane {
@@ -347,7 +395,7 @@ impl Plane {
         &mut self,
         msg: &mut RawMessage,
         input: *mut c_void,
-        xpub: *mut c_void,
+        out: Outputs,
         mut tap: Option<&mut JournalTap>,
     ) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
@@ -380,10 +428,10 @@ impl Plane {
                 .matching(&msg.data()[..topic_len], &mut self.matching);
             for at in 0..self.matching.len() {
                 let id = self.matching[at];
-                self.deliver(id, msg, xpub)?;
+                self.deliver(id, msg, out.deliver)?;
             }
-            if self.interest.has_plain() {
-                self.send_plain(msg, xpub)?;
+            if self.plain_prefixes > 0 {
+                self.send_plain(msg, out.plain)?;
             }
             self.c.messages_out += 1;
             self.c.bytes_out += len;
@@ -392,7 +440,8 @@ impl Plane {
     }
 
     /// Sends subscriber `id` its addressed copy of `msg`, or counts a drop against it when its
-    /// queue is full.
+    /// queue is full. A small message is copied behind the envelope, one frame; a large one
+    /// follows the envelope in a frame of its own, shared with the other subscribers.
     fn deliver(
         &mut self,
         id: u64,
@@ -403,12 +452,20 @@ impl Plane {
             return Ok(());
         };
         delivery::set_missed(&mut subscriber.envelope, subscriber.missed);
-        match send_small(xpub, &subscriber.envelope, zmq::SNDMORE | zmq::DONTWAIT) {
-            Ok(()) => {
-                subscriber.missed = 0;
+        let sent = if msg.data().len() <= INLINE_MAX {
+            self.copy.fill(&subscriber.envelope, msg.data())?;
+            self.copy.send(xpub, zmq::DONTWAIT)
+        } else {
+            send_small(xpub, &subscriber.envelope, zmq::SNDMORE | zmq::DONTWAIT).and_then(|()| {
                 // The envelope went, so the pipe takes the rest of the message.
                 self.copy.share(msg)?;
                 self.copy.send(xpub, 0)
+            })
+        };
+        match sent {
+            Ok(()) => {
+                subscriber.missed = 0;
+                Ok(())
             }
             Err(zmq::Error::EAGAIN) => {
                 if subscriber.missed == 0 {
@@ -447,7 +504,7 @@ impl Plane {
     }
 
     /// Tells subscribers of drops that no delivered message has reported, with an envelope
-    /// and an empty frame; those whose queues are still full are tried again later.
+    /// alone; those whose queues are still full are tried again later.
     fn send_notices(&mut self, xpub: *mut c_void) -> Result<(), zmq::Error> {
         self.last_notice = Instant::now();
         let mut owed = std::mem::take(&mut self.owed);
@@ -460,9 +517,7 @@ impl Plane {
                 return subscriber.missed > 0;
             }
             delivery::set_missed(&mut subscriber.envelope, subscriber.missed);
-            let sent = send_small(xpub, &subscriber.envelope, zmq::SNDMORE | zmq::DONTWAIT)
-                .and_then(|()| send_small(xpub, &[], 0));
-            match sent {
+            match send_small(xpub, &subscriber.envelope, zmq::DONTWAIT) {
                 Ok(()) => {
                     subscriber.missed = 0;
                     false
@@ -478,47 +533,63 @@ impl Plane {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Takes up to [`BATCH`] waiting subscriptions (`0x01` subscribe / `0x00` unsubscribe,
-    /// then the bytes), applying to the XPUB what the table says, for the pipe each came from.
-    fn read_subscriptions(&mut self, xpub: &zmq::Socket) -> Result<(), zmq::Error> {
+    /// Takes up to [`BATCH`] waiting subscriptions from zhub subscribers (`0x01` subscribe /
+    /// `0x00` unsubscribe, then an address or an interest).
+    fn read_subscriptions(&mut self, deliver: &zmq::Socket) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
-            let frame = match xpub.recv_bytes(zmq::DONTWAIT) {
-                Ok(frame) => frame,
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => break,
-                Err(e) => return Err(e),
+            let Some(frame) = self.next_subscription(deliver)? else {
+                break;
             };
-            let (subscribe, apply) = match frame.split_first() {
-                Some((1, data)) => (true, self.interest.subscribe(data)),
-                Some((0, data)) => (false, self.interest.unsubscribe(data)),
-                _ => {
-                    // A message, not a subscription: subscribers have nothing to send.
-                    self.c.dropped.malformed += 1;
-                    log_sparsely(
-                        self.c.dropped.malformed,
-                        "message from a subscriber dropped",
-                    );
-                    continue;
-                }
-            };
-            match apply {
-                Apply::Nothing => {}
-                Apply::Xpub(prefixes) => {
-                    for prefix in prefixes {
-                        if subscribe {
-                            xpub.set_subscribe(&prefix)?;
-                        } else {
-                            xpub.set_unsubscribe(&prefix)?;
-                        }
+            match frame.split_first() {
+                Some((1, data)) => {
+                    if let Err(reason) = self.interest.subscribe(data) {
+                        self.c.refused_subscriptions += 1;
+                        log_sparsely(self.c.refused_subscriptions, reason);
                     }
                 }
-                Apply::Refused(reason) => {
-                    self.c.refused_subscriptions += 1;
-                    log_sparsely(self.c.refused_subscriptions, reason);
-                }
+                Some((_, data)) => self.interest.unsubscribe(data),
+                None => {}
             }
         }
-        self.c.subscriptions = self.interest.distinct_prefixes() as u64;
+        self.c.subscriptions = self.interest.distinct_prefixes() as u64 + self.plain_prefixes;
         self.c.subscribers = self.interest.subscribers() as u64;
         Ok(())
+    }
+
+    /// Takes up to [`BATCH`] waiting subscription changes from plain subscribers. ZeroMQ has
+    /// applied them already and passes on only the first subscription to a prefix and the last
+    /// unsubscription, so the running sum is the number of distinct prefixes held.
+    fn read_plain_subscriptions(&mut self, xpub: &zmq::Socket) -> Result<(), zmq::Error> {
+        for _ in 0..BATCH {
+            let Some(frame) = self.next_subscription(xpub)? else {
+                break;
+            };
+            match frame.first() {
+                Some(1) => self.plain_prefixes += 1,
+                _ => self.plain_prefixes = self.plain_prefixes.saturating_sub(1),
+            }
+        }
+        self.c.subscriptions = self.interest.distinct_prefixes() as u64 + self.plain_prefixes;
+        Ok(())
+    }
+
+    /// The next subscription change waiting on an XPUB, counting and skipping anything else a
+    /// subscriber sent up (subscribers have nothing to send).
+    fn next_subscription(&mut self, xpub: &zmq::Socket) -> Result<Option<Vec<u8>>, zmq::Error> {
+        loop {
+            let frame = match xpub.recv_bytes(zmq::DONTWAIT) {
+                Ok(frame) => frame,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if matches!(frame.first(), Some(0 | 1)) {
+                return Ok(Some(frame));
+            }
+            self.c.dropped.malformed += 1;
+            log_sparsely(
+                self.c.dropped.malformed,
+                "message from a subscriber dropped",
+            );
+        }
     }
 }

@@ -15,8 +15,11 @@ use crate::BrokerError;
 pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:5555";
 /// Default publish endpoint (the broker's XSUB), where publishers connect.
 pub const DEFAULT_PUBLISH: &str = "tcp://127.0.0.1:5556";
-/// Default subscribe endpoint (the broker's XPUB), where subscribers connect.
+/// Default subscribe endpoint (the broker's XPUB), where plain ZeroMQ SUB sockets connect.
 pub const DEFAULT_SUBSCRIBE: &str = "tcp://127.0.0.1:5557";
+/// Default deliver endpoint (the broker's second XPUB), where zhub subscribers connect to get
+/// addressed copies (see `zhub_protocol::delivery`).
+pub const DEFAULT_DELIVER: &str = "tcp://127.0.0.1:5558";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./zhub-data";
 /// Default high-water mark of each queue, in messages.
@@ -29,7 +32,7 @@ pub const DEFAULT_HWM: i32 = 10_000;
 /// Everything the broker needs to start.
 ///
 /// `Default` gives the embedded defaults: endpoints [`DEFAULT_LISTEN`], [`DEFAULT_PUBLISH`],
-/// [`DEFAULT_SUBSCRIBE`], data directory [`DEFAULT_DATA_DIR`], every high-water mark
+/// [`DEFAULT_SUBSCRIBE`], [`DEFAULT_DELIVER`], data directory [`DEFAULT_DATA_DIR`], every high-water mark
 /// [`DEFAULT_HWM`] and one ZeroMQ I/O thread.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,8 +41,10 @@ pub struct Config {
     pub listen: String,
     /// Publish endpoint (XSUB): publishers connect here.
     pub publish: String,
-    /// Subscribe endpoint (XPUB): subscribers connect here.
+    /// Subscribe endpoint (XPUB): plain ZeroMQ subscribers connect here.
     pub subscribe: String,
+    /// Deliver endpoint (XPUB): zhub subscribers connect here for addressed copies.
+    pub deliver: String,
     /// Directory for the broker's durable state.
     pub data_dir: PathBuf,
     /// Messages queued per publisher connection before that publisher is pushed back.
@@ -83,6 +88,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.to_owned(),
             publish: DEFAULT_PUBLISH.to_owned(),
             subscribe: DEFAULT_SUBSCRIBE.to_owned(),
+            deliver: DEFAULT_DELIVER.to_owned(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             publish_hwm: DEFAULT_HWM,
             subscribe_hwm: DEFAULT_HWM,
@@ -108,6 +114,7 @@ impl Config {
             listen: "tcp://127.0.0.1:*".to_owned(),
             publish: "tcp://127.0.0.1:*".to_owned(),
             subscribe: "tcp://127.0.0.1:*".to_owned(),
+            deliver: "tcp://127.0.0.1:*".to_owned(),
             data_dir: data_dir.into(),
             ..Config::default()
         }
@@ -121,6 +128,7 @@ impl Config {
             listen: ipc("main.sock"),
             publish: ipc("publish.sock"),
             subscribe: ipc("subscribe.sock"),
+            deliver: ipc("deliver.sock"),
             data_dir: dir.join("data"),
             ..Config::default()
         }
@@ -177,6 +185,7 @@ impl Config {
             listen,
             publish,
             subscribe,
+            deliver,
             data_dir,
             publish_hwm,
             subscribe_hwm,
@@ -229,9 +238,12 @@ pub struct Args {
     /// Publish endpoint (XSUB) where publishers connect; clients learn it from the broker.
     #[arg(long, value_name = "URL", default_value = DEFAULT_PUBLISH)]
     pub publish: String,
-    /// Subscribe endpoint (XPUB) where subscribers connect; clients learn it from the broker.
+    /// Subscribe endpoint (XPUB) where plain ZeroMQ SUB sockets connect.
     #[arg(long, value_name = "URL", default_value = DEFAULT_SUBSCRIBE)]
     pub subscribe: String,
+    /// Deliver endpoint (XPUB) where zhub subscribers connect; clients learn it from the broker.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_DELIVER)]
+    pub deliver: String,
     /// Directory for durable state (event log, key-value store); created if missing.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,

@@ -1,16 +1,15 @@
-//! Who wants which topics: the bus thread's table of subscribers and their prefixes, and the
-//! matching of a topic to the subscribers it goes to (see [`zhub_protocol::delivery`]).
+//! Who wants which topics: the bus thread's table of zhub subscribers and their prefixes, and
+//! the matching of a topic to the subscribers it goes to (see [`zhub_protocol::delivery`]).
 //!
-//! Pure state, decided here and acted on by the bus loop: a subscription comes in as bytes, and
-//! [`Interest::subscribe`] / [`Interest::unsubscribe`] say what, if anything, the XPUB socket
-//! must be told. zhub subscribers' prefixes stay in this table (the XPUB only knows their
-//! addresses); plain ZeroMQ subscribers' prefixes go to the XPUB, as ZeroMQ would apply them.
+//! Pure state, fed with the subscriptions that come in on the deliver endpoint. ZeroMQ has
+//! already applied each one to its own connection there, where only the address matters (it
+//! is what an envelope matches); the prefixes are matched here.
 //!
 //! Everything here comes from the network, so it is bounded: a prefix is at most
 //! [`MAX_TOPIC_LEN`] bytes (the XPUB cuts off a peer sending a longer subscription), a zhub
-//! subscriber holds at most [`MAX_PREFIXES_PER_SUBSCRIBER`] prefixes, there are at most
-//! [`MAX_SUBSCRIBERS`] zhub subscribers and [`MAX_PLAIN`] plain subscriptions. Maps are keyed
-//! with the standard library's keyed hash, since a peer chooses the keys.
+//! subscriber holds at most [`MAX_PREFIXES_PER_SUBSCRIBER`] prefixes and there are at most
+//! [`MAX_SUBSCRIBERS`] subscribers. Maps use the standard library's keyed hash, since a peer
+//! chooses the keys.
 
 use std::collections::HashMap;
 
@@ -21,8 +20,6 @@ use zhub_protocol::delivery::{self, Subscription, ENVELOPE_LEN};
 pub(crate) const MAX_PREFIXES_PER_SUBSCRIBER: usize = 10_000;
 /// Most zhub subscribers at once; more addresses are refused.
 pub(crate) const MAX_SUBSCRIBERS: usize = 100_000;
-/// Most plain subscriptions (with repeats) at once; more are refused.
-pub(crate) const MAX_PLAIN: usize = 100_000;
 
 /// One zhub subscriber.
 #[derive(Debug)]
@@ -36,16 +33,8 @@ pub(crate) struct Subscriber {
     prefixes: Vec<Box<[u8]>>,
 }
 
-/// What the bus loop must tell the XPUB socket about the pipe the subscription came from.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Apply {
-    /// Nothing: the subscription stays in this table.
-    Nothing,
-    /// Subscribe (or unsubscribe) the pipe to these prefixes.
-    Xpub(Vec<Vec<u8>>),
-    /// The subscription was refused: nothing applied. The reason is for the log.
-    Refused(&'static str),
-}
+/// Why a subscription was not taken, for the log.
+pub(crate) type Refused = &'static str;
 
 /// The table. See the module docs.
 #[derive(Debug, Default)]
@@ -56,20 +45,17 @@ pub(crate) struct Interest {
     /// Distinct prefix lengths in `prefixes`, ascending, with how many prefixes have each:
     /// matching a topic looks up only these lengths, usually one or two.
     lengths: Vec<(usize, usize)>,
-    /// Plain subscriptions by prefix, counting repeats from different pipes.
-    plain: HashMap<Box<[u8]>, usize>,
-    plain_total: usize,
 }
 
 impl Interest {
     /// Takes a subscription (the bytes after ZeroMQ's subscribe byte).
-    pub(crate) fn subscribe(&mut self, data: &[u8]) -> Apply {
+    pub(crate) fn subscribe(&mut self, data: &[u8]) -> Result<(), Refused> {
         match delivery::parse_subscription(data) {
-            Err(_) => Apply::Refused("malformed addressed subscription"),
+            Err(_) => Err("malformed addressed subscription"),
             Ok(Subscription::Address(id)) => {
                 if !self.subscribers.contains_key(&id) {
                     if self.subscribers.len() >= MAX_SUBSCRIBERS {
-                        return Apply::Refused("too many subscribers");
+                        return Err("too many subscribers");
                     }
                     self.subscribers.insert(
                         id,
@@ -80,20 +66,20 @@ impl Interest {
                         },
                     );
                 }
-                Apply::Xpub(vec![data.to_vec()])
+                Ok(())
             }
             Ok(Subscription::Interest { subscriber, prefix }) => {
                 if prefix.len() > MAX_TOPIC_LEN {
-                    return Apply::Refused("subscription prefix too long");
+                    return Err("subscription prefix too long");
                 }
                 let Some(slot) = self.subscribers.get_mut(&subscriber) else {
-                    return Apply::Refused("interest from a subscriber with no address");
+                    return Err("interest from a subscriber with no address");
                 };
                 if slot.prefixes.iter().any(|p| **p == *prefix) {
-                    return Apply::Nothing;
+                    return Ok(());
                 }
                 if slot.prefixes.len() >= MAX_PREFIXES_PER_SUBSCRIBER {
-                    return Apply::Refused("too many prefixes for one subscriber");
+                    return Err("too many prefixes for one subscriber");
                 }
                 slot.prefixes.push(prefix.into());
                 let holders = self.prefixes.entry(prefix.into()).or_default();
@@ -101,31 +87,25 @@ impl Interest {
                     count_length(&mut self.lengths, prefix.len(), true);
                 }
                 holders.push(subscriber);
-                Apply::Nothing
+                Ok(())
             }
-            Ok(Subscription::Plain(prefix)) => {
-                if self.plain_total >= MAX_PLAIN {
-                    return Apply::Refused("too many plain subscriptions");
-                }
-                self.plain_total += 1;
-                *self.plain.entry(prefix.into()).or_default() += 1;
-                Apply::Xpub(plain_prefixes(prefix))
-            }
+            // Only zhub subscribers connect to the deliver endpoint, and every message sent
+            // there is addressed: a plain subscription matches nothing useful.
+            Ok(Subscription::Plain(_)) => Err("plain subscription on the deliver endpoint"),
         }
     }
 
     /// Takes an unsubscription: from a subscriber, or from the XPUB for each subscription of a
-    /// pipe that has gone.
-    pub(crate) fn unsubscribe(&mut self, data: &[u8]) -> Apply {
+    /// connection that has gone.
+    pub(crate) fn unsubscribe(&mut self, data: &[u8]) {
         match delivery::parse_subscription(data) {
-            Err(_) => Apply::Nothing,
+            Err(_) | Ok(Subscription::Plain(_)) => {}
             Ok(Subscription::Address(id)) => {
                 if let Some(slot) = self.subscribers.remove(&id) {
                     for prefix in slot.prefixes {
                         self.forget(&prefix, id);
                     }
                 }
-                Apply::Xpub(vec![data.to_vec()])
             }
             Ok(Subscription::Interest { subscriber, prefix }) => {
                 if let Some(slot) = self.subscribers.get_mut(&subscriber) {
@@ -134,20 +114,7 @@ impl Interest {
                         self.forget(prefix, subscriber);
                     }
                 }
-                Apply::Nothing
             }
-            Ok(Subscription::Plain(prefix)) => match self.plain.get_mut(prefix) {
-                Some(count) => {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.plain.remove(prefix);
-                    }
-                    self.plain_total -= 1;
-                    Apply::Xpub(plain_prefixes(prefix))
-                }
-                // Refused when it came, so never applied.
-                None => Apply::Nothing,
-            },
         }
     }
 
@@ -186,31 +153,14 @@ impl Interest {
         self.subscribers.get_mut(&id)
     }
 
-    /// Whether any plain ZeroMQ subscription is held, so that bus frames must also go out
-    /// unaddressed.
-    pub(crate) fn has_plain(&self) -> bool {
-        self.plain_total > 0
-    }
-
     /// zhub subscribers at present.
     pub(crate) fn subscribers(&self) -> usize {
         self.subscribers.len()
     }
 
-    /// Distinct prefixes held, by zhub and plain subscribers together.
+    /// Distinct prefixes held by zhub subscribers.
     pub(crate) fn distinct_prefixes(&self) -> usize {
-        self.prefixes.len() + self.plain.len()
-    }
-}
-
-/// What a plain subscription to `prefix` applies to the XPUB. An empty prefix would also
-/// match every addressed envelope (each starts with `0x00`), so it becomes the 255 one-byte
-/// prefixes that a topic may start with.
-fn plain_prefixes(prefix: &[u8]) -> Vec<Vec<u8>> {
-    if prefix.is_empty() {
-        (1..=u8::MAX).map(|b| vec![b]).collect()
-    } else {
-        vec![prefix.to_vec()]
+        self.prefixes.len()
     }
 }
 
@@ -244,20 +194,13 @@ mod tests {
     fn topics_reach_each_subscriber_with_a_prefix_of_them_once() {
         let mut t = Interest::default();
         for id in [1, 2, 3] {
-            assert_eq!(
-                t.subscribe(&address(id)),
-                Apply::Xpub(vec![address(id).to_vec()])
-            );
+            assert_eq!(t.subscribe(&address(id)), Ok(()));
         }
-        assert_eq!(t.subscribe(&interest(1, b"a")), Apply::Nothing);
-        assert_eq!(t.subscribe(&interest(1, b"ab")), Apply::Nothing);
-        assert_eq!(
-            t.subscribe(&interest(1, b"ab")),
-            Apply::Nothing,
-            "repeat ignored"
-        );
-        t.subscribe(&interest(2, b"ab"));
-        t.subscribe(&interest(3, b""));
+        assert_eq!(t.subscribe(&interest(1, b"a")), Ok(()));
+        assert_eq!(t.subscribe(&interest(1, b"ab")), Ok(()));
+        assert_eq!(t.subscribe(&interest(1, b"ab")), Ok(()), "repeat ignored");
+        t.subscribe(&interest(2, b"ab")).unwrap();
+        t.subscribe(&interest(3, b"")).unwrap();
         assert_eq!(matching(&t, "abc"), vec![1, 2, 3]);
         assert_eq!(matching(&t, "a"), vec![1, 3]);
         assert_eq!(matching(&t, "b"), vec![3]);
@@ -266,9 +209,10 @@ mod tests {
         t.unsubscribe(&interest(1, b"a"));
         assert_eq!(matching(&t, "a"), vec![3]);
         assert_eq!(matching(&t, "abc"), vec![1, 2, 3]);
-        // A pipe that goes: the XPUB sends its address's unsubscription (and its others).
+        // A connection that goes: the XPUB passes on its address's unsubscription.
         t.unsubscribe(&address(1));
         assert_eq!(matching(&t, "abc"), vec![2, 3]);
+        t.unsubscribe(&interest(1, b"ab"));
         t.unsubscribe(&address(2));
         t.unsubscribe(&address(3));
         assert_eq!(matching(&t, "abc"), Vec::<u64>::new());
@@ -278,45 +222,21 @@ mod tests {
     }
 
     #[test]
-    fn plain_subscriptions_go_to_the_xpub_and_never_match_envelopes() {
-        let mut t = Interest::default();
-        assert_eq!(t.subscribe(b"x."), Apply::Xpub(vec![b"x.".to_vec()]));
-        assert!(t.has_plain());
-        let Apply::Xpub(all) = t.subscribe(b"") else {
-            panic!("plain subscription refused");
-        };
-        assert_eq!(all.len(), 255);
-        assert!(all.iter().all(|p| p.len() == 1 && p[0] != 0));
-        assert_eq!(t.unsubscribe(b"x."), Apply::Xpub(vec![b"x.".to_vec()]));
-        assert_eq!(t.unsubscribe(b"x."), Apply::Nothing, "never held twice");
-        t.unsubscribe(b"");
-        assert!(!t.has_plain());
-    }
-
-    #[test]
     fn hostile_subscriptions_are_bounded() {
         let mut t = Interest::default();
-        assert!(matches!(
-            t.subscribe(&interest(9, b"no-address")),
-            Apply::Refused(_)
-        ));
-        t.subscribe(&address(9));
+        assert!(t.subscribe(&interest(9, b"no-address")).is_err());
+        assert!(t.subscribe(b"plain.").is_err());
+        t.subscribe(&address(9)).unwrap();
         let long = vec![b'a'; MAX_TOPIC_LEN + 1];
-        assert!(matches!(
-            t.subscribe(&interest(9, &long)),
-            Apply::Refused(_)
-        ));
+        assert!(t.subscribe(&interest(9, &long)).is_err());
         for i in 0..MAX_PREFIXES_PER_SUBSCRIBER {
             assert_eq!(
                 t.subscribe(&interest(9, format!("p{i}").as_bytes())),
-                Apply::Nothing
+                Ok(())
             );
         }
-        assert!(matches!(
-            t.subscribe(&interest(9, b"one-more")),
-            Apply::Refused(_)
-        ));
-        assert!(matches!(t.subscribe(&[0, 1]), Apply::Refused(_)));
+        assert!(t.subscribe(&interest(9, b"one-more")).is_err());
+        assert!(t.subscribe(&[0, 1]).is_err());
         t.unsubscribe(&address(9));
         assert_eq!(t.distinct_prefixes(), 0);
     }

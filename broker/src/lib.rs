@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  publishers --> XSUB ==== proxy ====> XPUB --> subscribers        (thread "zhub-bus")
+//!                                  \===> XPUB --> zhub subscribers, addressed copies
 //!  clients    <-> ROUTER (main endpoint)                           (thread "zhub-router")
 //!  workers    <->   services, FIFO queues, LRU workers, heartbeats; zhub.*, mmi.* built-ins
 //!                   zhub.log, zhub.kv --inproc--> storage thread ("zhub-storage"):
@@ -80,6 +81,7 @@ impl Broker {
         endpoint::check("main", &config.listen)?;
         endpoint::check("publish", &config.publish)?;
         endpoint::check("subscribe", &config.subscribe)?;
+        endpoint::check("deliver", &config.deliver)?;
         let lock = lock_data_dir(config)?;
         // Recovery runs here, so that a damaged log is an error at start, not later.
         let log_dir = config.data_dir.join("log");
@@ -101,20 +103,26 @@ impl Broker {
         let xsub = context.socket(zmq::XSUB)?;
         xsub.set_linger(0)?;
         xsub.set_rcvhwm(config.publish_hwm)?;
-        let mut xpub = context.socket(zmq::XPUB)?;
+        let xpub = context.socket(zmq::XPUB)?;
         xpub.set_linger(0)?;
         xpub.set_sndhwm(config.subscribe_hwm)?;
+        let deliver = context.socket(zmq::XPUB)?;
+        deliver.set_linger(0)?;
+        deliver.set_sndhwm(config.subscribe_hwm)?;
+        bus::limit(&xsub, &xpub, &deliver, bus::max_frame(8 << 20))?;
 
         let info = BrokerInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             main: endpoint::bind(&router, "main", &config.listen)?,
             publish: endpoint::bind(&xsub, "publish", &config.publish)?,
             subscribe: endpoint::bind(&xpub, "subscribe", &config.subscribe)?,
+            deliver: endpoint::bind(&deliver, "deliver", &config.deliver)?,
         };
         info!(endpoint = %info.main, "main endpoint listening");
         info!(endpoint = %info.publish, "publish endpoint listening");
         info!(endpoint = %info.subscribe, "subscribe endpoint listening");
-        bus::setup(&xsub, &mut xpub, bus::max_frame(8 << 20))?;
+        info!(endpoint = %info.deliver, "deliver endpoint listening");
+        bus::setup(&xsub)?;
 
         let mut broker = Broker {
             info: info.clone(),
@@ -146,6 +154,7 @@ impl Broker {
         let bus_sockets = bus::BusSockets {
             xsub,
             xpub,
+            deliver,
             republish: republish_in,
             tap: journal::JournalTap::new(Arc::clone(&journals), journal_out),
         };

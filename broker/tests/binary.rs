@@ -33,12 +33,18 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitS
     }
 }
 
-/// Starts the binary on ipc endpoints in `dir` and waits for its three "listening" lines.
+/// Starts the binary on ipc endpoints in `dir` and waits for its four "listening" lines.
 fn spawn_broker(dir: &std::path::Path) -> Child {
     let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
     let mut child = Command::new(BIN)
         .args(["--listen", &ipc("main.sock"), "--publish", &ipc("pub.sock")])
-        .args(["--subscribe", &ipc("sub.sock"), "--data-dir"])
+        .args([
+            "--subscribe",
+            &ipc("sub.sock"),
+            "--deliver",
+            &ipc("deliver.sock"),
+        ])
+        .arg("--data-dir")
         .arg(dir.join("data"))
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -47,7 +53,7 @@ fn spawn_broker(dir: &std::path::Path) -> Child {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut listening = 0;
-    while listening < 3 {
+    while listening < 4 {
         let line = lines.next().expect("broker logs its endpoints").unwrap();
         if line.contains("listening") {
             listening += 1;
@@ -151,6 +157,8 @@ fn help_documents_every_setting_with_its_default() {
         "tcp://127.0.0.1:5556",
         "--subscribe",
         "tcp://127.0.0.1:5557",
+        "--deliver",
+        "tcp://127.0.0.1:5558",
         "--data-dir",
         "./zhub-data",
         "--config",

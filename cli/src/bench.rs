@@ -134,6 +134,8 @@ pub(crate) struct BrokerArgs {
     #[arg(long)]
     subscribe: String,
     #[arg(long)]
+    deliver: String,
+    #[arg(long)]
     data_dir: PathBuf,
     #[arg(long, default_value = "always")]
     kv_fsync: zhub_client::FsyncPolicy,
@@ -155,6 +157,7 @@ pub(crate) fn serve_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         listen: args.listen.clone(),
         publish: args.publish.clone(),
         subscribe: args.subscribe.clone(),
+        deliver: args.deliver.clone(),
         data_dir: args.data_dir.clone(),
         kv_fsync: args.kv_fsync,
         ..zhub_broker::Config::default()
@@ -215,7 +218,7 @@ impl Server {
         dir: tempfile::TempDir,
         extra: &[&str],
     ) -> anyhow::Result<(Server, String)> {
-        let [main, publish, subscribe] = endpoints(transport, dir.path())?;
+        let [main, publish, subscribe, deliver] = endpoints(transport, dir.path())?;
         let data = dir.path().join("data").display().to_string();
         let mut args: Vec<String> = [
             "bench-broker",
@@ -225,6 +228,8 @@ impl Server {
             &publish,
             "--subscribe",
             &subscribe,
+            "--deliver",
+            &deliver,
             "--data-dir",
             &data,
         ]
@@ -269,19 +274,27 @@ impl Drop for Server {
 pub(crate) fn endpoints(
     transport: Transport,
     dir: &std::path::Path,
-) -> anyhow::Result<[String; 3]> {
+) -> anyhow::Result<[String; 4]> {
     Ok(match transport {
         Transport::Tcp => {
+            // Ask the OS for free ports, holding every listener until all are chosen so that no
+            // two are the same; they are closed before the server binds.
+            let listeners = (0..4)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut eps = Vec::new();
-            for _ in 0..3 {
-                // Ask the OS for a free port; the listener is closed before the server binds.
-                let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            for l in &listeners {
                 eps.push(format!("tcp://127.0.0.1:{}", l.local_addr()?.port()));
             }
-            [eps[0].clone(), eps[1].clone(), eps[2].clone()]
+            [
+                eps[0].clone(),
+                eps[1].clone(),
+                eps[2].clone(),
+                eps[3].clone(),
+            ]
         }
         Transport::Ipc => {
-            ["main", "pub", "sub"].map(|n| format!("ipc://{}/{n}.sock", dir.display()))
+            ["main", "pub", "sub", "deliver"].map(|n| format!("ipc://{}/{n}.sock", dir.display()))
         }
     })
 }
@@ -372,7 +385,7 @@ fn raw_run(transport: Transport, mode: Mode, size: usize, count: u64) -> anyhow:
     let window = Window::new(mode);
     let sub_window = window.clone();
     let dir = tempfile::tempdir()?;
-    let [_, xsub, xpub] = endpoints(transport, dir.path())?;
+    let [_, xsub, xpub, _] = endpoints(transport, dir.path())?;
     let args = vec![
         "bench-raw-proxy".to_owned(),
         "--xsub".into(),

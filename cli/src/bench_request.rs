@@ -233,7 +233,7 @@ fn raw_run(
     requests: u64,
 ) -> anyhow::Result<Sample> {
     let dir = tempfile::tempdir()?;
-    let [frontend, backend, _] = endpoints(transport, dir.path())?;
+    let [frontend, backend, _, _] = endpoints(transport, dir.path())?;
     let args: Vec<String> = [
         "bench-raw-router",
         "--frontend",

@@ -93,6 +93,7 @@ impl Client {
                 main: url.to_owned(),
                 publish: String::new(),
                 subscribe: String::new(),
+                deliver: String::new(),
             },
             main,
             publisher: None,
@@ -122,6 +123,7 @@ impl Client {
         client.info = BrokerInfo {
             publish: connectable(&info.publish, url),
             subscribe: connectable(&info.subscribe, url),
+            deliver: connectable(&info.deliver, url),
             main: url.to_owned(),
             version: info.version,
         };
@@ -511,7 +513,7 @@ impl Client {
         socket
             .set_rcvhwm(self.options.subscribe_hwm)
             .map_err(setup)?;
-        socket.connect(&self.info.subscribe).map_err(setup)?;
+        socket.connect(&self.info.deliver).map_err(setup)?;
         // The address first: the broker sends this subscriber's copies to it, and learns of
         // the prefixes that follow (see `zhub_protocol::delivery`).
         let id = random_u64();

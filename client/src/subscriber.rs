@@ -108,6 +108,8 @@ pub struct Subscriber {
     socket: zmq::Socket,
     /// The id the broker addresses this subscriber's messages to.
     id: u64,
+    /// Where each incoming frame lands first, reused.
+    scratch: zmq::Message,
     pending: VecDeque<Message>,
     /// Last sequence number seen, per publisher, then per topic (looked up by `&str`, so
     /// the hot path allocates nothing for it).
@@ -149,6 +151,7 @@ impl Subscriber {
         Subscriber {
             socket,
             id,
+            scratch: zmq::Message::new(),
             pending: VecDeque::new(),
             last_seq: FastMap::default(),
             gaps: 0,
@@ -170,30 +173,36 @@ impl Subscriber {
 
     /// Takes the next message if one is waiting: `Ok(None)` when none is.
     ///
-    /// Each comes addressed to this subscriber, as an envelope (which carries the count of
-    /// messages the broker dropped for it since the last one) and a bus frame, or an empty
-    /// frame when the envelope only reports drops.
+    /// Each comes addressed to this subscriber (see [`zhub_protocol::delivery`]): an envelope,
+    /// which carries the count of messages the broker dropped for it since the last one, then
+    /// the bus frame, in the same frame or the next; an envelope alone only reports drops.
     pub(crate) fn take(&mut self) -> Result<Option<Incoming>, zmq::Error> {
-        let mut envelope = [0u8; ENVELOPE_LEN + 1];
-        let len = match self.socket.recv_into(&mut envelope, zmq::DONTWAIT) {
-            Ok(len) => len,
+        match self.socket.recv(&mut self.scratch, zmq::DONTWAIT) {
+            Ok(()) => {}
             Err(zmq::Error::EAGAIN) => return Ok(None),
             Err(e) => return Err(e),
+        }
+        let envelope = delivery::decode_envelope(&self.scratch);
+        let frame = if self.scratch.get_more() {
+            let frame = self.socket.recv_bytes(0)?;
+            while self.socket.get_rcvmore()? {
+                self.socket.recv_bytes(0)?;
+            }
+            frame
+        } else {
+            self.scratch
+                .get(ENVELOPE_LEN..)
+                .unwrap_or_default()
+                .to_vec()
         };
-        if !self.socket.get_rcvmore()? {
-            self.malformed += 1;
-            debug!(len, "unaddressed frame ignored");
-            return Ok(Some(Incoming::Nothing));
-        }
-        let frame = self.socket.recv_bytes(0)?;
-        while self.socket.get_rcvmore()? {
-            self.socket.recv_bytes(0)?;
-        }
-        match delivery::decode_envelope(&envelope[..len.min(envelope.len())]) {
+        match envelope {
             Ok(e) if e.subscriber == self.id => self.missed += e.missed,
             _ => {
                 self.malformed += 1;
-                debug!(len, "malformed envelope ignored");
+                debug!(
+                    len = self.scratch.len(),
+                    "frame without this subscriber's envelope ignored"
+                );
                 return Ok(Some(Incoming::Nothing));
             }
         }

@@ -25,8 +25,12 @@ pub struct BrokerInfo {
     pub main: String,
     /// The endpoint publishers connect to (the broker's XSUB), as bound.
     pub publish: String,
-    /// The endpoint subscribers connect to (the broker's XPUB), as bound.
+    /// The endpoint plain ZeroMQ subscribers connect to (the broker's XPUB), as bound.
     pub subscribe: String,
+    /// The endpoint zhub subscribers connect to for addressed copies (a second XPUB), as
+    /// bound. See [`crate::delivery`].
+    #[serde(default)]
+    pub deliver: String,
 }
 
 /// Reply body of [`STATS_SERVICE`].

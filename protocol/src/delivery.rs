@@ -5,24 +5,35 @@
 //! ZeroMQ's XPUB fans a message out to every matching subscriber at once and, once a
 //! subscriber's queue has overflowed, skips that subscriber without a word until it catches up.
 //! A broker using it can neither count those losses nor tell the subscriber. So the zhub broker
-//! does the matching itself and sends each matching subscriber an addressed copy: a two-frame
-//! message `[envelope, bus frame]` whose envelope matches that subscriber alone. A full queue
-//! then refuses exactly one subscriber's copy, which the broker counts against it and reports
-//! in the next envelope it manages to deliver.
+//! does the matching itself and sends each matching subscriber an addressed copy, led by an
+//! envelope that matches that subscriber alone. A full queue then refuses exactly one
+//! subscriber's copy, which the broker counts against it and reports in the next envelope it
+//! manages to deliver.
+//!
+//! An addressed message is one frame, the envelope followed by the bus frame; or, for a bus
+//! frame longer than [`INLINE_MAX`] (which the broker shares between subscribers rather than
+//! copy), two frames: the envelope, then the bus frame. A *notice* is the envelope alone: the
+//! broker sends one only to report drops when no message has followed them.
+//!
+//! zhub subscribers connect a SUB socket to the broker's *deliver* endpoint (a second XPUB,
+//! named in `zhub.info`), where only addressed messages go out; plain ZeroMQ SUB sockets
+//! connect to the *subscribe* endpoint and get bus frames as published.
 //!
 //! # Subscriptions a zhub subscriber sends (as ZeroMQ subscriptions on its SUB socket)
 //!
-//! | bytes                                 | meaning                                         |
-//! |---------------------------------------|-------------------------------------------------|
-//! | `0x00`, id (8)                        | the subscriber's address: its envelopes match it |
-//! | `0x00`, id (8), `0x01`, prefix (0..=1024) | interest in topics starting with `prefix`   |
+//! | bytes                                     | meaning                                          |
+//! |-------------------------------------------|--------------------------------------------------|
+//! | `0x00`, id (8)                            | the subscriber's address: its envelopes match it |
+//! | `0x00`, id (8), `0x01`, prefix (0..=1024) | interest in topics starting with `prefix`        |
 //!
-//! The id is random per subscriber (big-endian `u64`). No topic starts with `0x00`, so these
-//! never match a bus frame, and ZeroMQ resends them in this order after a reconnect (a prefix
-//! before its extensions). Every other subscription is a *plain* one, from a plain ZeroMQ SUB
-//! socket: the broker applies it as ZeroMQ would, and delivers bus frames to it unaddressed.
+//! The id is random per subscriber (big-endian `u64`). ZeroMQ applies the address to the
+//! subscriber's own connection, so that envelopes starting with it reach that subscriber
+//! alone; the broker keeps the prefixes in a table of its own and matches topics there. ZeroMQ
+//! resends these subscriptions in this order after a reconnect (a prefix before its
+//! extensions), so a subscriber survives a broker restart. Any other subscription on the
+//! deliver endpoint is refused (counted).
 //!
-//! # Envelope (the first frame of an addressed message; integers big-endian)
+//! # Envelope (the start of an addressed message's first frame; integers big-endian)
 //!
 //! | offset | size | field                                                             |
 //! |--------|------|-------------------------------------------------------------------|
@@ -31,8 +42,6 @@
 //! | 9      | 8    | messages the broker dropped for this subscriber since the last    |
 //! |        |      | envelope it delivered (its queue was full)                       |
 //!
-//! The second frame is the bus frame as published ([`crate::bus`]), or empty in a *notice*: an
-//! envelope the broker sends only to report drops when no message has followed them.
 
 use crate::ProtocolError;
 
@@ -44,6 +53,9 @@ pub const ADDRESS_LEN: usize = 9;
 pub const INTEREST_MARK: u8 = 0x01;
 /// Length of an envelope.
 pub const ENVELOPE_LEN: usize = ADDRESS_LEN + 8;
+/// Longest bus frame the broker sends in the envelope's frame; longer ones follow it in a
+/// frame of their own, shared between subscribers instead of copied for each.
+pub const INLINE_MAX: usize = 2048;
 
 /// A subscriber's address, which it subscribes to first: every envelope meant for it starts
 /// with these bytes.
@@ -85,13 +97,13 @@ pub struct Envelope {
     pub missed: u64,
 }
 
-/// Decodes an envelope.
+/// Decodes the envelope at the start of a frame; the bus frame, if any, follows it.
 ///
 /// # Errors
-/// [`ProtocolError::TruncatedHeader`] when the frame is not [`ENVELOPE_LEN`] bytes starting
-/// with [`ADDRESS_MARK`].
+/// [`ProtocolError::TruncatedHeader`] when the frame is shorter than [`ENVELOPE_LEN`] or does
+/// not start with [`ADDRESS_MARK`].
 pub fn decode_envelope(frame: &[u8]) -> Result<Envelope, ProtocolError> {
-    if frame.len() != ENVELOPE_LEN || frame[0] != ADDRESS_MARK {
+    if frame.len() < ENVELOPE_LEN || frame[0] != ADDRESS_MARK {
         return Err(ProtocolError::TruncatedHeader {
             expected: ENVELOPE_LEN,
             got: frame.len(),
@@ -99,7 +111,7 @@ pub fn decode_envelope(frame: &[u8]) -> Result<Envelope, ProtocolError> {
     }
     Ok(Envelope {
         subscriber: word(&frame[1..ADDRESS_LEN]),
-        missed: word(&frame[ADDRESS_LEN..]),
+        missed: word(&frame[ADDRESS_LEN..ENVELOPE_LEN]),
     })
 }
 

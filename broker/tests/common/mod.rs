@@ -86,7 +86,7 @@ where
 const BIN: &str = env!("CARGO_BIN_EXE_zhub-broker");
 
 /// Starts the `zhub-broker` binary as a child on ipc sockets in `dir`, its data in
-/// `dir/data`, with `extra` flags; returns once its three endpoints are bound, with the main
+/// `dir/data`, with `extra` flags; returns once its four endpoints are bound, with the main
 /// endpoint's URL.
 pub fn spawn_broker_with(dir: &Path, extra: &[&str]) -> (Child, String) {
     let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
@@ -98,6 +98,8 @@ pub fn spawn_broker_with(dir: &Path, extra: &[&str]) -> (Child, String) {
             &ipc("pub.sock"),
             "--subscribe",
             &ipc("sub.sock"),
+            "--deliver",
+            &ipc("deliver.sock"),
         ])
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -108,7 +110,7 @@ pub fn spawn_broker_with(dir: &Path, extra: &[&str]) -> (Child, String) {
         .expect("zhub-broker starts");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut listening = 0;
-    while listening < 3 {
+    while listening < 4 {
         let line = lines.next().expect("broker log line").expect("utf-8 log");
         if line.contains("listening") {
             listening += 1;

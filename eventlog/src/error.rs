@@ -42,6 +42,23 @@ pub enum EventLogError {
         /// What failed (CRC, length, offset sequence).
         reason: String,
     },
+    /// A write or an fsync of the stream failed (a full disk, an I/O error), so the stream
+    /// cut itself back to its last confirmed record: none of the records from `from` on,
+    /// appended since the owner's last successful [`crate::Stream::flush`] or
+    /// [`crate::Stream::sync`], was kept, and none may be acknowledged. The append that met
+    /// the failure returns it, and so do the appends after it until the owner's next flush or
+    /// sync, which returns it once more and clears it.
+    #[error("stream {stream}: {reason}; nothing from offset {from} on was stored")]
+    NotStored {
+        /// The stream.
+        stream: String,
+        /// The first offset not stored; the next record appended gets it.
+        from: u64,
+        /// What the OS said, with the file (`ErrorKind::StorageFull` for a full disk).
+        kind: std::io::ErrorKind,
+        /// The failure, as text.
+        reason: String,
+    },
     /// A segment or config file is not in a format this build reads.
     #[error("{path}: {reason}")]
     BadFile {

@@ -21,7 +21,13 @@
 //!
 //! The engine is owned by one thread. Durability is the owner's to drive: with
 //! [`Fsync::Always`] (the default) it appends every waiting record, calls [`Stream::sync`]
-//! once, then acknowledges them all (group commit).
+//! once, then acknowledges them all (group commit). A failed write or fsync (a full disk)
+//! cuts the stream back to its last confirmed record, so that no partial record stays
+//! behind and no acknowledged offset is given out again; the rules are in `stream`'s
+//! documentation and [`EventLogError::NotStored`].
+//!
+//! A stream holds file descriptors only while it is used; [`EventLog`] keeps the most
+//! recently used ones open and closes the others, so many streams need few descriptors.
 //!
 //! # Layout
 //! - [`codec`] — on-disk layouts and their encoders and decoders.
@@ -31,19 +37,27 @@
 //! - `log` — [`EventLog`]: the directory of streams.
 //! - [`bench`] — the engine's benchmark beside the disk's own rates.
 //! - `error` — [`EventLogError`].
+//! - `faults` — segment writes and syncs, which tests can make fail (feature
+//!   `fault-injection`).
 #![deny(missing_docs)]
 
 pub mod bench;
 pub mod codec;
 mod config;
 mod error;
+#[cfg(test)]
+mod failure_tests;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod faults;
+#[cfg(not(any(test, feature = "fault-injection")))]
+mod faults;
 mod log;
 mod segment;
 mod stream;
 
 pub use config::{Fsync, StreamConfig};
 pub use error::{EventLogError, Result};
-pub use log::EventLog;
+pub use log::{EventLog, DEFAULT_MAX_OPEN_STREAMS};
 pub use stream::{check_name, now_micros, segment_log_path, Reader, Stream, StreamInfo};
 
 /// One record read from a stream.

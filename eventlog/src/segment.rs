@@ -1,9 +1,17 @@
-//! One segment: a `.log` file of records from `base` on, with its sparse `.index` and
-//! `.timeindex`, kept in memory too. Writes are buffered; reads see buffered data (they flush
-//! first); recovery validates and repairs on open.
+//! One segment: a `.log` file of records from `base` on, with its sparse index and time
+//! index kept in memory and written to `.index` and `.timeindex` when the segment is sealed
+//! (the last segment's are rebuilt from its records on open, so they need no file before).
+//! Writes are buffered; recovery validates and repairs on open.
+//!
+//! The `.log` is opened when first needed and closed by [`Segment::close`], so that a
+//! segment holds no file descriptor while nobody uses it: a stream needs one for its active
+//! segment while it is written, and one for a sealed segment only during a read.
+//!
+//! A [`Mark`] records where the segment stood (bytes, next offset, index lengths);
+//! [`Segment::cut`] takes it back there exactly, the file and the bookkeeping alike, which is
+//! how a failed write leaves no partial record behind.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +19,7 @@ use tracing::warn;
 
 use crate::codec::{self, Invalid, RawRecord};
 use crate::error::{EventLogError, Result};
+use crate::faults;
 
 /// Bytes buffered before the log buffer is written out.
 const WRITE_BUFFER: usize = 256 << 10;
@@ -29,13 +38,32 @@ fn time_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.timeindex"))
 }
 
-fn open_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
-        .map_err(EventLogError::io(path))
+/// Removes a file that may not exist.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EventLogError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+/// Where a segment stood at one moment, at a record boundary: what [`Segment::cut`] needs to
+/// take it back there exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    /// The segment's base offset.
+    pub(crate) base: u64,
+    /// Bytes of `.log`, buffered ones included.
+    len: u64,
+    /// The offset the next record gets.
+    pub(crate) next_offset: u64,
+    index_len: usize,
+    times_len: usize,
+    max_ts: i64,
+    since_index: u64,
 }
 
 /// What a scan of a segment's bytes found.
@@ -164,18 +192,19 @@ impl<'f> Batch<'f> {
 pub(crate) struct Segment {
     pub(crate) base: u64,
     dir: PathBuf,
-    file: File,
+    /// The `.log`, opened when first needed and closed by [`Segment::close`].
+    file: Option<File>,
     /// Bytes of the `.log` on disk.
     written: u64,
     /// Bytes appended but not yet written.
     pending: Vec<u8>,
+    /// A length the `.log` must be cut to before anything else is written: set when a write
+    /// failed part way (the file may hold part of a record after `written`) and the cut
+    /// could not be made at once.
+    cut_to: Option<u64>,
     pub(crate) next_offset: u64,
     index: Vec<(u32, u32)>,
     times: Vec<(i64, u32)>,
-    index_file: File,
-    time_file: File,
-    index_pending: Vec<u8>,
-    time_pending: Vec<u8>,
     since_index: u64,
     pub(crate) max_ts: i64,
     corrupt: Vec<u64>,
@@ -184,37 +213,40 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates an empty segment starting at `base`.
+    /// Creates an empty segment starting at `base`. Files left at `base` by a creation that
+    /// failed (a full disk) hold no record, since `base` is past every record kept, and are
+    /// replaced; a failure now removes what it made.
     pub(crate) fn create(dir: &Path, base: u64) -> Result<Segment> {
         let path = log_path(dir, base);
+        for p in [&path, &index_path(dir, base), &time_path(dir, base)] {
+            remove_if_present(p)?;
+        }
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .read(true)
             .open(&path)
             .map_err(EventLogError::io(&path))?;
-        for p in [index_path(dir, base), time_path(dir, base)] {
-            let _ = std::fs::remove_file(&p);
-        }
         let mut segment = Segment {
             base,
             dir: dir.to_owned(),
-            file,
+            file: Some(file),
             written: 0,
             pending: codec::segment_header().to_vec(),
+            cut_to: None,
             next_offset: base,
             index: Vec::new(),
             times: Vec::new(),
-            index_file: open_append(&index_path(dir, base))?,
-            time_file: open_append(&time_path(dir, base))?,
-            index_pending: Vec::new(),
-            time_pending: Vec::new(),
             since_index: u64::MAX,
             max_ts: i64::MIN,
             corrupt: Vec::new(),
             unsynced: true,
         };
-        segment.flush()?;
+        if let Err(e) = segment.flush() {
+            drop(segment);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(segment)
     }
 
@@ -256,26 +288,26 @@ impl Segment {
         let mut segment = Segment {
             base,
             dir: dir.to_owned(),
-            file,
+            file: Some(file),
             written: len,
             pending: Vec::new(),
+            cut_to: None,
             next_offset: base,
             index: Vec::new(),
             times: Vec::new(),
-            index_file: open_append(&index_path(dir, base))?,
-            time_file: open_append(&time_path(dir, base))?,
-            index_pending: Vec::new(),
-            time_pending: Vec::new(),
             since_index: 0,
             max_ts: i64::MIN,
             corrupt: Vec::new(),
             unsynced: false,
         };
+        // Opened again when first used: a stream at rest holds no descriptor.
         if let (Some(next_base), true) = (next_base, segment.load_indexes(len)) {
             segment.next_offset = next_base;
+            segment.file = None;
             return Ok(segment);
         }
         segment.rebuild(stream, next_base.is_none(), max_record, interval)?;
+        segment.file = None;
         if let Some(next_base) = next_base {
             if segment.next_offset != next_base {
                 warn!(
@@ -357,10 +389,10 @@ impl Segment {
                 cut_bytes = bytes.len() - scan.end,
                 "torn tail truncated"
             );
-            self.file
-                .set_len(scan.end as u64)
+            let file = self.file()?;
+            file.set_len(scan.end as u64)
                 .map_err(EventLogError::io(&path))?;
-            self.file.sync_data().map_err(EventLogError::io(&path))?;
+            faults::sync_data(file).map_err(EventLogError::io(&path))?;
             self.written = scan.end as u64;
         } else if scan.torn {
             self.corrupt.push(scan.next_offset);
@@ -374,7 +406,16 @@ impl Segment {
             Some(&(_, pos)) => self.written - u64::from(pos),
             None => u64::MAX,
         };
-        // Rewrite both index files from memory.
+        if !last {
+            // The last segment's indexes are written when it is sealed.
+            self.write_indexes();
+        }
+        Ok(())
+    }
+
+    /// Writes both index files from memory. A failure (a full disk) is not the log's: the
+    /// files are removed, and rebuilt from the records when the segment is next opened.
+    fn write_indexes(&self) {
         let mut index = Vec::with_capacity(self.index.len() * codec::INDEX_ENTRY);
         for &(rel, pos) in &self.index {
             index.extend_from_slice(&codec::index_entry(rel, pos));
@@ -383,14 +424,109 @@ impl Segment {
         for &(ts, rel) in &self.times {
             times.extend_from_slice(&codec::time_entry(ts, rel));
         }
-        for (p, data) in [
-            (index_path(&self.dir, self.base), index),
-            (time_path(&self.dir, self.base), times),
-        ] {
-            std::fs::write(&p, data).map_err(EventLogError::io(&p))?;
+        let index_file = index_path(&self.dir, self.base);
+        let time_file = time_path(&self.dir, self.base);
+        for (p, data) in [(&index_file, index), (&time_file, times)] {
+            if let Err(e) = std::fs::write(p, data) {
+                warn!(file = %p.display(), error = %e, "index not written; it is rebuilt on open");
+                let _ = std::fs::remove_file(&index_file);
+                let _ = std::fs::remove_file(&time_file);
+                return;
+            }
         }
-        self.index_file = open_append(&index_path(&self.dir, self.base))?;
-        self.time_file = open_append(&time_path(&self.dir, self.base))?;
+    }
+
+    /// The open `.log`, opening it when it is closed.
+    fn file(&mut self) -> Result<&mut File> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let path = log_path(&self.dir, self.base);
+                OpenOptions::new()
+                    .append(true)
+                    .read(true)
+                    .open(&path)
+                    .map_err(EventLogError::io(&path))?
+            }
+        };
+        Ok(self.file.insert(file))
+    }
+
+    /// Closes the `.log` when nothing waits to be written or cut, and, unless `unsynced_ok`,
+    /// nothing written waits for a sync (an fsync on a descriptor opened later might not
+    /// report a write-back error that happened before it). Returns whether it is closed.
+    pub(crate) fn close(&mut self, unsynced_ok: bool) -> bool {
+        if self.pending.is_empty() && self.cut_to.is_none() && (unsynced_ok || !self.unsynced) {
+            self.file = None;
+        }
+        self.file.is_none()
+    }
+
+    /// Whether the `.log` is open.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Where the segment stands now.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            base: self.base,
+            len: self.size(),
+            next_offset: self.next_offset,
+            index_len: self.index.len(),
+            times_len: self.times.len(),
+            max_ts: self.max_ts,
+            since_index: self.since_index,
+        }
+    }
+
+    /// Where the segment stood when it held no record.
+    pub(crate) fn start_mark(&self) -> Mark {
+        Mark {
+            base: self.base,
+            len: codec::SEGMENT_HEADER as u64,
+            next_offset: self.base,
+            index_len: 0,
+            times_len: 0,
+            max_ts: i64::MIN,
+            since_index: u64::MAX,
+        }
+    }
+
+    /// Takes the segment back to `mark` (taken from it earlier): the records after it are
+    /// dropped from the buffer, the file and the indexes. The file is cut at once when it
+    /// can be, and otherwise before the next write.
+    ///
+    /// # Errors
+    /// The truncation failed; it is retried before the next write.
+    pub(crate) fn cut(&mut self, mark: Mark) -> Result<()> {
+        self.next_offset = mark.next_offset;
+        self.index.truncate(mark.index_len);
+        self.times.truncate(mark.times_len);
+        self.max_ts = mark.max_ts;
+        self.since_index = mark.since_index;
+        if mark.len >= self.written {
+            self.pending.truncate((mark.len - self.written) as usize);
+        } else {
+            self.pending.clear();
+            self.written = mark.len;
+            self.cut_to = Some(mark.len);
+        }
+        // The cut itself must reach the disk before what is written after it counts.
+        self.unsynced = true;
+        self.finish_cut()
+    }
+
+    /// Makes a cut still owed to the file.
+    fn finish_cut(&mut self) -> Result<()> {
+        if let Some(len) = self.cut_to {
+            let path = log_path(&self.dir, self.base);
+            self.file()?
+                .set_len(len)
+                .map_err(EventLogError::io(&path))?;
+            self.cut_to = None;
+        }
         Ok(())
     }
 
@@ -404,14 +540,14 @@ impl Segment {
         self.next_offset == self.base
     }
 
-    /// Appends a record (buffered).
+    /// Appends a record to the buffer; [`Segment::wants_flush`] says when to write it out.
     pub(crate) fn append(
         &mut self,
         timestamp: i64,
         key: Option<&[u8]>,
         value: &[u8],
         interval: u64,
-    ) -> Result<u64> {
+    ) -> u64 {
         let offset = self.next_offset;
         let rel = (offset - self.base) as u32;
         let position = self.size();
@@ -419,10 +555,6 @@ impl Segment {
         if self.since_index >= interval {
             self.index.push((rel, position as u32));
             self.times.push((self.max_ts, rel));
-            self.index_pending
-                .extend_from_slice(&codec::index_entry(rel, position as u32));
-            self.time_pending
-                .extend_from_slice(&codec::time_entry(self.max_ts, rel));
             self.since_index = 0;
         }
         let before = self.pending.len();
@@ -430,52 +562,66 @@ impl Segment {
         self.since_index += (self.pending.len() - before) as u64;
         self.next_offset += 1;
         self.unsynced = true;
-        if self.pending.len() >= WRITE_BUFFER {
-            self.flush()?;
-        }
-        Ok(offset)
+        offset
     }
 
-    /// Writes buffered bytes to the files (no fsync).
+    /// Whether enough is buffered to write it out.
+    pub(crate) fn wants_flush(&self) -> bool {
+        self.pending.len() >= WRITE_BUFFER
+    }
+
+    /// Writes buffered bytes to the `.log` (no fsync).
+    ///
+    /// # Errors
+    /// The write failed, maybe part way: the file may then hold part of a record after the
+    /// last one written, which is cut before anything else is written. The buffer is kept
+    /// for the stream to [`Segment::cut`] back to a mark of its choosing.
     pub(crate) fn flush(&mut self) -> Result<()> {
-        if !self.pending.is_empty() {
-            let path = log_path(&self.dir, self.base);
-            self.file
-                .write_all(&self.pending)
-                .map_err(EventLogError::io(&path))?;
-            self.written += self.pending.len() as u64;
-            self.pending.clear();
+        self.finish_cut()?;
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        if !self.index_pending.is_empty() {
-            let p = index_path(&self.dir, self.base);
-            self.index_file
-                .write_all(&self.index_pending)
-                .map_err(EventLogError::io(&p))?;
-            self.index_pending.clear();
-            let p = time_path(&self.dir, self.base);
-            self.time_file
-                .write_all(&self.time_pending)
-                .map_err(EventLogError::io(&p))?;
-            self.time_pending.clear();
+        let path = log_path(&self.dir, self.base);
+        let pending = std::mem::take(&mut self.pending);
+        let result = self
+            .file()
+            .and_then(|file| faults::write_all(file, &pending).map_err(EventLogError::io(&path)));
+        self.pending = pending;
+        match result {
+            Ok(()) => {
+                self.written += self.pending.len() as u64;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.cut_to = Some(self.written);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
-    /// Flushes and makes the log durable (`sync_data`). Index files are not synced: recovery
-    /// rebuilds them from the log.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        self.flush()?;
+    /// Makes what is written durable (`sync_data`); call [`Segment::flush`] first. Index
+    /// files are not synced: recovery rebuilds them from the log.
+    ///
+    /// # Errors
+    /// The fsync failed: what the disk holds after the last sync is then unknown.
+    pub(crate) fn sync_data(&mut self) -> Result<()> {
         if self.unsynced {
             let path = log_path(&self.dir, self.base);
-            self.file.sync_data().map_err(EventLogError::io(&path))?;
+            let file = self.file()?;
+            faults::sync_data(file).map_err(EventLogError::io(&path))?;
             self.unsynced = false;
         }
         Ok(())
     }
 
-    /// Records the final time index entry, so that a sealed segment's newest timestamp is
-    /// known without reading it, and flushes.
+    /// Flushes, records the final time index entry (so that a sealed segment's newest
+    /// timestamp is known without reading it) and writes both index files.
+    ///
+    /// # Errors
+    /// As for [`Segment::flush`]; an index that cannot be written is rebuilt on open instead.
     pub(crate) fn seal(&mut self) -> Result<()> {
+        self.flush()?;
         if !self.is_empty() {
             let rel = (self.next_offset - 1 - self.base) as u32;
             if self
@@ -484,19 +630,10 @@ impl Segment {
                 .is_none_or(|&(ts, r)| ts < self.max_ts || r < rel)
             {
                 self.times.push((self.max_ts, rel));
-                self.time_pending
-                    .extend_from_slice(&codec::time_entry(self.max_ts, rel));
-                if self.index_pending.is_empty() {
-                    // Keep the two pending buffers written together.
-                    let p = time_path(&self.dir, self.base);
-                    self.time_file
-                        .write_all(&self.time_pending)
-                        .map_err(EventLogError::io(&p))?;
-                    self.time_pending.clear();
-                }
             }
         }
-        self.flush()
+        self.write_indexes();
+        Ok(())
     }
 
     /// Position and offset of the last indexed record at or before `offset`.
@@ -512,7 +649,8 @@ impl Segment {
     }
 
     /// Appends records from `from` on to `out`, until `max_bytes` of values (at least one
-    /// record) or `max_records`. Returns `Ok(true)` when a limit stopped it.
+    /// record) or `max_records`. Returns `Ok(true)` when a limit stopped it. Reads what is
+    /// written: the stream flushes the buffer first.
     pub(crate) fn read(
         &mut self,
         stream: &str,
@@ -530,7 +668,6 @@ impl Segment {
                 "record failed its check when the segment was opened",
             ));
         }
-        self.flush()?;
         let (mut position, mut expected) = self.position_for(from);
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_start = position;
@@ -546,7 +683,7 @@ impl Segment {
                 let want = READ_CHUNK.max(need).min((self.written - position) as usize);
                 buf.resize(want, 0);
                 let path = log_path(&self.dir, self.base);
-                self.file
+                self.file()?
                     .read_exact_at(&mut buf, position)
                     .map_err(EventLogError::io(&path))?;
                 refilled_at = Some(position);
@@ -633,18 +770,15 @@ impl Segment {
         }
     }
 
-    /// Deletes the segment's files.
-    pub(crate) fn delete(self) -> Result<()> {
+    /// Closes and deletes the segment's files.
+    pub(crate) fn delete(&mut self) -> Result<()> {
+        self.file = None;
         for p in [
             log_path(&self.dir, self.base),
             index_path(&self.dir, self.base),
             time_path(&self.dir, self.base),
         ] {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(EventLogError::Io { path: p, source: e }),
-            }
+            remove_if_present(&p)?;
         }
         Ok(())
     }

@@ -1,15 +1,39 @@
 //! [`Stream`]: a named, append-only sequence of records in a directory of segments.
+//!
+//! # Failed writes and syncs
+//!
+//! The owner confirms records by a successful [`Stream::flush`] or [`Stream::sync`], and
+//! acknowledges only confirmed records. When a write fails (a full disk), part of a record
+//! may be in the file and more may wait in the buffer: the stream cuts itself back to the
+//! last confirmed record (the file is truncated there, segments created since are deleted,
+//! the buffer and the indexes follow), so that the next record starts exactly after the last
+//! good one and no offset that was confirmed is given out again. The failure is then
+//! returned by the append or flush that met it, by every append until the owner's next
+//! flush or sync, and by that flush or sync once: by then the owner has failed every record
+//! it held since its last confirmation. Reads go on meanwhile, and records already written
+//! stay readable.
+//!
+//! A failed fsync is worse: the kernel may have dropped the pages it could not write and
+//! marked them clean, so neither the page cache nor a retried fsync tells what the disk
+//! holds (PostgreSQL's lesson). Only what an earlier fsync confirmed is trusted: the stream
+//! cuts back to the last synced record (never past the last confirmed one), fsyncs the cut,
+//! and reports the failure as above. Under [`Fsync::Always`] nothing after the last sync was
+//! acknowledged, so nothing acknowledged is lost; under [`Fsync::Interval`] the records
+//! acknowledged since the last sync go, as a crash of the machine would take them; under
+//! [`Fsync::Never`], which promises nothing against the disk, the failure is only reported.
+//! A cut that itself fails (the truncation or the fsync after it) is retried before anything
+//! else is written, and appends are refused until it succeeds.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use tracing::info;
+use tracing::{error, info};
 
 use crate::codec;
 use crate::codec::RawRecord;
 use crate::config::{Fsync, StreamConfig};
 use crate::error::{EventLogError, Result};
-use crate::segment::{self, Batch, Segment};
+use crate::segment::{self, Batch, Mark, Segment};
 use crate::Record;
 
 /// Name of the file holding a stream's settings.
@@ -65,6 +89,32 @@ pub struct StreamInfo {
     pub segments: usize,
 }
 
+/// A write failure not yet reported to the owner's flush or sync.
+#[derive(Debug, Clone)]
+struct Failure {
+    from: u64,
+    kind: std::io::ErrorKind,
+    reason: String,
+}
+
+impl Failure {
+    fn error(&self, stream: &str) -> EventLogError {
+        EventLogError::NotStored {
+            stream: stream.to_owned(),
+            from: self.from,
+            kind: self.kind,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// A cut back that could not be finished: where to, and whether to fsync it.
+#[derive(Debug, Clone, Copy)]
+struct Repair {
+    to: Mark,
+    sync: bool,
+}
+
 /// A stream, owned by one thread (the broker's storage thread, or a test).
 pub struct Stream {
     name: String,
@@ -73,6 +123,18 @@ pub struct Stream {
     /// Oldest first; the last is the active one. Never empty.
     segments: Vec<Segment>,
     last_sync: Instant,
+    /// The end of the records the owner last confirmed (its last successful flush or
+    /// sync); a failed write cuts back to it.
+    confirmed: Mark,
+    /// The end of the records the last successful fsync covered; a failed fsync cuts back
+    /// to it (or to `confirmed`, when that is older).
+    synced: Mark,
+    /// A failure the owner's next flush or sync reports; appends are refused until then.
+    failure: Option<Failure>,
+    /// A cut still owed to the files; appends are refused until it is made.
+    repair: Option<Repair>,
+    /// When the [`crate::EventLog`] last handed the stream out (0: it holds no file).
+    pub(crate) last_used: u64,
 }
 
 impl std::fmt::Debug for Stream {
@@ -99,18 +161,32 @@ impl Stream {
             },
         })?;
         write_atomically(&dir.join(CONFIG_FILE), config.to_text().as_bytes())?;
-        let segment = Segment::create(dir, 0)?;
+        let mut segment = Segment::create(dir, 0)?;
         sync_dir(dir)?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
-        Ok(Stream {
+        segment.sync_data()?;
+        segment.close(false);
+        Ok(Stream::assemble(name, dir, config, vec![segment]))
+    }
+
+    fn assemble(name: &str, dir: &Path, config: StreamConfig, segments: Vec<Segment>) -> Stream {
+        // What is on disk after open or create counts as confirmed and synced: recovery has
+        // cut what did not survive. Callers pass at least one segment.
+        let here = segments[segments.len() - 1].mark();
+        Stream {
             name: name.to_owned(),
             dir: dir.to_owned(),
             config,
-            segments: vec![segment],
+            segments,
             last_sync: Instant::now(),
-        })
+            confirmed: here,
+            synced: here,
+            failure: None,
+            repair: None,
+            last_used: 0,
+        }
     }
 
     /// Opens an existing stream, recovering its last segment.
@@ -149,13 +225,12 @@ impl Stream {
             segments.push(Segment::create(dir, 0)?);
             sync_dir(dir)?;
         }
-        Ok(Stream {
-            name: name.to_owned(),
-            dir: dir.to_owned(),
-            config,
-            segments,
-            last_sync: Instant::now(),
-        })
+        for segment in &mut segments {
+            // A new last segment holds only its header; sync it before it counts as synced.
+            segment.sync_data()?;
+            segment.close(false);
+        }
+        Ok(Stream::assemble(name, dir, config, segments))
     }
 
     /// The stream's name.
@@ -205,17 +280,24 @@ impl Stream {
         }
     }
 
-    /// Appends a record, buffered; returns its offset. `timestamp` defaults to now. Under
-    /// [`Fsync::Always`] the caller must [`Stream::sync`] before acknowledging it.
+    /// Appends a record, buffered; returns its offset. `timestamp` defaults to now. The
+    /// caller acknowledges it only after a successful [`Stream::sync`] (under
+    /// [`Fsync::Always`]) or [`Stream::flush`].
     ///
     /// # Errors
-    /// [`EventLogError::RecordTooLarge`], or an I/O error.
+    /// [`EventLogError::RecordTooLarge`]; [`EventLogError::NotStored`] when a write failed,
+    /// now or since the owner's last flush or sync (see the module documentation); or an I/O
+    /// error that changed nothing (a new segment that could not be created).
     pub fn append(
         &mut self,
         timestamp: Option<i64>,
         key: Option<&[u8]>,
         value: &[u8],
     ) -> Result<u64> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.error(&self.name));
+        }
+        self.finish_repair()?;
         let size = codec::framed_len(key, value);
         if size > self.config.max_record_bytes {
             return Err(EventLogError::RecordTooLarge {
@@ -230,41 +312,213 @@ impl Stream {
         }
         let interval = self.config.index_interval_bytes;
         let timestamp = timestamp.unwrap_or_else(now_micros);
-        self.active_mut().append(timestamp, key, value, interval)
+        let offset = self.active_mut().append(timestamp, key, value, interval);
+        if self.active().wants_flush() {
+            if let Err(e) = self.active_mut().flush() {
+                return Err(self.write_failed(e));
+            }
+        }
+        Ok(offset)
     }
 
     /// Seals the active segment and starts a new one.
     fn roll(&mut self) -> Result<()> {
-        let fsync = self.config.fsync;
-        let active = self.active_mut();
-        active.seal()?;
-        if fsync != Fsync::Never {
-            active.sync()?;
+        if let Err(e) = self.active_mut().seal() {
+            return Err(self.write_failed(e));
         }
-        let base = active.next_offset;
-        let segment = Segment::create(&self.dir, base)?;
-        sync_dir(&self.dir)?;
+        if self.config.fsync != Fsync::Never {
+            if let Err(e) = self.active_mut().sync_data() {
+                return Err(self.sync_failed(e));
+            }
+            self.synced = self.position();
+        }
+        let base = self.active().next_offset;
+        // A failure here changes nothing: the active segment stays, and a later append
+        // tries again (replacing any file left behind).
+        let mut segment = Segment::create(&self.dir, base)?;
+        if let Err(e) = sync_dir(&self.dir) {
+            let _ = segment.delete();
+            return Err(e);
+        }
         info!(stream = %self.name, base, "segment rolled");
+        let unsynced_ok = self.config.fsync == Fsync::Never;
+        self.active_mut().close(unsynced_ok);
         self.segments.push(segment);
         Ok(())
     }
 
-    /// Writes buffered records to the files without syncing them.
+    /// Writes buffered records to the files without syncing them, and confirms them.
     ///
     /// # Errors
-    /// An I/O error.
+    /// [`EventLogError::NotStored`] when this write failed or an earlier one did since the
+    /// last flush or sync (reported once), or an I/O error finishing the cut of an earlier
+    /// failure.
     pub fn flush(&mut self) -> Result<()> {
-        self.active_mut().flush()
+        self.take_failure()?;
+        self.write_out(false).inspect_err(|_| self.failure = None)?;
+        self.confirmed = self.position();
+        Ok(())
     }
 
-    /// Makes every appended record durable (`sync_data`).
+    /// Makes every appended record durable (`sync_data`), and confirms them.
     ///
     /// # Errors
-    /// An I/O error.
+    /// As for [`Stream::flush`]; a failed fsync also returns [`EventLogError::NotStored`]
+    /// (under [`Fsync::Never`], the I/O error as it is).
     pub fn sync(&mut self) -> Result<()> {
-        self.active_mut().sync()?;
+        self.take_failure()?;
+        // A failure met here is reported here: the owner has it.
+        self.write_out(true).inspect_err(|_| self.failure = None)?;
+        self.confirmed = self.position();
         self.last_sync = Instant::now();
         Ok(())
+    }
+
+    /// Where the stream stands now: the end of its last record, buffered ones included.
+    fn position(&self) -> Mark {
+        self.active().mark()
+    }
+
+    /// Writes out the buffer, and syncs when `sync`, without confirming anything.
+    fn write_out(&mut self, sync: bool) -> Result<()> {
+        if let Err(e) = self.active_mut().flush() {
+            return Err(self.write_failed(e));
+        }
+        if sync && self.active().unsynced {
+            if let Err(e) = self.active_mut().sync_data() {
+                return Err(self.sync_failed(e));
+            }
+            self.synced = self.position();
+        }
+        Ok(())
+    }
+
+    /// Finishes an owed cut, then reports a failure once.
+    fn take_failure(&mut self) -> Result<()> {
+        self.finish_repair()?;
+        match self.failure.take() {
+            Some(failure) => Err(failure.error(&self.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// A write failed: back to the last confirmed record.
+    fn write_failed(&mut self, e: EventLogError) -> EventLogError {
+        let to = self.confirmed;
+        self.fail(e, to, false)
+    }
+
+    /// An fsync failed: back to the last synced record, never past the last confirmed one.
+    fn sync_failed(&mut self, e: EventLogError) -> EventLogError {
+        if self.config.fsync == Fsync::Never {
+            error!(stream = %self.name, error = %e, "fsync failed (the stream's policy is never)");
+            return e;
+        }
+        let to = if self.synced.next_offset <= self.confirmed.next_offset {
+            self.synced
+        } else {
+            self.confirmed
+        };
+        if to.next_offset < self.confirmed.next_offset {
+            error!(
+                stream = %self.name,
+                from = to.next_offset,
+                lost = self.confirmed.next_offset - to.next_offset,
+                "fsync failed: records confirmed since the last sync are given up"
+            );
+        }
+        self.fail(e, to, true)
+    }
+
+    /// Cuts back to `to` (fsyncing the cut when `sync`) and keeps the failure to report.
+    fn fail(&mut self, e: EventLogError, to: Mark, sync: bool) -> EventLogError {
+        error!(
+            stream = %self.name,
+            from = to.next_offset,
+            dropped = self.next_offset() - to.next_offset,
+            error = %e,
+            "write failed; the stream goes back to its last good record"
+        );
+        let kind = match &e {
+            EventLogError::Io { source, .. } => source.kind(),
+            EventLogError::NotStored { kind, .. } => *kind,
+            _ => std::io::ErrorKind::Other,
+        };
+        let failure = Failure {
+            from: to.next_offset,
+            kind,
+            reason: match e {
+                EventLogError::NotStored { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        };
+        self.repair = Some(Repair { to, sync });
+        if let Err(e) = self.finish_repair() {
+            error!(stream = %self.name, error = %e, "cut not made yet; appends refused until it is");
+        }
+        self.confirmed = to;
+        if self.synced.next_offset > to.next_offset || sync {
+            self.synced = to;
+        }
+        self.failure = Some(failure.clone());
+        failure.error(&self.name)
+    }
+
+    /// Makes an owed cut: deletes the segments after the mark's, truncates the mark's
+    /// segment to it, and fsyncs the cut when asked.
+    fn finish_repair(&mut self) -> Result<()> {
+        let Some(Repair { to, sync }) = self.repair else {
+            return Ok(());
+        };
+        // The mark's segment is gone only if retention dropped it since: then nothing that
+        // remains was confirmed.
+        let oldest = &self.segments[0];
+        let to = if to.base < oldest.base {
+            oldest.start_mark()
+        } else {
+            to
+        };
+        while self.segments.len() > 1 && self.active().base > to.base {
+            self.active_mut().delete()?;
+            self.segments.pop();
+            sync_dir(&self.dir)?;
+        }
+        self.active_mut().cut(to)?;
+        if sync {
+            self.active_mut().sync_data()?;
+        }
+        self.repair = None;
+        Ok(())
+    }
+
+    /// Writes out and syncs what waits, then closes every file, so that the stream holds no
+    /// descriptor until it is used again. A failure is kept for the owner's next flush or
+    /// sync, and the files it concerns stay open.
+    pub(crate) fn release(&mut self) {
+        if self.failure.is_none() && self.repair.is_none() {
+            // A closed file holds nothing unsynced: an fsync through a descriptor opened
+            // later might not see a write-back error that happened before it.
+            let _ = self.write_out(true);
+        }
+        let last = self.segments.len() - 1;
+        for (i, segment) in self.segments.iter_mut().enumerate() {
+            // A sealed segment was synced when it was rolled, except under `never`.
+            segment.close(i < last);
+        }
+    }
+
+    /// How many of the stream's segments hold an open file.
+    #[cfg(test)]
+    pub(crate) fn open_files(&self) -> usize {
+        self.segments.iter().filter(|s| s.is_open()).count()
+    }
+
+    /// Closes the sealed segments' files after a read: they are opened again for the next.
+    fn close_sealed(&mut self) {
+        let last = self.segments.len() - 1;
+        for segment in &mut self.segments[..last] {
+            segment.close(true);
+        }
     }
 
     /// Whether records appended since the last sync are not yet on disk.
@@ -325,7 +579,24 @@ impl Stream {
         max_records: usize,
         mut visit: impl FnMut(RawRecord<'_>),
     ) -> Result<usize> {
-        let mut batch = Batch::new(max_bytes, max_records, &mut visit);
+        if self.failure.is_none() && self.repair.is_none() {
+            // Reads see what is buffered. A failure here is the writers' (kept for the
+            // owner's next flush or sync); what is written stays readable.
+            let _ = self.write_out(false);
+        }
+        let result = self.read_written(from, max_bytes, max_records, &mut visit);
+        self.close_sealed();
+        result
+    }
+
+    fn read_written(
+        &mut self,
+        from: u64,
+        max_bytes: usize,
+        max_records: usize,
+        visit: &mut dyn FnMut(RawRecord<'_>),
+    ) -> Result<usize> {
+        let mut batch = Batch::new(max_bytes, max_records, visit);
         let from = from.max(self.first_offset());
         let start = self
             .segments
@@ -348,13 +619,22 @@ impl Stream {
     /// # Errors
     /// As for [`Stream::read`].
     pub fn offset_for_time(&mut self, timestamp: i64) -> Result<Option<u64>> {
+        if self.failure.is_none() && self.repair.is_none() {
+            let _ = self.write_out(false);
+        }
         let max_record = self.config.max_record_bytes;
+        let mut found = Ok(None);
         for segment in &mut self.segments {
-            if let Some(offset) = segment.offset_for_time(&self.name, timestamp, max_record)? {
-                return Ok(Some(offset));
+            match segment.offset_for_time(&self.name, timestamp, max_record) {
+                Ok(None) => continue,
+                other => {
+                    found = other;
+                    break;
+                }
             }
         }
-        Ok(None)
+        self.close_sealed();
+        found
     }
 
     /// Drops whole sealed segments beyond the retention limits: oldest first while the
@@ -382,9 +662,9 @@ impl Stream {
             if !(too_big || too_old) {
                 break;
             }
+            self.segments[0].delete()?;
             let segment = self.segments.remove(0);
             info!(stream = %self.name, base = segment.base, "segment dropped by retention");
-            segment.delete()?;
             dropped += 1;
         }
         if dropped > 0 {
@@ -402,9 +682,9 @@ impl Stream {
     pub fn drop_segments_before(&mut self, offset: u64) -> Result<usize> {
         let mut dropped = 0;
         while self.segments.len() > 1 && self.segments[0].next_offset <= offset {
+            self.segments[0].delete()?;
             let segment = self.segments.remove(0);
             info!(stream = %self.name, base = segment.base, "segment dropped by compaction");
-            segment.delete()?;
             dropped += 1;
         }
         if dropped > 0 {

@@ -102,11 +102,16 @@ pub enum KvError {
         /// The oldest revision the log still holds.
         first: u64,
     },
-    /// An earlier write or sync of the change log failed, so the memory state may disagree
-    /// with the disk; the store refuses writes until it is reopened (which replays the disk).
-    #[error("the store refuses writes after a failed log write ({reason}); reopen it")]
-    Poisoned {
-        /// The first failure.
+    /// A failed write or sync of the change log (a full disk) took back changes that had
+    /// been handed out (their [`crate::Change`] returned) but not yet synced or flushed: the
+    /// store went back to what the log holds, and none of them may be acknowledged. Returned
+    /// by the writes after the failure and once by the next [`crate::KvStore::sync`] or
+    /// [`crate::KvStore::flush`]; after that the store takes writes again.
+    #[error(
+        "changes since the last sync were not stored ({reason}); the store holds what the log does"
+    )]
+    NotStored {
+        /// The failure.
         reason: String,
     },
 }

@@ -56,9 +56,14 @@
 //! publishes to watchers. The owner handles every waiting request, then calls
 //! [`KvStore::sync`] once when [`KvStore::needs_sync`] says so
 //! ([`zhub_eventlog::Fsync::Always`]) and [`KvStore::flush`] otherwise, and only then
-//! acknowledges; under `Interval` it also syncs at [`KvStore::sync_deadline`]. A failed write
-//! or sync poisons the store: it refuses writes until reopened, since only a replay knows
-//! what reached the disk.
+//! acknowledges; under `Interval` it also syncs at [`KvStore::sync_deadline`].
+//!
+//! A failed write or sync (a full disk) needs no reopen. The change log cuts itself back to
+//! its last good change (see [`zhub_eventlog::EventLogError::NotStored`]); when that takes
+//! back changes the store had handed out, the store rebuilds its memory from the newest
+//! snapshot and the log, so that it holds exactly what the log does, and reports the loss
+//! to the writes after it and once to the next sync or flush, which fails the owner's
+//! acknowledgements. Writes are taken again after that, and succeed once the disk has room.
 //!
 //! Dropping the store without [`KvStore::sync`] or [`KvStore::close`] loses what is still
 //! buffered, as a crash would; nothing acknowledged after a sync is lost.
@@ -107,11 +112,14 @@
 //! - `snapshot` — snapshot files: atomic write, listing, checked load.
 //! - `store` — [`KvStore`]: operations, open and replay, sync, snapshots and compaction.
 //! - `error` — [`KvError`].
+//! - `failure_tests` — failed log writes and syncs, made with `zhub_eventlog::faults`.
 #![deny(missing_docs)]
 
 pub mod codec;
 mod config;
 mod error;
+#[cfg(test)]
+mod failure_tests;
 mod snapshot;
 mod state;
 mod store;

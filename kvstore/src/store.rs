@@ -4,7 +4,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use zhub_eventlog::codec::RECORD_HEADER;
 use zhub_eventlog::{EventLog, EventLogError, Fsync, Record, Stream, StreamConfig};
 
@@ -55,8 +55,9 @@ pub struct KvStats {
     pub changes_since_snapshot: u64,
     /// Damaged changes skipped when opening with [`KvConfig::tolerate_damage`].
     pub skipped_changes: u64,
-    /// Whether a failed log write has made the store refuse writes until reopened.
-    pub poisoned: bool,
+    /// Writes and syncs of the change log that failed (a full disk) since the store was
+    /// opened; the store recovered from each by itself.
+    pub failed_writes: u64,
 }
 
 /// The key-value store: an ordered map in memory, rebuilt on open from the newest snapshot
@@ -81,8 +82,15 @@ pub struct KvStore {
     /// Changes appended since the last sync.
     dirty: bool,
     last_sync: Instant,
-    /// Set by a failed log write or sync.
-    poisoned: Option<String>,
+    /// Largest record of the change log.
+    max_field: usize,
+    /// A failed log write or sync took back changes already handed out: the next sync or
+    /// flush reports it once, and writes are refused until then.
+    lost: Option<String>,
+    /// A failure after which memory could not yet be rebuilt from the log: writes are
+    /// refused until a rebuild succeeds.
+    stale: Option<String>,
+    failed_writes: u64,
     /// Reused buffer for encoding changes.
     scratch: Vec<u8>,
 }
@@ -188,6 +196,66 @@ fn replay(
     Ok(skipped)
 }
 
+/// The state rebuilt from the newest usable snapshot and the change log after it.
+struct Rebuilt {
+    state: State,
+    /// Offsets of the snapshot files kept, oldest first.
+    snapshots: Vec<u64>,
+    /// The snapshot loaded.
+    snapshot_offset: Option<u64>,
+    /// Where the replay started.
+    start: u64,
+    /// The log's next offset.
+    next: u64,
+    /// Damaged changes skipped.
+    skipped: u64,
+}
+
+/// Loads the newest usable snapshot and replays the log after it: on open, and after a
+/// failed write took back changes that memory holds.
+fn rebuild(
+    stream: &mut Stream,
+    snapshot_dir: &Path,
+    max_field: usize,
+    tolerate_damage: bool,
+) -> Result<Rebuilt> {
+    let first = stream.first_offset();
+    let next = stream.next_offset();
+    let (chosen, snapshots) = choose_snapshot(snapshot_dir, next, max_field)?;
+    let (start, mut state, snapshot_offset) = match chosen {
+        Some(Loaded { offset, state }) if offset >= first => (offset, state, Some(offset)),
+        None if first == 0 => (0, State::default(), None),
+        other => {
+            let reason = match &other {
+                Some(Loaded { offset, .. }) => format!(
+                    "the change log starts at offset {first}, after the newest usable snapshot ({offset})"
+                ),
+                None => format!(
+                    "the change log starts at offset {first} and no usable snapshot remains"
+                ),
+            };
+            if !tolerate_damage {
+                return Err(KvError::Unrecoverable { reason });
+            }
+            warn!(%reason, "changes lost: opening with what survives");
+            match other {
+                Some(Loaded { offset, state }) => (first, state, Some(offset)),
+                None => (first, State::default(), None),
+            }
+        }
+    };
+    let skipped = replay(stream, &mut state, start, next, tolerate_damage)?;
+    state.prune_tombstones(first);
+    Ok(Rebuilt {
+        state,
+        snapshots,
+        snapshot_offset,
+        start,
+        next,
+        skipped,
+    })
+}
+
 impl KvStore {
     /// Opens the store in `dir`, creating it if needed: loads the newest sound snapshot and
     /// replays the change log after it. A damaged snapshot is set aside (renamed
@@ -244,34 +312,14 @@ impl KvStore {
                 "the change log's records are smaller than keys and values allow; values limited"
             );
         }
-        let first = stream.first_offset();
-        let next = stream.next_offset();
-
-        let (chosen, snapshots) = choose_snapshot(&snapshot_dir, next, max_field)?;
-        let (start, mut state, snapshot_offset) = match chosen {
-            Some(Loaded { offset, state }) if offset >= first => (offset, state, Some(offset)),
-            None if first == 0 => (0, State::default(), None),
-            other => {
-                let reason = match &other {
-                    Some(Loaded { offset, .. }) => format!(
-                        "the change log starts at offset {first}, after the newest usable snapshot ({offset})"
-                    ),
-                    None => format!(
-                        "the change log starts at offset {first} and no usable snapshot remains"
-                    ),
-                };
-                if !config.tolerate_damage {
-                    return Err(KvError::Unrecoverable { reason });
-                }
-                warn!(%reason, "changes lost: opening with what survives");
-                match other {
-                    Some(Loaded { offset, state }) => (first, state, Some(offset)),
-                    None => (first, State::default(), None),
-                }
-            }
-        };
-        let skipped = replay(stream, &mut state, start, next, config.tolerate_damage)?;
-        state.prune_tombstones(first);
+        let Rebuilt {
+            state,
+            snapshots,
+            snapshot_offset,
+            start,
+            next,
+            skipped,
+        } = rebuild(stream, &snapshot_dir, max_field, config.tolerate_damage)?;
         info!(
             dir = %dir.display(),
             keys = state.map.len(),
@@ -293,7 +341,10 @@ impl KvStore {
             skipped_changes: skipped,
             dirty: false,
             last_sync: Instant::now(),
-            poisoned: None,
+            max_field,
+            lost: None,
+            stale: None,
+            failed_writes: 0,
             scratch: Vec::new(),
         })
     }
@@ -514,7 +565,7 @@ impl KvStore {
     /// clears an existing one). A TTL of zero stores a key that is already expired.
     ///
     /// # Errors
-    /// [`KvError::BadKey`], [`KvError::ValueTooLarge`], [`KvError::Poisoned`], or a log
+    /// [`KvError::BadKey`], [`KvError::ValueTooLarge`], [`KvError::NotStored`], or a log
     /// error.
     pub fn put(
         &mut self,
@@ -588,7 +639,7 @@ impl KvStore {
     /// (an expired key is removed by [`KvStore::expire_due`], which records it as expired).
     ///
     /// # Errors
-    /// [`KvError::BadKey`], [`KvError::Poisoned`], or a log error.
+    /// [`KvError::BadKey`], [`KvError::NotStored`], or a log error.
     pub fn delete(&mut self, key: &str, now_us: i64) -> Result<Option<Change>> {
         self.check_write(key, b"")?;
         if self.state.live(key, now_us).is_none() {
@@ -603,7 +654,7 @@ impl KvStore {
     /// is due: it looks at the expiry index only.
     ///
     /// # Errors
-    /// [`KvError::Poisoned`] or a log error; the changes appended before it stay appended
+    /// [`KvError::NotStored`] or a log error; the changes appended before it stay appended
     /// and applied.
     pub fn expire_due(&mut self, now_us: i64) -> Result<Vec<Change>> {
         let mut out = Vec::new();
@@ -624,10 +675,11 @@ impl KvStore {
     /// commit). Under [`Fsync::Always`] the owner acknowledges writes only after this.
     ///
     /// # Errors
-    /// [`KvError::Poisoned`], or the I/O error (which poisons the store: after a failed
-    /// fsync the kernel may have dropped the data, so only a reopen tells what is on disk).
+    /// [`KvError::NotStored`] once after a failure took back changes handed out since the
+    /// last sync or flush; or the error of this sync (the log then cuts back to its last
+    /// synced change, and the store's memory follows, so the changes since are not stored).
     pub fn sync(&mut self) -> Result<()> {
-        self.check_writable()?;
+        self.check_reported()?;
         if !self.dirty {
             return Ok(());
         }
@@ -639,7 +691,9 @@ impl KvStore {
                 Ok(())
             }
             Err(e) => {
-                self.poison(&e);
+                self.on_failure(&e);
+                // Reported here: not again.
+                self.lost = None;
                 Err(e)
             }
         }
@@ -650,15 +704,26 @@ impl KvStore {
     /// `interval` and `never` policies the owner calls this before acknowledging.
     ///
     /// # Errors
-    /// [`KvError::Poisoned`], or the I/O error (which poisons the store, as for
-    /// [`KvStore::sync`]).
+    /// As for [`KvStore::sync`].
     pub fn flush(&mut self) -> Result<()> {
-        self.check_writable()?;
+        self.check_reported()?;
         let result = changes(&mut self.log).and_then(|s| s.flush().map_err(KvError::from));
         if let Err(e) = &result {
-            self.poison(e);
+            self.on_failure(e);
+            self.lost = None;
         }
         result
+    }
+
+    /// Reports lost changes once, and rebuilds memory if an earlier rebuild failed.
+    fn check_reported(&mut self) -> Result<()> {
+        if let Some(reason) = self.lost.take() {
+            return Err(KvError::NotStored { reason });
+        }
+        if self.stale.is_some() {
+            self.reload()?;
+        }
+        Ok(())
     }
 
     /// Whether the log's policy ([`Fsync::Always`]) asks for [`KvStore::sync`] before the
@@ -709,7 +774,7 @@ impl KvStore {
     /// Writing costs one pass over the state; the owner's thread is busy meanwhile.
     ///
     /// # Errors
-    /// [`KvError::Poisoned`] or an I/O error. A failure leaves the previous snapshots and
+    /// [`KvError::NotStored`] or an I/O error. A failure leaves the previous snapshots and
     /// the log as they were.
     pub fn snapshot(&mut self) -> Result<u64> {
         self.sync()?;
@@ -766,23 +831,26 @@ impl KvStore {
             snapshots: self.snapshots.len(),
             changes_since_snapshot: self.changes_since_snapshot,
             skipped_changes: self.skipped_changes,
-            poisoned: self.poisoned.is_some(),
+            failed_writes: self.failed_writes,
         }
     }
 
     // ----- internals -----
 
-    fn check_writable(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(reason) => Err(KvError::Poisoned {
+    /// Refuses writes while a failure waits to be reported or memory to be rebuilt.
+    fn check_writable(&mut self) -> Result<()> {
+        if let Some(reason) = &self.lost {
+            return Err(KvError::NotStored {
                 reason: reason.clone(),
-            }),
-            None => Ok(()),
+            });
         }
+        if self.stale.is_some() {
+            self.reload()?;
+        }
+        Ok(())
     }
 
-    fn check_write(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.check_writable()?;
+    fn check_write(&mut self, key: &str, value: &[u8]) -> Result<()> {
         check_key(key, self.config.max_key_bytes)?;
         if value.len() > self.value_limit {
             return Err(KvError::ValueTooLarge {
@@ -790,14 +858,62 @@ impl KvStore {
                 limit: self.value_limit,
             });
         }
-        Ok(())
+        self.check_writable()
     }
 
-    fn poison(&mut self, e: &KvError) {
-        if self.poisoned.is_none() {
-            warn!(error = %e, "change log write failed; the store refuses writes until reopened");
-            self.poisoned = Some(e.to_string());
+    /// A write or sync of the change log failed. The log has cut itself back to its last
+    /// good change; when that took back changes memory holds, memory is rebuilt from the log
+    /// (snapshot and replay) and the loss kept for the owner's next sync or flush, so that
+    /// no write is acknowledged that the log does not hold.
+    fn on_failure(&mut self, e: &KvError) {
+        self.failed_writes += 1;
+        let Ok(stream) = changes(&mut self.log) else {
+            return;
+        };
+        // The log reports its failure to its owner's next flush; this store is that owner,
+        // and has it in hand.
+        let _ = stream.flush();
+        let kept = stream.next_offset();
+        if kept >= self.next_revision {
+            warn!(error = %e, "change log write failed; no change was lost");
+            return;
         }
+        warn!(
+            error = %e,
+            from = kept,
+            lost = self.next_revision - kept,
+            "change log write failed; the store goes back to what the log holds"
+        );
+        self.lost = Some(e.to_string());
+        self.stale = Some(e.to_string());
+        if let Err(e) = self.reload() {
+            error!(error = %e, "cannot rebuild the state from the log yet; writes refused until it can");
+        }
+    }
+
+    /// Rebuilds memory from the newest snapshot and the change log as it now stands.
+    fn reload(&mut self) -> Result<()> {
+        let stream = changes(&mut self.log)?;
+        let rebuilt = rebuild(
+            stream,
+            &self.snapshot_dir,
+            self.max_field,
+            self.config.tolerate_damage,
+        )?;
+        self.dirty = stream.has_unsynced();
+        self.state = rebuilt.state;
+        self.snapshots = rebuilt.snapshots;
+        self.next_revision = rebuilt.next;
+        self.changes_since_snapshot =
+            rebuilt.next - rebuilt.snapshot_offset.unwrap_or(0).min(rebuilt.next);
+        self.skipped_changes = rebuilt.skipped;
+        self.stale = None;
+        info!(
+            keys = self.state.map.len(),
+            next_revision = self.next_revision,
+            "key-value state rebuilt from the change log"
+        );
+        Ok(())
     }
 
     /// Appends one change; returns its revision.
@@ -815,10 +931,10 @@ impl KvStore {
                 self.changes_since_snapshot += 1;
                 Ok(revision)
             }
+            // Refused before anything was written.
+            Err(e @ KvError::Log(EventLogError::RecordTooLarge { .. })) => Err(e),
             Err(e) => {
-                // The record may sit in the log's buffer and reach the disk later, so memory
-                // could fall behind the log: refuse writes until a reopen replays the truth.
-                self.poison(&e);
+                self.on_failure(&e);
                 Err(e)
             }
         }
@@ -884,46 +1000,9 @@ impl KvStore {
 mod tests {
     use super::*;
 
-    const T0: i64 = 1_700_000_000_000_000;
-
     #[test]
     fn the_store_moves_to_its_owner_thread() {
         fn send<T: Send>() {}
         send::<KvStore>();
-    }
-
-    #[test]
-    fn a_failed_log_write_poisons_writes_until_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut kv = KvStore::open(dir.path(), KvConfig::default()).unwrap();
-        kv.put("a", b"1", None, T0).unwrap();
-        kv.sync().unwrap();
-        // As `append` or `sync` do when the log fails.
-        kv.poison(&KvError::Io {
-            path: dir.path().to_owned(),
-            source: std::io::Error::other("disk on fire"),
-        });
-        assert!(kv.stats().poisoned);
-        for result in [
-            kv.put("b", b"2", None, T0).map(|_| ()),
-            kv.delete("a", T0).map(|_| ()),
-            kv.incr("n", 1, T0).map(|_| ()),
-            kv.cas("a", None, b"", None, T0).map(|_| ()),
-            kv.sync(),
-            kv.snapshot().map(|_| ()),
-        ] {
-            match result {
-                Err(e @ KvError::Poisoned { .. }) => {
-                    assert!(e.to_string().contains("disk on fire"), "{e}")
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        // Reads still answer.
-        assert_eq!(kv.get("a", T0).unwrap().value, b"1");
-        drop(kv);
-        let mut kv = KvStore::open(dir.path(), KvConfig::default()).unwrap();
-        assert!(!kv.stats().poisoned);
-        kv.put("b", b"2", None, T0).unwrap();
     }
 }

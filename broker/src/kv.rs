@@ -139,7 +139,13 @@ impl KvService {
                 self.defer(identity, id, reply);
                 Handled::Later
             }
-            Err(e) => Handled::Reply(Err(e.into())),
+            Err(e) => {
+                // A failed log write may have taken back this turn's earlier changes: they
+                // are not published (their acknowledgements fail at the commit).
+                let kept = self.store.revision();
+                self.unsynced.retain(|c| c.revision < kept);
+                Handled::Reply(Err(e.into()))
+            }
         }
     }
 
@@ -276,7 +282,9 @@ impl KvService {
     /// The revision after the last durable change: the changes appended since the last
     /// commit are the newest ones, one revision each.
     fn durable_end(&self) -> u64 {
-        self.store.revision() - self.unsynced.len() as u64
+        self.store
+            .revision()
+            .saturating_sub(self.unsynced.len() as u64)
     }
 
     /// Durable changes under `prefix` from revision `from` on.

@@ -100,7 +100,9 @@ pub(crate) struct Refusal(pub(crate) Status, pub(crate) String);
 impl From<EventLogError> for Refusal {
     fn from(e: EventLogError) -> Self {
         match e {
-            EventLogError::Io { .. } | EventLogError::BadFile { .. } => {
+            EventLogError::Io { .. }
+            | EventLogError::BadFile { .. }
+            | EventLogError::NotStored { .. } => {
                 error!(error = %e, "storage failure");
                 Refusal(Status::Internal, e.to_string())
             }
@@ -518,14 +520,12 @@ impl Storage {
                 }
                 continue;
             };
-            match target.append(timestamp, Some(topic), &frame) {
-                Ok(_) => {
-                    self.touched.insert(name.into_owned());
-                }
-                Err(e) => {
-                    error!(stream = %name, error = %e, "journal append failed");
-                }
+            // Touched either way: the commit's flush or sync also reports (and so clears) a
+            // failure, after which appends are taken again.
+            if let Err(e) = target.append(timestamp, Some(topic), &frame) {
+                error!(stream = %name, error = %e, "journal append failed");
             }
+            self.touched.insert(name.into_owned());
         }
     }
 
@@ -587,10 +587,14 @@ impl Storage {
             }
         }
         let first = stream.next_offset();
+        // Touched even when an append fails: the commit's flush or sync then reports the
+        // failure to this turn's other appends, and clears it for the next turn.
+        self.touched.insert(name.to_owned());
         for r in records {
+            // A failure takes back this batch's earlier records too (and the turn's other
+            // unconfirmed ones, whose acknowledgements the commit fails).
             stream.append(r.timestamp_us, r.key.as_deref(), &r.value)?;
         }
-        self.touched.insert(name.to_owned());
         Ok(first)
     }
 
@@ -636,7 +640,9 @@ impl Storage {
                     }
                 }
             } else if let Err(e) = stream.flush() {
-                warn!(stream = %name, error = %e, "flush failed");
+                // Acknowledged after a flush under `interval` and `never`: not after a failed one.
+                error!(stream = %name, error = %e, "flush failed; appends not acknowledged");
+                failed.push((name, e.to_string()));
             }
         }
         let commits = std::mem::take(&mut self.commit_acks);

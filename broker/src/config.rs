@@ -29,6 +29,10 @@ pub const DEFAULT_DATA_DIR: &str = "./zhub-data";
 /// rather than dropping, so a larger value only buys latency).
 pub const DEFAULT_HWM: i32 = 10_000;
 
+/// Default most event log streams the broker holds: far more than a deployment of one
+/// machine or a LAN needs, few enough that their directories and memory stay small.
+pub const DEFAULT_MAX_STREAMS: usize = 10_000;
+
 /// Everything the broker needs to start.
 ///
 /// `Default` gives the embedded defaults: endpoints [`DEFAULT_LISTEN`], [`DEFAULT_PUBLISH`],
@@ -77,6 +81,8 @@ pub struct Config {
     /// group commit), `interval:MS` or `never`.
     #[serde(with = "policy_text")]
     pub kv_fsync: FsyncPolicy,
+    /// Most event log streams; creating one more is refused with a clear error.
+    pub max_streams: usize,
 }
 
 /// Default heartbeat interval between broker and workers.
@@ -101,6 +107,7 @@ impl Default for Config {
             mdp_timeout: Duration::from_secs(30),
             journal: Vec::new(),
             kv_fsync: FsyncPolicy::Always,
+            max_streams: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -196,7 +203,8 @@ impl Config {
             service_queue,
             max_attempts,
             mdp_timeout,
-            kv_fsync
+            kv_fsync,
+            max_streams
         );
         if given("journal") {
             config.journal.extend(args.journal);
@@ -282,6 +290,9 @@ pub struct Args {
     /// writers share each sync), interval:MS, or never (left to the OS).
     #[arg(long, value_name = "POLICY", default_value = "always")]
     pub kv_fsync: FsyncPolicy,
+    /// Most event log streams; creating one more is refused.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_STREAMS)]
+    pub max_streams: usize,
 }
 
 /// Parses `PREFIX=STREAM` (split at the last `=`: stream names have none).
@@ -394,6 +405,11 @@ mod tests {
         assert_eq!(c.subscribe_hwm, 5);
         assert_eq!(c.heartbeat, Duration::from_millis(500));
         assert_eq!(c.kv_fsync, FsyncPolicy::Always);
+        assert_eq!(c.max_streams, DEFAULT_MAX_STREAMS);
+        std::fs::write(&path, "max_streams = 7\n").unwrap();
+        assert_eq!(Config::from_file(&path).unwrap().max_streams, 7);
+        let c = Config::from_command_line(["zhub-broker", "--max-streams", "9"]).unwrap();
+        assert_eq!(c.max_streams, 9);
         std::fs::write(&path, "kv_fsync = \"interval:50\"\n").unwrap();
         let c = Config::from_file(&path).unwrap();
         assert_eq!(c.kv_fsync, FsyncPolicy::Interval { ms: 50 });

@@ -23,6 +23,7 @@
 //! - `consumers` — consumer groups' committed positions.
 //! - `journal` — durable topics: the routes and the bus thread's tap.
 //! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
+//! - `limits` — the open file limit, raised at start, and the streams kept open under it.
 //! - [`error`] — [`BrokerError`].
 //!
 //! # Example
@@ -44,6 +45,7 @@ mod groups;
 mod interest;
 mod journal;
 mod kv;
+mod limits;
 mod memory;
 mod router;
 mod services;
@@ -83,9 +85,12 @@ impl Broker {
         endpoint::check("subscribe", &config.subscribe)?;
         endpoint::check("deliver", &config.deliver)?;
         let lock = lock_data_dir(config)?;
-        // Recovery runs here, so that a damaged log is an error at start, not later.
+        let open_files = limits::raise_open_files();
+        // Recovery runs here, so that a damaged log is an error at start, not later. Streams
+        // hold no descriptor until used, so any number of them opens under any limit.
         let log_dir = config.data_dir.join("log");
-        let log = zhub_eventlog::EventLog::open(&log_dir)?;
+        let mut log = zhub_eventlog::EventLog::open(&log_dir)?;
+        log.set_max_open_streams(limits::open_streams_budget(open_files));
         let consumers = consumers::Consumers::open(&config.data_dir.join("consumers"))?;
         let kv = kv::KvService::open(
             &config.data_dir.join("kv"),
@@ -182,6 +187,7 @@ impl Broker {
             journal_in,
             republish: republish_out,
             kv,
+            max_streams: config.max_streams,
         };
         let storage = storage::Storage::new(log, storage_socket, parts, &config.journal)?;
         broker.spawn("zhub-storage", move |control| storage.run(control))?;

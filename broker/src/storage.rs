@@ -77,6 +77,8 @@ pub(crate) struct StorageParts {
     pub(crate) republish: zmq::Socket,
     /// The key-value store.
     pub(crate) kv: KvService,
+    /// Most streams the log may hold; creating one more is refused.
+    pub(crate) max_streams: usize,
 }
 
 pub(crate) struct Storage {
@@ -288,10 +290,13 @@ impl Storage {
         };
         let result = match request {
             LogRequest::Create { stream, settings } => self
-                .log
-                .create_stream(&stream, config_from(&settings))
-                .map(|_| LogReply::Created)
-                .map_err(Refusal::from),
+                .check_room(&stream)
+                .and_then(|()| {
+                    self.log
+                        .create_stream(&stream, config_from(&settings))
+                        .map_err(Refusal::from)
+                })
+                .map(|_| LogReply::Created),
             LogRequest::Append { stream, records } => match self.append(&stream, &records) {
                 Ok(first_offset) => {
                     // Acknowledged after this turn's commit.
@@ -450,10 +455,23 @@ impl Storage {
         Ok(())
     }
 
+    /// Refuses a new stream when the log holds `max_streams` already.
+    fn check_room(&self, stream: &str) -> Result<(), Refusal> {
+        let max = self.parts.max_streams;
+        if self.log.len() >= max {
+            return Err(Refusal(
+                Status::Rejected,
+                format!("cannot create stream {stream}: the broker holds {max} streams, its max_streams"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds a journal route, creating its stream when missing.
     fn journal(&mut self, prefix: String, stream: String) -> Result<LogReply, Refusal> {
         journal::check_prefix(&prefix).map_err(|why| Refusal(Status::Rejected, why))?;
         if self.log.stream(&stream).is_none() {
+            self.check_room(&stream)?;
             self.log.create_stream(&stream, StreamConfig::default())?;
         }
         let mut routes = self.parts.journals.routes();

@@ -4,9 +4,9 @@
 //! A member joins with a random id and the silence after which it counts as dead. A group
 //! keeps its members in the order in which the broker saw their joins (one thread sees them
 //! all), so that order, and every rank derived from it, is the same for everyone. A join that waits
-//! for the group to reach its expected size is answered when it does (or dropped at its
-//! deadline); while it waits, the member counts as alive. Any request from a member counts as
-//! a heartbeat. A member silent for longer than its limit is removed, and so is one that
+//! for the group to reach its expected size is answered when it does, or answered "timed out"
+//! at its deadline (the member then leaves); while it waits, the member counts as alive, so
+//! its silence limit wakes nobody. Any request from a member counts as a heartbeat. A member silent for longer than its limit is removed, and so is one that
 //! leaves; every removal or arrival bumps the view's version.
 
 use std::collections::HashMap;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 use zhub_protocol::group::{GroupReply, GroupRequest, View};
+use zhub_protocol::Status;
 
 /// Longest name of a group, in bytes.
 const MAX_NAME: usize = 200;
@@ -128,8 +129,9 @@ impl<T> Group<T> {
     }
 }
 
-/// What the router sends: a reply for the request behind `token`.
-pub(crate) type Answer<T> = (T, Result<GroupReply, String>);
+/// What the router sends: a reply for the request behind `token`, or the status and reason
+/// of its refusal.
+pub(crate) type Answer<T> = (T, Result<GroupReply, (Status, String)>);
 
 /// Every group of the broker. `T` identifies a request to answer later (the router's client
 /// identity and request id).
@@ -165,7 +167,13 @@ impl<T> Groups<T> {
                 dead_after_ms,
             } => {
                 if group.is_empty() || group.len() > MAX_NAME {
-                    return Some((token, Err(format!("group name: 1 to {MAX_NAME} bytes"))));
+                    return Some((
+                        token,
+                        Err((
+                            Status::BadRequest,
+                            format!("group name: 1 to {MAX_NAME} bytes"),
+                        )),
+                    ));
                 }
                 let g = self.groups.entry(group.clone()).or_insert_with(|| Group {
                     members: Vec::new(),
@@ -233,10 +241,13 @@ impl<T> Groups<T> {
             },
             GroupRequest::Lock { group, member } => {
                 let Some(g) = self.groups.get_mut(&group) else {
-                    return Some((token, Err(format!("no group {group}"))));
+                    return Some((token, Err((Status::Rejected, format!("no group {group}")))));
                 };
                 if !g.touch(member, now) {
-                    return Some((token, Err(format!("not a member of {group}"))));
+                    return Some((
+                        token,
+                        Err((Status::Rejected, format!("not a member of {group}"))),
+                    ));
                 }
                 g.locks.push(WaitingLock {
                     member,
@@ -248,10 +259,16 @@ impl<T> Groups<T> {
             }
             GroupRequest::Unlock { group, member } => {
                 let Some(g) = self.groups.get_mut(&group) else {
-                    return Some((token, Err(format!("no group {group}"))));
+                    return Some((token, Err((Status::Rejected, format!("no group {group}")))));
                 };
                 if g.ring.holder != Some(member) {
-                    return Some((token, Err("this member does not hold the token".into())));
+                    return Some((
+                        token,
+                        Err((
+                            Status::Rejected,
+                            "this member does not hold the token".into(),
+                        )),
+                    ));
                 }
                 g.touch(member, now);
                 g.ring.holder = None;
@@ -272,8 +289,11 @@ impl<T> Groups<T> {
         Some((token, Ok(reply)))
     }
 
-    /// Removes silent members, answers joins whose group filled, drops joins whose deadline
-    /// passed, forgets empty groups.
+    /// Removes silent members, answers joins whose group filled, answers "timed out" to joins
+    /// and locks whose deadline passed, forgets empty groups.
+    ///
+    /// Afterwards [`Groups::next_wakeup`] is later than `now`: whatever was due is done, so
+    /// the router never polls with a zero timeout for this state.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Answer<T>> {
         let mut out = Vec::new();
         for (name, g) in &mut self.groups {
@@ -292,22 +312,40 @@ impl<T> Groups<T> {
                 info!(group = %name, member = %format_args!("{member:016x}"), "member declared dead");
                 g.remove(member);
             }
-            // Lock waits whose client gave up.
-            g.locks.retain(|w| w.deadline > now);
+            // Lock waits past their deadline: the client is told, the wait forgotten.
+            let (expired, locks): (Vec<_>, Vec<_>) = std::mem::take(&mut g.locks)
+                .into_iter()
+                .partition(|w| w.deadline <= now);
+            g.locks = locks;
+            for w in expired {
+                let reason = format!("the token of group {name:?} did not come in time");
+                out.push((w.token, Err((Status::TimedOut, reason))));
+            }
             out.extend(g.pass_token());
             let size = g.members.len();
             let mut still = Vec::new();
+            let mut gave_up = Vec::new();
             for w in std::mem::take(&mut g.waiting) {
                 if size >= w.expected {
+                    // Its silence limit counts from now: until this answer, it was waiting.
+                    g.touch(w.member, now);
                     out.push((w.token, Ok(GroupReply::View { view: g.view(name) })));
                 } else if now >= w.deadline {
-                    // The client has given up; it will not heartbeat.
-                    g.remove(w.member);
+                    let reason = format!(
+                        "group {name:?} has {size} of the {} members the join waited for",
+                        w.expected
+                    );
+                    out.push((w.token, Err((Status::TimedOut, reason))));
+                    gave_up.push(w.member);
                 } else {
                     still.push(w);
                 }
             }
             g.waiting = still;
+            // The client stops at this answer and will not heartbeat: the member leaves.
+            for member in gave_up {
+                g.remove(member);
+            }
         }
         self.groups
             .retain(|_, g| !g.members.is_empty() || !g.waiting.is_empty());
@@ -321,13 +359,15 @@ impl<T> Groups<T> {
         std::mem::take(&mut self.passed)
     }
 
-    /// When [`Groups::tick`] next has something to do.
+    /// When [`Groups::tick`] next has something to do. Members waiting in a join are alive
+    /// until the join's deadline, so only that deadline counts for them.
     pub(crate) fn next_wakeup(&self) -> Option<Instant> {
         self.groups
             .values()
             .flat_map(|g| {
                 g.members
                     .iter()
+                    .filter(|m| !g.waiting.iter().any(|w| w.member == m.id))
                     .map(|m| m.last_seen + m.dead_after + Duration::from_millis(1))
                     .chain(g.waiting.iter().map(|w| w.deadline))
                     .chain(g.locks.iter().map(|w| w.deadline))
@@ -450,7 +490,11 @@ mod tests {
         // The waiting join outlives its member's silence limit, then its deadline passes.
         assert!(g.tick(t0 + Duration::from_millis(50)).is_empty());
         assert!(g.has("dice", 2));
-        assert!(g.tick(t0 + short).is_empty());
+        let answers = g.tick(t0 + short);
+        assert!(
+            matches!(answers.as_slice(), [(7, Err((Status::TimedOut, _)))]),
+            "the abandoned join is answered"
+        );
         assert!(!g.has("dice", 2));
         let left = g.handle(
             t0,
@@ -464,6 +508,65 @@ mod tests {
         assert!(matches!(left, Some((_, Ok(GroupReply::NotMember { .. })))));
         g.tick(t0 + short);
         assert!(g.next_wakeup().is_none(), "an empty group is forgotten");
+    }
+
+    #[test]
+    fn a_join_waiting_past_its_silence_limit_wakes_nobody_until_its_deadline() {
+        let mut g: Groups<u32> = Groups::default();
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(3600);
+        let join = GroupRequest::Join {
+            group: "slow".into(),
+            member: 1,
+            expected: Some(2),
+            dead_after_ms: 50,
+        };
+        assert!(g.handle(t0, 9, wait, join).is_none());
+        // Every turn of the router does what is due; the next wake is then in the future.
+        for ms in [0, 60, 1000, 60_000] {
+            let now = t0 + Duration::from_millis(ms);
+            assert!(g.tick(now).is_empty());
+            let next = g.next_wakeup().expect("the join's deadline");
+            assert!(next > now, "at +{ms} ms the next wake is not in the future");
+            assert_eq!(next, t0 + wait);
+        }
+        // Once the group fills, the waiting member's silence limit starts from the answer.
+        let later = t0 + Duration::from_secs(120);
+        view_of(g.handle(later, 10, wait, join_of("slow", 2)));
+        assert_eq!(g.tick(later).len(), 1);
+        assert!(g.has("slow", 1), "not declared dead for the time it waited");
+        assert!(g.next_wakeup().is_some_and(|w| w > later));
+    }
+
+    #[test]
+    fn a_lock_wait_past_its_deadline_is_answered_timed_out() {
+        let mut g: Groups<u32> = Groups::default();
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        view_of(g.handle(t0, 0, minute, join(1, None)));
+        view_of(g.handle(t0, 0, minute, join(2, None)));
+        granted(lock(&mut g, t0, 1, 1));
+        let short = Duration::from_millis(100);
+        let request = GroupRequest::Lock {
+            group: "dice".into(),
+            member: 2,
+        };
+        assert!(g.handle(t0, 2, short, request).is_none());
+        let answers = g.tick(t0 + short);
+        assert!(
+            matches!(answers.as_slice(), [(2, Err((Status::TimedOut, _)))]),
+            "{:?}",
+            answers.iter().map(|a| &a.1).collect::<Vec<_>>()
+        );
+    }
+
+    fn join_of(group: &str, member: u64) -> GroupRequest {
+        GroupRequest::Join {
+            group: group.into(),
+            member,
+            expected: None,
+            dead_after_ms: 2000,
+        }
     }
 
     fn lock(g: &mut Groups<u32>, now: Instant, token: u32, member: u64) -> Option<Answer<u32>> {

@@ -24,6 +24,7 @@
 //! - `journal` — durable topics: the routes and the bus thread's tap.
 //! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
 //! - `limits` — the open file limit, raised at start, and the streams kept open under it.
+//! - `wake` — poll timeouts from deadlines, shared by every poll loop.
 //! - [`error`] — [`BrokerError`].
 //!
 //! # Example
@@ -50,6 +51,7 @@ mod memory;
 mod router;
 mod services;
 mod storage;
+mod wake;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::sync::mpsc::Receiver;

@@ -85,9 +85,7 @@ impl Router {
             if let Some(at) = self.groups.next_wakeup() {
                 wake = wake.min(at);
             }
-            let wait = wake.saturating_duration_since(now);
-            // Round up, so that the loop does not spin through the last partial millisecond.
-            let timeout = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+            let timeout = crate::wake::poll_timeout(now, wake);
             let mut items = [
                 self.socket.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
@@ -255,7 +253,7 @@ impl Router {
         let reply = match result.map(|r| body::encode(&r)) {
             Ok(Ok(bytes)) => Reply::ok(id, vec![bytes]),
             Ok(Err(e)) => Reply::error(id, Status::Internal, e.to_string()),
-            Err(reason) => Reply::error(id, Status::Rejected, reason),
+            Err((status, reason)) => Reply::error(id, status, reason),
         };
         self.send(&identity, reply.encode());
     }

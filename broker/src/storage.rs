@@ -213,8 +213,7 @@ impl Storage {
             {
                 wake = wake.min(at);
             }
-            let timeout =
-                i64::try_from(wake.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX);
+            let timeout = crate::wake::poll_timeout(now, wake);
             let mut items = [
                 self.socket.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),

@@ -7,7 +7,9 @@
 //! next heartbeat or request deadline.
 //!
 //! A malformed message is counted, logged, answered with `400 Bad Request` where the request
-//! id can be read, and dropped; it never ends the loop.
+//! id can be read, and dropped; it never ends the loop. A malformed request that is answered
+//! counts as received as well, so that every reply answers a received request
+//! (`replied <= received`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,6 +242,8 @@ impl Router {
                     .get(2)
                     .and_then(|f| <[u8; 8]>::try_from(f.as_slice()).ok());
                 if let (true, Some(id)) = (is_request, id) {
+                    // Answered, so counted as received too: `replied` never exceeds it.
+                    self.stats.received += 1;
                     let reply =
                         Reply::error(u64::from_be_bytes(id), Status::BadRequest, e.to_string());
                     self.send(identity, reply.encode());

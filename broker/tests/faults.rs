@@ -201,3 +201,41 @@ fn connecting_to_nothing_times_out_clearly() {
         assert_eq!(err.kind(), zhub_client::ConnectErrorKind::InvalidUrl);
     });
 }
+
+#[test]
+fn replies_never_outnumber_requests_after_a_burst_of_malformed_ones() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Tcp);
+        let (_ctx, raw) = raw_socket(zmq::DEALER, &broker.url);
+        // Requests whose id can be read but whose service name cannot: each is answered 400.
+        let burst = 50u64;
+        for id in 0..burst {
+            let bad = vec![
+                Vec::new(),
+                b"ZHC01".to_vec(),
+                vec![0x01],
+                id.to_be_bytes().to_vec(),
+                b"bad\nname".to_vec(),
+                1000u32.to_be_bytes().to_vec(),
+            ];
+            raw.send_multipart(&bad, 0).unwrap();
+        }
+        for _ in 0..burst {
+            let reply = raw.recv_multipart(0).unwrap();
+            let reply = Reply::decode(&reply[1..]).unwrap();
+            assert_eq!(reply.status, Status::BadRequest);
+        }
+        // Unanswerable garbage: counted as malformed, neither received nor replied.
+        raw.send_multipart([&b""[..], &b"XYZ99"[..]], 0).unwrap();
+        let mut client = Client::connect(&broker.url).unwrap();
+        let stats = client.stats().unwrap().requests;
+        assert!(
+            stats.replied <= stats.received,
+            "replied {} > received {}",
+            stats.replied,
+            stats.received
+        );
+        assert_eq!(stats.malformed, burst + 1, "{stats:?}");
+        assert!(stats.received > burst, "{stats:?}");
+    });
+}

@@ -90,14 +90,21 @@ pub struct BusDrops {
 }
 
 /// Counters of the request path.
+///
+/// Every reply answers one received request, and each request gets at most one reply, so
+/// `replied <= received` always holds; the difference is requests still waiting, replies
+/// that could not be routed, and requests from Majordomo clients that MDP gives no error
+/// reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RequestStats {
-    /// Requests received.
+    /// Requests received from clients (native and Majordomo), counting the malformed ones
+    /// that were answered `400` (those are in `malformed` too).
     pub received: u64,
-    /// Replies sent.
+    /// Replies sent to clients, errors included.
     pub replied: u64,
-    /// Messages dropped as malformed (logged, answered with an error where possible).
+    /// Messages dropped as malformed (logged, answered with an error where possible), from
+    /// clients and workers alike.
     pub malformed: u64,
     /// Replies that could not be routed because the client had gone.
     pub unroutable: u64,

@@ -49,11 +49,13 @@ impl JournalTable {
     }
 }
 
-/// Checks a route's prefix: a valid topic start, not reserved.
+/// Checks a route's prefix: a valid topic start, not empty, not reserved.
+///
+/// An empty prefix would journal every topic, zhub's own `$` topics (group traffic, KV
+/// changes, probes) included, into one stream: refused, as is any `$` prefix.
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() {
-        // An empty prefix is every topic, which is allowed; probes are skipped by the tap.
-        return Ok(());
+        return Err("an empty prefix would journal every topic: name one".to_owned());
     }
     if bus::is_reserved(prefix) {
         return Err(format!(
@@ -157,7 +159,7 @@ mod tests {
                 stream: "orders".into(),
             },
             JournalRoute {
-                prefix: String::new(),
+                prefix: "a".into(),
                 stream: "everything".into(),
             },
         ];
@@ -168,7 +170,7 @@ mod tests {
     #[test]
     fn reserved_and_odd_prefixes_are_refused() {
         assert!(check_prefix("orders.").is_ok());
-        assert!(check_prefix("").is_ok());
+        assert!(check_prefix("").is_err());
         assert!(check_prefix("$zhub.").is_err());
         assert!(check_prefix("a\nb").is_err());
     }

@@ -164,6 +164,15 @@ impl Storage {
                 path: parts.log_dir.clone(),
                 source,
             })?;
+        // Routes saved by an older broker that accepted prefixes refused now: dropped, so
+        // that the broker still starts; the configured ones are checked as settings.
+        routes.retain(|route| match journal::check_prefix(&route.prefix) {
+            Ok(()) => true,
+            Err(reason) => {
+                warn!(prefix = ?route.prefix, stream = ?route.stream, %reason, "saved journal route dropped");
+                false
+            }
+        });
         routes.extend_from_slice(configured);
         for route in &routes {
             journal::check_prefix(&route.prefix).map_err(|reason| crate::BrokerError::Config {

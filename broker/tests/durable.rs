@@ -205,3 +205,34 @@ fn durable_topics_journal_replay_and_republish() {
         assert_eq!(err.kind(), RequestErrorKind::Rejected);
     });
 }
+
+#[test]
+fn empty_and_reserved_journal_prefixes_are_refused_at_start_and_at_runtime() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        for prefix in ["", "$zhub.kv."] {
+            let config = Config {
+                journal: vec![JournalRoute {
+                    prefix: prefix.into(),
+                    stream: "all".into(),
+                }],
+                ..Config::local_ipc(dir.path())
+            };
+            let err = Broker::start(&config).err().expect("refused at start");
+            assert!(err.to_string().contains("journal"), "{err}");
+        }
+        let broker = Broker::start(&Config::local_ipc(dir.path())).unwrap();
+        let mut client = Client::connect(&broker.info().main).unwrap();
+        for prefix in ["", "$zhub.group."] {
+            let err = client.log().journal(prefix, "all").unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    RequestErrorKind::Rejected | RequestErrorKind::BadRequest
+                ),
+                "{prefix:?}: {err}"
+            );
+        }
+        assert!(client.log().journals().unwrap().is_empty());
+    });
+}

@@ -8,7 +8,7 @@
 //!
 //! | offset    | size | field                                                       |
 //! |-----------|------|-------------------------------------------------------------|
-//! | 0         | t    | topic, UTF-8, 1..=[`MAX_TOPIC_LEN`] bytes, no NUL           |
+//! | 0         | t    | topic, UTF-8, 1..=[`MAX_TOPIC_LEN`] bytes ([`check_topic`]) |
 //! | t         | 1    | `0x00`, the topic terminator                                |
 //! | t+1       | 1    | header version, [`HEADER_VERSION`]                          |
 //! | t+2       | 1    | body encoding: 0 raw bytes, 1 MessagePack ([`Encoding`])    |
@@ -25,14 +25,13 @@
 //! Topics starting with `$` are reserved for zhub itself (for example the subscription probes
 //! under [`PROBE_PREFIX`]); clients refuse to publish on them.
 
+pub use crate::names::{check_topic, MAX_TOPIC_LEN};
 use crate::ProtocolError;
 
 /// The header version this build writes and reads.
 pub const HEADER_VERSION: u8 = 1;
 /// Size of the fixed header that follows the topic terminator.
 pub const HEADER_LEN: usize = 34;
-/// Longest topic accepted, in bytes.
-pub const MAX_TOPIC_LEN: usize = 1024;
 /// Prefix of the topics a subscriber uses to prove its subscription is live end to end.
 pub const PROBE_PREFIX: &str = "$zhub.probe.";
 
@@ -86,29 +85,6 @@ pub struct BusFrame<'a> {
     pub header: BusHeader,
     /// The body, encoded as `header.encoding` says.
     pub body: &'a [u8],
-}
-
-/// Checks a topic against the naming rules: 1..=[`MAX_TOPIC_LEN`] bytes, no NUL.
-///
-/// Reserved (`$`) topics pass: the caller decides whether it may use them.
-///
-/// # Errors
-/// [`ProtocolError::InvalidName`] naming the rule broken.
-pub fn check_topic(topic: &str) -> Result<(), ProtocolError> {
-    let reason = if topic.is_empty() {
-        "empty"
-    } else if topic.len() > MAX_TOPIC_LEN {
-        "longer than 1024 bytes"
-    } else if topic.as_bytes().contains(&0) {
-        "contains a NUL byte"
-    } else {
-        return Ok(());
-    };
-    Err(ProtocolError::InvalidName {
-        what: "topic",
-        name: topic.to_owned(),
-        reason,
-    })
 }
 
 /// Whether `topic` is reserved for zhub's own traffic.

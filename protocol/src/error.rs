@@ -56,9 +56,9 @@ pub enum ProtocolError {
     /// A topic or service name breaks the naming rules.
     #[error("invalid {what} {name:?}: {reason}")]
     InvalidName {
-        /// `"topic"` or `"service"`.
+        /// The kind of name (`"topic"`, `"service"`, `"stream"`, `"key"`, `"group"`...).
         what: &'static str,
-        /// The offending name (lossily decoded).
+        /// The offending name (lossily decoded; a long one cut to its first 64 bytes).
         name: String,
         /// The rule it breaks.
         reason: &'static str,

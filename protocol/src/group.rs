@@ -181,3 +181,16 @@ pub enum SyncMode {
         id: u64,
     },
 }
+
+impl crate::names::Named for GroupRequest {
+    fn check_names(&self) -> Result<(), crate::ProtocolError> {
+        match self {
+            GroupRequest::Join { group, .. }
+            | GroupRequest::Heartbeat { group, .. }
+            | GroupRequest::Leave { group, .. }
+            | GroupRequest::View { group }
+            | GroupRequest::Lock { group, .. }
+            | GroupRequest::Unlock { group, .. } => crate::names::check_group(group),
+        }
+    }
+}

@@ -209,6 +209,27 @@ pub enum KvReply {
     },
 }
 
+impl crate::names::Named for KvRequest {
+    fn check_names(&self) -> Result<(), crate::ProtocolError> {
+        use crate::names::{check_key, check_key_prefix};
+        match self {
+            KvRequest::Get { key }
+            | KvRequest::Put { key, .. }
+            | KvRequest::Delete { key }
+            | KvRequest::Cas { key, .. }
+            | KvRequest::Incr { key, .. }
+            | KvRequest::History { key, .. } => check_key(key),
+            KvRequest::List { prefix, after, .. } => {
+                check_key_prefix(prefix)?;
+                after.as_deref().map_or(Ok(()), check_key)
+            }
+            KvRequest::Snapshot { prefix } | KvRequest::Changes { prefix, .. } => {
+                check_key_prefix(prefix)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 //! - [`log`] — the `zhub.log` service's requests and replies.
 //! - [`kv`] — the `zhub.kv` service's requests and replies, and its change messages.
 //! - [`group`] — the `zhub.group` service: process groups' membership and views.
+//! - [`names`] — the rule of each kind of name (services, topics, streams, keys, groups).
 //! - [`body`] — MessagePack helpers shared by every typed API.
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
@@ -29,6 +30,7 @@ pub mod group;
 pub mod kv;
 pub mod log;
 pub mod mdp;
+pub mod names;
 pub mod request;
 
 pub use bus::{BusFrame, BusHeader, Encoding};

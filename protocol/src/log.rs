@@ -275,3 +275,25 @@ pub enum LogReply {
         at_end: bool,
     },
 }
+
+impl crate::names::Named for LogRequest {
+    fn check_names(&self) -> Result<(), crate::ProtocolError> {
+        use crate::names::{check_consumer, check_prefix, check_stream};
+        match self {
+            LogRequest::Create { stream, .. }
+            | LogRequest::Append { stream, .. }
+            | LogRequest::Read { stream, .. }
+            | LogRequest::Delete { stream }
+            | LogRequest::Republish { stream, .. } => check_stream(stream),
+            LogRequest::Commit { stream, group, .. } | LogRequest::Position { stream, group } => {
+                check_stream(stream)?;
+                check_consumer(group)
+            }
+            LogRequest::Journal { prefix, stream } | LogRequest::Unjournal { prefix, stream } => {
+                check_prefix(prefix)?;
+                check_stream(stream)
+            }
+            LogRequest::Streams | LogRequest::Journals => Ok(()),
+        }
+    }
+}

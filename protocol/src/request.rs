@@ -32,12 +32,11 @@
 
 use std::time::Duration;
 
+pub use crate::names::{check_service, MAX_SERVICE_LEN};
 use crate::ProtocolError;
 
 /// Signature frame of the native client protocol, version 1.
 pub const SIGNATURE: &[u8] = b"ZHC01";
-/// Longest service name accepted, in bytes.
-pub const MAX_SERVICE_LEN: usize = 255;
 
 /// Command byte of a request (frame 1).
 pub const REQUEST_COMMAND: u8 = 0x01;
@@ -125,27 +124,6 @@ pub struct Reply {
     pub status: Status,
     /// Body frames: the service's reply, or a UTF-8 reason for an error status.
     pub body: Vec<Vec<u8>>,
-}
-
-/// Checks a service name: 1..=[`MAX_SERVICE_LEN`] bytes of UTF-8 without control characters.
-///
-/// # Errors
-/// [`ProtocolError::InvalidName`] naming the rule broken.
-pub fn check_service(name: &str) -> Result<(), ProtocolError> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name.len() > MAX_SERVICE_LEN {
-        "longer than 255 bytes"
-    } else if name.chars().any(char::is_control) {
-        "contains a control character"
-    } else {
-        return Ok(());
-    };
-    Err(ProtocolError::InvalidName {
-        what: "service",
-        name: name.to_owned(),
-        reason,
-    })
 }
 
 /// Splits `[identity, "", rest...]` as received on a ROUTER socket.

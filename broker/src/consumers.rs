@@ -12,14 +12,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use zhub_eventlog::{EventLog, Fsync, Result, Stream, StreamConfig};
+use zhub_protocol::names;
 
 const STREAM: &str = "offsets";
 /// Segment size of the positions log: small, as it holds little live data.
 const SEGMENT_BYTES: u64 = 1 << 20;
 /// Segments held before compaction.
 const COMPACT_SEGMENTS: usize = 4;
-/// Longest group name, in bytes.
-pub(crate) const MAX_GROUP_LEN: usize = 200;
 
 /// The committed positions of every consumer group.
 pub(crate) struct Consumers {
@@ -35,14 +34,9 @@ fn key(stream: &str, group: &str) -> Vec<u8> {
     key
 }
 
-/// Checks a group name: 1 to [`MAX_GROUP_LEN`] bytes, no control characters.
+/// Checks a consumer group name by the protocol's rule ([`names::check_consumer`]).
 pub(crate) fn check_group(group: &str) -> std::result::Result<(), String> {
-    if group.is_empty() || group.len() > MAX_GROUP_LEN || group.chars().any(char::is_control) {
-        return Err(format!(
-            "group {group:?}: 1 to {MAX_GROUP_LEN} bytes without control characters"
-        ));
-    }
-    Ok(())
+    names::check_consumer(group).map_err(|e| e.to_string())
 }
 
 impl Consumers {

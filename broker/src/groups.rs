@@ -16,8 +16,6 @@ use tracing::info;
 use zhub_protocol::group::{GroupReply, GroupRequest, View};
 use zhub_protocol::Status;
 
-/// Longest name of a group, in bytes.
-const MAX_NAME: usize = 200;
 /// Bounds on a member's silence limit.
 const MIN_DEAD_AFTER: Duration = Duration::from_millis(50);
 const MAX_DEAD_AFTER: Duration = Duration::from_secs(3600);
@@ -151,7 +149,10 @@ impl<T> Default for Groups<T> {
 }
 
 impl<T> Groups<T> {
-    /// Serves a request; `None` when the answer comes later (a join waiting for members).
+    /// Serves a request whose names the caller has checked ([`Named`]); `None` when the
+    /// answer comes later (a join waiting for members).
+    ///
+    /// [`Named`]: zhub_protocol::names::Named
     pub(crate) fn handle(
         &mut self,
         now: Instant,
@@ -166,15 +167,6 @@ impl<T> Groups<T> {
                 expected,
                 dead_after_ms,
             } => {
-                if group.is_empty() || group.len() > MAX_NAME {
-                    return Some((
-                        token,
-                        Err((
-                            Status::BadRequest,
-                            format!("group name: 1 to {MAX_NAME} bytes"),
-                        )),
-                    ));
-                }
                 let g = self.groups.entry(group.clone()).or_insert_with(|| Group {
                     members: Vec::new(),
                     version: 0,
@@ -190,7 +182,7 @@ impl<T> Groups<T> {
                         last_seen: now,
                     });
                     g.version += 1;
-                    info!(%group, member = %format_args!("{member:016x}"), size = g.members.len(), version = g.version, "member joined");
+                    info!(?group, member = %format_args!("{member:016x}"), size = g.members.len(), version = g.version, "member joined");
                 }
                 let expected = expected.map_or(0, |e| e as usize);
                 if g.members.len() < expected {
@@ -226,7 +218,7 @@ impl<T> Groups<T> {
                 Some(g) => {
                     if g.members.iter().any(|m| m.id == member) {
                         g.remove(member);
-                        info!(%group, member = %format_args!("{member:016x}"), version = g.version, "member left");
+                        info!(?group, member = %format_args!("{member:016x}"), version = g.version, "member left");
                     }
                     GroupReply::NotMember {
                         view: g.view(&group),
@@ -309,7 +301,7 @@ impl<T> Groups<T> {
                 .map(|m| m.id)
                 .collect();
             for member in dead {
-                info!(group = %name, member = %format_args!("{member:016x}"), "member declared dead");
+                info!(group = ?name, member = %format_args!("{member:016x}"), "member declared dead");
                 g.remove(member);
             }
             // Lock waits past their deadline: the client is told, the wait forgotten.

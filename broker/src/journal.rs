@@ -49,7 +49,7 @@ impl JournalTable {
     }
 }
 
-/// Checks a route's prefix: a valid topic start, not empty, not reserved.
+/// Checks a route's prefix: a topic prefix by the protocol's rule, not empty, not reserved.
 ///
 /// An empty prefix would journal every topic, zhub's own `$` topics (group traffic, KV
 /// changes, probes) included, into one stream: refused, as is any `$` prefix.
@@ -62,13 +62,7 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
             "prefix {prefix:?}: topics starting with '$' are reserved"
         ));
     }
-    if prefix.len() > bus::MAX_TOPIC_LEN || prefix.contains(['\0', '\n']) {
-        return Err(format!(
-            "prefix {prefix:?}: at most {} bytes, no NUL or newline",
-            bus::MAX_TOPIC_LEN
-        ));
-    }
-    Ok(())
+    zhub_protocol::names::check_prefix(prefix).map_err(|e| e.to_string())
 }
 
 /// Reads the runtime routes: one `STREAM PREFIX` per line. Missing file: none.

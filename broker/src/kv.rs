@@ -115,7 +115,11 @@ impl From<KvError> for Refusal {
 impl KvService {
     /// Opens (recovering) the store in `dir`.
     pub(crate) fn open(dir: &Path, fsync: Fsync) -> Result<KvService, KvError> {
-        let store = KvStore::open(dir, KvConfig::default().fsync(fsync))?;
+        // The protocol's key rule and the store's agree on the longest key.
+        let config = KvConfig::default()
+            .fsync(fsync)
+            .max_key_bytes(zhub_protocol::names::MAX_KEY_LEN);
+        let store = KvStore::open(dir, config)?;
         Ok(KvService {
             store,
             publisher: random_id(),

@@ -22,6 +22,7 @@ use zhub_protocol::group::{GroupRequest, GROUP_SERVICE};
 use zhub_protocol::kv::KV_SERVICE;
 use zhub_protocol::log::LOG_SERVICE;
 use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
+use zhub_protocol::names::Named;
 use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
 
@@ -196,7 +197,7 @@ impl Router {
             Ok(request) if request.service == GROUP_SERVICE => {
                 self.stats.received += 1;
                 let body = request.body.first().map_or(&[][..], Vec::as_slice);
-                match body::decode::<GroupRequest>(body) {
+                match body::decode::<GroupRequest>(body).and_then(|r| r.check_names().map(|()| r)) {
                     Ok(group_request) => {
                         let token = (identity.to_vec(), request.id);
                         if let Some(answer) =

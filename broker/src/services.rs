@@ -275,14 +275,14 @@ impl Services {
         if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX)
             || service.starts_with(zhub_protocol::mdp::MMI_PREFIX)
         {
-            warn!(worker = %hex(identity), service = %service, "worker asked for a reserved service name; disconnected");
+            warn!(worker = %hex(identity), ?service, "worker asked for a reserved service name; disconnected");
             self.outbox.push(Outgoing {
                 identity: identity.to_vec(),
                 frames: WorkerCommand::Disconnect.encode(),
             });
             return;
         }
-        info!(worker = %hex(identity), service = %service, "worker ready");
+        info!(worker = %hex(identity), ?service, "worker ready");
         let svc = self.services.entry(service.clone()).or_default();
         svc.workers += 1;
         svc.idle.push_back(identity.to_vec());
@@ -363,7 +363,7 @@ impl Services {
         let Some(worker) = self.workers.remove(identity) else {
             return;
         };
-        info!(worker = %hex(identity), service = %worker.service, "worker removed");
+        info!(worker = %hex(identity), service = ?worker.service, "worker removed");
         if let Some(svc) = self.services.get_mut(&worker.service) {
             svc.workers -= 1;
             svc.idle.retain(|i| i != identity);

@@ -25,6 +25,7 @@ use zhub_protocol::log::{
     FsyncPolicy, JournalRoute, LogReply, LogRequest, ReadFrom, StoredRecord, StreamSettings,
     StreamSummary,
 };
+use zhub_protocol::names::Named;
 use zhub_protocol::{body, Status};
 
 use crate::consumers::{self, Consumers};
@@ -181,9 +182,9 @@ impl Storage {
             })?;
             if log.stream(&route.stream).is_none() {
                 log.create_stream(&route.stream, StreamConfig::default())?;
-                info!(stream = %route.stream, "journal stream created");
+                info!(stream = ?route.stream, "journal stream created");
             }
-            info!(prefix = %route.prefix, stream = %route.stream, "journaling topics");
+            info!(prefix = ?route.prefix, stream = ?route.stream, "journaling topics");
         }
         parts.journals.set(routes);
         Ok(Storage {
@@ -428,15 +429,15 @@ impl Storage {
         self.reply(&identity, &id, result)
     }
 
-    /// Decodes a request body, answering `400 Bad Request` (and returning `None`) when it is
-    /// malformed.
-    fn decode<T: serde::de::DeserializeOwned>(
+    /// Decodes a request body and checks the names it carries, answering `400 Bad Request`
+    /// (and returning `None`) when it is malformed or a name breaks its rule.
+    fn decode<T: serde::de::DeserializeOwned + Named>(
         &self,
         identity: &[u8],
         id: &[u8],
         request: &[u8],
     ) -> Result<Option<T>, zmq::Error> {
-        match body::decode(request) {
+        match body::decode::<T>(request).and_then(|r| r.check_names().map(|()| r)) {
             Ok(r) => Ok(Some(r)),
             Err(e) => {
                 let refusal = Refusal(Status::BadRequest, e.to_string());
@@ -488,7 +489,7 @@ impl Storage {
             stream: stream.clone(),
         });
         self.save_routes(routes)?;
-        info!(%prefix, %stream, "journaling topics");
+        info!(?prefix, ?stream, "journaling topics");
         Ok(LogReply::Journaling)
     }
 
@@ -518,7 +519,7 @@ impl Storage {
             let _ = self.save_routes(routes);
         }
         if let Err(e) = self.parts.consumers.forget_stream(stream) {
-            error!(%stream, error = %e, "cannot forget the stream's consumer groups");
+            error!(?stream, error = %e, "cannot forget the stream's consumer groups");
         }
     }
 
@@ -542,14 +543,14 @@ impl Storage {
             let Some(target) = self.log.stream(&name) else {
                 self.journal_orphans += 1;
                 if self.journal_orphans.is_power_of_two() {
-                    warn!(stream = %name, total = self.journal_orphans, "journaled message for a missing stream dropped");
+                    warn!(stream = ?name, total = self.journal_orphans, "journaled message for a missing stream dropped");
                 }
                 continue;
             };
             // Touched either way: the commit's flush or sync also reports (and so clears) a
             // failure, after which appends are taken again.
             if let Err(e) = target.append(timestamp, Some(topic), &frame) {
-                error!(stream = %name, error = %e, "journal append failed");
+                error!(stream = ?name, error = %e, "journal append failed");
             }
             self.touched.insert(name.into_owned());
         }
@@ -661,13 +662,13 @@ impl Storage {
                         synced.insert(name);
                     }
                     Err(e) => {
-                        error!(stream = %name, error = %e, "sync failed; appends not acknowledged");
+                        error!(stream = ?name, error = %e, "sync failed; appends not acknowledged");
                         failed.push((name, e.to_string()));
                     }
                 }
             } else if let Err(e) = stream.flush() {
                 // Acknowledged after a flush under `interval` and `never`: not after a failed one.
-                error!(stream = %name, error = %e, "flush failed; appends not acknowledged");
+                error!(stream = ?name, error = %e, "flush failed; appends not acknowledged");
                 failed.push((name, e.to_string()));
             }
         }
@@ -769,5 +770,24 @@ fn records_reply(records: Vec<Record>, from: u64) -> LogReply {
     LogReply::Records {
         records: stored(records),
         next_offset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_protocol_and_the_engine_agree_on_stream_names() {
+        let long = "s".repeat(zhub_protocol::names::MAX_STREAM_LEN);
+        let too_long = format!("{long}s");
+        let samples = [
+            "orders", "a.b_c-1", ".hidden", "", "a/b", "a b", "été", "a\nb", &long, &too_long,
+        ];
+        for name in samples {
+            assert_eq!(
+                zhub_protocol::names::check_stream(name).is_ok(),
+                zhub_eventlog::check_name(name).is_ok(),
+                "{name:?}"
+            );
+        }
     }
 }

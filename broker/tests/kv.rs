@@ -82,12 +82,13 @@ fn bad_keys_and_oversized_values_are_clear_errors() {
     deadline(LIMIT, || {
         let broker = start(Transport::Ipc);
         let mut client = Client::connect(&broker.url).unwrap();
+        // A key that breaks the protocol's key rule is a bad request.
         for key in ["", "a\nb", &"k".repeat(2000)] {
             let err = client.kv().put(key, &1).unwrap_err();
-            assert_eq!(err.kind(), RequestErrorKind::Rejected, "{key:?}: {err}");
+            assert_eq!(err.kind(), RequestErrorKind::BadRequest, "{key:?}: {err}");
             assert!(err.to_string().contains("key"), "{err}");
             let err = client.kv().get::<i32>(key).unwrap_err();
-            assert_eq!(err.kind(), RequestErrorKind::Rejected);
+            assert_eq!(err.kind(), RequestErrorKind::BadRequest);
         }
         let big = vec![0u8; 2 << 20];
         let err = client.kv().put_bytes("big", &big, None).unwrap_err();

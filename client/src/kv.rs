@@ -78,7 +78,8 @@ impl<'a> Kv<'a> {
     /// The key's entry (value, revision, expiry), or `None` when it is absent.
     ///
     /// # Errors
-    /// [`RequestErrorKind::Rejected`] for an invalid key.
+    /// [`RequestErrorKind::BadRequest`] for an invalid key (see
+    /// [`zhub_protocol::names::check_key`]).
     pub fn get_entry(&mut self, key: &str) -> Result<Option<KvEntry>, RequestError> {
         match self.call(&KvRequest::Get {
             key: key.to_owned(),
@@ -110,7 +111,9 @@ impl<'a> Kv<'a> {
     /// Sets the key to `value` (MessagePack); returns the change's revision.
     ///
     /// # Errors
-    /// [`RequestErrorKind::Rejected`] for an invalid key or an oversized value.
+    /// [`RequestErrorKind::BadRequest`] for an invalid key (see
+    /// [`zhub_protocol::names::check_key`]), [`RequestErrorKind::Rejected`] for an oversized
+    /// value.
     pub fn put<T: Serialize + ?Sized>(
         &mut self,
         key: &str,
@@ -157,7 +160,8 @@ impl<'a> Kv<'a> {
     /// Deletes the key; returns the change's revision, or `None` when it was absent.
     ///
     /// # Errors
-    /// [`RequestErrorKind::Rejected`] for an invalid key.
+    /// [`RequestErrorKind::BadRequest`] for an invalid key (see
+    /// [`zhub_protocol::names::check_key`]).
     pub fn delete(&mut self, key: &str) -> Result<Option<u64>, RequestError> {
         match self.call(&KvRequest::Delete {
             key: key.to_owned(),
@@ -263,7 +267,8 @@ impl<'a> Kv<'a> {
     /// history setting).
     ///
     /// # Errors
-    /// [`RequestErrorKind::Rejected`] for an invalid key.
+    /// [`RequestErrorKind::BadRequest`] for an invalid key (see
+    /// [`zhub_protocol::names::check_key`]).
     pub fn history(&mut self, key: &str, limit: u64) -> Result<Vec<KvChange>, RequestError> {
         match self.call(&KvRequest::History {
             key: key.to_owned(),

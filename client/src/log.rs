@@ -85,8 +85,9 @@ impl<'a> Log<'a> {
     /// Creates a stream.
     ///
     /// # Errors
-    /// [`RequestErrorKind::Rejected`] when it exists or the name is invalid (1 to 200 of
-    /// `A-Z a-z 0-9 . _ -`, not starting with `.`).
+    /// [`RequestErrorKind::Rejected`] when it exists, [`RequestErrorKind::BadRequest`] when
+    /// the name is invalid (1 to 200 of `A-Z a-z 0-9 . _ -`, not starting with `.`; see
+    /// [`zhub_protocol::names::check_stream`]).
     pub fn create(&mut self, stream: &str, settings: StreamSettings) -> Result<(), RequestError> {
         let request = LogRequest::Create {
             stream: stream.to_owned(),
@@ -292,7 +293,9 @@ impl<'a> Log<'a> {
     /// body; see [`LogRecord::message`]) with the topic as its key.
     ///
     /// # Errors
-    /// [`RequestErrorKind::Rejected`] for a reserved prefix (`$`) or an invalid stream name.
+    /// [`RequestErrorKind::Rejected`] for an empty or reserved prefix (`$`),
+    /// [`RequestErrorKind::BadRequest`] for a prefix or stream name that breaks its rule (see
+    /// [`zhub_protocol::names`]).
     pub fn journal(&mut self, prefix: &str, stream: &str) -> Result<(), RequestError> {
         let request = LogRequest::Journal {
             prefix: prefix.to_owned(),

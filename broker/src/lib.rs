@@ -25,6 +25,7 @@
 //! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
 //! - `limits` — the open file limit, raised at start, and the streams kept open under it.
 //! - `wake` — poll timeouts from deadlines, shared by every poll loop.
+//! - `ratelimit` — sparse logging of faults peers can repeat at will.
 //! - [`error`] — [`BrokerError`].
 //!
 //! # Example
@@ -48,6 +49,7 @@ mod journal;
 mod kv;
 mod limits;
 mod memory;
+mod ratelimit;
 mod router;
 mod services;
 mod storage;

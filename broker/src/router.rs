@@ -28,6 +28,7 @@ use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
 use crate::groups::{Answer, Groups};
+use crate::ratelimit::{peer_fault, Sparse};
 use crate::services::{hex, Origin, Outgoing, ServiceConfig, Services, Submission};
 
 /// Most messages handled per poll, so that timers and shutdown are seen promptly under load.
@@ -46,6 +47,8 @@ pub(crate) struct Router {
     storage: zmq::Socket,
     /// Process groups (`zhub.group`); answers go to (client identity, request id).
     groups: Groups<(Vec<u8>, u64)>,
+    /// Peers' faults and failed sends, logged sparsely.
+    faults: Sparse,
 }
 
 /// What a built-in service answered.
@@ -77,6 +80,7 @@ impl Router {
             services: Services::new(config, now),
             storage,
             groups: Groups::default(),
+            faults: Sparse::default(),
         }
     }
 
@@ -133,7 +137,8 @@ impl Router {
 
     fn dispatch(&mut self, frames: &[Vec<u8>]) {
         let Ok((identity, rest)) = split_envelope(frames) else {
-            self.malformed(None, "message without envelope dropped");
+            self.count_malformed();
+            peer_fault!(self.faults, "message without envelope dropped");
             return;
         };
         let now = Instant::now();
@@ -163,7 +168,10 @@ impl Router {
                         }
                     }
                 }
-                Err(_) => self.malformed(Some(identity), "malformed MDP client request dropped"),
+                Err(e) => {
+                    self.count_malformed();
+                    peer_fault!(self.faults, "malformed MDP client request dropped", peer = %hex(identity), error = %e);
+                }
             },
             Some(mdp::WORKER) => {
                 if !self
@@ -173,7 +181,10 @@ impl Router {
                     self.count_malformed();
                 }
             }
-            _ => self.malformed(Some(identity), "message with unknown protocol dropped"),
+            _ => {
+                self.count_malformed();
+                peer_fault!(self.faults, "message with unknown protocol dropped", peer = %hex(identity));
+            }
         }
     }
 
@@ -189,7 +200,7 @@ impl Router {
                     .storage
                     .send_multipart([identity, &id[..], service, &body[..]], 0)
                 {
-                    warn!(error = %e, "storage thread unreachable");
+                    peer_fault!(self.faults, "storage thread unreachable", error = %e);
                     let reply = Reply::error(request.id, Status::Internal, "storage unavailable");
                     self.send(identity, reply.encode());
                 }
@@ -235,7 +246,8 @@ impl Router {
                 }
             }
             Err(e) => {
-                self.malformed(Some(identity), "malformed request dropped");
+                self.count_malformed();
+                peer_fault!(self.faults, "malformed request", peer = %hex(identity), error = %e);
                 // Answer a REQUEST whose id can still be read, so the client is not left
                 // waiting for its timeout. Other commands' layouts are not ours to guess.
                 let is_request = rest.get(1).map(Vec::as_slice) == Some(&[REQUEST_COMMAND][..]);
@@ -390,7 +402,7 @@ impl Router {
                 false
             }
             Err(e) => {
-                warn!(error = %e, "send failed");
+                peer_fault!(self.faults, "send failed", peer = %hex(identity), error = %e);
                 false
             }
         }
@@ -398,15 +410,5 @@ impl Router {
 
     fn count_malformed(&mut self) {
         self.stats.malformed += 1;
-    }
-
-    fn malformed(&mut self, identity: Option<&[u8]>, what: &str) {
-        self.count_malformed();
-        let peer = identity.map(hex).unwrap_or_default();
-        if self.stats.malformed.is_power_of_two() {
-            warn!(peer = %peer, total = self.stats.malformed, "{what}");
-        } else {
-            debug!(peer = %peer, total = self.stats.malformed, "{what}");
-        }
     }
 }

@@ -15,10 +15,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use zhub_protocol::builtin::{RequestStats, ServiceInfo};
 use zhub_protocol::mdp::{ClientMessage, WorkerCommand};
 use zhub_protocol::{Reply, Status};
+
+use crate::ratelimit::{peer_fault, Sparse};
 
 /// Settings of the service layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub(crate) struct Services {
     next_token: u64,
     next_heartbeat: Instant,
     outbox: Vec<Outgoing>,
+    /// Workers' faults, logged sparsely.
+    faults: Sparse,
 }
 
 impl Services {
@@ -117,6 +121,7 @@ impl Services {
             deadlines: BinaryHeap::new(),
             next_token: 1,
             outbox: Vec::new(),
+            faults: Sparse::default(),
         }
     }
 
@@ -236,7 +241,7 @@ impl Services {
         let command = match WorkerCommand::decode(frames) {
             Ok(command) => command,
             Err(e) => {
-                warn!(worker = %hex(identity), error = %e, "malformed worker message; worker disconnected");
+                peer_fault!(self.faults, "malformed worker message; worker disconnected", worker = %hex(identity), error = %e);
                 self.remove_worker(now, stats, identity, true);
                 return false;
             }
@@ -254,7 +259,7 @@ impl Services {
             WorkerCommand::Heartbeat if known => {}
             WorkerCommand::Disconnect => self.remove_worker(now, stats, identity, false),
             WorkerCommand::Ready { .. } | WorkerCommand::Request { .. } => {
-                warn!(worker = %hex(identity), "unexpected command from worker; worker disconnected");
+                peer_fault!(self.faults, "unexpected command from worker; worker disconnected", worker = %hex(identity));
                 self.remove_worker(now, stats, identity, true);
                 return false;
             }
@@ -275,7 +280,7 @@ impl Services {
         if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX)
             || service.starts_with(zhub_protocol::mdp::MMI_PREFIX)
         {
-            warn!(worker = %hex(identity), ?service, "worker asked for a reserved service name; disconnected");
+            peer_fault!(self.faults, "worker asked for a reserved service name; disconnected", worker = %hex(identity), ?service);
             self.outbox.push(Outgoing {
                 identity: identity.to_vec(),
                 frames: WorkerCommand::Disconnect.encode(),
@@ -306,7 +311,7 @@ impl Services {
         body: Vec<Vec<u8>>,
     ) {
         let Ok(token) = <[u8; 8]>::try_from(client).map(u64::from_be_bytes) else {
-            warn!(worker = %hex(identity), "reply with an address the broker never sent; worker disconnected");
+            peer_fault!(self.faults, "reply with an address the broker never sent; worker disconnected", worker = %hex(identity));
             self.remove_worker(now, stats, identity, true);
             return;
         };
@@ -484,7 +489,7 @@ impl Services {
                 .map(|(id, _)| id.clone())
                 .collect();
             for identity in expired {
-                warn!(worker = %hex(&identity), "worker expired: silent for too long");
+                peer_fault!(self.faults, "worker expired: silent for too long", worker = %hex(&identity));
                 stats.workers_expired += 1;
                 self.remove_worker(now, stats, &identity, true);
             }

@@ -31,6 +31,7 @@ use zhub_protocol::{body, Status};
 use crate::consumers::{self, Consumers};
 use crate::journal::{self, JournalTable};
 use crate::kv::{Handled, KvService};
+use crate::ratelimit::{peer_fault, Sparse};
 
 /// Endpoint of the router-storage pair.
 pub(crate) const ENDPOINT: &str = "inproc://storage";
@@ -92,8 +93,8 @@ pub(crate) struct Storage {
     commit_acks: Vec<(Vec<u8>, Vec<u8>)>,
     /// Streams appended to in this turn.
     touched: BTreeSet<String>,
-    /// Journaled messages dropped because their stream is gone.
-    journal_orphans: u64,
+    /// Faults of the storage thread's inputs, logged sparsely.
+    faults: Sparse,
     next_retention: Instant,
 }
 
@@ -195,7 +196,7 @@ impl Storage {
             acks: Vec::new(),
             commit_acks: Vec::new(),
             touched: BTreeSet::new(),
-            journal_orphans: 0,
+            faults: Sparse::default(),
             next_retention: Instant::now() + RETENTION_EVERY,
         })
     }
@@ -288,7 +289,7 @@ impl Storage {
 
     fn handle(&mut self, message: Vec<Vec<u8>>) -> Result<(), zmq::Error> {
         let Ok([identity, id, service, request]) = <[Vec<u8>; 4]>::try_from(message) else {
-            warn!("malformed message from the router ignored");
+            peer_fault!(self.faults, "malformed message from the router ignored");
             return Ok(());
         };
         if service == zhub_protocol::kv::KV_SERVICE.as_bytes() {
@@ -530,21 +531,21 @@ impl Storage {
                 return;
             };
             let Ok([stream, frame]) = <[Vec<u8>; 2]>::try_from(message) else {
-                warn!("malformed message from the journal tap dropped");
+                peer_fault!(
+                    self.faults,
+                    "malformed message from the journal tap dropped"
+                );
                 continue;
             };
             let name = String::from_utf8_lossy(&stream);
             let Ok(decoded) = bus::decode(&frame) else {
-                warn!("malformed journaled frame dropped");
+                peer_fault!(self.faults, "malformed journaled frame dropped");
                 continue;
             };
             let timestamp = i64::try_from(decoded.header.timestamp_us).ok();
             let topic = decoded.topic.as_bytes();
             let Some(target) = self.log.stream(&name) else {
-                self.journal_orphans += 1;
-                if self.journal_orphans.is_power_of_two() {
-                    warn!(stream = ?name, total = self.journal_orphans, "journaled message for a missing stream dropped");
-                }
+                peer_fault!(self.faults, "journaled message for a missing stream dropped", stream = ?name);
                 continue;
             };
             // Touched either way: the commit's flush or sync also reports (and so clears) a

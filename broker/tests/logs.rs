@@ -128,3 +128,40 @@ fn names_with_control_characters_are_refused_and_never_written_raw() {
         );
     });
 }
+
+#[test]
+fn a_flood_of_malformed_worker_messages_is_a_handful_of_warnings() {
+    let (_turn, log) = capture();
+    deadline(LIMIT, move || {
+        let broker = start(Transport::Ipc);
+        let ctx = zmq::Context::new();
+        let raw = raw_dealer(&ctx, &broker.url);
+        let flood = 1000u64;
+        for i in 0..flood {
+            // MDPW01 with an unknown command byte.
+            raw.send_multipart([&b""[..], &b"MDPW01"[..], &[0x70 + (i % 8) as u8][..]], 0)
+                .unwrap();
+        }
+        let mut client = Client::connect(&broker.url).unwrap();
+        let started = std::time::Instant::now();
+        while client.stats().unwrap().requests.malformed < flood {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "flood not handled"
+            );
+            std::thread::yield_now();
+        }
+        drop(client);
+        drop(broker);
+        let text = take_log(&log);
+        let warnings = text
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("malformed worker message"))
+            .count();
+        // The 1st, 2nd, 4th, ... 512th: ten lines for a thousand messages.
+        assert!(
+            (1..=11).contains(&warnings),
+            "{warnings} warnings for {flood} malformed messages"
+        );
+    });
+}

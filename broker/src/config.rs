@@ -1,10 +1,13 @@
 //! Broker settings: embedded defaults, a TOML file (`--config`), then command-line flags, each
-//! overriding the one before.
+//! overriding the one before; then [`Config::validate`], which refuses any value that cannot
+//! work, naming the setting and its allowed range.
+//!
+//! Each default has one source, [`Config::default`] (from the `DEFAULT_*` constants); the
+//! command line shows the same values in `--help` ([`Args::command_with_defaults`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 pub use zhub_protocol::log::{FsyncPolicy, JournalRoute};
@@ -87,6 +90,18 @@ pub struct Config {
 
 /// Default heartbeat interval between broker and workers.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(2500);
+/// Default number of ZeroMQ I/O threads.
+pub const DEFAULT_IO_THREADS: i32 = 1;
+/// Default heartbeats a worker may miss.
+pub const DEFAULT_LIVENESS: u32 = 3;
+/// Default requests waiting per service.
+pub const DEFAULT_SERVICE_QUEUE: usize = 10_000;
+/// Default attempts per request.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default deadline of Majordomo clients' requests.
+pub const DEFAULT_MDP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default durability of the key-value store.
+pub const DEFAULT_KV_FSYNC: FsyncPolicy = FsyncPolicy::Always;
 
 impl Default for Config {
     fn default() -> Self {
@@ -99,17 +114,73 @@ impl Default for Config {
             publish_hwm: DEFAULT_HWM,
             subscribe_hwm: DEFAULT_HWM,
             request_hwm: DEFAULT_HWM,
-            io_threads: 1,
+            io_threads: DEFAULT_IO_THREADS,
             heartbeat: DEFAULT_HEARTBEAT,
-            liveness: 3,
-            service_queue: 10_000,
-            max_attempts: 3,
-            mdp_timeout: Duration::from_secs(30),
+            liveness: DEFAULT_LIVENESS,
+            service_queue: DEFAULT_SERVICE_QUEUE,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            mdp_timeout: DEFAULT_MDP_TIMEOUT,
             journal: Vec::new(),
-            kv_fsync: FsyncPolicy::Always,
+            kv_fsync: DEFAULT_KV_FSYNC,
             max_streams: DEFAULT_MAX_STREAMS,
         }
     }
+}
+
+/// The allowed range of each numeric setting, checked by [`Config::validate`].
+pub mod limits {
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    /// High-water marks, in messages. 0 would mean "unbounded" to ZeroMQ, and every queue
+    /// of the broker is bounded.
+    pub const HWM: RangeInclusive<i32> = 1..=i32::MAX;
+    /// ZeroMQ I/O threads.
+    pub const IO_THREADS: RangeInclusive<i32> = 1..=64;
+    /// Heartbeat interval: 0 makes every worker look dead at once and the router spin.
+    pub const HEARTBEAT: RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(3600);
+    /// Heartbeats a worker may miss.
+    pub const LIVENESS: RangeInclusive<u32> = 1..=1000;
+    /// Requests waiting per service.
+    pub const SERVICE_QUEUE: RangeInclusive<usize> = 1..=10_000_000;
+    /// Attempts per request.
+    pub const MAX_ATTEMPTS: RangeInclusive<u32> = 1..=100;
+    /// Deadline of Majordomo clients' requests.
+    pub const MDP_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(1)..=Duration::from_secs(24 * 3600);
+    /// Interval of `kv_fsync = "interval:MS"`, in milliseconds.
+    pub const KV_FSYNC_INTERVAL_MS: RangeInclusive<u64> = 1..=3_600_000;
+    /// `max_streams`: at least one stream.
+    pub const MAX_STREAMS: RangeInclusive<usize> = 1..=10_000_000;
+}
+
+/// A duration as the config file and flags write it: `2500ms`, `30s`.
+fn duration_text(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// `Ok` when `value` is in `range`, else the setting's error saying so.
+fn in_range<T: PartialOrd + std::fmt::Debug>(
+    name: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), BrokerError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(BrokerError::Setting {
+        name,
+        reason: format!(
+            "{value:?} is out of range; allowed {:?}..={:?}",
+            range.start(),
+            range.end()
+        ),
+    })
 }
 
 impl Config {
@@ -141,6 +212,49 @@ impl Config {
         }
     }
 
+    /// Checks every setting: each number and duration within its range ([`limits`]), the
+    /// endpoints well-formed, the journal routes' prefixes and streams valid. Called by
+    /// [`crate::Broker::start`]; the binary calls it too, to refuse a bad setting before
+    /// anything else.
+    ///
+    /// # Errors
+    /// [`BrokerError::Setting`] naming the first setting at fault and its allowed range, or
+    /// [`BrokerError::InvalidEndpoint`].
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        crate::endpoint::check("main", &self.listen)?;
+        crate::endpoint::check("publish", &self.publish)?;
+        crate::endpoint::check("subscribe", &self.subscribe)?;
+        crate::endpoint::check("deliver", &self.deliver)?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(BrokerError::Setting {
+                name: "data_dir",
+                reason: "empty; name a directory".to_owned(),
+            });
+        }
+        in_range("publish_hwm", self.publish_hwm, limits::HWM)?;
+        in_range("subscribe_hwm", self.subscribe_hwm, limits::HWM)?;
+        in_range("request_hwm", self.request_hwm, limits::HWM)?;
+        in_range("io_threads", self.io_threads, limits::IO_THREADS)?;
+        in_range("heartbeat", self.heartbeat, limits::HEARTBEAT)?;
+        in_range("liveness", self.liveness, limits::LIVENESS)?;
+        in_range("service_queue", self.service_queue, limits::SERVICE_QUEUE)?;
+        in_range("max_attempts", self.max_attempts, limits::MAX_ATTEMPTS)?;
+        in_range("mdp_timeout", self.mdp_timeout, limits::MDP_TIMEOUT)?;
+        in_range("max_streams", self.max_streams, limits::MAX_STREAMS)?;
+        if let FsyncPolicy::Interval { ms } = self.kv_fsync {
+            in_range("kv_fsync", ms, limits::KV_FSYNC_INTERVAL_MS)?;
+        }
+        for route in &self.journal {
+            let refuse = |reason: String| BrokerError::Setting {
+                name: "journal",
+                reason: format!("route {:?} to {:?}: {reason}", route.prefix, route.stream),
+            };
+            crate::journal::check_prefix(&route.prefix).map_err(refuse)?;
+            zhub_protocol::names::check_stream(&route.stream).map_err(|e| refuse(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Reads a TOML file whose keys are the field names of [`Config`]; missing keys keep their
     /// defaults, unknown keys are an error (a typo must not pass silently).
     ///
@@ -158,7 +272,8 @@ impl Config {
     }
 
     /// Parses the command line (see [`Args`]) into a config: defaults, then the `--config`
-    /// file, then flags given explicitly.
+    /// file, then flags given explicitly. The result is not validated yet: see
+    /// [`Config::validate`].
     ///
     /// # Errors
     /// Clap's error for bad flags (it prints itself), or [`BrokerError::Config`].
@@ -167,7 +282,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Args::command().try_get_matches_from(args)?;
+        let matches = Args::command_with_defaults().try_get_matches_from(args)?;
         Ok(Self::from_matches(&matches)?)
     }
 
@@ -180,11 +295,10 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
         macro_rules! flags_override {
             ($($field:ident),*) => {$(
-                if given(stringify!($field)) {
-                    config.$field = args.$field;
+                if let Some(value) = args.$field {
+                    config.$field = value;
                 }
             )*};
         }
@@ -206,9 +320,7 @@ impl Config {
             kv_fsync,
             max_streams
         );
-        if given("journal") {
-            config.journal.extend(args.journal);
-        }
+        config.journal.extend(args.journal);
         Ok(config)
     }
 }
@@ -241,58 +353,94 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Main endpoint (ROUTER): requests, workers, built-in services. tcp://HOST:PORT or ipc://PATH.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_LISTEN)]
-    pub listen: String,
+    #[arg(long, value_name = "URL")]
+    pub listen: Option<String>,
     /// Publish endpoint (XSUB) where publishers connect; clients learn it from the broker.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_PUBLISH)]
-    pub publish: String,
+    #[arg(long, value_name = "URL")]
+    pub publish: Option<String>,
     /// Subscribe endpoint (XPUB) where plain ZeroMQ SUB sockets connect.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_SUBSCRIBE)]
-    pub subscribe: String,
+    #[arg(long, value_name = "URL")]
+    pub subscribe: Option<String>,
     /// Deliver endpoint (XPUB) where zhub subscribers connect; clients learn it from the broker.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_DELIVER)]
-    pub deliver: String,
+    #[arg(long, value_name = "URL")]
+    pub deliver: Option<String>,
     /// Directory for durable state (event log, key-value store); created if missing.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Messages queued per publisher connection before the publisher is pushed back.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_HWM)]
-    pub publish_hwm: i32,
+    #[arg(long, value_name = "N")]
+    pub publish_hwm: Option<i32>,
     /// Messages queued per subscriber before messages to it are dropped and counted.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_HWM)]
-    pub subscribe_hwm: i32,
+    #[arg(long, value_name = "N")]
+    pub subscribe_hwm: Option<i32>,
     /// Messages queued per peer on the main endpoint.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_HWM)]
-    pub request_hwm: i32,
+    #[arg(long, value_name = "N")]
+    pub request_hwm: Option<i32>,
     /// ZeroMQ I/O threads.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub io_threads: i32,
+    #[arg(long, value_name = "N")]
+    pub io_threads: Option<i32>,
     /// Interval of heartbeats between broker and workers (e.g. 2500ms, 2.5s).
-    #[arg(long, value_name = "DURATION", default_value = "2.5s", value_parser = parse_duration)]
-    pub heartbeat: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat: Option<Duration>,
     /// Heartbeats a worker may miss before it is expired and its request retried elsewhere.
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub liveness: u32,
+    #[arg(long, value_name = "N")]
+    pub liveness: Option<u32>,
     /// Requests that may wait per service before new ones are answered "busy".
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub service_queue: usize,
+    #[arg(long, value_name = "N")]
+    pub service_queue: Option<usize>,
     /// Times a request is handed to a worker before the client is told the worker failed.
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub max_attempts: u32,
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
     /// Deadline of requests from plain Majordomo clients, which carry none.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub mdp_timeout: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub mdp_timeout: Option<Duration>,
     /// Journal bus messages whose topic starts with PREFIX into the event log stream STREAM
     /// (a durable topic); repeatable, added to the config file's `[[journal]]` routes.
     #[arg(long, value_name = "PREFIX=STREAM", value_parser = parse_route)]
     pub journal: Vec<JournalRoute>,
     /// Durability of the key-value store: always (a write is acknowledged once synced; many
     /// writers share each sync), interval:MS, or never (left to the OS).
-    #[arg(long, value_name = "POLICY", default_value = "always")]
-    pub kv_fsync: FsyncPolicy,
+    #[arg(long, value_name = "POLICY")]
+    pub kv_fsync: Option<FsyncPolicy>,
     /// Most event log streams; creating one more is refused.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_STREAMS)]
-    pub max_streams: usize,
+    #[arg(long, value_name = "N")]
+    pub max_streams: Option<usize>,
+}
+
+impl Args {
+    /// The command line, each flag's `[default: ...]` in `--help` taken from
+    /// [`Config::default`], so that the defaults have one source.
+    pub fn command_with_defaults() -> clap::Command {
+        let d = Config::default();
+        let defaults: [(&str, String); 16] = [
+            ("listen", d.listen),
+            ("publish", d.publish),
+            ("subscribe", d.subscribe),
+            ("deliver", d.deliver),
+            ("data_dir", d.data_dir.display().to_string()),
+            ("publish_hwm", d.publish_hwm.to_string()),
+            ("subscribe_hwm", d.subscribe_hwm.to_string()),
+            ("request_hwm", d.request_hwm.to_string()),
+            ("io_threads", d.io_threads.to_string()),
+            ("heartbeat", duration_text(d.heartbeat)),
+            ("liveness", d.liveness.to_string()),
+            ("service_queue", d.service_queue.to_string()),
+            ("max_attempts", d.max_attempts.to_string()),
+            ("mdp_timeout", duration_text(d.mdp_timeout)),
+            ("kv_fsync", d.kv_fsync.to_string()),
+            ("max_streams", d.max_streams.to_string()),
+        ];
+        // Shown in the help only: a flag's value overrides the config file when it is given,
+        // and a default here would look given.
+        defaults
+            .into_iter()
+            .fold(Args::command(), |command, (id, text)| {
+                command.mut_arg(id, |arg| {
+                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                    arg.help(format!("{help} [default: {text}]"))
+                })
+            })
+    }
 }
 
 /// Parses `PREFIX=STREAM` (split at the last `=`: stream names have none).
@@ -444,6 +592,63 @@ mod tests {
         );
         assert!(parse_route("no-stream=").is_err());
         assert!(parse_route("plain").is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_setting_and_its_range() {
+        assert!(Config::default().validate().is_ok());
+        let refused = |tweak: fn(&mut Config)| {
+            let mut c = Config::default();
+            tweak(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        let err = refused(|c| c.heartbeat = Duration::ZERO);
+        assert!(err.contains("heartbeat") && err.contains("3600s"), "{err}");
+        let err = refused(|c| c.publish_hwm = -1);
+        assert!(err.contains("publish_hwm") && err.contains("-1"), "{err}");
+        let err = refused(|c| c.subscribe_hwm = 0);
+        assert!(err.contains("subscribe_hwm"), "{err}");
+        assert!(refused(|c| c.request_hwm = -5).contains("request_hwm"));
+        assert!(refused(|c| c.io_threads = 0).contains("io_threads"));
+        assert!(refused(|c| c.liveness = 0).contains("liveness"));
+        assert!(refused(|c| c.service_queue = 0).contains("service_queue"));
+        assert!(refused(|c| c.max_attempts = 0).contains("max_attempts"));
+        assert!(refused(|c| c.mdp_timeout = Duration::ZERO).contains("mdp_timeout"));
+        assert!(refused(|c| c.kv_fsync = FsyncPolicy::Interval { ms: 0 }).contains("kv_fsync"));
+        assert!(refused(|c| c.data_dir = PathBuf::new()).contains("data_dir"));
+        let err = refused(|c| {
+            c.journal.push(JournalRoute {
+                prefix: String::new(),
+                stream: "all".into(),
+            })
+        });
+        assert!(err.contains("journal"), "{err}");
+        let err = refused(|c| {
+            c.journal.push(JournalRoute {
+                prefix: "orders.".into(),
+                stream: "a/b".into(),
+            })
+        });
+        assert!(err.contains("journal") && err.contains("stream"), "{err}");
+    }
+
+    #[test]
+    fn the_help_shows_the_defaults_of_config_default() {
+        let help = Args::command_with_defaults().render_help().to_string();
+        for shown in [
+            "[default: tcp://127.0.0.1:5555]",
+            "[default: 2500ms]",
+            "[default: 30s]",
+            "[default: 10000]",
+            "[default: always]",
+            "[default: ./zhub-data]",
+        ] {
+            assert!(help.contains(shown), "{shown} missing from:\n{help}");
+        }
+        // A flag not given leaves the config file's value alone.
+        let c = Config::from_command_line(["zhub-broker", "--liveness", "7"]).unwrap();
+        assert_eq!(c.liveness, 7);
+        assert_eq!(c.heartbeat, DEFAULT_HEARTBEAT);
     }
 
     #[test]

@@ -55,6 +55,14 @@ pub enum BrokerError {
         /// What is wrong.
         reason: String,
     },
+    /// A setting has a value that cannot work (see [`crate::Config::validate`]).
+    #[error("invalid setting {name} (--{}): {reason}", name.replace('_', "-"))]
+    Setting {
+        /// The setting, as named in the config file (the flag is the same with `-` for `_`).
+        name: &'static str,
+        /// What is wrong, with the allowed range.
+        reason: String,
+    },
     /// The event log could not be opened or recovered.
     #[error("event log: {0}")]
     Storage(#[from] zhub_eventlog::EventLogError),

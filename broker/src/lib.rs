@@ -84,10 +84,7 @@ impl Broker {
     /// # Errors
     /// A [`BrokerError`] saying which setting or endpoint is at fault.
     pub fn start(config: &Config) -> Result<Broker, BrokerError> {
-        endpoint::check("main", &config.listen)?;
-        endpoint::check("publish", &config.publish)?;
-        endpoint::check("subscribe", &config.subscribe)?;
-        endpoint::check("deliver", &config.deliver)?;
+        config.validate()?;
         let lock = lock_data_dir(config)?;
         let open_files = limits::raise_open_files();
         // Recovery runs here, so that a damaged log is an error at start, not later. Streams
@@ -102,7 +99,7 @@ impl Broker {
         )?;
 
         let context = zmq::Context::new();
-        context.set_io_threads(config.io_threads.max(1))?;
+        context.set_io_threads(config.io_threads)?;
 
         let router = context.socket(zmq::ROUTER)?;
         router.set_linger(0)?;
@@ -172,9 +169,9 @@ impl Broker {
         })?;
         let services = services::ServiceConfig {
             heartbeat: config.heartbeat,
-            liveness: config.liveness.max(1),
+            liveness: config.liveness,
             max_queue: config.service_queue,
-            max_attempts: config.max_attempts.max(1),
+            max_attempts: config.max_attempts,
             mdp_timeout: config.mdp_timeout,
         };
         // The storage thread's end binds first, as inproc requires.

@@ -167,3 +167,47 @@ fn help_documents_every_setting_with_its_default() {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
 }
+
+/// Runs the binary on ipc endpoints in `dir` with `extra` flags, expecting it to refuse to
+/// start within a few seconds; returns its stderr.
+fn refused(dir: &std::path::Path, extra: &[&str]) -> String {
+    let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
+    let child = Command::new(BIN)
+        .args(["--listen", &ipc("main.sock"), "--publish", &ipc("pub.sock")])
+        .args(["--subscribe", &ipc("sub.sock"), "--data-dir"])
+        .arg(dir.join("data"))
+        .args(extra)
+        .env("RUST_LOG", "off")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("broker binary starts");
+    // Killed when dropped: a broker that accepted the setting does not outlive the test.
+    let mut child = common::BrokerChild(child);
+    let status = wait_with_deadline(&mut child.0, Duration::from_secs(10));
+    assert!(!status.success(), "{extra:?} should be refused");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+    stderr
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_at_start_naming_the_setting_and_its_range() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let err = refused(dir.path(), &["--heartbeat", "0s"]);
+        assert!(
+            err.contains("--heartbeat") && err.contains("3600s"),
+            "{err}"
+        );
+        let err = refused(dir.path(), &["--publish-hwm=-1"]);
+        assert!(err.contains("publish_hwm") && err.contains("1.."), "{err}");
+        let toml = dir.path().join("zhub.toml");
+        std::fs::write(&toml, "subscribe_hwm = -5\n").unwrap();
+        let err = refused(dir.path(), &["--config", toml.to_str().unwrap()]);
+        assert!(err.contains("subscribe_hwm"), "{err}");
+        std::fs::write(&toml, "[[journal]]\nprefix = \"\"\nstream = \"all\"\n").unwrap();
+        let err = refused(dir.path(), &["--config", toml.to_str().unwrap()]);
+        assert!(err.contains("journal"), "{err}");
+    });
+}

@@ -14,6 +14,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before logging is set up: a setting that cannot work is one line and exit code 2.
+    if let Err(e) = config.validate() {
+        eprintln!("zhub-broker: error: {e}");
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

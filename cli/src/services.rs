@@ -41,7 +41,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
     /// Heartbeat interval; match the broker's --heartbeat.
-    #[arg(long, value_parser = crate::parse_duration, default_value = "2.5s")]
+    #[arg(long, value_parser = parse_heartbeat, default_value = "2.5s")]
     heartbeat: Duration,
 }
 
@@ -51,6 +51,22 @@ pub(crate) struct ServicesArgs {
     /// Print one JSON array.
     #[arg(long)]
     json: bool,
+}
+
+/// A duration within the worker's heartbeat range: a zero heartbeat would make the worker
+/// spin and the broker expire it at once.
+fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    let heartbeat = crate::parse_duration(text)?;
+    let range = WorkerOptions::HEARTBEAT;
+    if range.contains(&heartbeat) {
+        Ok(heartbeat)
+    } else {
+        Err(format!(
+            "{heartbeat:?} is out of range; allowed {:?}..={:?}",
+            range.start(),
+            range.end()
+        ))
+    }
 }
 
 pub(crate) fn request(url: &str, timeout: Duration, args: &RequestArgs) -> anyhow::Result<()> {

@@ -139,3 +139,19 @@ fn a_worker_killed_mid_request_is_replaced() {
         broker.shutdown();
     });
 }
+
+#[test]
+fn serve_refuses_a_zero_heartbeat_naming_it() {
+    deadline(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("ipc://{}", dir.path().join("nobody.sock").display());
+        let out = Command::new(ZHUB)
+            .args(["serve", "svc", "--echo", "--heartbeat", "0s"])
+            .env("ZHUB_URL", &url)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--heartbeat"), "{stderr}");
+    });
+}

@@ -10,6 +10,15 @@ pub enum WorkerError {
     /// The service name breaks the naming rules or is reserved (`zhub.*`, `mmi.*`).
     #[error("invalid service name: {0}")]
     InvalidService(String),
+    /// An option has a value that cannot work (a zero heartbeat makes the worker spin and
+    /// the broker expire it at once).
+    #[error("invalid worker option {name}: {reason}")]
+    InvalidOption {
+        /// The option (the [`crate::WorkerOptions`] method that sets it).
+        name: &'static str,
+        /// What is wrong, with the allowed range.
+        reason: String,
+    },
     /// A request body could not be decoded, or a reply encoded, as MessagePack.
     #[error("codec: {0}")]
     Codec(#[from] zhub_protocol::ProtocolError),

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::{Worker, WorkerError};
 
-/// Settings for [`Worker`]; build with the methods, then [`WorkerOptions::connect`].
+/// Settings for [`Worker`]; build with the methods, then [`WorkerOptions::connect`], which
+/// refuses values that cannot work ([`WorkerOptions::HEARTBEAT`], [`WorkerOptions::RECONNECT`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct WorkerOptions {
@@ -29,12 +30,41 @@ impl Default for WorkerOptions {
 }
 
 impl WorkerOptions {
+    /// Allowed heartbeat intervals (the broker's `--heartbeat` has the same bounds).
+    pub const HEARTBEAT: std::ops::RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(3600);
+    /// Allowed reconnection backoffs, at either end.
+    pub const RECONNECT: std::ops::RangeInclusive<Duration> =
+        Duration::from_millis(1)..=Duration::from_secs(3600);
+
+    /// Checks every option against its range.
+    pub(crate) fn validate(&self) -> Result<(), WorkerError> {
+        let check = |name, value: Duration, range: std::ops::RangeInclusive<Duration>| {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                Err(WorkerError::InvalidOption {
+                    name,
+                    reason: format!(
+                        "{value:?} is out of range; allowed {:?}..={:?}",
+                        range.start(),
+                        range.end()
+                    ),
+                })
+            }
+        };
+        check("heartbeat", self.heartbeat, Self::HEARTBEAT)?;
+        check("reconnect", self.reconnect_min, Self::RECONNECT)?;
+        check("reconnect", self.reconnect_max, Self::RECONNECT)
+    }
+
     /// The defaults (see [`WorkerOptions::default`]).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Interval between heartbeats to the broker. Use the broker's `--heartbeat`.
+    /// Interval between heartbeats to the broker, within [`WorkerOptions::HEARTBEAT`]. Use the
+    /// broker's `--heartbeat`.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.heartbeat = interval;
         self
@@ -59,5 +89,38 @@ impl WorkerOptions {
     /// See [`Worker::connect`].
     pub fn connect(self, url: &str, service: &str) -> Result<Worker, WorkerError> {
         Worker::connect_with(url, service, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_that_cannot_work_are_refused_naming_the_option() {
+        let url = "tcp://127.0.0.1:1";
+        let err = WorkerOptions::new()
+            .heartbeat(Duration::ZERO)
+            .connect(url, "svc")
+            .err()
+            .expect("a zero heartbeat is refused");
+        assert!(
+            matches!(
+                err,
+                WorkerError::InvalidOption {
+                    name: "heartbeat",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("heartbeat"), "{err}");
+        let err = WorkerOptions::new()
+            .reconnect(Duration::ZERO, Duration::ZERO)
+            .connect(url, "svc")
+            .err()
+            .expect("a zero backoff is refused");
+        assert!(err.to_string().contains("reconnect"), "{err}");
+        assert!(WorkerOptions::new().connect(url, "svc").is_ok());
     }
 }

@@ -99,7 +99,7 @@ impl Worker {
     ///
     /// # Errors
     /// [`WorkerError::InvalidUrl`], [`WorkerError::InvalidService`] (empty, too long, or
-    /// reserved: `zhub.*`, `mmi.*`), or a ZeroMQ failure.
+    /// reserved: `zhub.*`, `mmi.*`), [`WorkerError::InvalidOption`], or a ZeroMQ failure.
     pub fn connect(url: &str, service: &str) -> Result<Worker, WorkerError> {
         Self::connect_with(url, service, WorkerOptions::default())
     }
@@ -112,6 +112,7 @@ impl Worker {
         if !valid_url(url) {
             return Err(WorkerError::InvalidUrl(url.to_owned()));
         }
+        options.validate()?;
         zhub_protocol::request::check_service(service)
             .map_err(|e| WorkerError::InvalidService(e.to_string()))?;
         if service.starts_with(BUILTIN_PREFIX) || service.starts_with(MMI_PREFIX) {

@@ -626,6 +626,7 @@ fn outcome(reply: Reply) -> Result<Vec<Vec<u8>>, RequestError> {
         Status::TimedOut => RequestErrorKind::TimedOut,
         Status::WorkerFailed => RequestErrorKind::WorkerFailed,
         Status::BadRequest => RequestErrorKind::BadRequest,
+        Status::TooLarge => RequestErrorKind::TooLarge,
         Status::Rejected => RequestErrorKind::Rejected,
         _ => RequestErrorKind::Internal,
     };

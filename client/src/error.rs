@@ -115,6 +115,8 @@ kinds! {
         WorkerFailed => "worker failed",
         /// The broker refused the request as malformed.
         BadRequest => "bad request",
+        /// The request is larger than the broker accepts (its `--max-message`).
+        TooLarge => "request too large",
         /// The service understood the request and refused it (say, no such stream).
         Rejected => "rejected",
         /// The broker failed while serving a built-in service.

@@ -55,6 +55,8 @@ pub enum Status {
     BadRequest,
     /// 404: no such service.
     NoService,
+    /// 413: the request is larger than the broker accepts (its `max_message`).
+    TooLarge,
     /// 422: the service understood the request and refused it (for example: no such
     /// stream); the body says why.
     Rejected,
@@ -75,6 +77,7 @@ impl Status {
             Status::Ok => 200,
             Status::BadRequest => 400,
             Status::NoService => 404,
+            Status::TooLarge => 413,
             Status::Rejected => 422,
             Status::Internal => 500,
             Status::WorkerFailed => 502,
@@ -92,6 +95,7 @@ impl Status {
             200 => Status::Ok,
             400 => Status::BadRequest,
             404 => Status::NoService,
+            413 => Status::TooLarge,
             422 => Status::Rejected,
             500 => Status::Internal,
             502 => Status::WorkerFailed,

@@ -71,6 +71,19 @@ pub struct Config {
     pub liveness: u32,
     /// Requests that may wait per service; one more is answered "busy".
     pub service_queue: usize,
+    /// Bytes of request bodies a service may hold (waiting or being served, kept for
+    /// retries); a request that would pass it is answered "busy".
+    pub service_queue_bytes: usize,
+    /// Largest request accepted on the main endpoint, in bytes (all its frames): a larger
+    /// one is answered `413 Too Large`. Frames beyond twice this (plus 64 KiB) are cut by
+    /// ZeroMQ itself (`ZMQ_MAXMSGSIZE`), which drops the sender's connection, so that a
+    /// huge frame is never even buffered.
+    pub max_message: usize,
+    /// Longest deadline a request may ask for: a longer timeout is cut to this, and the
+    /// client is answered at this deadline (so a waiting request holds its memory at most
+    /// this long). Majordomo clients' `mdp_timeout` must fit in it.
+    #[serde(with = "duration_text")]
+    pub max_deadline: Duration,
     /// Times a request is handed to a worker before the client is told the worker failed.
     pub max_attempts: u32,
     /// Deadline for requests from plain Majordomo clients, which carry none.
@@ -100,6 +113,12 @@ pub const DEFAULT_SERVICE_QUEUE: usize = 10_000;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default deadline of Majordomo clients' requests.
 pub const DEFAULT_MDP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bytes held per service.
+pub const DEFAULT_SERVICE_QUEUE_BYTES: usize = 64 << 20;
+/// Default largest request.
+pub const DEFAULT_MAX_MESSAGE: usize = 8 << 20;
+/// Default longest request deadline.
+pub const DEFAULT_MAX_DEADLINE: Duration = Duration::from_secs(3600);
 /// Default durability of the key-value store.
 pub const DEFAULT_KV_FSYNC: FsyncPolicy = FsyncPolicy::Always;
 
@@ -118,6 +137,9 @@ impl Default for Config {
             heartbeat: DEFAULT_HEARTBEAT,
             liveness: DEFAULT_LIVENESS,
             service_queue: DEFAULT_SERVICE_QUEUE,
+            service_queue_bytes: DEFAULT_SERVICE_QUEUE_BYTES,
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_deadline: DEFAULT_MAX_DEADLINE,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             mdp_timeout: DEFAULT_MDP_TIMEOUT,
             journal: Vec::new(),
@@ -149,6 +171,13 @@ pub mod limits {
     /// Deadline of Majordomo clients' requests.
     pub const MDP_TIMEOUT: RangeInclusive<Duration> =
         Duration::from_millis(1)..=Duration::from_secs(24 * 3600);
+    /// Largest request, in bytes: from 1 KiB (room for any built-in request) to 256 MiB.
+    pub const MAX_MESSAGE: RangeInclusive<usize> = 1 << 10..=256 << 20;
+    /// Bytes held per service: at least `max_message` (checked apart), at most 64 GiB.
+    pub const SERVICE_QUEUE_BYTES: RangeInclusive<usize> = 1 << 10..=64 << 30;
+    /// Longest request deadline: the wire carries milliseconds in a `u32` (about 49 days).
+    pub const MAX_DEADLINE: RangeInclusive<Duration> =
+        Duration::from_secs(1)..=Duration::from_millis(u32::MAX as u64);
     /// Interval of `kv_fsync = "interval:MS"`, in milliseconds.
     pub const KV_FSYNC_INTERVAL_MS: RangeInclusive<u64> = 1..=3_600_000;
     /// `max_streams`: at least one stream.
@@ -241,6 +270,31 @@ impl Config {
         in_range("max_attempts", self.max_attempts, limits::MAX_ATTEMPTS)?;
         in_range("mdp_timeout", self.mdp_timeout, limits::MDP_TIMEOUT)?;
         in_range("max_streams", self.max_streams, limits::MAX_STREAMS)?;
+        in_range("max_message", self.max_message, limits::MAX_MESSAGE)?;
+        in_range(
+            "service_queue_bytes",
+            self.service_queue_bytes,
+            limits::SERVICE_QUEUE_BYTES,
+        )?;
+        in_range("max_deadline", self.max_deadline, limits::MAX_DEADLINE)?;
+        if self.service_queue_bytes < self.max_message {
+            return Err(BrokerError::Setting {
+                name: "service_queue_bytes",
+                reason: format!(
+                    "{} is less than max_message ({}): one request must fit",
+                    self.service_queue_bytes, self.max_message
+                ),
+            });
+        }
+        if self.mdp_timeout > self.max_deadline {
+            return Err(BrokerError::Setting {
+                name: "mdp_timeout",
+                reason: format!(
+                    "{:?} is longer than max_deadline ({:?})",
+                    self.mdp_timeout, self.max_deadline
+                ),
+            });
+        }
         if let FsyncPolicy::Interval { ms } = self.kv_fsync {
             in_range("kv_fsync", ms, limits::KV_FSYNC_INTERVAL_MS)?;
         }
@@ -315,6 +369,9 @@ impl Config {
             heartbeat,
             liveness,
             service_queue,
+            service_queue_bytes,
+            max_message,
+            max_deadline,
             max_attempts,
             mdp_timeout,
             kv_fsync,
@@ -388,6 +445,17 @@ pub struct Args {
     /// Requests that may wait per service before new ones are answered "busy".
     #[arg(long, value_name = "N")]
     pub service_queue: Option<usize>,
+    /// Bytes of requests a service may hold (waiting or being served) before new ones are
+    /// answered "busy".
+    #[arg(long, value_name = "BYTES")]
+    pub service_queue_bytes: Option<usize>,
+    /// Largest request accepted on the main endpoint, in bytes; larger ones are answered
+    /// "too large" (413).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message: Option<usize>,
+    /// Longest deadline a request may ask for; longer timeouts are cut to it.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_deadline: Option<Duration>,
     /// Times a request is handed to a worker before the client is told the worker failed.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
@@ -412,7 +480,7 @@ impl Args {
     /// [`Config::default`], so that the defaults have one source.
     pub fn command_with_defaults() -> clap::Command {
         let d = Config::default();
-        let defaults: [(&str, String); 16] = [
+        let defaults: [(&str, String); 19] = [
             ("listen", d.listen),
             ("publish", d.publish),
             ("subscribe", d.subscribe),
@@ -425,6 +493,9 @@ impl Args {
             ("heartbeat", duration_text(d.heartbeat)),
             ("liveness", d.liveness.to_string()),
             ("service_queue", d.service_queue.to_string()),
+            ("service_queue_bytes", d.service_queue_bytes.to_string()),
+            ("max_message", d.max_message.to_string()),
+            ("max_deadline", duration_text(d.max_deadline)),
             ("max_attempts", d.max_attempts.to_string()),
             ("mdp_timeout", duration_text(d.mdp_timeout)),
             ("kv_fsync", d.kv_fsync.to_string()),
@@ -616,6 +687,13 @@ mod tests {
         assert!(refused(|c| c.mdp_timeout = Duration::ZERO).contains("mdp_timeout"));
         assert!(refused(|c| c.kv_fsync = FsyncPolicy::Interval { ms: 0 }).contains("kv_fsync"));
         assert!(refused(|c| c.data_dir = PathBuf::new()).contains("data_dir"));
+        assert!(refused(|c| c.max_message = 0).contains("max_message"));
+        assert!(refused(|c| c.service_queue_bytes = 1 << 20).contains("service_queue_bytes"));
+        assert!(
+            refused(|c| c.max_deadline = Duration::from_secs(90 * 24 * 3600))
+                .contains("max_deadline")
+        );
+        assert!(refused(|c| c.mdp_timeout = Duration::from_secs(7200)).contains("mdp_timeout"));
         let err = refused(|c| {
             c.journal.push(JournalRoute {
                 prefix: String::new(),

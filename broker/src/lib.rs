@@ -106,6 +106,7 @@ impl Broker {
         router.set_router_mandatory(true)?;
         router.set_sndhwm(config.request_hwm)?;
         router.set_rcvhwm(config.request_hwm)?;
+        router.set_maxmsgsize(router::frame_ceiling(config.max_message))?;
         let xsub = context.socket(zmq::XSUB)?;
         xsub.set_linger(0)?;
         xsub.set_rcvhwm(config.publish_hwm)?;
@@ -171,6 +172,8 @@ impl Broker {
             heartbeat: config.heartbeat,
             liveness: config.liveness,
             max_queue: config.service_queue,
+            max_queue_bytes: config.service_queue_bytes,
+            max_deadline: config.max_deadline,
             max_attempts: config.max_attempts,
             mdp_timeout: config.mdp_timeout,
         };
@@ -192,7 +195,14 @@ impl Broker {
         };
         let storage = storage::Storage::new(log, storage_socket, parts, &config.journal)?;
         broker.spawn("zhub-storage", move |control| storage.run(control))?;
-        let router = router::Router::new(router, info, counters, services, router_storage);
+        let router = router::Router::new(
+            router,
+            info,
+            counters,
+            services,
+            router_storage,
+            config.max_message,
+        );
         broker.spawn("zhub-router", move |control| router.run(control))?;
         Ok(broker)
     }

@@ -34,6 +34,18 @@ use crate::services::{hex, Origin, Outgoing, ServiceConfig, Services, Submission
 /// Most messages handled per poll, so that timers and shutdown are seen promptly under load.
 const BATCH: usize = 256;
 
+/// The largest frame libzmq accepts on the main endpoint (`ZMQ_MAXMSGSIZE`) for a broker
+/// whose `max_message` is `max_message`: twice it, plus 64 KiB for envelopes and headers.
+///
+/// Requests up to the ceiling are read and answered `413 Too Large` when over
+/// `max_message`, so a client that sends a little too much learns why. A frame beyond the
+/// ceiling is cut by libzmq, which drops the sender's connection without buffering the
+/// frame: a 1 GiB frame never costs the broker 1 GiB.
+pub(crate) fn frame_ceiling(max_message: usize) -> i64 {
+    let ceiling = max_message.saturating_mul(2).saturating_add(64 << 10);
+    i64::try_from(ceiling).unwrap_or(i64::MAX)
+}
+
 /// State of the request thread. Plain fields: only this thread touches them.
 pub(crate) struct Router {
     socket: zmq::Socket,
@@ -43,6 +55,10 @@ pub(crate) struct Router {
     stats: RequestStats,
     services: Services,
     mdp_timeout: Duration,
+    /// Longest deadline of any request; longer timeouts are cut to it.
+    max_deadline: Duration,
+    /// Largest request accepted, all frames counted; larger ones are answered 413.
+    max_message: usize,
     /// The pair socket to the storage thread, which serves `zhub.log` and `zhub.kv`.
     storage: zmq::Socket,
     /// Process groups (`zhub.group`); answers go to (client identity, request id).
@@ -68,6 +84,7 @@ impl Router {
         bus: Arc<BusCounters>,
         config: ServiceConfig,
         storage: zmq::Socket,
+        max_message: usize,
     ) -> Self {
         let now = Instant::now();
         Router {
@@ -77,6 +94,8 @@ impl Router {
             started: now,
             stats: RequestStats::default(),
             mdp_timeout: config.mdp_timeout,
+            max_deadline: config.max_deadline,
+            max_message,
             services: Services::new(config, now),
             storage,
             groups: Groups::default(),
@@ -142,6 +161,15 @@ impl Router {
             return;
         };
         let now = Instant::now();
+        let size: usize = rest.iter().map(Vec::len).sum();
+        let from_client = matches!(
+            rest.first().map(Vec::as_slice),
+            Some(SIGNATURE | mdp::CLIENT)
+        );
+        if from_client && size > self.max_message {
+            self.too_large(identity, rest, size);
+            return;
+        }
         match rest.first().map(Vec::as_slice) {
             Some(SIGNATURE) => self.native_request(now, identity, rest),
             Some(mdp::CLIENT) => match ClientMessage::decode(rest) {
@@ -211,9 +239,8 @@ impl Router {
                 match body::decode::<GroupRequest>(body).and_then(|r| r.check_names().map(|()| r)) {
                     Ok(group_request) => {
                         let token = (identity.to_vec(), request.id);
-                        if let Some(answer) =
-                            self.groups
-                                .handle(now, token, request.timeout, group_request)
+                        let timeout = request.timeout.min(self.max_deadline);
+                        if let Some(answer) = self.groups.handle(now, token, timeout, group_request)
                         {
                             self.answer_group(answer);
                         }
@@ -262,6 +289,27 @@ impl Router {
                     self.send(identity, reply.encode());
                 }
             }
+        }
+    }
+
+    /// Answers a client request larger than `max_message` with `413 Too Large` (a native
+    /// request whose id can be read) or drops it (Majordomo has no error replies), without
+    /// decoding the rest of it.
+    fn too_large(&mut self, identity: &[u8], rest: &[Vec<u8>], size: usize) {
+        self.stats.received += 1;
+        peer_fault!(self.faults, "request over max_message refused", peer = %hex(identity), size);
+        let is_request = rest.first().map(Vec::as_slice) == Some(SIGNATURE)
+            && rest.get(1).map(Vec::as_slice) == Some(&[REQUEST_COMMAND][..]);
+        let id = rest
+            .get(2)
+            .and_then(|f| <[u8; 8]>::try_from(f.as_slice()).ok());
+        if let (true, Some(id)) = (is_request, id) {
+            let reason = format!(
+                "request of {size} bytes is over the broker's max_message of {} bytes",
+                self.max_message
+            );
+            let reply = Reply::error(u64::from_be_bytes(id), Status::TooLarge, reason);
+            self.send(identity, reply.encode());
         }
     }
 

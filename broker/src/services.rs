@@ -31,6 +31,11 @@ pub(crate) struct ServiceConfig {
     pub liveness: u32,
     /// Requests that may wait per service; one more is answered "busy".
     pub max_queue: usize,
+    /// Bytes of bodies a service may hold (waiting or being served); a request that would
+    /// pass it is answered "busy".
+    pub max_queue_bytes: usize,
+    /// Longest deadline a request may have: longer timeouts are cut to it.
+    pub max_deadline: Duration,
     /// Times a request is handed to a worker before it is given up.
     pub max_attempts: u32,
     /// Deadline of requests from plain Majordomo clients, which carry none.
@@ -68,6 +73,8 @@ struct Pending {
     origin: Origin,
     service: String,
     body: Vec<Vec<u8>>,
+    /// Bytes of `body`, counted in its service's `held_bytes` until the request is answered.
+    size: usize,
     deadline: Instant,
     attempts: u32,
     /// True while the request waits in its service's queue.
@@ -83,6 +90,9 @@ struct Service {
     live: usize,
     /// Expired tokens still in `requests`.
     stale: usize,
+    /// Bytes of the bodies of this service's pending requests (waiting or with a worker):
+    /// the broker keeps each body until the request is answered, for retries.
+    held_bytes: usize,
     /// Idle workers, the one idle longest first.
     idle: VecDeque<Vec<u8>>,
     workers: usize,
@@ -158,18 +168,30 @@ impl Services {
             timeout,
         } = submission;
         let max_queue = self.config.max_queue;
+        let max_bytes = self.config.max_queue_bytes;
+        let size: usize = body.iter().map(Vec::len).sum();
         let svc = self.services.entry(service.to_owned()).or_default();
         if svc.live >= max_queue {
             stats.busy += 1;
-            let reason = format!("service {service} has {max_queue} requests waiting");
+            let reason = format!("service {service:?} has {max_queue} requests waiting");
+            self.answer_error(client, origin, service, Status::Busy, reason);
+            return;
+        }
+        if svc.held_bytes.saturating_add(size) > max_bytes {
+            stats.busy += 1;
+            let reason = format!(
+                "service {service:?} holds {} bytes of requests, the most is {max_bytes}",
+                svc.held_bytes
+            );
             self.answer_error(client, origin, service, Status::Busy, reason);
             return;
         }
         let token = self.next_token;
         self.next_token += 1;
-        let deadline = now + timeout;
+        let deadline = now + timeout.min(self.config.max_deadline);
         svc.requests.push_back(token);
         svc.live += 1;
+        svc.held_bytes += size;
         self.pending.insert(
             token,
             Pending {
@@ -177,6 +199,7 @@ impl Services {
                 origin,
                 service: service.to_owned(),
                 body,
+                size,
                 deadline,
                 attempts: 0,
                 queued: true,
@@ -324,7 +347,7 @@ impl Services {
         }
         worker.current = None;
         let service = worker.service.clone();
-        match self.pending.remove(&token) {
+        match self.take_pending(token) {
             Some(pending) => {
                 if let Some(svc) = self.services.get_mut(&service) {
                     svc.served += 1;
@@ -387,7 +410,7 @@ impl Services {
         if pending.attempts >= max_attempts {
             stats.worker_failed += 1;
             let attempts = pending.attempts;
-            if let Some(p) = self.pending.remove(&token) {
+            if let Some(p) = self.take_pending(token) {
                 let reason = format!("{} worker(s) failed while serving the request", attempts);
                 self.answer_error(
                     &p.client,
@@ -408,9 +431,18 @@ impl Services {
         self.dispatch(now, &service);
     }
 
+    /// Forgets an answered request, releasing its bytes from its service's count.
+    fn take_pending(&mut self, token: u64) -> Option<Pending> {
+        let pending = self.pending.remove(&token)?;
+        if let Some(svc) = self.services.get_mut(&pending.service) {
+            svc.held_bytes = svc.held_bytes.saturating_sub(pending.size);
+        }
+        Some(pending)
+    }
+
     /// Answers and forgets a request whose deadline passed.
     fn expire(&mut self, token: u64) {
-        let Some(pending) = self.pending.remove(&token) else {
+        let Some(pending) = self.take_pending(token) else {
             return;
         };
         let svc = self.services.get_mut(&pending.service);
@@ -548,6 +580,8 @@ mod tests {
             heartbeat: Duration::from_millis(100),
             liveness: 3,
             max_queue: 2,
+            max_queue_bytes: 100,
+            max_deadline: Duration::from_secs(3600),
             max_attempts: 2,
             mdp_timeout: Duration::from_secs(10),
         }
@@ -672,6 +706,40 @@ mod tests {
         assert!(statuses.contains(&(2, Status::NoService)), "{statuses:?}");
         assert!(statuses.contains(&(1, Status::TimedOut)), "{statuses:?}");
         assert_eq!(f.stats.timed_out, 2);
+    }
+
+    #[test]
+    fn bytes_held_per_service_are_bounded_and_released_when_answered() {
+        let mut f = Fixture::new();
+        let big = |id: u64| Submission {
+            client: b"c",
+            origin: Origin::Native(id),
+            service: "svc",
+            body: vec![vec![0; 60]],
+            timeout: Duration::from_millis(100),
+        };
+        let now = f.at(0);
+        f.s.submit(now, &mut f.stats, big(1));
+        f.s.submit(now, &mut f.stats, big(2));
+        let out = f.out();
+        assert_eq!(out.len(), 1);
+        assert_eq!(reply_of(&out[0].1).status, Status::Busy, "120 bytes > 100");
+        // Once the first is answered (timed out), its bytes are free again.
+        f.s.tick(f.at(100), &mut f.stats);
+        f.out();
+        f.s.submit(f.at(101), &mut f.stats, big(3));
+        assert!(f.out().is_empty(), "accepted and waiting");
+    }
+
+    #[test]
+    fn deadlines_are_cut_to_the_longest_allowed() {
+        let mut f = Fixture::new();
+        f.request(0, "c", 1, "svc", 49 * 24 * 3600 * 1000);
+        assert_eq!(f.s.next_wakeup(), f.at(100), "the heartbeat comes first");
+        let hour = 3600 * 1000;
+        f.s.tick(f.at(hour), &mut f.stats);
+        let out = f.out();
+        assert_eq!(reply_of(&out[0].1).status, Status::NoService);
     }
 
     #[test]

@@ -84,10 +84,24 @@ fn append_read_list_and_delete_through_the_broker() {
 
         let err = client.log().append("nope", &1).unwrap_err();
         assert_eq!(err.kind(), RequestErrorKind::Rejected);
-        let big = vec![0u8; 9 << 20];
-        let err = client.log().append_bytes("events", None, &big).unwrap_err();
+        // Over the stream's record limit, within the broker's message limit: rejected.
+        let big = vec![0u8; 7 << 20];
+        let limited = StreamSettings {
+            max_record_bytes: Some(1 << 20),
+            ..StreamSettings::default()
+        };
+        client.log().create("small", limited).unwrap();
+        let err = client.log().append_bytes("small", None, &big).unwrap_err();
         assert_eq!(err.kind(), RequestErrorKind::Rejected, "{err}");
+        // Over the broker's message limit (8 MiB): refused before the log sees it.
+        let huge = vec![0u8; 9 << 20];
+        let err = client
+            .log()
+            .append_bytes("events", None, &huge)
+            .unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::TooLarge, "{err}");
         client.log().delete("events").unwrap();
+        client.log().delete("small").unwrap();
         assert!(client.log().streams().unwrap().is_empty());
     });
 }

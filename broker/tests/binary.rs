@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,35 +32,9 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitS
     }
 }
 
-/// Starts the binary on ipc endpoints in `dir` and waits for its four "listening" lines.
+/// Starts the binary on ipc endpoints in `dir` and waits until it listens.
 fn spawn_broker(dir: &std::path::Path) -> Child {
-    let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
-    let mut child = Command::new(BIN)
-        .args(["--listen", &ipc("main.sock"), "--publish", &ipc("pub.sock")])
-        .args([
-            "--subscribe",
-            &ipc("sub.sock"),
-            "--deliver",
-            &ipc("deliver.sock"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("broker binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut listening = 0;
-    while listening < 4 {
-        let line = lines.next().expect("broker logs its endpoints").unwrap();
-        if line.contains("listening") {
-            listening += 1;
-        }
-    }
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
+    common::spawn_broker(dir).0
 }
 
 #[test]

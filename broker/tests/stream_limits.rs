@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{deadline, start_with, BrokerChild, Transport};
@@ -41,32 +40,13 @@ fn creating_a_stream_beyond_max_streams_is_refused_clearly() {
 /// Starts the binary with its open file limit lowered to [`OPEN_FILES`] (soft and hard, so
 /// it cannot raise it), on ipc endpoints in `dir`, and waits for its endpoints.
 fn spawn_limited(dir: &Path) -> (Child, String) {
-    let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
         .arg(BIN)
-        .args(["--listen", &ipc("main.sock"), "--publish", &ipc("pub.sock")])
-        .args(["--subscribe", &ipc("sub.sock"), "--data-dir"])
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sh starts the broker");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut listening = 0;
-    while listening < 3 {
-        let line = lines
-            .next()
-            .expect("the broker starts under the limit")
-            .expect("utf-8 log");
-        assert!(!line.contains("ERROR"), "{line}");
-        if line.contains("listening") {
-            listening += 1;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, ipc("main.sock"))
+        .args(common::ipc_flags(dir));
+    common::spawn_and_wait(command, dir)
 }
 
 fn client(url: &str) -> Client {

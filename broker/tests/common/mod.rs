@@ -85,39 +85,60 @@ where
 
 const BIN: &str = env!("CARGO_BIN_EXE_zhub-broker");
 
-/// Starts the `zhub-broker` binary as a child on ipc sockets in `dir`, its data in
-/// `dir/data`, with `extra` flags; returns once its four endpoints are bound, with the main
-/// endpoint's URL.
-pub fn spawn_broker_with(dir: &Path, extra: &[&str]) -> (Child, String) {
+/// How many "listening" lines a broker logs at start, one per endpoint.
+const ENDPOINTS: usize = 4;
+
+/// The flags that put a broker's endpoints on ipc sockets in `dir` and its data in
+/// `dir/data`.
+pub fn ipc_flags(dir: &Path) -> Vec<String> {
     let ipc = |n: &str| format!("ipc://{}", dir.join(n).display());
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            &ipc("main.sock"),
-            "--publish",
-            &ipc("pub.sock"),
-            "--subscribe",
-            &ipc("sub.sock"),
-            "--deliver",
-            &ipc("deliver.sock"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(extra)
+    vec![
+        "--listen".into(),
+        ipc("main.sock"),
+        "--publish".into(),
+        ipc("pub.sock"),
+        "--subscribe".into(),
+        ipc("sub.sock"),
+        "--deliver".into(),
+        ipc("deliver.sock"),
+        "--data-dir".into(),
+        dir.join("data").display().to_string(),
+    ]
+}
+
+/// Starts `command` (the `zhub-broker` binary with [`ipc_flags`] for `dir`, perhaps behind a
+/// wrapper such as `sh -c`) and returns once every endpoint is bound, with the main
+/// endpoint's URL. An ERROR line before that fails the test.
+pub fn spawn_and_wait(mut command: Command, dir: &Path) -> (Child, String) {
+    let mut child = command
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .expect("zhub-broker starts");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut listening = 0;
-    while listening < 4 {
-        let line = lines.next().expect("broker log line").expect("utf-8 log");
+    while listening < ENDPOINTS {
+        let line = lines
+            .next()
+            .expect("the broker logs its endpoints")
+            .expect("utf-8 log");
+        assert!(!line.contains("ERROR"), "{line}");
         if line.contains("listening") {
             listening += 1;
         }
     }
+    // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, ipc("main.sock"))
+    (child, format!("ipc://{}", dir.join("main.sock").display()))
+}
+
+/// Starts the `zhub-broker` binary as a child on ipc sockets in `dir`, its data in
+/// `dir/data`, with `extra` flags; returns once its endpoints are bound, with the main
+/// endpoint's URL.
+pub fn spawn_broker_with(dir: &Path, extra: &[&str]) -> (Child, String) {
+    let mut command = Command::new(BIN);
+    command.args(ipc_flags(dir)).args(extra);
+    spawn_and_wait(command, dir)
 }
 
 /// [`spawn_broker_with`] and no extra flags.

@@ -42,13 +42,24 @@ fn digest(data: &BTreeMap<String, i64>) -> u64 {
     })
 }
 
-/// Applies every update waiting in the mailbox.
-fn catch_up(group: &mut Group, data: &mut BTreeMap<String, i64>) -> anyhow::Result<usize> {
+/// A replica's digest of its data, as another replica announced it: (its rank, the digest).
+type Announced = (Option<usize>, u64);
+
+/// Applies every update waiting in the mailbox. A digest found there (a faster replica has
+/// finished already) is kept in `digests` for the final comparison, not dropped.
+fn catch_up(
+    group: &mut Group,
+    data: &mut BTreeMap<String, i64>,
+    digests: &mut Vec<Announced>,
+) -> anyhow::Result<usize> {
     let mut applied = 0;
     while let Some(m) = group.try_recv() {
-        if let Message::Update { account, amount } = m.decode()? {
-            apply(data, &account, amount);
-            applied += 1;
+        match m.decode()? {
+            Message::Update { account, amount } => {
+                apply(data, &account, amount);
+                applied += 1;
+            }
+            Message::Digest(d) => digests.push((m.from_rank, d)),
         }
     }
     Ok(applied)
@@ -60,6 +71,7 @@ fn replica(mut group: Group) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("not in the view"))?;
     let n = group.size();
     let mut data = BTreeMap::new();
+    let mut digests = Vec::new();
     for i in 0..UPDATES {
         let account = ["alice", "bob", "carol"][((i + rank as u64) % 3) as usize].to_owned();
         let amount = (rank as i64 + 1) * 10 + i as i64;
@@ -67,7 +79,7 @@ fn replica(mut group: Group) -> anyhow::Result<()> {
             // Permission first: while we hold it, nobody else updates.
             let mut turn = group.lock(WAIT)?;
             // Everything before our turn is already in our mailbox (sync broadcasts).
-            catch_up(&mut turn, &mut data)?;
+            catch_up(&mut turn, &mut data, &mut digests)?;
             apply(&mut data, &account, amount);
             turn.broadcast_sync(
                 &Message::Update {
@@ -83,22 +95,19 @@ fn replica(mut group: Group) -> anyhow::Result<()> {
         );
     }
     group.barrier(WAIT)?;
-    catch_up(&mut group, &mut data)?;
+    catch_up(&mut group, &mut data, &mut digests)?;
     let mine = digest(&data);
     group.publish(&Message::Digest(mine))?;
-    let mut equal = 0;
-    while equal < n {
+    while digests.len() < n {
         let m = group
             .recv_timeout(WAIT)
             .ok_or_else(|| anyhow::anyhow!("a digest is missing"))?;
         if let Message::Digest(d) = m.decode()? {
-            anyhow::ensure!(
-                d == mine,
-                "replica {rank}: replica {:?} differs",
-                m.from_rank
-            );
-            equal += 1;
+            digests.push((m.from_rank, d));
         }
+    }
+    for (from, d) in digests {
+        anyhow::ensure!(d == mine, "replica {rank}: replica {from:?} differs");
     }
     println!("replica {rank}: {data:?}, equal to all {n} replicas");
     group.barrier(WAIT)?;

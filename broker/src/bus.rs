@@ -46,6 +46,7 @@ use zhub_protocol::delivery::{self, ADDRESS_LEN, INLINE_MAX};
 
 use crate::interest::Interest;
 use crate::journal::JournalTap;
+use crate::ratelimit::Sparse;
 
 /// Endpoint where the storage thread sends messages to publish again (a PUSH to our PULL).
 pub(crate) const REPUBLISH_ENDPOINT: &str = "inproc://republish";
@@ -64,7 +65,7 @@ const MAX_SUBSCRIPTION: i64 = (1 + ADDRESS_LEN + 1 + bus::MAX_TOPIC_LEN) as i64;
 
 /// Longest bus frame a publisher may send for bodies of up to `max_body` bytes.
 pub(crate) fn max_frame(max_body: usize) -> i64 {
-    (bus::MAX_TOPIC_LEN + 1 + bus::HEADER_LEN + max_body) as i64
+    i64::try_from(bus::MAX_TOPIC_LEN + 1 + bus::HEADER_LEN + max_body).unwrap_or(i64::MAX)
 }
 
 /// Counters the proxy thread publishes for `zhub.stats`, written only by that thread.
@@ -247,16 +248,6 @@ fn topic_len(frame: &[u8]) -> Option<usize> {
     (header.len() >= bus::HEADER_LEN && header[0] == bus::HEADER_VERSION).then_some(topic.len())
 }
 
-/// Logs the 1st, 2nd, 4th, 8th... occurrence of a per-peer fault, so a flood of bad input is
-/// visible without flooding the log.
-fn log_sparsely(count: u64, what: &str) {
-    if count.is_power_of_two() {
-        warn!(total = count, "{what}");
-    } else {
-        debug!(total = count, "{what}");
-    }
-}
-
 /// Bounds what peers of the bus sockets may send, before they are bound (a socket's
 /// listener takes its options when it binds): a publisher frame longer than `max_frame`, or a
 /// subscription longer than a topic allows, makes the socket drop that connection.
@@ -306,6 +297,8 @@ struct Plane {
     /// Scratch: the addressed copy being sent.
     copy: RawMessage,
     c: BusStats,
+    /// Peer faults by reason, for sparse logging.
+    faults: Sparse,
 }
 
 /// The proxy loop. Returns when a message arrives on `control`.
@@ -337,6 +330,7 @@ pub(crate) fn run(
         last_notice: Instant::now(),
         copy: RawMessage::new(),
         c: BusStats::default(),
+        faults: Sparse::default(),
     };
     let mut msg = RawMessage::new();
     loop {
@@ -389,6 +383,16 @@ struct Outputs {
 }
 
 impl Plane {
+    /// Logs a fault a peer can repeat at will, sparsely (see [`crate::ratelimit`]).
+    fn fault(&mut self, reason: &'static str) {
+        let (total, loud) = self.faults.hit(reason);
+        if loud {
+            warn!(total, "{reason}");
+        } else {
+            debug!(total, "{reason}");
+        }
+    }
+
     /// Forwards up to [`BATCH`] waiting messages from `input`, giving each to the journal
     /// `tap` first when there is one.
     fn forward_batch(
@@ -410,13 +414,13 @@ impl Plane {
                     msg.recv(input, 0)?;
                 }
                 self.c.dropped.malformed += 1;
-                log_sparsely(self.c.dropped.malformed, "multipart bus message dropped");
+                self.fault("multipart bus message dropped");
                 continue;
             }
             let len = msg.data().len() as u64;
             let Some(topic_len) = topic_len(msg.data()) else {
                 self.c.dropped.malformed += 1;
-                log_sparsely(self.c.dropped.malformed, "malformed bus frame dropped");
+                self.fault("malformed bus frame dropped");
                 continue;
             };
             self.c.messages_in += 1;
@@ -473,10 +477,7 @@ impl Plane {
                 }
                 subscriber.missed += 1;
                 self.c.dropped.slow_subscriber += 1;
-                log_sparsely(
-                    self.c.dropped.slow_subscriber,
-                    "slow subscriber missed a message",
-                );
+                self.fault("slow subscriber missed a message");
                 Ok(())
             }
             Err(e) => Err(e),
@@ -490,10 +491,7 @@ impl Plane {
             Err(zmq::Error::EAGAIN) => {
                 // A plain subscriber's queue is full: deliver to the others, count it.
                 self.c.dropped.slow_plain_subscriber += 1;
-                log_sparsely(
-                    self.c.dropped.slow_plain_subscriber,
-                    "slow plain subscriber missed a message",
-                );
+                self.fault("slow plain subscriber missed a message");
                 set_nodrop(xpub, false)?;
                 let sent = msg.send(xpub, zmq::DONTWAIT);
                 set_nodrop(xpub, true)?;
@@ -544,7 +542,7 @@ impl Plane {
                 Some((1, data)) => {
                     if let Err(reason) = self.interest.subscribe(data) {
                         self.c.refused_subscriptions += 1;
-                        log_sparsely(self.c.refused_subscriptions, reason);
+                        self.fault(reason);
                     }
                 }
                 Some((_, data)) => self.interest.unsubscribe(data),
@@ -586,10 +584,7 @@ impl Plane {
                 return Ok(Some(frame));
             }
             self.c.dropped.malformed += 1;
-            log_sparsely(
-                self.c.dropped.malformed,
-                "message from a subscriber dropped",
-            );
+            self.fault("message from a subscriber dropped");
         }
     }
 }

@@ -77,7 +77,8 @@ pub struct Config {
     /// Largest request accepted on the main endpoint, in bytes (all its frames): a larger
     /// one is answered `413 Too Large`. Frames beyond twice this (plus 64 KiB) are cut by
     /// ZeroMQ itself (`ZMQ_MAXMSGSIZE`), which drops the sender's connection, so that a
-    /// huge frame is never even buffered.
+    /// huge frame is never even buffered. A publisher's message body is bounded by it too: a
+    /// longer bus frame makes the broker drop that publisher's connection.
     pub max_message: usize,
     /// Longest deadline a request may ask for: a longer timeout is cut to this, and the
     /// client is answered at this deadline (so a waiting request holds its memory at most

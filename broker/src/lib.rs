@@ -116,7 +116,7 @@ impl Broker {
         let deliver = context.socket(zmq::XPUB)?;
         deliver.set_linger(0)?;
         deliver.set_sndhwm(config.subscribe_hwm)?;
-        bus::limit(&xsub, &xpub, &deliver, bus::max_frame(8 << 20))?;
+        bus::limit(&xsub, &xpub, &deliver, bus::max_frame(config.max_message))?;
 
         let info = BrokerInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -124,6 +124,7 @@ impl Broker {
             publish: endpoint::bind(&xsub, "publish", &config.publish)?,
             subscribe: endpoint::bind(&xpub, "subscribe", &config.subscribe)?,
             deliver: endpoint::bind(&deliver, "deliver", &config.deliver)?,
+            max_message: config.max_message as u64,
         };
         info!(endpoint = %info.main, "main endpoint listening");
         info!(endpoint = %info.publish, "publish endpoint listening");

@@ -346,6 +346,52 @@ fn plain_zeromq_subscribers_receive_plain_frames() {
     });
 }
 
+/// A body over the broker's `max_message` is refused by the client with `TooLarge`; a peer
+/// that sends such a frame anyway is cut off, and the bus goes on for everyone else.
+#[test]
+fn messages_over_max_message_are_refused_and_cut() {
+    deadline(LIMIT, || {
+        let broker = common::start_with(common::Transport::Ipc, |c| c.max_message = 64 << 10);
+        let mut client = Client::connect(&broker.url).unwrap();
+        assert_eq!(client.info().max_message, 64 << 10);
+        let mut sub = client.subscribe(&["big."]).unwrap();
+        let err = client
+            .publish_bytes("big.one", &vec![0u8; (64 << 10) + 1])
+            .unwrap_err();
+        assert_eq!(err.kind(), zhub_client::PublishErrorKind::TooLarge, "{err}");
+        client
+            .publish_bytes("big.fits", &vec![0u8; 64 << 10])
+            .unwrap();
+        let m = sub
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("a body at the limit");
+        assert_eq!(m.body().len(), 64 << 10);
+
+        // A raw publisher that ignores the limit: its frame never reaches a subscriber.
+        let context = zmq::Context::new();
+        let raw = context.socket(zmq::XPUB).unwrap();
+        raw.set_linger(0).unwrap();
+        raw.connect(&client.info().publish).unwrap();
+        raw.recv_bytes(0).expect("the broker subscribes");
+        let header = zhub_protocol::BusHeader {
+            publisher: 1,
+            seq: 1,
+            timestamp_us: 0,
+            lamport: 0,
+            encoding: zhub_client::Encoding::Raw,
+        };
+        let huge = zhub_protocol::bus::encode("big.huge", &header, &vec![0u8; 1 << 20]);
+        raw.send(huge, 0).unwrap();
+        client.publish_bytes("big.after", b"still here").unwrap();
+        let m = sub.recv_timeout(WAIT).unwrap().expect("the bus goes on");
+        assert_eq!(m.topic(), "big.after");
+        client.publish_bytes("big.last", b"").unwrap();
+        let m = sub.recv_timeout(WAIT).unwrap().expect("the bus goes on");
+        assert_eq!(m.topic(), "big.last", "the oversized frame was delivered");
+    });
+}
+
 #[test]
 fn dropping_a_subscriber_unsubscribes() {
     deadline(LIMIT, || {

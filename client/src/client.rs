@@ -94,6 +94,7 @@ impl Client {
                 publish: String::new(),
                 subscribe: String::new(),
                 deliver: String::new(),
+                max_message: 0,
             },
             main,
             publisher: None,
@@ -124,6 +125,7 @@ impl Client {
             publish: connectable(&info.publish, url),
             subscribe: connectable(&info.subscribe, url),
             deliver: connectable(&info.deliver, url),
+            max_message: info.max_message,
             main: url.to_owned(),
             version: info.version,
         };
@@ -435,6 +437,7 @@ impl Client {
                 &self.context,
                 &self.info.publish,
                 self.publisher_id,
+                self.info.max_message,
                 &self.options,
             )?;
             self.publisher = Some(publisher);

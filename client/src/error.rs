@@ -137,6 +137,8 @@ kinds! {
         InvalidTopic => "invalid topic",
         /// The value could not be encoded as MessagePack.
         Codec => "body codec error",
+        /// The body is larger than the broker takes (its `max_message`).
+        TooLarge => "message too large",
         /// The broker did not take the message within the timeout (its queue stayed full, or
         /// the publish endpoint never answered).
         TimedOut => "publish timed out",

@@ -23,6 +23,9 @@ pub(crate) struct Publisher {
     id: u64,
     seqs: FastMap<String, u64>,
     since_drain: u32,
+    /// Largest body the broker takes (`0`: not said); a larger one would only get this
+    /// publisher's connection cut.
+    max_body: u64,
 }
 
 fn transport(detail: &str, e: zmq::Error) -> PublishError {
@@ -35,6 +38,7 @@ impl Publisher {
         context: &zmq::Context,
         endpoint: &str,
         id: u64,
+        max_body: u64,
         options: &ClientOptions,
     ) -> Result<Self, PublishError> {
         let setup = |e| transport("cannot set up the publish socket", e);
@@ -75,6 +79,7 @@ impl Publisher {
             id,
             seqs: FastMap::default(),
             since_drain: 0,
+            max_body,
         })
     }
 
@@ -145,6 +150,16 @@ impl Publisher {
     }
 
     fn send(&mut self, topic: &str, header: &BusHeader, body: &[u8]) -> Result<(), PublishError> {
+        if self.max_body > 0 && body.len() as u64 > self.max_body {
+            return Err(PublishError::new(
+                PublishErrorKind::TooLarge,
+                format!(
+                    "a body of {} bytes on {topic:?}: the broker takes at most {}",
+                    body.len(),
+                    self.max_body
+                ),
+            ));
+        }
         let mut frame = zmq::Message::with_size(bus::encoded_len(topic, body));
         bus::write(&mut frame, topic, header, body);
         match self.socket.send(frame, 0) {

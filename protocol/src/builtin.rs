@@ -31,6 +31,10 @@ pub struct BrokerInfo {
     /// bound. See [`crate::delivery`].
     #[serde(default)]
     pub deliver: String,
+    /// Largest message body the broker takes, in bytes (`0`: not said): a larger request is
+    /// answered `413 Too Large`, a larger bus message cuts its publisher off.
+    #[serde(default)]
+    pub max_message: u64,
 }
 
 /// Reply body of [`STATS_SERVICE`].

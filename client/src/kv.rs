@@ -338,10 +338,11 @@ impl Watcher {
             .transpose()
     }
 
-    /// Changes lost on the way because this watcher fell too far behind (see
-    /// [`Subscriber::gaps`]).
+    /// Changes lost on the way because this watcher fell too far behind: what the broker
+    /// reported dropping for it ([`Subscriber::missed`]), or the holes seen in the change
+    /// sequence ([`Subscriber::gaps`]) if those are more.
     pub fn lost(&self) -> u64 {
-        self.subscriber.gaps()
+        self.subscriber.missed().max(self.subscriber.gaps())
     }
 }
 

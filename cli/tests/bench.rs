@@ -1,0 +1,98 @@
+//! `zhub bench pubsub` and `zhub bench request` end to end, with their helper processes (the
+//! `zhub` executable run again as a broker, a raw proxy or a raw router), and the helpers kept
+//! out of `zhub --help`. The log and KV benches are run in `log.rs` and `kv.rs`.
+
+mod common;
+
+use common::{deadline, ok, zhub};
+
+use std::time::Duration;
+
+#[test]
+fn bench_pubsub_reports_every_case() {
+    deadline(Duration::from_secs(120), || {
+        let out = ok(&zhub(
+            "tcp://127.0.0.1:1",
+            &[
+                "bench",
+                "pubsub",
+                "--json",
+                "--count",
+                "2000",
+                "--large-count",
+                "200",
+                "--rounds",
+                "1",
+                "--modes",
+                "windowed",
+                "--transports",
+                "tcp,ipc",
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["bench"], "pubsub", "{v}");
+        let cases = v["cases"].as_array().unwrap();
+        // Two transports, two sizes, one mode.
+        assert_eq!(cases.len(), 4, "{v}");
+        for case in cases {
+            assert!(
+                case["zhub"]["msgs_per_sec"].as_f64().unwrap() > 0.0,
+                "{case}"
+            );
+            assert!(
+                case["raw"]["msgs_per_sec"].as_f64().unwrap() > 0.0,
+                "{case}"
+            );
+        }
+    });
+}
+
+#[test]
+fn bench_request_reports_every_case() {
+    deadline(Duration::from_secs(120), || {
+        let out = ok(&zhub(
+            "tcp://127.0.0.1:1",
+            &[
+                "bench",
+                "request",
+                "--json",
+                "--requests",
+                "50",
+                "--rounds",
+                "1",
+                "--transport",
+                "ipc",
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["bench"], "request", "{v}");
+        let cases = v["cases"].as_array().unwrap();
+        // 1 client, 8 clients, 8 clients x 16 in flight.
+        assert_eq!(cases.len(), 3, "{v}");
+        for case in cases {
+            assert!(
+                case["zhub"]["round_trips_per_sec"].as_f64().unwrap() > 0.0,
+                "{case}"
+            );
+            assert!(
+                case["raw"]["round_trips_per_sec"].as_f64().unwrap() > 0.0,
+                "{case}"
+            );
+        }
+    });
+}
+
+#[test]
+fn bench_helpers_stay_out_of_help() {
+    deadline(Duration::from_secs(30), || {
+        let help = ok(&zhub("tcp://127.0.0.1:1", &["--help"]));
+        assert!(help.contains("bench"), "{help}");
+        for helper in ["bench-broker", "bench-raw-proxy", "bench-raw-router"] {
+            assert!(!help.contains(helper), "{helper} in:\n{help}");
+        }
+        let bench = ok(&zhub("tcp://127.0.0.1:1", &["bench", "--help"]));
+        for command in ["pubsub", "request", "log", "kv"] {
+            assert!(bench.contains(command), "{command} missing from:\n{bench}");
+        }
+    });
+}

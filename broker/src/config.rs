@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
+use zhub_protocol::duration::parse_duration;
 pub use zhub_protocol::log::{FsyncPolicy, JournalRoute};
 
 use crate::BrokerError;
@@ -529,33 +530,6 @@ pub fn parse_route(text: &str) -> Result<JournalRoute, String> {
     }
 }
 
-/// Parses `500ms`, `2.5s`, `1m`, `1h`, or a bare number of seconds.
-///
-/// # Errors
-/// A message saying what is wrong with the text.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 2.5s, 1m)"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
 /// Durations in the config file, written as text: `heartbeat = "2.5s"`.
 mod duration_text {
     use std::time::Duration;
@@ -728,15 +702,6 @@ mod tests {
         let c = Config::from_command_line(["zhub-broker", "--liveness", "7"]).unwrap();
         assert_eq!(c.liveness, 7);
         assert_eq!(c.heartbeat, DEFAULT_HEARTBEAT);
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3 weeks").is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use zhub_client::{Client, ClientOptions};
+// The parser the broker's flags use too, so that durations read the same in both commands.
+pub(crate) use zhub_protocol::duration::parse_duration;
 
 /// Command line for zhub: publish, subscribe, inspect and benchmark a broker.
 #[derive(Debug, Parser)]
@@ -82,12 +84,6 @@ enum Command {
     BenchRawRouter(bench_request::RawRouterArgs),
 }
 
-/// Parses `500ms`, `5s`, `2m`, `1h` or a bare number of seconds (the broker's own parser,
-/// so that flags read the same in both commands).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    zhub_broker::config::parse_duration(text)
-}
-
 pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {
     Ok(ClientOptions::new().timeout(timeout).connect(url)?)
 }
@@ -122,21 +118,5 @@ fn main() -> ExitCode {
             eprintln!("zhub: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
     }
 }

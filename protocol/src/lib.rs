@@ -18,6 +18,7 @@
 //! - [`group`] — the `zhub.group` service: process groups' membership and views.
 //! - [`names`] — the rule of each kind of name (services, topics, streams, keys, groups).
 //! - [`body`] — MessagePack helpers shared by every typed API.
+//! - [`duration`] — durations written as text (`500ms`, `2.5s`), for flags and config files.
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod body;
 pub mod builtin;
 pub mod bus;
 pub mod delivery;
+pub mod duration;
 pub mod error;
 pub mod group;
 pub mod kv;

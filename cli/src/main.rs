@@ -8,16 +8,10 @@
 //! - `log.rs` — `zhub log`.
 //! - `kv.rs` — `zhub kv`.
 //! - `launch.rs` — `zhub launch`: N processes as one group.
-//! - `bench.rs` — `zhub bench pubsub`, beside raw libzmq, and the bench servers.
-//! - `bench_kv.rs` — `zhub bench kv`, beside a built-in service's round trip.
-//! - `bench_log.rs` — `zhub bench log`, in-process and through a broker, beside the disk.
-//! - `bench_request.rs` — `zhub bench request`, beside a raw ROUTER/ROUTER broker.
 //! - `render.rs` — bodies and headers as text and JSON.
+//!
+//! `zhub bench` and its hidden helper servers are the `zhub-bench` crate's.
 
-mod bench;
-mod bench_kv;
-mod bench_log;
-mod bench_request;
 mod kv;
 mod launch;
 mod log;
@@ -72,16 +66,10 @@ enum Command {
     Launch(launch::LaunchArgs),
     /// Measure throughput and latency, beside raw libzmq in the same run.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
-    /// Runs a broker for `zhub bench` (internal).
-    #[command(hide = true)]
-    BenchBroker(bench::BrokerArgs),
-    /// Runs a raw libzmq XSUB/XPUB proxy for `zhub bench` (internal).
-    #[command(hide = true)]
-    BenchRawProxy(bench::RawProxyArgs),
-    /// Runs a raw libzmq ROUTER/ROUTER broker for `zhub bench` (internal).
-    #[command(hide = true)]
-    BenchRawRouter(bench_request::RawRouterArgs),
+    Bench(zhub_bench::BenchCommand),
+    /// The servers `zhub bench` starts by running this executable again (hidden).
+    #[command(flatten)]
+    BenchHelper(zhub_bench::Helper),
 }
 
 pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {
@@ -107,10 +95,8 @@ fn main() -> ExitCode {
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),
-        Command::Bench(command) => bench::run(&command),
-        Command::BenchBroker(args) => bench::serve_broker(&args),
-        Command::BenchRawProxy(args) => bench::serve_raw_proxy(&args),
-        Command::BenchRawRouter(args) => bench_request::serve_raw_router(&args),
+        Command::Bench(command) => zhub_bench::run(&command),
+        Command::BenchHelper(helper) => zhub_bench::serve(&helper),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! `zhub bench`: throughput through zhub beside raw libzmq doing the same thing, in the same
-//! run, with the same threads and transport, reported as a ratio.
+//! `zhub bench pubsub`: throughput through zhub beside raw libzmq doing the same thing, in
+//! the same run, with the same threads and transport, reported as a ratio.
 //!
 //! Layout of `zhub bench pubsub`, for zhub and for the raw baseline alike:
 //! - a server process: `zhub bench-broker` (a real zhub broker) or `zhub bench-raw-proxy`
@@ -10,16 +10,17 @@
 //! has come for [`IDLE`]; anything missing is reported as lost. Throughput is messages
 //! received over the time from the first publish to the last receipt.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use serde::Serialize;
 use zhub_client::ClientOptions;
+
+use crate::median_of;
+use crate::server::{endpoints, Server, Transport};
 
 /// How long a subscriber waits for the next message before it counts the rest as lost.
 const IDLE: Duration = Duration::from_secs(2);
@@ -74,28 +75,9 @@ impl Window {
 /// High-water mark for both sides, so that queue sizes are not what the comparison measures.
 const HWM: i32 = zhub_broker::config::DEFAULT_HWM;
 
-/// `zhub bench` subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum BenchCommand {
-    /// Publish -> subscribe throughput through zhub and through raw libzmq
-    /// (PUB -> XSUB/XPUB proxy -> SUB), 100 B and 16 KiB, over tcp and ipc.
-    Pubsub(PubsubArgs),
-    /// Request round trips through zhub to 2 echo workers, and through a minimal raw libzmq
-    /// ROUTER/ROUTER broker to 2 raw workers: 1 client, 8 clients, 8 clients x 16 in flight.
-    Request(crate::bench_request::RequestArgs),
-    /// The event log: 100-byte appends under policies never and always, by 1 and 8
-    /// appenders, through the broker and against the engine in-process, and replay; beside
-    /// this disk's own write and fdatasync rates; the broker's memory over 1 GB.
-    Log(crate::bench_log::LogArgs),
-    /// The key-value store: get and put (policies never and always) with 1 and 50 clients,
-    /// 1 and 16 requests in flight each, beside a round trip to a built-in service that does
-    /// no work; and the broker's memory holding 1M keys.
-    Kv(crate::bench_kv::KvArgs),
-}
-
 /// Arguments of `zhub bench pubsub`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct PubsubArgs {
+pub struct PubsubArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -117,57 +99,13 @@ pub(crate) struct PubsubArgs {
     transports: Vec<Transport>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Transport {
-    Tcp,
-    Ipc,
-}
-
-/// Arguments of the hidden `zhub bench-broker`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct BrokerArgs {
-    #[arg(long)]
-    listen: String,
-    #[arg(long)]
-    publish: String,
-    #[arg(long)]
-    subscribe: String,
-    #[arg(long)]
-    deliver: String,
-    #[arg(long)]
-    data_dir: PathBuf,
-    #[arg(long, default_value = "always")]
-    kv_fsync: zhub_client::FsyncPolicy,
-}
-
 /// Arguments of the hidden `zhub bench-raw-proxy`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct RawProxyArgs {
+pub struct RawProxyArgs {
     #[arg(long)]
     xsub: String,
     #[arg(long)]
     xpub: String,
-}
-
-/// Runs a broker until stdin closes (the bench process ends it by closing the pipe, or by
-/// killing it after reading its peak memory).
-pub(crate) fn serve_broker(args: &BrokerArgs) -> anyhow::Result<()> {
-    let config = zhub_broker::Config {
-        listen: args.listen.clone(),
-        publish: args.publish.clone(),
-        subscribe: args.subscribe.clone(),
-        deliver: args.deliver.clone(),
-        data_dir: args.data_dir.clone(),
-        kv_fsync: args.kv_fsync,
-        ..zhub_broker::Config::default()
-    };
-    let broker = zhub_broker::Broker::start(&config)?;
-    println!("ready");
-    std::io::stdout().flush()?;
-    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
-    broker.shutdown();
-    Ok(())
 }
 
 /// Runs libzmq's own proxy between an XSUB and an XPUB until killed.
@@ -183,120 +121,6 @@ pub(crate) fn serve_raw_proxy(args: &RawProxyArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     zmq::proxy(&xsub, &xpub)?;
     Ok(())
-}
-
-/// A server child process, killed when dropped.
-pub(crate) struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    pub(crate) fn spawn(args: &[String], dir: tempfile::TempDir) -> anyhow::Result<Server> {
-        let exe = std::env::current_exe().context("cannot find the zhub executable")?;
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .env("RUST_LOG", "error")
-            .spawn()
-            .context("cannot start the server process")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        if line.trim() != "ready" {
-            let _ = child.kill();
-            bail!("server process did not start: {line:?}");
-        }
-        Ok(Server { child, _dir: dir })
-    }
-
-    /// A zhub broker (`zhub bench-broker`) on `transport`, its sockets and data in `dir`,
-    /// with `extra` flags; returns it with its main endpoint.
-    pub(crate) fn broker(
-        transport: Transport,
-        dir: tempfile::TempDir,
-        extra: &[&str],
-    ) -> anyhow::Result<(Server, String)> {
-        let [main, publish, subscribe, deliver] = endpoints(transport, dir.path())?;
-        let data = dir.path().join("data").display().to_string();
-        let mut args: Vec<String> = [
-            "bench-broker",
-            "--listen",
-            &main,
-            "--publish",
-            &publish,
-            "--subscribe",
-            &subscribe,
-            "--deliver",
-            &deliver,
-            "--data-dir",
-            &data,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Ok((Server::spawn(&args, dir)?, main))
-    }
-
-    /// Peak resident memory of the server process (Linux), in bytes.
-    pub(crate) fn peak_rss(&self) -> Option<u64> {
-        self.status_bytes("VmHWM:")
-    }
-
-    /// Resident memory of the server process now (Linux), in bytes.
-    pub(crate) fn rss(&self) -> Option<u64> {
-        self.status_bytes("VmRSS:")
-    }
-
-    /// A `kB` field of `/proc/PID/status`, in bytes.
-    fn status_bytes(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb = status.lines().find_map(|l| l.strip_prefix(field))?;
-        kb.trim()
-            .strip_suffix("kB")?
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .map(|k| k * 1024)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Three endpoints on the given transport: main, publish side, subscribe side.
-pub(crate) fn endpoints(
-    transport: Transport,
-    dir: &std::path::Path,
-) -> anyhow::Result<[String; 4]> {
-    Ok(match transport {
-        Transport::Tcp => {
-            // Ask the OS for free ports, holding every listener until all are chosen so that no
-            // two are the same; they are closed before the server binds.
-            let listeners = (0..4)
-                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut eps = Vec::new();
-            for l in &listeners {
-                eps.push(format!("tcp://127.0.0.1:{}", l.local_addr()?.port()));
-            }
-            [
-                eps[0].clone(),
-                eps[1].clone(),
-                eps[2].clone(),
-                eps[3].clone(),
-            ]
-        }
-        Transport::Ipc => {
-            ["main", "pub", "sub", "deliver"].map(|n| format!("ipc://{}/{n}.sock", dir.display()))
-        }
-    })
 }
 
 /// One side's result of one run.
@@ -474,13 +298,6 @@ struct Case {
     ratio: f64,
 }
 
-/// The median of one field over several runs (the upper middle for an even count).
-pub(crate) fn median_of<T>(runs: &[T], field: fn(&T) -> f64) -> f64 {
-    let mut values: Vec<f64> = runs.iter().map(field).collect();
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn summarize(runs: &[Run]) -> Run {
     let median = |field: fn(&Run) -> f64| median_of(runs, field);
     Run {
@@ -491,7 +308,7 @@ fn summarize(runs: &[Run]) -> Run {
     }
 }
 
-fn pubsub(args: &PubsubArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &PubsubArgs) -> anyhow::Result<()> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
@@ -571,13 +388,4 @@ fn print_row(case: &Case, first: bool, rounds: usize) {
         mib(case.raw.peak_rss_bytes),
         case.ratio
     );
-}
-
-pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Pubsub(args) => pubsub(args),
-        BenchCommand::Request(args) => crate::bench_request::run(args),
-        BenchCommand::Log(args) => crate::bench_log::run(args),
-        BenchCommand::Kv(args) => crate::bench_kv::run(args),
-    }
 }

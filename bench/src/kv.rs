@@ -20,7 +20,7 @@ use zhub_client::{Client, FsyncPolicy};
 use zhub_protocol::builtin::INFO_SERVICE;
 use zhub_protocol::kv::{KvRequest, KV_SERVICE};
 
-use crate::bench::{Server, Transport};
+use crate::server::{Server, Transport};
 
 /// Bytes of each value.
 const VALUE: usize = 100;
@@ -31,7 +31,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Arguments of `zhub bench kv`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct KvArgs {
+pub struct KvArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,

@@ -16,11 +16,12 @@ use serde::Serialize;
 use zhub_client::ClientOptions;
 use zhub_worker::Worker;
 
-use crate::bench::{endpoints, median_of, Server, Transport};
+use crate::median_of;
+use crate::server::{endpoints, Server, Transport};
 
 /// Arguments of `zhub bench request`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct RequestArgs {
+pub struct RequestArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -37,7 +38,7 @@ pub(crate) struct RequestArgs {
 
 /// Arguments of the hidden `zhub bench-raw-router`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct RawRouterArgs {
+pub struct RawRouterArgs {
     #[arg(long)]
     frontend: String,
     #[arg(long)]

@@ -18,7 +18,7 @@ use anyhow::Context;
 use serde::Serialize;
 use zhub_client::{Client, FsyncPolicy, NewRecord, StreamSettings};
 
-use crate::bench::{Server, Transport};
+use crate::server::{Server, Transport};
 
 /// Bytes of each record's value in the throughput cases.
 const VALUE: usize = 100;
@@ -27,7 +27,7 @@ const BIG_VALUE: usize = 16 << 10;
 
 /// Arguments of `zhub bench log`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct LogArgs {
+pub struct LogArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,

@@ -33,9 +33,11 @@
 //! - `request` — `bench request`, beside a raw ROUTER/ROUTER broker (the `bench-raw-router`
 //!   helper).
 //! - `log` — `bench log`, in-process and through a broker, beside the disk.
+//! - `engine` — the event log engine in-process beside the disk's own rates, for `bench log`.
 //! - `kv` — `bench kv`, beside a built-in service's round trip.
 #![deny(missing_docs)]
 
+mod engine;
 mod kv;
 mod log;
 mod pubsub;

@@ -151,13 +151,13 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
         .prefix("zhub-bench-log")
         .tempdir_in(&args.dir)
         .with_context(|| format!("cannot make a scratch directory in {}", args.dir.display()))?;
-    let options = zhub_eventlog::bench::BenchOptions {
+    let options = crate::engine::BenchOptions {
         buffered_records: args.records,
         ..Default::default()
     };
     let engine_dir = scratch.path().join("engine");
     std::fs::create_dir(&engine_dir)?;
-    let engine = zhub_eventlog::bench::run(&engine_dir, &options)?;
+    let engine = crate::engine::run(&engine_dir, &options)?;
     let fdatasync = engine.disk_fdatasync_per_sec;
 
     let server_dir = tempfile::Builder::new()

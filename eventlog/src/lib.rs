@@ -35,13 +35,11 @@
 //! - `segment` — one segment: buffered writes, reads, recovery.
 //! - `stream` — [`Stream`], [`Reader`]: appends, reads, time lookups, retention.
 //! - `log` — [`EventLog`]: the directory of streams.
-//! - [`bench`] — the engine's benchmark beside the disk's own rates.
 //! - `error` — [`EventLogError`].
 //! - `faults` — segment writes and syncs, which tests can make fail (feature
 //!   `fault-injection`).
 #![deny(missing_docs)]
 
-pub mod bench;
 pub mod codec;
 mod config;
 mod error;

@@ -1,17 +1,16 @@
-//! The engine's benchmark, beside the disk's own rates measured in the same directory.
+//! The event log engine's benchmark, in-process, beside the disk's own rates measured in the
+//! same directory: the first part of `zhub bench log`.
 
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::config::{Fsync, StreamConfig};
-use crate::error::{EventLogError, Result};
-use crate::log::EventLog;
+use zhub_eventlog::{EventLog, EventLogError, Fsync, Result, StreamConfig};
 
 /// Sizes of a benchmark run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BenchOptions {
+pub(crate) struct BenchOptions {
     /// Bytes of each record's value.
     pub value_bytes: usize,
     /// Records appended buffered (policy never), then replayed.
@@ -39,7 +38,7 @@ impl Default for BenchOptions {
 
 /// What a run measured. Rates are per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BenchReport {
+pub(crate) struct BenchReport {
     /// Appends with policy never.
     pub buffered_records_per_sec: f64,
     /// Same, in MB of values.
@@ -48,10 +47,10 @@ pub struct BenchReport {
     pub synced_records_per_sec: f64,
     /// Records acknowledged after a sync when syncing once per group.
     pub group_commit_records_per_sec: f64,
-    /// Reading everything back as owned records ([`crate::Stream::read`]), MB of values per
+    /// Reading everything back as owned records ([`zhub_eventlog::Stream::read`]), MB of values per
     /// second.
     pub replay_mb_per_sec: f64,
-    /// Reading everything back in place ([`crate::Stream::read_with`]), MB of values per
+    /// Reading everything back in place ([`zhub_eventlog::Stream::read_with`]), MB of values per
     /// second.
     pub replay_in_place_mb_per_sec: f64,
     /// The disk's buffered sequential write rate, MB per second (a plain file).
@@ -112,28 +111,31 @@ fn rate(count: f64, since: Instant) -> f64 {
 ///
 /// # Errors
 /// An I/O error.
-pub fn run(dir: &Path, options: &BenchOptions) -> Result<BenchReport> {
+pub(crate) fn run(dir: &Path, options: &BenchOptions) -> Result<BenchReport> {
     let value = vec![0x5au8; options.value_bytes];
     let mb = |records: f64| records * options.value_bytes as f64 / 1e6;
 
     // The disk's own rates, same directory.
     let raw_path = dir.join("raw.dat");
-    let mut raw = std::fs::File::create(&raw_path).map_err(EventLogError::io(&raw_path))?;
+    // The file's errors read as the engine's own do: the path, then what the OS said.
+    let io = |source| EventLogError::Io {
+        path: raw_path.clone(),
+        source,
+    };
+    let mut raw = std::fs::File::create(&raw_path).map_err(io)?;
     let chunk = vec![0u8; 1 << 20];
     let total = (options.buffered_records as usize * (options.value_bytes + 28)).max(64 << 20);
     let start = Instant::now();
     let mut written = 0;
     while written < total {
-        raw.write_all(&chunk)
-            .map_err(EventLogError::io(&raw_path))?;
+        raw.write_all(&chunk).map_err(io)?;
         written += chunk.len();
     }
     let disk_write_mb_per_sec = rate(written as f64 / 1e6, start);
     let start = Instant::now();
     for _ in 0..options.synced_records {
-        raw.write_all(&value)
-            .map_err(EventLogError::io(&raw_path))?;
-        raw.sync_data().map_err(EventLogError::io(&raw_path))?;
+        raw.write_all(&value).map_err(io)?;
+        raw.sync_data().map_err(io)?;
     }
     let disk_fdatasync_per_sec = rate(options.synced_records as f64, start);
     drop(raw);

@@ -26,7 +26,7 @@
 //! - `limits` — the open file limit, raised at start, and the streams kept open under it.
 //! - `wake` — poll timeouts from deadlines, shared by every poll loop.
 //! - `ratelimit` — sparse logging of faults peers can repeat at will.
-//! - [`error`] — [`BrokerError`].
+//! - [`error`](mod@error) — [`BrokerError`].
 //!
 //! # Example
 //! ```no_run

@@ -92,7 +92,7 @@ pub fn is_reserved(topic: &str) -> bool {
     topic.starts_with('$')
 }
 
-/// Length of the frame [`write`] lays out for `topic` and `body`.
+/// Length of the frame [`write()`] lays out for `topic` and `body`.
 pub fn encoded_len(topic: &str, body: &[u8]) -> usize {
     topic.len() + 1 + HEADER_LEN + body.len()
 }
@@ -124,7 +124,7 @@ pub fn write(out: &mut [u8], topic: &str, header: &BusHeader, body: &[u8]) {
     b.copy_from_slice(body);
 }
 
-/// Appends the encoded frame for `topic`, `header` and `body` to `out`. See [`write`].
+/// Appends the encoded frame for `topic`, `header` and `body` to `out`. See [`write()`].
 pub fn encode_into(out: &mut Vec<u8>, topic: &str, header: &BusHeader, body: &[u8]) {
     let start = out.len();
     out.resize(start + encoded_len(topic, body), 0);

@@ -122,7 +122,7 @@ impl KvService {
         let store = KvStore::open(dir, config)?;
         Ok(KvService {
             store,
-            publisher: random_id(),
+            publisher: zhub_protocol::ids::random_u64(),
             acks: Vec::new(),
             unsynced: Vec::new(),
             outbox: VecDeque::new(),
@@ -444,15 +444,4 @@ impl KvService {
             error!(error = %e, "key-value store: final sync failed");
         }
     }
-}
-
-fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }

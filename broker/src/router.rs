@@ -19,6 +19,7 @@ use zhub_protocol::builtin::{
     BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
 };
 use zhub_protocol::group::{GroupRequest, GROUP_SERVICE};
+use zhub_protocol::ids::hex;
 use zhub_protocol::kv::KV_SERVICE;
 use zhub_protocol::log::LOG_SERVICE;
 use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
@@ -29,7 +30,7 @@ use zhub_protocol::{body, Reply, Request, Status};
 use crate::bus::BusCounters;
 use crate::groups::{Answer, Groups};
 use crate::ratelimit::{peer_fault, Sparse};
-use crate::services::{hex, Origin, Outgoing, ServiceConfig, Services, Submission};
+use crate::services::{Origin, Outgoing, ServiceConfig, Services, Submission};
 
 /// Most messages handled per poll, so that timers and shutdown are seen promptly under load.
 const BATCH: usize = 256;

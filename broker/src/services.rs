@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 use zhub_protocol::builtin::{RequestStats, ServiceInfo};
+use zhub_protocol::ids::hex;
 use zhub_protocol::mdp::{ClientMessage, WorkerCommand};
 use zhub_protocol::{Reply, Status};
 
@@ -565,10 +566,6 @@ impl Services {
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -21,12 +21,7 @@ pub(crate) fn body_value(encoding: Encoding, body: &[u8]) -> Value {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(2 + bytes.len() * 2);
-    out.push_str("0x");
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("0x{}", zhub_protocol::ids::hex(bytes))
 }
 
 /// A body as a MessagePack value, only when the whole body is exactly one value (so raw

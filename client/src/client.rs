@@ -8,6 +8,7 @@ use tracing::debug;
 use zhub_protocol::builtin::{BrokerInfo, Stats, INFO_SERVICE, STATS_SERVICE};
 use zhub_protocol::bus::{self, Encoding, PROBE_PREFIX};
 use zhub_protocol::delivery;
+use zhub_protocol::ids::random_u64;
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::error::{
@@ -17,7 +18,7 @@ use crate::error::{
 use crate::options::{millis, ClientOptions, RequestOptions};
 use crate::publisher::Publisher;
 use crate::subscriber::{Incoming, Subscriber, Subscription};
-use crate::util::{connectable, random_u64, valid_url, LamportClock};
+use crate::util::{connectable, valid_url, LamportClock};
 use crate::Message;
 
 /// Longest wait between two subscription probes.

@@ -21,11 +21,11 @@ pub use zhub_protocol::group::View;
 use zhub_protocol::group::{
     all_topic, member_topic, GroupFrame, GroupReply, GroupRequest, SyncMode, GROUP_SERVICE,
 };
+use zhub_protocol::ids::random_u64;
 use zhub_protocol::{body, ProtocolError};
 
 use crate::error::{GroupError, GroupErrorKind, RequestError, RequestErrorKind};
 use crate::subscriber::Subscription;
-use crate::util::random_u64;
 use crate::Client;
 
 /// The group's name, set by `zhub launch` for the processes it starts.

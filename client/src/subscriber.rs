@@ -393,7 +393,7 @@ impl Subscription {
         };
         let endpoint = format!(
             "inproc://zhub-subscription-{:016x}",
-            crate::util::random_u64()
+            zhub_protocol::ids::random_u64()
         );
         let stop_rx = context.socket(zmq::PAIR).map_err(setup)?;
         stop_rx.set_linger(0).map_err(setup)?;

@@ -19,6 +19,7 @@
 //! - [`names`] — the rule of each kind of name (services, topics, streams, keys, groups).
 //! - [`body`] — MessagePack helpers shared by every typed API.
 //! - [`duration`] — durations written as text (`500ms`, `2.5s`), for flags and config files.
+//! - [`ids`] — random ids and the hexadecimal form of ids and bytes.
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod delivery;
 pub mod duration;
 pub mod error;
 pub mod group;
+pub mod ids;
 pub mod kv;
 pub mod log;
 pub mod mdp;

@@ -41,8 +41,9 @@ struct WaitingChanges {
     deadline: Instant,
 }
 
-/// A reply for the storage thread to send: client identity, request id, outcome.
-pub(crate) type Outgoing = (Vec<u8>, Vec<u8>, Result<KvReply, Refusal>);
+/// A reply owed to a request that waited (for the commit, or for a change): client identity,
+/// request id, outcome. The storage thread encodes and sends it.
+pub(crate) type Answer = (Vec<u8>, Vec<u8>, Result<KvReply, Refusal>);
 
 /// What the service did with a request.
 pub(crate) enum Handled {
@@ -310,7 +311,7 @@ impl KvService {
 
     /// Syncs the store when writes are waiting, then returns the acknowledgements to send and
     /// queues the changes for the bus. A failed sync fails every waiting write.
-    pub(crate) fn commit(&mut self) -> Vec<Outgoing> {
+    pub(crate) fn commit(&mut self) -> Vec<Answer> {
         if self.unsynced.is_empty() && self.acks.is_empty() {
             return Vec::new();
         }
@@ -413,7 +414,7 @@ impl KvService {
     }
 
     /// Answers waiting `changes` requests that have something, or whose wait is over.
-    pub(crate) fn serve_waiting(&mut self, now: Instant) -> Vec<Outgoing> {
+    pub(crate) fn serve_waiting(&mut self, now: Instant) -> Vec<Answer> {
         if self.waiting.is_empty() {
             return Vec::new();
         }

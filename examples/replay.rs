@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use zhub_client::ReadFrom;
+use zhub_client::{Message, ReadFrom};
 
 const STREAM: &str = "replay-demo";
 const PREFIX: &str = "demo.sensors.";
@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
     let mut stamps = Vec::new();
     for record in client.log().read(STREAM, 0) {
         let record = record?;
-        let message = record.message()?;
+        let message = Message::from_record(&record)?;
         let reading: Reading = message.decode()?;
         println!(
             "  offset {} {} {:.1} C (publisher seq {}, lamport {})",
@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     let mut replayed = 0;
     for record in client.log().read_from_time(STREAM, since) {
         let record = record?;
-        let reading: Reading = record.message()?.decode()?;
+        let reading: Reading = Message::from_record(&record)?.decode()?;
         println!(
             "  offset {} {} {:.1} C",
             record.offset, reading.sensor, reading.celsius

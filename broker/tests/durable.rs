@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::deadline;
 use zhub_broker::config::JournalRoute;
 use zhub_broker::{Broker, Config};
-use zhub_client::{Client, ReadFrom, RequestErrorKind, StreamSettings};
+use zhub_client::{Client, Message, ReadFrom, RequestErrorKind, StreamSettings};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -123,7 +123,7 @@ fn durable_topics_journal_replay_and_republish() {
             records.extend(batch);
         }
         for (n, record) in records.iter().enumerate() {
-            let message = record.message().unwrap();
+            let message = Message::from_record(record).unwrap();
             assert_eq!(message.topic(), format!("orders.{n}"));
             assert_eq!(record.key.as_deref(), Some(message.topic().as_bytes()));
             assert_eq!(message.decode::<u32>().unwrap(), n as u32);
@@ -140,7 +140,10 @@ fn durable_topics_journal_replay_and_republish() {
             )
             .unwrap();
         assert_eq!(
-            audit[0].message().unwrap().decode::<String>().unwrap(),
+            Message::from_record(&audit[0])
+                .unwrap()
+                .decode::<String>()
+                .unwrap(),
             "alice"
         );
         drop(client);
@@ -160,7 +163,7 @@ fn durable_topics_journal_replay_and_republish() {
                 Duration::from_secs(5),
             )
             .unwrap();
-        assert_eq!(late[0].message().unwrap().topic(), "orders.5");
+        assert_eq!(Message::from_record(&late[0]).unwrap().topic(), "orders.5");
         let from_time: Vec<u64> = client
             .log()
             .read_from_time("orders", records[3].timestamp_us)

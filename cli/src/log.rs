@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use zhub_client::{Client, FsyncPolicy, LogRecord, ReadFrom, StreamSettings};
+use zhub_client::{Client, FsyncPolicy, Message, ReadFrom, StoredRecord, StreamSettings};
 
 use crate::render::{self, BodyFormat};
 
@@ -140,7 +140,7 @@ fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
     text.parse()
 }
 
-fn line(record: &LogRecord, json: bool) -> String {
+fn line(record: &StoredRecord, json: bool) -> String {
     if json {
         json!({
             "offset": record.offset,
@@ -182,10 +182,10 @@ fn progress(client: &mut Client, stream: &str, from: u64) -> ProgressBar {
 
 /// Prints each record of `reader` with `render` (up to `count`), under a progress bar.
 fn print_records(
-    reader: impl Iterator<Item = Result<LogRecord, zhub_client::RequestError>>,
+    reader: impl Iterator<Item = Result<StoredRecord, zhub_client::RequestError>>,
     count: Option<u64>,
     bar: &ProgressBar,
-    mut render: impl FnMut(&LogRecord) -> anyhow::Result<String>,
+    mut render: impl FnMut(&StoredRecord) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     for record in reader.take(count.map_or(usize::MAX, |c| c as usize)) {
         let text = render(&record?)?;
@@ -291,7 +291,7 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow:
                     ReadFrom::Offset(o) => client.log().read(stream, o),
                 };
                 print_records(reader, *count, &bar, |r| {
-                    let message = r.message().with_context(|| {
+                    let message = Message::from_record(r).with_context(|| {
                         format!("offset {} of {stream} is not a journaled message", r.offset)
                     })?;
                     Ok(if *json {

@@ -53,7 +53,7 @@ pub use group::{
 };
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use log::{
-    Consumer, FsyncPolicy, JournalRoute, Log, LogReader, LogRecord, NewRecord, ReadFrom,
+    Consumer, FsyncPolicy, JournalRoute, Log, LogReader, NewRecord, ReadFrom, StoredRecord,
     StreamSettings, StreamSummary,
 };
 pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};

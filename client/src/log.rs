@@ -3,62 +3,18 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 use zhub_protocol::body;
 pub use zhub_protocol::log::{
-    FsyncPolicy, JournalRoute, NewRecord, ReadFrom, StreamSettings, StreamSummary,
+    FsyncPolicy, JournalRoute, NewRecord, ReadFrom, StoredRecord, StreamSettings, StreamSummary,
 };
-use zhub_protocol::log::{LogReply, LogRequest, StoredRecord, LOG_SERVICE};
-use zhub_protocol::ProtocolError;
+use zhub_protocol::log::{LogReply, LogRequest, LOG_SERVICE};
 
 use crate::error::{RequestError, RequestErrorKind};
-use crate::{Client, Message};
+use crate::Client;
 
 /// Bytes fetched per batch by [`LogReader`].
 const BATCH_BYTES: u64 = 1 << 20;
-
-/// One record read from a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRecord {
-    /// Its offset in the stream.
-    pub offset: u64,
-    /// When it was appended (or the time its appender gave), microseconds since the epoch.
-    pub timestamp_us: i64,
-    /// Its key, if it has one.
-    pub key: Option<Vec<u8>>,
-    /// Its value.
-    pub value: Vec<u8>,
-}
-
-impl LogRecord {
-    /// Decodes a value appended with [`Log::append`] (MessagePack).
-    ///
-    /// # Errors
-    /// [`ProtocolError::Decode`] when the value is not a MessagePack `T`.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
-        body::decode(&self.value)
-    }
-
-    /// The bus message a durable topic's journal holds in this record (see
-    /// [`Log::journal`]): topic, original header and body, as a subscriber would have got it.
-    ///
-    /// # Errors
-    /// [`ProtocolError`] when the record is not a journaled bus message.
-    pub fn message(&self) -> Result<Message, ProtocolError> {
-        Message::from_frame(self.value.clone())
-    }
-}
-
-impl From<StoredRecord> for LogRecord {
-    fn from(r: StoredRecord) -> Self {
-        LogRecord {
-            offset: r.offset,
-            timestamp_us: r.timestamp_us,
-            key: r.key,
-            value: r.value,
-        }
-    }
-}
 
 /// The event log, reached through a [`Client`] (see [`Client::log`]).
 pub struct Log<'a> {
@@ -191,7 +147,7 @@ impl<'a> Log<'a> {
         from: ReadFrom,
         max_bytes: u64,
         wait: Duration,
-    ) -> Result<(Vec<LogRecord>, u64), RequestError> {
+    ) -> Result<(Vec<StoredRecord>, u64), RequestError> {
         let request = LogRequest::Read {
             stream: stream.to_owned(),
             from,
@@ -203,10 +159,7 @@ impl<'a> Log<'a> {
             LogReply::Records {
                 records,
                 next_offset,
-            } => Ok((
-                records.into_iter().map(LogRecord::from).collect(),
-                next_offset,
-            )),
+            } => Ok((records, next_offset)),
             _ => Err(protocol("unexpected reply to read")),
         }
     }
@@ -290,7 +243,8 @@ impl<'a> Log<'a> {
     /// Journals every bus message whose topic starts with `prefix` into `stream` (created
     /// with default settings when missing), from now on and across broker restarts: the
     /// prefix becomes a durable topic. Each record keeps the whole message (topic, header,
-    /// body; see [`LogRecord::message`]) with the topic as its key.
+    /// body; see [`Message::from_record`](crate::Message::from_record)) with the topic as its
+    /// key.
     ///
     /// # Errors
     /// [`RequestErrorKind::Rejected`] for an empty or reserved prefix (`$`),
@@ -419,7 +373,7 @@ pub struct Consumer<'a> {
     /// Offset after the last record handed out.
     next: u64,
     committed: Option<u64>,
-    buffer: VecDeque<LogRecord>,
+    buffer: VecDeque<StoredRecord>,
 }
 
 impl Consumer<'_> {
@@ -428,7 +382,7 @@ impl Consumer<'_> {
     ///
     /// # Errors
     /// As for [`Log::read_batch`].
-    pub fn poll(&mut self, wait: Duration) -> Result<Option<LogRecord>, RequestError> {
+    pub fn poll(&mut self, wait: Duration) -> Result<Option<StoredRecord>, RequestError> {
         if self.buffer.is_empty() {
             let from = self.next;
             let (records, _) = Log::new(self.client).read_batch(
@@ -492,12 +446,12 @@ pub struct LogReader<'a> {
     client: &'a mut Client,
     stream: String,
     next: ReadFrom,
-    buffer: VecDeque<LogRecord>,
+    buffer: VecDeque<StoredRecord>,
     done: bool,
 }
 
 impl Iterator for LogReader<'_> {
-    type Item = Result<LogRecord, RequestError>;
+    type Item = Result<StoredRecord, RequestError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(record) = self.buffer.pop_front() {

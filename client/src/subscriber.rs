@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 use zhub_protocol::bus::{self, BusHeader, Encoding, PROBE_PREFIX};
 use zhub_protocol::delivery::{self, ENVELOPE_LEN};
+use zhub_protocol::log::StoredRecord;
 use zhub_protocol::{body, ProtocolError};
 
 use crate::error::{RecvError, RecvErrorKind, SubscribeError, SubscribeErrorKind};
@@ -49,6 +50,16 @@ impl Message {
             topic_len,
             header,
         })
+    }
+
+    /// The bus message a durable topic's journal holds in `record` (see
+    /// [`Log::journal`](crate::Log::journal)): topic, original header and body, as a
+    /// subscriber would have got it.
+    ///
+    /// # Errors
+    /// [`ProtocolError`] when the record is not a journaled bus message.
+    pub fn from_record(record: &StoredRecord) -> Result<Message, ProtocolError> {
+        Self::from_frame(record.value.clone())
     }
 
     /// The topic it was published on.

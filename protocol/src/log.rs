@@ -85,7 +85,10 @@ pub struct NewRecord {
     pub timestamp_us: Option<i64>,
 }
 
-/// A record read back.
+/// A record read back from a stream: what the broker sends and what a client's reads return.
+///
+/// A record a durable topic's journal holds is a whole bus message; the client's
+/// `Message::from_record` reads it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
     /// Its offset.
@@ -98,6 +101,17 @@ pub struct StoredRecord {
     /// Its value.
     #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// Decodes a value appended as MessagePack (the client's `Log::append`).
+    ///
+    /// # Errors
+    /// [`ProtocolError::Decode`](crate::ProtocolError::Decode) when the value is not a
+    /// MessagePack `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::ProtocolError> {
+        crate::body::decode(&self.value)
+    }
 }
 
 /// Where a read starts.

@@ -13,7 +13,7 @@ use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::error::{
     ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind,
-    SubscribeError, SubscribeErrorKind,
+    SubscribeError, SubscribeErrorKind, WithKind,
 };
 use crate::options::{millis, ClientOptions, RequestOptions};
 use crate::publisher::Publisher;
@@ -81,13 +81,16 @@ impl Client {
                 format!("{url:?}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"),
             ));
         }
-        let setup =
-            |e| ConnectError::with_source(ConnectErrorKind::Transport, "socket setup failed", e);
+        const SETUP: &str = "socket setup failed";
         let context = zmq::Context::new();
-        let main = context.socket(zmq::DEALER).map_err(setup)?;
-        main.set_linger(millis(options.linger)).map_err(setup)?;
-        main.set_sndtimeo(millis(options.timeout)).map_err(setup)?;
-        main.connect(url).map_err(setup)?;
+        let main = context
+            .socket(zmq::DEALER)
+            .kind(ConnectErrorKind::Transport, SETUP)?;
+        main.set_linger(millis(options.linger))
+            .kind(ConnectErrorKind::Transport, SETUP)?;
+        main.set_sndtimeo(millis(options.timeout))
+            .kind(ConnectErrorKind::Transport, SETUP)?;
+        main.connect(url).kind(ConnectErrorKind::Transport, SETUP)?;
         let mut client = Client {
             info: BrokerInfo {
                 version: String::new(),
@@ -176,14 +179,11 @@ impl Client {
         request: &Q,
         timeout: Duration,
     ) -> Result<P, RequestError> {
-        let bytes = body::encode(request).map_err(|e| {
-            RequestError::with_source(RequestErrorKind::Codec, format!("{service} request"), e)
-        })?;
+        let bytes = body::encode(request)
+            .kind_with(RequestErrorKind::Codec, || format!("{service} request"))?;
         let reply =
             self.request_bytes_with(service, &bytes, &RequestOptions::new().timeout(timeout))?;
-        body::decode(&reply).map_err(|e| {
-            RequestError::with_source(RequestErrorKind::Protocol, format!("{service} reply"), e)
-        })
+        body::decode(&reply).kind_with(RequestErrorKind::Protocol, || format!("{service} reply"))
     }
 
     /// This client's publisher id, carried in the header of every message it publishes.
@@ -206,11 +206,8 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let bytes = body::encode(body)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "request body", e))?;
-        let reply = self.request_bytes(service, &bytes)?;
-        body::decode(&reply)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "reply body", e))
+        let options = RequestOptions::new().timeout(self.options.timeout);
+        self.request_with(service, body, &options)
     }
 
     /// Like [`Client::request`], with per-request options (timeout).
@@ -227,11 +224,9 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let bytes = body::encode(body)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "request body", e))?;
+        let bytes = body::encode(body).kind(RequestErrorKind::Codec, "request body")?;
         let reply = self.request_bytes_with(service, &bytes, options)?;
-        body::decode(&reply)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "reply body", e))
+        body::decode(&reply).kind(RequestErrorKind::Codec, "reply body")
     }
 
     /// Sends raw `body` to `service` and returns the raw reply, waiting up to the client's
@@ -327,7 +322,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<u64, RequestError> {
         zhub_protocol::request::check_service(service)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::BadRequest, service, e))?;
+            .kind(RequestErrorKind::BadRequest, service)?;
         let id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1);
         let request = Request {
@@ -463,8 +458,7 @@ impl Client {
         topic: &str,
         value: &T,
     ) -> Result<(), PublishError> {
-        let bytes = body::encode(value)
-            .map_err(|e| PublishError::with_source(PublishErrorKind::Codec, topic, e))?;
+        let bytes = body::encode(value).kind(PublishErrorKind::Codec, topic)?;
         let clock = self.clock.clone();
         self.publisher()?
             .publish(topic, Encoding::MsgPack, &bytes, &clock)
@@ -504,40 +498,45 @@ impl Client {
     pub fn subscribe(&mut self, prefixes: &[&str]) -> Result<Subscriber, SubscribeError> {
         for prefix in prefixes {
             if !prefix.is_empty() {
-                bus::check_topic(prefix).map_err(|e| {
-                    SubscribeError::with_source(SubscribeErrorKind::InvalidTopic, *prefix, e)
-                })?;
+                bus::check_topic(prefix).kind(SubscribeErrorKind::InvalidTopic, *prefix)?;
             }
         }
-        let setup = |e| {
-            SubscribeError::with_source(SubscribeErrorKind::Transport, "socket setup failed", e)
-        };
-        let socket = self.context.socket(zmq::SUB).map_err(setup)?;
-        socket.set_linger(0).map_err(setup)?;
+        const SETUP: &str = "socket setup failed";
+        let socket = self
+            .context
+            .socket(zmq::SUB)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
+        socket
+            .set_linger(0)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
         socket
             .set_rcvhwm(self.options.subscribe_hwm)
-            .map_err(setup)?;
-        socket.connect(&self.info.deliver).map_err(setup)?;
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
+        socket
+            .connect(&self.info.deliver)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
         // The address first: the broker sends this subscriber's copies to it, and learns of
         // the prefixes that follow (see `zhub_protocol::delivery`).
         let id = random_u64();
         socket
             .set_subscribe(&delivery::address(id))
-            .map_err(setup)?;
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
         for prefix in prefixes {
             socket
                 .set_subscribe(&delivery::interest(id, prefix.as_bytes()))
-                .map_err(setup)?;
+                .kind(SubscribeErrorKind::Transport, SETUP)?;
         }
         let probe_topic = format!("{PROBE_PREFIX}{:016x}", random_u64());
         let probe_interest = delivery::interest(id, probe_topic.as_bytes());
-        socket.set_subscribe(&probe_interest).map_err(setup)?;
+        socket
+            .set_subscribe(&probe_interest)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
         let mut subscriber = Subscriber::new(socket, id, self.clock.clone());
         self.confirm(&mut subscriber, &probe_topic)?;
         subscriber
             .socket()
             .set_unsubscribe(&probe_interest)
-            .map_err(setup)?;
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
         Ok(subscriber)
     }
 
@@ -554,9 +553,7 @@ impl Client {
         let nonce = random_u64().to_be_bytes();
         let mut interval = Duration::from_millis(5);
         let clock = self.clock.clone();
-        let publish_failed = |e: PublishError| {
-            SubscribeError::with_source(SubscribeErrorKind::Transport, "cannot send probe", e)
-        };
+        const PROBE: &str = "cannot send probe";
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -566,9 +563,9 @@ impl Client {
                 ));
             }
             self.publisher()
-                .map_err(publish_failed)?
+                .kind(SubscribeErrorKind::Transport, PROBE)?
                 .publish_system(probe_topic, &nonce, &clock)
-                .map_err(publish_failed)?;
+                .kind(SubscribeErrorKind::Transport, PROBE)?;
             let wait_until = (now + interval).min(deadline);
             interval = (interval * 2).min(PROBE_MAX_INTERVAL);
             loop {

@@ -69,6 +69,35 @@ impl<K: fmt::Debug + fmt::Display> std::error::Error for Error<K> {
     }
 }
 
+/// Gives a failure its kind and detail: `.kind(K, "detail")?` says once what
+/// `.map_err(|e| Error::with_source(K, "detail", e))?` spells out, keeping the failure as the
+/// [`std::error::Error::source`]. (async-nats's `WithKind` does the same.)
+pub(crate) trait WithKind<T> {
+    /// The error, if any, as an [`Error`] of `kind` with `detail`, caused by the original.
+    fn kind<K: Copy>(self, kind: K, detail: impl Into<String>) -> Result<T, Error<K>>;
+
+    /// As [`WithKind::kind`], with a detail made only when there is an error.
+    fn kind_with<K: Copy, D: Into<String>>(
+        self,
+        kind: K,
+        detail: impl FnOnce() -> D,
+    ) -> Result<T, Error<K>>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> WithKind<T> for Result<T, E> {
+    fn kind<K: Copy>(self, kind: K, detail: impl Into<String>) -> Result<T, Error<K>> {
+        self.map_err(|e| Error::with_source(kind, detail, e))
+    }
+
+    fn kind_with<K: Copy, D: Into<String>>(
+        self,
+        kind: K,
+        detail: impl FnOnce() -> D,
+    ) -> Result<T, Error<K>> {
+        self.map_err(|e| Error::with_source(kind, detail(), e))
+    }
+}
+
 macro_rules! kinds {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
         $(#[$meta])*

@@ -14,7 +14,7 @@ pub use zhub_protocol::kv::{ChangeKind, KvChange, KvEntry};
 use zhub_protocol::kv::{KvReply, KvRequest, KV_SERVICE, WATCH_PREFIX};
 use zhub_protocol::ProtocolError;
 
-use crate::error::{RecvError, RequestError, RequestErrorKind, SubscribeError};
+use crate::error::{RecvError, RequestError, RequestErrorKind, SubscribeError, WithKind};
 use crate::{Client, ClientOptions, Subscriber};
 
 /// Entries fetched per page by [`Kv::list_all`].
@@ -315,7 +315,7 @@ impl Watcher {
     fn decode(message: &crate::Message) -> Result<KvChange, RecvError> {
         message
             .decode()
-            .map_err(|e| RecvError::with_source(crate::RecvErrorKind::Codec, "key-value change", e))
+            .kind(crate::RecvErrorKind::Codec, "key-value change")
     }
 
     /// The next change, waiting as long as it takes.
@@ -390,7 +390,7 @@ impl Replica {
 
     fn start(url: &str, options: ClientOptions, prefix: &str) -> Result<Replica, RequestError> {
         let mut client = Client::connect_with(url, options.clone())
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "connect", e))?;
+            .kind(RequestErrorKind::Transport, "connect")?;
         let shared = Arc::new(Shared {
             state: Mutex::new(ReplicaState::default()),
             changed: Condvar::new(),
@@ -403,7 +403,7 @@ impl Replica {
             std::thread::Builder::new()
                 .name("zhub-kv-replica".into())
                 .spawn(move || follow(client, &url, options, &prefix, &shared))
-                .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "thread", e))?
+                .kind(RequestErrorKind::Transport, "thread")?
         };
         Ok(Replica {
             shared,

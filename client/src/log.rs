@@ -10,7 +10,7 @@ pub use zhub_protocol::log::{
 };
 use zhub_protocol::log::{LogReply, LogRequest, LOG_SERVICE};
 
-use crate::error::{RequestError, RequestErrorKind};
+use crate::error::{RequestError, RequestErrorKind, WithKind};
 use crate::Client;
 
 /// Bytes fetched per batch by [`LogReader`].
@@ -65,8 +65,7 @@ impl<'a> Log<'a> {
         stream: &str,
         event: &T,
     ) -> Result<u64, RequestError> {
-        let value = body::encode(event)
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "event", e))?;
+        let value = body::encode(event).kind(RequestErrorKind::Codec, "event")?;
         self.append_bytes(stream, None, &value)
     }
 
@@ -106,7 +105,7 @@ impl<'a> Log<'a> {
                         value,
                         timestamp_us: None,
                     })
-                    .map_err(|e| RequestError::with_source(RequestErrorKind::Codec, "event", e))
+                    .kind(RequestErrorKind::Codec, "event")
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (first, count) = self.append_records(stream, records)?;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use zhub_protocol::bus::{self, BusHeader, Encoding};
 
-use crate::error::{PublishError, PublishErrorKind};
+use crate::error::{PublishError, PublishErrorKind, WithKind};
 use crate::options::{millis, ClientOptions};
 use crate::util::{now_micros, FastMap, LamportClock};
 
@@ -28,10 +28,6 @@ pub(crate) struct Publisher {
     max_body: u64,
 }
 
-fn transport(detail: &str, e: zmq::Error) -> PublishError {
-    PublishError::with_source(PublishErrorKind::Transport, detail, e)
-}
-
 impl Publisher {
     /// Connects to the broker's publish endpoint and waits until the broker subscribes.
     pub(crate) fn connect(
@@ -41,15 +37,23 @@ impl Publisher {
         max_body: u64,
         options: &ClientOptions,
     ) -> Result<Self, PublishError> {
-        let setup = |e| transport("cannot set up the publish socket", e);
-        let mut socket = context.socket(zmq::XPUB).map_err(setup)?;
-        socket.set_linger(millis(options.linger)).map_err(setup)?;
-        socket.set_sndhwm(options.publish_hwm).map_err(setup)?;
+        const SETUP: &str = "cannot set up the publish socket";
+        let mut socket = context
+            .socket(zmq::XPUB)
+            .kind(PublishErrorKind::Transport, SETUP)?;
+        socket
+            .set_linger(millis(options.linger))
+            .kind(PublishErrorKind::Transport, SETUP)?;
+        socket
+            .set_sndhwm(options.publish_hwm)
+            .kind(PublishErrorKind::Transport, SETUP)?;
         socket
             .set_sndtimeo(millis(options.timeout))
-            .map_err(setup)?;
-        set_nodrop(&mut socket).map_err(setup)?;
-        socket.connect(endpoint).map_err(setup)?;
+            .kind(PublishErrorKind::Transport, SETUP)?;
+        set_nodrop(&mut socket).kind(PublishErrorKind::Transport, SETUP)?;
+        socket
+            .connect(endpoint)
+            .kind(PublishErrorKind::Transport, SETUP)?;
         let deadline = Instant::now() + options.timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -64,11 +68,11 @@ impl Publisher {
             }
             let ready = socket
                 .poll(zmq::POLLIN, i64::from(millis(left).max(1)))
-                .map_err(|e| transport("poll failed", e))?;
+                .kind(PublishErrorKind::Transport, "poll failed")?;
             if ready > 0 {
                 let frame = socket
                     .recv_bytes(zmq::DONTWAIT)
-                    .map_err(|e| transport("recv failed", e))?;
+                    .kind(PublishErrorKind::Transport, "recv failed")?;
                 if frame.first() == Some(&1) {
                     break;
                 }
@@ -91,8 +95,7 @@ impl Publisher {
         body: &[u8],
         clock: &LamportClock,
     ) -> Result<(), PublishError> {
-        bus::check_topic(topic)
-            .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidTopic, topic, e))?;
+        bus::check_topic(topic).kind(PublishErrorKind::InvalidTopic, topic)?;
         if bus::is_reserved(topic) {
             return Err(PublishError::new(
                 PublishErrorKind::InvalidTopic,
@@ -170,7 +173,13 @@ impl Publisher {
                     "the broker's queue stayed full for the whole timeout",
                 ))
             }
-            Err(e) => return Err(transport("send failed", e)),
+            Err(e) => {
+                return Err(PublishError::with_source(
+                    PublishErrorKind::Transport,
+                    "send failed",
+                    e,
+                ))
+            }
         }
         self.since_drain += 1;
         if self.since_drain >= DRAIN_EVERY {

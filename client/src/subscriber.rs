@@ -12,7 +12,7 @@ use zhub_protocol::delivery::{self, ENVELOPE_LEN};
 use zhub_protocol::log::StoredRecord;
 use zhub_protocol::{body, ProtocolError};
 
-use crate::error::{RecvError, RecvErrorKind, SubscribeError, SubscribeErrorKind};
+use crate::error::{RecvError, RecvErrorKind, SubscribeError, SubscribeErrorKind, WithKind};
 use crate::options::millis;
 use crate::util::{FastMap, LamportClock};
 
@@ -395,23 +395,29 @@ impl Subscription {
     where
         F: FnMut(Message) + Send + 'static,
     {
-        let setup = |e| {
-            SubscribeError::with_source(
-                SubscribeErrorKind::Transport,
-                "cannot set up the callback thread",
-                e,
-            )
-        };
+        const SETUP: &str = "cannot set up the callback thread";
         let endpoint = format!(
             "inproc://zhub-subscription-{:016x}",
             zhub_protocol::ids::random_u64()
         );
-        let stop_rx = context.socket(zmq::PAIR).map_err(setup)?;
-        stop_rx.set_linger(0).map_err(setup)?;
-        stop_rx.bind(&endpoint).map_err(setup)?;
-        let stop_tx = context.socket(zmq::PAIR).map_err(setup)?;
-        stop_tx.set_linger(0).map_err(setup)?;
-        stop_tx.connect(&endpoint).map_err(setup)?;
+        let stop_rx = context
+            .socket(zmq::PAIR)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
+        stop_rx
+            .set_linger(0)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
+        stop_rx
+            .bind(&endpoint)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
+        let stop_tx = context
+            .socket(zmq::PAIR)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
+        stop_tx
+            .set_linger(0)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
+        stop_tx
+            .connect(&endpoint)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
         let thread = std::thread::Builder::new()
             .name("zhub-subscription".to_owned())
             .spawn(move || {
@@ -433,13 +439,10 @@ impl Subscription {
                 }
                 subscriber
             })
-            .map_err(|e| {
-                SubscribeError::with_source(
-                    SubscribeErrorKind::Transport,
-                    "cannot start the callback thread",
-                    e,
-                )
-            })?;
+            .kind(
+                SubscribeErrorKind::Transport,
+                "cannot start the callback thread",
+            )?;
         Ok(Subscription {
             control: Some(stop_tx),
             thread: Some(thread),

@@ -63,10 +63,10 @@ pub fn bind(
             });
         }
     }
-    socket.bind(endpoint).map_err(|source| BrokerError::Bind {
+    socket.bind(endpoint).map_err(|cause| BrokerError::Bind {
         role,
         endpoint: endpoint.to_owned(),
-        source,
+        cause,
     })?;
     let bound = socket
         .get_last_endpoint()?

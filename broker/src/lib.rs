@@ -251,7 +251,7 @@ impl Broker {
                     error!(thread = name, error = %e, "broker thread stopped on an error");
                 }
             })
-            .map_err(|source| BrokerError::Thread { name, source })?;
+            .map_err(|cause| BrokerError::Thread { name, cause })?;
         self.controls.push(control_tx);
         self.threads.push(handle);
         Ok(())
@@ -282,9 +282,9 @@ pub fn run(config: &Config, shutdown: Receiver<()>) -> Result<(), BrokerError> {
 /// that no other broker uses it.
 fn lock_data_dir(config: &Config) -> Result<File, BrokerError> {
     let dir = &config.data_dir;
-    let io_error = |source| BrokerError::DataDir {
+    let io_error = |cause| BrokerError::DataDir {
         path: dir.clone(),
-        source,
+        cause,
     };
     std::fs::create_dir_all(dir).map_err(io_error)?;
     let lock = OpenOptions::new()

@@ -162,9 +162,9 @@ impl Storage {
         configured: &[JournalRoute],
     ) -> Result<Self, crate::BrokerError> {
         let mut routes =
-            journal::load(&parts.log_dir).map_err(|source| crate::BrokerError::DataDir {
+            journal::load(&parts.log_dir).map_err(|cause| crate::BrokerError::DataDir {
                 path: parts.log_dir.clone(),
-                source,
+                cause,
             })?;
         // Routes saved by an older broker that accepted prefixes refused now: dropped, so
         // that the broker still starts; the configured ones are checked as settings.

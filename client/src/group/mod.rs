@@ -1,0 +1,255 @@
+//! [`Group`]: a process group through the broker: membership (`zhub.group`: ranks by
+//! arrival, views that change when members come, leave or die) and the parts below.
+//!
+//! - `options` — [`GroupOptions`].
+//! - `mailbox` — the state the member's subscription thread fills from the bus, and the
+//!   waits on it.
+//! - `heartbeat` — the member's thread: heartbeats, views, the leave.
+//! - `messages` — [`GroupMessage`], sends and receives, the Lamport clock.
+//! - `sync` — synchronous broadcast and the rendezvous with one rank.
+//! - `barrier` — reusable barriers.
+//! - `lock` — the token-ring critical section, [`LockGuard`].
+
+mod barrier;
+mod heartbeat;
+mod lock;
+mod mailbox;
+mod messages;
+mod options;
+mod sync;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use lock::LockGuard;
+pub use messages::GroupMessage;
+pub use options::GroupOptions;
+pub use zhub_protocol::group::View;
+use zhub_protocol::group::{all_topic, member_topic, GroupReply, GroupRequest, GROUP_SERVICE};
+use zhub_protocol::ids::random_u64;
+
+use self::mailbox::{Inbox, Shared};
+use crate::error::{RequestError, RequestErrorKind};
+use crate::subscriber::Subscription;
+use crate::Client;
+
+/// The group's name, set by `zhub launch` for the processes it starts.
+pub const ENV_GROUP: &str = "ZHUB_GROUP";
+/// The group's size, set by `zhub launch`.
+pub const ENV_SIZE: &str = "ZHUB_GROUP_SIZE";
+/// This process's member id (hexadecimal), set by `zhub launch`.
+pub const ENV_MEMBER: &str = "ZHUB_GROUP_MEMBER";
+
+/// This process's membership of a group. Made by [`Group::join`]; a thread of its own keeps
+/// it alive with heartbeats and follows the view. Dropping it leaves the group.
+pub struct Group {
+    name: String,
+    member: u64,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    /// Publishes this member's messages.
+    client: Client,
+    /// Feeds the mailbox; dropped (unsubscribed) with the group.
+    _mailbox: Subscription,
+    /// This member's Lamport clock.
+    clock: u64,
+    /// Barriers this member has passed.
+    barrier_round: u64,
+}
+
+/// One request to the broker's group service.
+fn call(
+    client: &mut Client,
+    request: &GroupRequest,
+    timeout: Duration,
+) -> Result<GroupReply, RequestError> {
+    client.call_builtin(GROUP_SERVICE, request, timeout)
+}
+
+impl Group {
+    /// Joins `name` through the broker `client` is connected to and returns once the group
+    /// has `expected_size` members, with this member's rank in [`Group::rank`]. Ranks are
+    /// 0..N-1 in the order the broker saw the joins, the same for every member.
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::TimedOut`] when the group does not fill within the join timeout
+    /// (60 s), or as for any request.
+    pub fn join(client: &Client, name: &str, expected_size: usize) -> Result<Group, RequestError> {
+        Self::join_with(client, name, Some(expected_size), GroupOptions::default())
+    }
+
+    /// Joins `name` without waiting for a size: the view grows as members arrive (see
+    /// [`Group::wait_view`]).
+    ///
+    /// # Errors
+    /// As for any request.
+    pub fn join_open(client: &Client, name: &str) -> Result<Group, RequestError> {
+        Self::join_with(client, name, None, GroupOptions::default())
+    }
+
+    /// Joins the group a launcher (`zhub launch`) made this process part of: its name, size
+    /// and this member's id come from `ZHUB_GROUP`, `ZHUB_GROUP_SIZE` and `ZHUB_GROUP_MEMBER`.
+    /// `None` when the process was not started by a launcher.
+    ///
+    /// # Errors
+    /// As for [`Group::join`]; [`RequestErrorKind::BadRequest`] for a malformed variable.
+    pub fn join_launched(client: &Client) -> Option<Result<Group, RequestError>> {
+        let name = std::env::var(ENV_GROUP).ok()?;
+        let bad = |var: &str| {
+            RequestError::new(RequestErrorKind::BadRequest, format!("{var} is malformed"))
+        };
+        let size = match std::env::var(ENV_SIZE).map(|s| s.parse::<usize>()) {
+            Ok(Ok(size)) => Some(size),
+            Err(_) => None,
+            Ok(Err(_)) => return Some(Err(bad(ENV_SIZE))),
+        };
+        let member_id = match std::env::var(ENV_MEMBER).map(|s| u64::from_str_radix(&s, 16)) {
+            Ok(Ok(id)) => Some(id),
+            Err(_) => None,
+            Ok(Err(_)) => return Some(Err(bad(ENV_MEMBER))),
+        };
+        let options = GroupOptions {
+            member_id,
+            ..GroupOptions::default()
+        };
+        Some(Self::join_with(client, &name, size, options))
+    }
+
+    /// [`Group::join`] with a size or none, and options.
+    ///
+    /// # Errors
+    /// As for [`Group::join`].
+    pub fn join_with(
+        client: &Client,
+        name: &str,
+        expected_size: Option<usize>,
+        options: GroupOptions,
+    ) -> Result<Group, RequestError> {
+        let url = client.info().main.clone();
+        let connect = || {
+            Client::connect_with(&url, client.options().clone())
+                .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "connect", e))
+        };
+        let mut own = connect()?;
+        let mut messages = connect()?;
+        let acker = connect()?;
+        let member = options.member_id.unwrap_or_else(random_u64);
+        let shared = Arc::new(Shared::default());
+        // The mailbox is live before the join: whoever sees this member in a view can reach it.
+        let mailbox = {
+            let mut inbox = Inbox {
+                shared: Arc::clone(&shared),
+                group: name.to_owned(),
+                me: member,
+                acker,
+            };
+            let topics = [all_topic(name), member_topic(name, member)];
+            messages
+                .subscribe_with(&[&topics[0], &topics[1]], move |m| {
+                    inbox.deliver(m.body());
+                })
+                .map_err(|e| {
+                    RequestError::with_source(RequestErrorKind::Transport, "group mailbox", e)
+                })?
+        };
+        let request = GroupRequest::Join {
+            group: name.to_owned(),
+            member,
+            expected: expected_size.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            dead_after_ms: u64::try_from(options.dead_after.as_millis()).unwrap_or(u64::MAX),
+        };
+        let view = match call(&mut own, &request, options.join_timeout)? {
+            GroupReply::View { view } => view,
+            _ => {
+                return Err(RequestError::new(
+                    RequestErrorKind::Protocol,
+                    "the broker did not count the join",
+                ))
+            }
+        };
+        shared.update(view, false);
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let name = name.to_owned();
+            std::thread::Builder::new()
+                .name("zhub-group".into())
+                .spawn(move || heartbeat::heartbeats(own, &name, member, options, &shared))
+                .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "thread", e))?
+        };
+        Ok(Group {
+            name: name.to_owned(),
+            member,
+            shared,
+            thread: Some(thread),
+            client: messages,
+            _mailbox: mailbox,
+            clock: 0,
+            barrier_round: 0,
+        })
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This member's id (random, fixed for the membership).
+    pub fn member_id(&self) -> u64 {
+        self.member
+    }
+
+    /// The current view.
+    pub fn view(&self) -> View {
+        self.shared.lock().view.clone()
+    }
+
+    /// This member's rank in the current view (`None` once it was declared dead).
+    pub fn rank(&self) -> Option<usize> {
+        let state = self.shared.lock();
+        if state.expelled {
+            return None;
+        }
+        state.view.rank_of(self.member)
+    }
+
+    /// Members in the current view.
+    pub fn size(&self) -> usize {
+        self.shared.lock().view.size()
+    }
+
+    /// Whether the broker declared this member dead (it was silent for too long); it must
+    /// join again to take part.
+    pub fn is_expelled(&self) -> bool {
+        self.shared.lock().expelled
+    }
+
+    /// Waits for a view newer than version `after`; `None` after `timeout`.
+    pub fn wait_view(&self, after: u64, timeout: Duration) -> Option<View> {
+        let (state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(self.shared.lock(), timeout, |s| s.view.version <= after)
+            .unwrap_or_else(PoisonError::into_inner);
+        (state.view.version > after).then(|| state.view.clone())
+    }
+
+    /// Leaves the group now (dropping the group does the same).
+    pub fn leave(self) {}
+
+    /// Frames on the group's topics that could not be decoded (ignored).
+    pub fn malformed(&self) -> u64 {
+        self.shared.lock().malformed
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -17,12 +17,10 @@ const PROCESSES: usize = 5;
 const ROUNDS: u32 = 200;
 
 fn fast() -> GroupOptions {
-    GroupOptions {
-        heartbeat: Duration::from_millis(50),
-        dead_after: Duration::from_millis(400),
-        join_timeout: Duration::from_secs(20),
-        ..GroupOptions::default()
-    }
+    GroupOptions::new()
+        .heartbeat(Duration::from_millis(50))
+        .dead_after(Duration::from_millis(400))
+        .join_timeout(Duration::from_secs(20))
 }
 
 /// As a member process (the variable set): join, say the rank, take the critical section,
@@ -51,10 +49,7 @@ fn barrier_process() {
         return;
     };
     let client = Client::connect(&url).unwrap();
-    let options = GroupOptions {
-        join_timeout: Duration::from_secs(30),
-        ..GroupOptions::default()
-    };
+    let options = GroupOptions::new().join_timeout(Duration::from_secs(30));
     let mut group = Group::join_with(&client, "rounds", Some(PROCESSES), options).unwrap();
     let mut x = group.member_id() | 1;
     for _ in 0..ROUNDS {

@@ -11,12 +11,10 @@ use zhub_protocol::group::{GroupReply, GroupRequest, GROUP_SERVICE};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn fast() -> GroupOptions {
-    GroupOptions {
-        heartbeat: Duration::from_millis(50),
-        dead_after: Duration::from_millis(300),
-        join_timeout: Duration::from_secs(20),
-        ..GroupOptions::default()
-    }
+    GroupOptions::new()
+        .heartbeat(Duration::from_millis(50))
+        .dead_after(Duration::from_millis(300))
+        .join_timeout(Duration::from_secs(20))
 }
 
 #[test]
@@ -105,10 +103,7 @@ fn a_join_waiting_for_members_that_never_come_times_out() {
     deadline(LIMIT, || {
         let broker = start(Transport::Ipc);
         let client = Client::connect(&broker.url).unwrap();
-        let options = GroupOptions {
-            join_timeout: Duration::from_millis(200),
-            ..GroupOptions::default()
-        };
+        let options = GroupOptions::new().join_timeout(Duration::from_millis(200));
         let err = Group::join_with(&client, "lonely", Some(3), options)
             .err()
             .unwrap();

@@ -110,9 +110,9 @@ impl Group {
             Err(_) => None,
             Ok(Err(_)) => return Some(Err(bad(ENV_MEMBER))),
         };
-        let options = GroupOptions {
-            member_id,
-            ..GroupOptions::default()
+        let options = match member_id {
+            Some(id) => GroupOptions::new().member_id(id),
+            None => GroupOptions::new(),
         };
         Some(Self::join_with(client, &name, size, options))
     }

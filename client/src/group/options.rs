@@ -1,22 +1,36 @@
-//! [`GroupOptions`]: how a member keeps its membership.
+//! [`GroupOptions`]: how a member keeps its membership, with every default documented.
 
 use std::time::Duration;
 
-/// Settings of a group member.
+/// Settings of a group member; build with the methods, then pass to [`Group::join_with`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use zhub_client::{Client, Group, GroupOptions};
+///
+/// let client = Client::connect("tcp://127.0.0.1:5555")?;
+/// let options = GroupOptions::new()
+///     .heartbeat(Duration::from_millis(100))
+///     .dead_after(Duration::from_millis(500));
+/// let group = Group::join_with(&client, "workers", Some(4), options)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// [`Group::join_with`]: crate::Group::join_with
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct GroupOptions {
-    /// Interval of this member's heartbeats (default 0.5 s).
-    pub heartbeat: Duration,
-    /// Silence after which the broker declares this member dead (default 2 s).
-    pub dead_after: Duration,
-    /// How long `join` waits for the group to reach its size (default 60 s).
-    pub join_timeout: Duration,
-    /// This member's id; random when `None` (the default). A launcher that must know which
-    /// process is which member gives each its id.
-    pub member_id: Option<u64>,
+    pub(super) heartbeat: Duration,
+    pub(super) dead_after: Duration,
+    pub(super) join_timeout: Duration,
+    pub(super) member_id: Option<u64>,
 }
 
 impl Default for GroupOptions {
+    /// - `heartbeat`: 0.5 s between this member's heartbeats;
+    /// - `dead_after`: 2 s of silence after which the broker declares this member dead;
+    /// - `join_timeout`: 60 s that `join` waits for the group to reach its size;
+    /// - `member_id`: none, so the member's id is random.
     fn default() -> Self {
         GroupOptions {
             heartbeat: Duration::from_millis(500),
@@ -24,5 +38,38 @@ impl Default for GroupOptions {
             join_timeout: Duration::from_secs(60),
             member_id: None,
         }
+    }
+}
+
+impl GroupOptions {
+    /// The defaults (see [`GroupOptions::default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Interval of this member's heartbeats.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// Silence after which the broker declares this member dead (and waits this long for a
+    /// heartbeat's answer).
+    pub fn dead_after(mut self, silence: Duration) -> Self {
+        self.dead_after = silence;
+        self
+    }
+
+    /// How long joining waits for the group to reach its size.
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// This member's id, instead of a random one: a launcher that must know which process is
+    /// which member gives each its id.
+    pub fn member_id(mut self, id: u64) -> Self {
+        self.member_id = Some(id);
+        self
     }
 }

@@ -107,14 +107,10 @@ fn a_join_waiting_for_members_that_never_come_times_out() {
         let err = Group::join_with(&client, "lonely", Some(3), options)
             .err()
             .unwrap();
-        assert_eq!(err.kind(), zhub_client::RequestErrorKind::TimedOut, "{err}");
+        assert_eq!(err.kind(), zhub_client::GroupErrorKind::TimedOut, "{err}");
         // A group needs a name: the broker refuses the request itself.
         let err = Group::join(&client, "", 1).err().unwrap();
-        assert_eq!(
-            err.kind(),
-            zhub_client::RequestErrorKind::BadRequest,
-            "{err}"
-        );
+        assert_eq!(err.kind(), zhub_client::GroupErrorKind::BadRequest, "{err}");
     });
 }
 
@@ -404,5 +400,75 @@ fn a_dead_holders_token_is_made_anew_once() {
                 .wait_view(view.version, Duration::from_secs(10))
                 .unwrap();
         }
+    });
+}
+
+/// A main endpoint of the test's own in front of a real broker's bus: it answers
+/// `zhub.info` with the real broker's endpoints and `zhub.group` with `answer`, so a member
+/// can be given replies no broker sends. Runs until `stop` is set.
+fn fake_main_endpoint(
+    info: zhub_client::BrokerInfo,
+    answer: impl Fn(GroupRequest) -> GroupReply + Send + 'static,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (String, std::thread::JoinHandle<()>) {
+    use zhub_protocol::request::split_envelope;
+    use zhub_protocol::{Reply, Request};
+
+    let context = zmq::Context::new();
+    let socket = context.socket(zmq::ROUTER).unwrap();
+    socket.set_linger(0).unwrap();
+    socket.bind("tcp://127.0.0.1:*").unwrap();
+    let url = socket.get_last_endpoint().unwrap().unwrap();
+    let thread = std::thread::spawn(move || {
+        let _context = context;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // A bounded wait so that the loop sees `stop`; nothing waits on this timing.
+            if socket.poll(zmq::POLLIN, 50).unwrap() == 0 {
+                continue;
+            }
+            let frames = socket.recv_multipart(0).unwrap();
+            let (identity, rest) = split_envelope(&frames).unwrap();
+            let request = Request::decode(rest).unwrap();
+            let body = if request.service == "zhub.info" {
+                zhub_protocol::body::encode(&info).unwrap()
+            } else {
+                let asked = zhub_protocol::body::decode(&request.body[0]).unwrap();
+                zhub_protocol::body::encode(&answer(asked)).unwrap()
+            };
+            let mut reply = vec![identity.to_vec(), Vec::new()];
+            reply.extend(Reply::ok(request.id, vec![body]).encode());
+            socket.send_multipart(reply, 0).unwrap();
+        }
+    });
+    (url, thread)
+}
+
+/// A reply of the wrong kind to a lock is a protocol error, not a transport error.
+#[test]
+fn an_unexpected_reply_to_a_lock_is_a_protocol_error() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Tcp);
+        let info = Client::connect(&broker.url).unwrap().info().clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answer = |request: GroupRequest| match request {
+            GroupRequest::Join { group, member, .. }
+            | GroupRequest::Heartbeat { group, member } => GroupReply::View {
+                view: zhub_protocol::group::View {
+                    group,
+                    version: 1,
+                    members: vec![member],
+                },
+            },
+            // The token is never given: every other request is answered "unlocked".
+            _ => GroupReply::Unlocked,
+        };
+        let (url, fake) = fake_main_endpoint(info, answer, std::sync::Arc::clone(&stop));
+        let client = Client::connect(&url).unwrap();
+        let mut group = Group::join_with(&client, "fake", Some(1), fast()).unwrap();
+        let err = group.lock(Duration::from_secs(5)).err().unwrap();
+        assert_eq!(err.kind(), zhub_client::GroupErrorKind::Protocol, "{err}");
+        drop(group);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        fake.join().unwrap();
     });
 }

@@ -209,9 +209,16 @@ kinds! {
         TimedOut => "group operation timed out",
         /// This member was declared dead by the broker; join again.
         Expelled => "member expelled",
+        /// A request was malformed: a group name the broker refuses, or a launch variable
+        /// (`ZHUB_GROUP_SIZE`, `ZHUB_GROUP_MEMBER`) that does not parse.
+        BadRequest => "bad request",
+        /// The broker understood the request and refused it (say, no such group).
+        Rejected => "rejected",
         /// A body could not be encoded or decoded.
         Codec => "body codec error",
-        /// The request or the message could not be sent.
+        /// The broker's reply broke the group protocol (a reply of the wrong kind).
+        Protocol => "protocol error",
+        /// The request or the message could not be sent, or the broker failed to serve it.
         Transport => "transport error",
     }
 }

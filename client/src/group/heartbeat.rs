@@ -38,7 +38,7 @@ pub(super) fn heartbeats(
             group: name.to_owned(),
             member,
         };
-        match call(&mut client, &request, timeout) {
+        match call(&mut client, &request, timeout, "heartbeat") {
             Ok(GroupReply::View { view }) => shared.update(view, false),
             Ok(GroupReply::NotMember { view }) => {
                 warn!(group = name, "this member was declared dead");
@@ -52,7 +52,7 @@ pub(super) fn heartbeats(
         group: name.to_owned(),
         member,
     };
-    if let Err(e) = call(&mut client, &leave, Duration::from_millis(500)) {
+    if let Err(e) = call(&mut client, &leave, Duration::from_millis(500), "leave") {
         debug!(error = %e, "leave not acknowledged; the broker will time the member out");
     }
 }

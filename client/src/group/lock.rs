@@ -6,8 +6,8 @@ use std::time::Duration;
 use tracing::warn;
 use zhub_protocol::group::{GroupReply, GroupRequest};
 
-use super::{call, Group};
-use crate::error::{GroupError, GroupErrorKind, RequestErrorKind};
+use super::{call, unexpected, Group};
+use crate::error::{GroupError, GroupErrorKind};
 
 /// The group's critical section, held until dropped; see [`Group::lock`]. It gives access to
 /// the group (to send and receive while holding it).
@@ -44,7 +44,7 @@ impl Drop for LockGuard<'_> {
             member: self.group.member,
         };
         let timeout = self.group.client.timeout();
-        if let Err(e) = call(&mut self.group.client, &request, timeout) {
+        if let Err(e) = call(&mut self.group.client, &request, timeout, "unlock") {
             // The broker passes the token on when it declares this member dead.
             warn!(error = %e, "unlock not acknowledged");
         }
@@ -59,7 +59,8 @@ impl Group {
     /// ([`LockGuard::generation`] counts those).
     ///
     /// # Errors
-    /// [`GroupErrorKind::TimedOut`] after `timeout`; [`GroupErrorKind::Expelled`].
+    /// [`GroupErrorKind::TimedOut`] after `timeout`; [`GroupErrorKind::Expelled`];
+    /// [`GroupErrorKind::Protocol`] for a reply that is not the token.
     pub fn lock(&mut self, timeout: Duration) -> Result<LockGuard<'_>, GroupError> {
         if self.is_expelled() {
             return Err(GroupError::new(GroupErrorKind::Expelled, self.name.clone()));
@@ -68,25 +69,12 @@ impl Group {
             group: self.name.clone(),
             member: self.member,
         };
-        match call(&mut self.client, &request, timeout) {
-            Ok(GroupReply::Locked { generation }) => Ok(LockGuard {
+        match call(&mut self.client, &request, timeout, "waiting for the token")? {
+            GroupReply::Locked { generation } => Ok(LockGuard {
                 group: self,
                 generation,
             }),
-            Ok(other) => Err(GroupError::new(
-                GroupErrorKind::Transport,
-                format!("unexpected reply to lock: {other:?}"),
-            )),
-            Err(e) if e.kind() == RequestErrorKind::TimedOut => Err(GroupError::with_source(
-                GroupErrorKind::TimedOut,
-                "waiting for the token",
-                e,
-            )),
-            Err(e) => Err(GroupError::with_source(
-                GroupErrorKind::Transport,
-                "lock",
-                e,
-            )),
+            other => Err(unexpected("lock", &other)),
         }
     }
 }

@@ -31,7 +31,7 @@ use zhub_protocol::group::{all_topic, member_topic, GroupReply, GroupRequest, GR
 use zhub_protocol::ids::random_u64;
 
 use self::mailbox::{Inbox, Shared};
-use crate::error::{RequestError, RequestErrorKind};
+use crate::error::{GroupError, GroupErrorKind, RequestError, RequestErrorKind, WithKind};
 use crate::subscriber::Subscription;
 use crate::Client;
 
@@ -59,13 +59,39 @@ pub struct Group {
     barrier_round: u64,
 }
 
-/// One request to the broker's group service.
+/// One request to the broker's group service; `what` names it in an error.
 fn call(
     client: &mut Client,
     request: &GroupRequest,
     timeout: Duration,
-) -> Result<GroupReply, RequestError> {
-    client.call_builtin(GROUP_SERVICE, request, timeout)
+    what: &str,
+) -> Result<GroupReply, GroupError> {
+    client
+        .call_builtin(GROUP_SERVICE, request, timeout)
+        .map_err(|e| request_failed(e, what))
+}
+
+/// A failed request to the group service as a group error of the matching kind, with the
+/// request's error as its source.
+fn request_failed(e: RequestError, what: &str) -> GroupError {
+    let kind = match e.kind() {
+        RequestErrorKind::TimedOut => GroupErrorKind::TimedOut,
+        RequestErrorKind::BadRequest | RequestErrorKind::TooLarge => GroupErrorKind::BadRequest,
+        RequestErrorKind::Rejected => GroupErrorKind::Rejected,
+        RequestErrorKind::Codec => GroupErrorKind::Codec,
+        // A broker without the group service does not speak this protocol.
+        RequestErrorKind::Protocol | RequestErrorKind::NoService => GroupErrorKind::Protocol,
+        _ => GroupErrorKind::Transport,
+    };
+    GroupError::with_source(kind, what, e)
+}
+
+/// A reply of the wrong kind to `what`.
+fn unexpected(what: &str, reply: &GroupReply) -> GroupError {
+    GroupError::new(
+        GroupErrorKind::Protocol,
+        format!("unexpected reply to {what}: {reply:?}"),
+    )
 }
 
 impl Group {
@@ -74,9 +100,10 @@ impl Group {
     /// 0..N-1 in the order the broker saw the joins, the same for every member.
     ///
     /// # Errors
-    /// [`RequestErrorKind::TimedOut`] when the group does not fill within the join timeout
-    /// (60 s), or as for any request.
-    pub fn join(client: &Client, name: &str, expected_size: usize) -> Result<Group, RequestError> {
+    /// [`GroupErrorKind::TimedOut`] when the group does not fill within the join timeout
+    /// (60 s), [`GroupErrorKind::BadRequest`] for a name the broker refuses,
+    /// [`GroupErrorKind::Transport`] when the broker cannot be reached.
+    pub fn join(client: &Client, name: &str, expected_size: usize) -> Result<Group, GroupError> {
         Self::join_with(client, name, Some(expected_size), GroupOptions::default())
     }
 
@@ -84,8 +111,8 @@ impl Group {
     /// [`Group::wait_view`]).
     ///
     /// # Errors
-    /// As for any request.
-    pub fn join_open(client: &Client, name: &str) -> Result<Group, RequestError> {
+    /// As for [`Group::join`].
+    pub fn join_open(client: &Client, name: &str) -> Result<Group, GroupError> {
         Self::join_with(client, name, None, GroupOptions::default())
     }
 
@@ -94,12 +121,11 @@ impl Group {
     /// `None` when the process was not started by a launcher.
     ///
     /// # Errors
-    /// As for [`Group::join`]; [`RequestErrorKind::BadRequest`] for a malformed variable.
-    pub fn join_launched(client: &Client) -> Option<Result<Group, RequestError>> {
+    /// As for [`Group::join`]; [`GroupErrorKind::BadRequest`] for a malformed variable.
+    pub fn join_launched(client: &Client) -> Option<Result<Group, GroupError>> {
         let name = std::env::var(ENV_GROUP).ok()?;
-        let bad = |var: &str| {
-            RequestError::new(RequestErrorKind::BadRequest, format!("{var} is malformed"))
-        };
+        let bad =
+            |var: &str| GroupError::new(GroupErrorKind::BadRequest, format!("{var} is malformed"));
         let size = match std::env::var(ENV_SIZE).map(|s| s.parse::<usize>()) {
             Ok(Ok(size)) => Some(size),
             Err(_) => None,
@@ -126,11 +152,11 @@ impl Group {
         name: &str,
         expected_size: Option<usize>,
         options: GroupOptions,
-    ) -> Result<Group, RequestError> {
+    ) -> Result<Group, GroupError> {
         let url = client.info().main.clone();
         let connect = || {
             Client::connect_with(&url, client.options().clone())
-                .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "connect", e))
+                .kind(GroupErrorKind::Transport, "connect")
         };
         let mut own = connect()?;
         let mut messages = connect()?;
@@ -150,9 +176,7 @@ impl Group {
                 .subscribe_with(&[&topics[0], &topics[1]], move |m| {
                     inbox.deliver(m.body());
                 })
-                .map_err(|e| {
-                    RequestError::with_source(RequestErrorKind::Transport, "group mailbox", e)
-                })?
+                .kind(GroupErrorKind::Transport, "group mailbox")?
         };
         let request = GroupRequest::Join {
             group: name.to_owned(),
@@ -160,14 +184,9 @@ impl Group {
             expected: expected_size.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             dead_after_ms: u64::try_from(options.dead_after.as_millis()).unwrap_or(u64::MAX),
         };
-        let view = match call(&mut own, &request, options.join_timeout)? {
+        let view = match call(&mut own, &request, options.join_timeout, "join")? {
             GroupReply::View { view } => view,
-            _ => {
-                return Err(RequestError::new(
-                    RequestErrorKind::Protocol,
-                    "the broker did not count the join",
-                ))
-            }
+            other => return Err(unexpected("join", &other)),
         };
         shared.update(view, false);
         let thread = {
@@ -176,7 +195,7 @@ impl Group {
             std::thread::Builder::new()
                 .name("zhub-group".into())
                 .spawn(move || heartbeat::heartbeats(own, &name, member, options, &shared))
-                .map_err(|e| RequestError::with_source(RequestErrorKind::Transport, "thread", e))?
+                .kind(GroupErrorKind::Transport, "thread")?
         };
         Ok(Group {
             name: name.to_owned(),
@@ -251,5 +270,28 @@ impl Drop for Group {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_request_keeps_its_meaning_as_a_group_error() {
+        for (request, group) in [
+            (RequestErrorKind::TimedOut, GroupErrorKind::TimedOut),
+            (RequestErrorKind::BadRequest, GroupErrorKind::BadRequest),
+            (RequestErrorKind::Rejected, GroupErrorKind::Rejected),
+            (RequestErrorKind::Protocol, GroupErrorKind::Protocol),
+            (RequestErrorKind::Codec, GroupErrorKind::Codec),
+            (RequestErrorKind::Transport, GroupErrorKind::Transport),
+        ] {
+            let e = request_failed(RequestError::new(request, "zhub.group"), "join");
+            assert_eq!(e.kind(), group, "{request:?}");
+            assert!(std::error::Error::source(&e).is_some());
+        }
+        let e = unexpected("lock", &GroupReply::Unlocked);
+        assert_eq!(e.kind(), GroupErrorKind::Protocol);
     }
 }

@@ -404,9 +404,11 @@ fn a_dead_holders_token_is_made_anew_once() {
 }
 
 /// A main endpoint of the test's own in front of a real broker's bus: it answers
-/// `zhub.info` with the real broker's endpoints and `zhub.group` with `answer`, so a member
-/// can be given replies no broker sends. Runs until `stop` is set.
+/// `zhub.info` with the real broker's endpoints (counting those requests in `infos`) and
+/// `zhub.group` with `answer`, so a member can be given replies no broker sends. Runs until
+/// `stop` is set.
 fn fake_main_endpoint(
+    infos: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     info: zhub_client::BrokerInfo,
     answer: impl Fn(GroupRequest) -> GroupReply + Send + 'static,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -430,6 +432,7 @@ fn fake_main_endpoint(
             let (identity, rest) = split_envelope(&frames).unwrap();
             let request = Request::decode(rest).unwrap();
             let body = if request.service == "zhub.info" {
+                infos.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 zhub_protocol::body::encode(&info).unwrap()
             } else {
                 let asked = zhub_protocol::body::decode(&request.body[0]).unwrap();
@@ -443,6 +446,23 @@ fn fake_main_endpoint(
     (url, thread)
 }
 
+/// What the fake main endpoint answers a group request: a view of the one member that
+/// asks, and "unlocked" to everything else (so the token is never given).
+fn only_member(request: GroupRequest) -> GroupReply {
+    match request {
+        GroupRequest::Join { group, member, .. } | GroupRequest::Heartbeat { group, member } => {
+            GroupReply::View {
+                view: zhub_protocol::group::View {
+                    group,
+                    version: 1,
+                    members: vec![member],
+                },
+            }
+        }
+        _ => GroupReply::Unlocked,
+    }
+}
+
 /// A reply of the wrong kind to a lock is a protocol error, not a transport error.
 #[test]
 fn an_unexpected_reply_to_a_lock_is_a_protocol_error() {
@@ -450,23 +470,36 @@ fn an_unexpected_reply_to_a_lock_is_a_protocol_error() {
         let broker = start(Transport::Tcp);
         let info = Client::connect(&broker.url).unwrap().info().clone();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let answer = |request: GroupRequest| match request {
-            GroupRequest::Join { group, member, .. }
-            | GroupRequest::Heartbeat { group, member } => GroupReply::View {
-                view: zhub_protocol::group::View {
-                    group,
-                    version: 1,
-                    members: vec![member],
-                },
-            },
-            // The token is never given: every other request is answered "unlocked".
-            _ => GroupReply::Unlocked,
-        };
-        let (url, fake) = fake_main_endpoint(info, answer, std::sync::Arc::clone(&stop));
+        let infos = std::sync::Arc::default();
+        let (url, fake) = fake_main_endpoint(infos, info, only_member, stop.clone());
         let client = Client::connect(&url).unwrap();
         let mut group = Group::join_with(&client, "fake", Some(1), fast()).unwrap();
         let err = group.lock(Duration::from_secs(5)).err().unwrap();
         assert_eq!(err.kind(), zhub_client::GroupErrorKind::Protocol, "{err}");
+        drop(group);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        fake.join().unwrap();
+    });
+}
+
+/// A member's connections start from the caller's client: what it learned from `zhub.info`
+/// is not asked for again, three times over.
+#[test]
+fn joining_asks_the_broker_nothing_the_callers_client_knows() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Tcp);
+        let info = Client::connect(&broker.url).unwrap().info().clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let infos = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (url, fake) = fake_main_endpoint(infos.clone(), info, only_member, stop.clone());
+        let client = Client::connect(&url).unwrap();
+        let group = Group::join_with(&client, "fake", Some(1), fast()).unwrap();
+        assert_eq!(group.rank(), Some(0));
+        assert_eq!(
+            infos.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "the connect's only"
+        );
         drop(group);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         fake.join().unwrap();

@@ -81,35 +81,15 @@ impl Client {
                 format!("{url:?}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"),
             ));
         }
-        const SETUP: &str = "socket setup failed";
-        let context = zmq::Context::new();
-        let main = context
-            .socket(zmq::DEALER)
-            .kind(ConnectErrorKind::Transport, SETUP)?;
-        main.set_linger(millis(options.linger))
-            .kind(ConnectErrorKind::Transport, SETUP)?;
-        main.set_sndtimeo(millis(options.timeout))
-            .kind(ConnectErrorKind::Transport, SETUP)?;
-        main.connect(url).kind(ConnectErrorKind::Transport, SETUP)?;
-        let mut client = Client {
-            info: BrokerInfo {
-                version: String::new(),
-                main: url.to_owned(),
-                publish: String::new(),
-                subscribe: String::new(),
-                deliver: String::new(),
-                max_message: 0,
-            },
-            main,
-            publisher: None,
-            publisher_id: random_u64(),
-            clock: LamportClock::default(),
-            next_request_id: random_u64() >> 16,
-            outstanding: HashMap::new(),
-            stash: HashMap::new(),
-            options,
-            context,
+        let unknown = BrokerInfo {
+            version: String::new(),
+            main: url.to_owned(),
+            publish: String::new(),
+            subscribe: String::new(),
+            deliver: String::new(),
+            max_message: 0,
         };
+        let mut client = Client::open(zmq::Context::new(), unknown, options)?;
         let info: BrokerInfo = client
             .request(INFO_SERVICE, &())
             .map_err(|e| match e.kind() {
@@ -135,6 +115,51 @@ impl Client {
         };
         debug!(broker = ?client.info, "connected");
         Ok(client)
+    }
+
+    /// A client of the broker `info` describes, its main socket connected, in `context`.
+    fn open(
+        context: zmq::Context,
+        info: BrokerInfo,
+        options: ClientOptions,
+    ) -> Result<Client, ConnectError> {
+        const SETUP: &str = "socket setup failed";
+        let main = context
+            .socket(zmq::DEALER)
+            .kind(ConnectErrorKind::Transport, SETUP)?;
+        main.set_linger(millis(options.linger))
+            .kind(ConnectErrorKind::Transport, SETUP)?;
+        main.set_sndtimeo(millis(options.timeout))
+            .kind(ConnectErrorKind::Transport, SETUP)?;
+        main.connect(&info.main)
+            .kind(ConnectErrorKind::Transport, SETUP)?;
+        Ok(Client {
+            info,
+            main,
+            publisher: None,
+            publisher_id: random_u64(),
+            clock: LamportClock::default(),
+            next_request_id: random_u64() >> 16,
+            outstanding: HashMap::new(),
+            stash: HashMap::new(),
+            options,
+            context,
+        })
+    }
+
+    /// Another connection to the same broker, for another thread: sockets, publisher id and
+    /// clocks of its own, and this client's ZeroMQ context (a context is shared safely
+    /// between threads, a socket is not), options and broker endpoints, so that it needs no
+    /// `zhub.info` round trip of its own.
+    ///
+    /// # Errors
+    /// [`ConnectErrorKind::Transport`] when the main socket cannot be set up.
+    pub(crate) fn sibling(&self) -> Result<Client, ConnectError> {
+        Client::open(
+            self.context.clone(),
+            self.info.clone(),
+            self.options.clone(),
+        )
     }
 
     /// The broker's version and endpoints, as learned at connect (wildcard hosts replaced by

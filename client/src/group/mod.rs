@@ -99,6 +99,10 @@ impl Group {
     /// has `expected_size` members, with this member's rank in [`Group::rank`]. Ranks are
     /// 0..N-1 in the order the broker saw the joins, the same for every member.
     ///
+    /// The member makes three connections of its own (for its heartbeat thread, its
+    /// mailbox's thread and the caller's sends), each a sibling of `client`: they share its
+    /// ZeroMQ context and what it learned from the broker at connect.
+    ///
     /// # Errors
     /// [`GroupErrorKind::TimedOut`] when the group does not fill within the join timeout
     /// (60 s), [`GroupErrorKind::BadRequest`] for a name the broker refuses,
@@ -153,11 +157,8 @@ impl Group {
         expected_size: Option<usize>,
         options: GroupOptions,
     ) -> Result<Group, GroupError> {
-        let url = client.info().main.clone();
-        let connect = || {
-            Client::connect_with(&url, client.options().clone())
-                .kind(GroupErrorKind::Transport, "connect")
-        };
+        // One connection for each thread: the heartbeats', this member's, the mailbox's.
+        let connect = || client.sibling().kind(GroupErrorKind::Transport, "connect");
         let mut own = connect()?;
         let mut messages = connect()?;
         let acker = connect()?;

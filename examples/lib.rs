@@ -26,17 +26,12 @@ pub fn connect() -> anyhow::Result<zhub_client::Client> {
 pub fn launch_self(n: usize, group: &str) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let group = format!("{group}-{}", std::process::id());
-    let children = (0..n)
-        .map(|i| {
-            std::process::Command::new(&exe)
-                .args(std::env::args().skip(1))
-                .env(zhub_client::ENV_GROUP, &group)
-                .env(zhub_client::ENV_SIZE, n.to_string())
-                .env(
-                    zhub_client::ENV_MEMBER,
-                    format!("{:016x}", u64::from(std::process::id()) << 16 | i as u64),
-                )
-                .spawn()
+    let children = zhub_client::LaunchEnv::for_group(&group, n)
+        .iter()
+        .map(|env| {
+            let mut command = std::process::Command::new(&exe);
+            env.set_on(&mut command);
+            command.args(std::env::args().skip(1)).spawn()
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut failed = 0;

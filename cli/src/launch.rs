@@ -1,8 +1,7 @@
 //! `zhub launch N -- COMMAND...`: N processes of one command as one process group.
 //!
 //! Each process gets the group's name, its size and a member id of its own in its
-//! environment (`ZHUB_GROUP`, `ZHUB_GROUP_SIZE`, `ZHUB_GROUP_MEMBER`; `Group::join_launched`
-//! reads them). Because the launcher chose the member ids, it can learn each process's rank
+//! environment (a [`LaunchEnv`]; `Group::join_launched` reads it). Because the launcher chose the member ids, it can learn each process's rank
 //! from the broker's view once the group is full; until then a process's lines wait, and
 //! then every line is printed with its rank in front (`[2] ...`). A process that never
 //! joins, or one whose group was never seen full (it came and went within milliseconds), is
@@ -15,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use zhub_client::{Client, ENV_GROUP, ENV_MEMBER, ENV_SIZE};
+use zhub_client::{Client, LaunchEnv};
 use zhub_protocol::group::{GroupReply, GroupRequest, GROUP_SERVICE};
 
 /// Arguments of `zhub launch`.
@@ -76,24 +75,16 @@ pub(crate) fn run(url: &str, timeout: Duration, args: &LaunchArgs) -> anyhow::Re
         .clone()
         .unwrap_or_else(|| format!("launch-{}", std::process::id()));
     let n = args.count as usize;
-    let members: Vec<u64> = (0..n)
-        .map(|i| {
-            // Distinct, and unlikely to meet another launcher's.
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            t.rotate_left(17) ^ (u64::from(std::process::id()) << 20) ^ i as u64
-        })
-        .collect();
+    let envs = LaunchEnv::for_group(&group, n);
+    let members: Vec<u64> = envs.iter().filter_map(|env| env.member).collect();
     let (tx, rx) = mpsc::channel();
     let mut children: Vec<Child> = Vec::with_capacity(n);
-    for (index, member) in members.iter().enumerate() {
-        let mut child = Command::new(&args.command[0])
+    for (index, env) in envs.iter().enumerate() {
+        let mut command = Command::new(&args.command[0]);
+        env.set_on(&mut command);
+        let mut child = command
             .args(&args.command[1..])
             .env("ZHUB_URL", url)
-            .env(ENV_GROUP, &group)
-            .env(ENV_SIZE, n.to_string())
-            .env(ENV_MEMBER, format!("{member:016x}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -48,9 +48,7 @@ pub use error::{
     PublishErrorKind, RecvError, RecvErrorKind, RequestError, RequestErrorKind, SubscribeError,
     SubscribeErrorKind,
 };
-pub use group::{
-    Group, GroupMessage, GroupOptions, LockGuard, View, ENV_GROUP, ENV_MEMBER, ENV_SIZE,
-};
+pub use group::{Group, GroupMessage, GroupOptions, LaunchEnv, LockGuard, View};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, NewRecord, ReadFrom, StoredRecord,

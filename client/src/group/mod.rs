@@ -5,6 +5,7 @@
 //! - `mailbox` — the state the member's subscription thread fills from the bus, and the
 //!   waits on it.
 //! - `heartbeat` — the member's thread: heartbeats, views, the leave.
+//! - `launch` — [`LaunchEnv`], what a launcher tells each process it starts.
 //! - `messages` — [`GroupMessage`], sends and receives, the Lamport clock.
 //! - `sync` — synchronous broadcast and the rendezvous with one rank.
 //! - `barrier` — reusable barriers.
@@ -12,6 +13,7 @@
 
 mod barrier;
 mod heartbeat;
+mod launch;
 mod lock;
 mod mailbox;
 mod messages;
@@ -23,6 +25,7 @@ use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use launch::LaunchEnv;
 pub use lock::LockGuard;
 pub use messages::GroupMessage;
 pub use options::GroupOptions;
@@ -34,13 +37,6 @@ use self::mailbox::{Inbox, Shared};
 use crate::error::{GroupError, GroupErrorKind, RequestError, RequestErrorKind, WithKind};
 use crate::subscriber::Subscription;
 use crate::Client;
-
-/// The group's name, set by `zhub launch` for the processes it starts.
-pub const ENV_GROUP: &str = "ZHUB_GROUP";
-/// The group's size, set by `zhub launch`.
-pub const ENV_SIZE: &str = "ZHUB_GROUP_SIZE";
-/// This process's member id (hexadecimal), set by `zhub launch`.
-pub const ENV_MEMBER: &str = "ZHUB_GROUP_MEMBER";
 
 /// This process's membership of a group. Made by [`Group::join`]; a thread of its own keeps
 /// it alive with heartbeats and follows the view. Dropping it leaves the group.
@@ -120,31 +116,22 @@ impl Group {
         Self::join_with(client, name, None, GroupOptions::default())
     }
 
-    /// Joins the group a launcher (`zhub launch`) made this process part of: its name, size
-    /// and this member's id come from `ZHUB_GROUP`, `ZHUB_GROUP_SIZE` and `ZHUB_GROUP_MEMBER`.
-    /// `None` when the process was not started by a launcher.
+    /// Joins the group a launcher (`zhub launch`) made this process part of, as its
+    /// [`LaunchEnv`] says: the group's name and size and this member's id. `None` when the
+    /// process was not started by a launcher.
     ///
     /// # Errors
     /// As for [`Group::join`]; [`GroupErrorKind::BadRequest`] for a malformed variable.
     pub fn join_launched(client: &Client) -> Option<Result<Group, GroupError>> {
-        let name = std::env::var(ENV_GROUP).ok()?;
-        let bad =
-            |var: &str| GroupError::new(GroupErrorKind::BadRequest, format!("{var} is malformed"));
-        let size = match std::env::var(ENV_SIZE).map(|s| s.parse::<usize>()) {
-            Ok(Ok(size)) => Some(size),
-            Err(_) => None,
-            Ok(Err(_)) => return Some(Err(bad(ENV_SIZE))),
+        let env = match LaunchEnv::from_env().transpose()? {
+            Ok(env) => env,
+            Err(e) => return Some(Err(e)),
         };
-        let member_id = match std::env::var(ENV_MEMBER).map(|s| u64::from_str_radix(&s, 16)) {
-            Ok(Ok(id)) => Some(id),
-            Err(_) => None,
-            Ok(Err(_)) => return Some(Err(bad(ENV_MEMBER))),
-        };
-        let options = match member_id {
+        let options = match env.member {
             Some(id) => GroupOptions::new().member_id(id),
             None => GroupOptions::new(),
         };
-        Some(Self::join_with(client, &name, size, options))
+        Some(Self::join_with(client, &env.group, env.size, options))
     }
 
     /// [`Group::join`] with a size or none, and options.

@@ -38,7 +38,7 @@ impl Group {
     /// This member's Lamport clock: +1 before each send of an application message,
     /// max(local, stamp) + 1 on receiving one. Barriers and heartbeats leave it alone.
     pub fn clock(&self) -> u64 {
-        self.clock
+        self.clock.get()
     }
 
     pub(super) fn send_frame(&mut self, topic: &str, frame: &GroupFrame) -> Result<(), GroupError> {
@@ -56,16 +56,16 @@ impl Group {
         if self.is_expelled() {
             return Err(GroupError::new(GroupErrorKind::Expelled, self.name.clone()));
         }
-        self.clock += 1;
+        let stamp = self.clock.tick();
         let frame = GroupFrame::User {
             from: self.member,
-            lamport: self.clock,
+            lamport: stamp,
             exclude_sender,
             sync,
             body,
         };
         self.send_frame(topic, &frame)?;
-        Ok(self.clock)
+        Ok(stamp)
     }
 
     /// The member id at `rank` in the current view.
@@ -81,7 +81,7 @@ impl Group {
 
     /// Hands a received message to the application, applying the Lamport receive rule.
     pub(super) fn received(&mut self, r: Received, from_rank: Option<usize>) -> GroupMessage {
-        self.clock = self.clock.max(r.lamport) + 1;
+        self.clock.observe(r.lamport);
         GroupMessage {
             from: r.from,
             from_rank,

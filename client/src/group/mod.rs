@@ -36,6 +36,7 @@ use zhub_protocol::ids::random_u64;
 use self::mailbox::{Inbox, Shared};
 use crate::error::{GroupError, GroupErrorKind, RequestError, RequestErrorKind, WithKind};
 use crate::subscriber::Subscription;
+use crate::util::LamportClock;
 use crate::Client;
 
 /// This process's membership of a group. Made by [`Group::join`]; a thread of its own keeps
@@ -49,8 +50,9 @@ pub struct Group {
     client: Client,
     /// Feeds the mailbox; dropped (unsubscribed) with the group.
     _mailbox: Subscription,
-    /// This member's Lamport clock.
-    clock: u64,
+    /// This member's Lamport clock, apart from the client's: it counts only the group's
+    /// application messages.
+    clock: LamportClock,
     /// Barriers this member has passed.
     barrier_round: u64,
 }
@@ -192,7 +194,7 @@ impl Group {
             thread: Some(thread),
             client: messages,
             _mailbox: mailbox,
-            clock: 0,
+            clock: LamportClock::default(),
             barrier_round: 0,
         })
     }

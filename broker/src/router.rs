@@ -347,8 +347,6 @@ impl Router {
         }
     }
 
-    /// Answers the broker's own services: `zhub.info`, `zhub.stats`, `zhub.services` and the
-    /// Majordomo Management Interface (`mmi.service`).
     /// Counts a request, answers it if it is for a built-in service, and otherwise hands it
     /// to the service layer (and returns [`Builtin::ForWorkers`]).
     fn route(&mut self, now: Instant, submission: Submission) -> Builtin {
@@ -360,6 +358,9 @@ impl Router {
         answer
     }
 
+    /// Answers the broker's own services: `zhub.info`, `zhub.stats`, `zhub.services` and the
+    /// Majordomo Management Interface (`mmi.service`; other `mmi.` names are answered
+    /// "501"). Another reserved name is no such service; any other name is for workers.
     fn builtin(&self, service: &str, request_body: &[Vec<u8>]) -> Builtin {
         let encoded = match service {
             INFO_SERVICE => body::encode(&self.info),

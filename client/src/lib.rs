@@ -1,13 +1,42 @@
-//! zhub-client: talk to a zhub broker: publish and subscribe, and send requests.
+//! zhub-client: talk to a zhub broker: publish and subscribe, send requests to named
+//! services, keep keys in its key-value store, append to and replay its event log, and form
+//! process groups.
 //!
 //! ```no_run
-//! use zhub_client::Client;
+//! use std::time::Duration;
+//! use zhub_client::{Client, StreamSettings};
 //!
+//! // The broker's main endpoint; the client learns the others from the broker.
 //! let mut client = Client::connect("tcp://127.0.0.1:5555")?;
+//!
+//! // Publish and subscribe: `subscribe` returns once the subscription is live.
 //! let mut sub = client.subscribe(&["sensors."])?;
 //! client.publish("sensors.temp", &21.5)?;
 //! let msg = sub.recv()?;
+//! assert_eq!(msg.topic(), "sensors.temp");
 //! assert_eq!(msg.decode::<f64>()?, 21.5);
+//!
+//! // A request to a named service (served by a `zhub_worker::Worker`), MessagePack both ways.
+//! let reply: String = client.request("echo", &"hello")?;
+//! println!("echo said {reply}");
+//!
+//! // The key-value store: a put returns the key's new revision.
+//! let revision = client.kv().put("config.mode", &"fast")?;
+//! let mode: Option<String> = client.kv().get("config.mode")?;
+//! assert_eq!(mode.as_deref(), Some("fast"));
+//! println!("config.mode is at revision {revision}");
+//!
+//! // The event log: create a stream, append (acknowledged once on disk), read it back.
+//! client.log().create("orders", StreamSettings::default())?;
+//! let offset = client.log().append("orders", &("apples", 3))?;
+//! for record in client.log().read("orders", offset) {
+//!     let (item, count): (String, u32) = record?.decode()?;
+//!     println!("{count} {item}");
+//! }
+//!
+//! // Per-request options: a shorter timeout for this one.
+//! let options = zhub_client::RequestOptions::new().timeout(Duration::from_secs(1));
+//! let _: String = client.request_with("echo", &"quick", &options)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -19,17 +48,23 @@
 //!   [`Subscriber::gaps`].
 //! - Every message carries its publisher's id, a sequence number per publisher and topic, a
 //!   wall-clock timestamp and a Lamport stamp.
+//! - A request gets a reply or an error whose [`kind`](RequestError::kind) says why (no
+//!   service, busy, timed out, ...), never silence.
+//! - An append to the log or a write to the store is acknowledged once the stream's (or the
+//!   broker's `kv_fsync`) policy is met: by default, once it is on disk.
 //!
 //! # Layout
-//! - `client` — [`Client`], requests and publishing.
-//! - `log` — [`Log`]: the event log through the broker.
-//! - `kv` — [`Kv`], [`Watcher`], [`Replica`]: the key-value store through the broker.
-//! - `group` — [`Group`]: process groups' membership, ranks and views.
-//! - `options` — [`ClientOptions`].
-//! - `subscriber` — [`Subscriber`], [`Message`], [`Subscription`].
-//! - `publisher` — the publishing socket, its handshake and sequence numbers.
-//! - `error` — [`Error`] and the kinds of each operation.
-//! - `util` — ids, clocks, endpoint rewriting.
+//! Everything public is at the crate root; the source files behind it are:
+//! - `client.rs` — [`Client`]: connecting, requests, publishing, subscribing.
+//! - `options.rs` — [`ClientOptions`], [`RequestOptions`].
+//! - `subscriber.rs` — [`Subscriber`], [`Message`], [`Subscription`].
+//! - `publisher.rs` — the publishing socket, its handshake and sequence numbers.
+//! - `kv.rs` — [`Kv`], [`Watcher`], [`Replica`]: the key-value store through the broker.
+//! - `log.rs` — [`Log`], [`LogReader`], [`Consumer`]: the event log through the broker.
+//! - `group/` — [`Group`], [`GroupOptions`], [`LaunchEnv`]: process groups (membership and
+//!   views, messages with Lamport stamps, synchronous sends, barriers, a token-ring lock).
+//! - `error.rs` — [`Error`] and the kinds of each operation.
+//! - `util.rs` — clocks, the Lamport clock, endpoint rewriting.
 #![deny(missing_docs)]
 
 mod client;

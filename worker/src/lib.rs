@@ -1,12 +1,31 @@
 //! zhub-worker: serve a named service through a zhub broker.
 //!
 //! ```no_run
+//! use zhub_worker::{Worker, WorkerError};
+//!
 //! // A worker for the `print` service: print what comes, answer who served it.
-//! let worker = zhub_worker::Worker::connect("tcp://127.0.0.1:5555", "print")?;
+//! let worker = Worker::connect("tcp://127.0.0.1:5555", "print")?;
 //! worker.run(|body| {
 //!     println!("{}", String::from_utf8_lossy(body));
 //!     b"printed".to_vec()
 //! })?;
+//! # Ok::<(), WorkerError>(())
+//! ```
+//!
+//! A service whose requests and replies are MessagePack (what `Client::request` sends)
+//! takes typed values with [`Worker::run_typed`]; [`WorkerOptions`] sets the heartbeat,
+//! liveness and reconnection backoff:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use zhub_worker::WorkerOptions;
+//!
+//! let worker = WorkerOptions::new()
+//!     .heartbeat(Duration::from_secs(1))
+//!     .connect("tcp://127.0.0.1:5555", "sum")?;
+//! let stopper = worker.stopper(); // Stopper::stop, from another thread, ends `run`.
+//! worker.run_typed(|numbers: Vec<i64>| numbers.iter().sum::<i64>())?;
+//! # drop(stopper);
 //! # Ok::<(), zhub_worker::WorkerError>(())
 //! ```
 //!
@@ -20,10 +39,11 @@
 //! heartbeats, or a DISCONNECT) and reconnects with an exponential backoff, registering again.
 //!
 //! # Layout
-//! - `worker` — [`Worker`], [`Request`], [`Stopper`].
-//! - `options` — [`WorkerOptions`].
-//! - `io` — the MDP session loop: registration, heartbeats, reconnection, framing.
-//! - `error` — [`WorkerError`].
+//! Everything public is at the crate root; the source files behind it are:
+//! - `worker.rs` — [`Worker`], [`Request`], [`Stopper`].
+//! - `options.rs` — [`WorkerOptions`].
+//! - `io.rs` — the MDP session loop: registration, heartbeats, reconnection, framing.
+//! - `error.rs` — [`WorkerError`].
 #![deny(missing_docs)]
 
 mod error;

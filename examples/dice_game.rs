@@ -99,9 +99,5 @@ fn play(mut group: Group) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let client = zhub_examples::connect()?;
-    match Group::join_launched(&client) {
-        Some(group) => play(group?),
-        None => zhub_examples::launch_self(PLAYERS, "dice"),
-    }
+    zhub_examples::member_or_launch(PLAYERS, "dice", play)
 }

@@ -20,6 +20,21 @@ pub fn connect() -> anyhow::Result<zhub_client::Client> {
     })
 }
 
+/// The body of a group example: as a process a launcher started (`zhub launch`, or
+/// [`launch_self`]), joins its group and runs `member` with it; otherwise launches `n`
+/// copies of this program as the group `group` and waits for them.
+pub fn member_or_launch(
+    n: usize,
+    group: &str,
+    member: impl FnOnce(zhub_client::Group) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let client = connect()?;
+    match zhub_client::Group::join_launched(&client) {
+        Some(joined) => member(joined?),
+        None => launch_self(n, group),
+    }
+}
+
 /// Runs `n` copies of this program as one process group named `group` (plus this process's
 /// id), the way `zhub launch` does, and waits for them; fails if any copy fails. Each copy
 /// finds its group with `Group::join_launched`.

@@ -78,9 +78,5 @@ fn demo(mut g: Group) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let client = zhub_examples::connect()?;
-    match Group::join_launched(&client) {
-        Some(group) => demo(group?),
-        None => zhub_examples::launch_self(MEMBERS, "middleware"),
-    }
+    zhub_examples::member_or_launch(MEMBERS, "middleware", demo)
 }

@@ -122,9 +122,5 @@ fn member(mut group: Group) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let client = zhub_examples::connect()?;
-    match Group::join_launched(&client) {
-        Some(group) => member(group?),
-        None => zhub_examples::launch_self(MEMBERS, "p2p"),
-    }
+    zhub_examples::member_or_launch(MEMBERS, "p2p", member)
 }

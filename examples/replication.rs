@@ -115,9 +115,5 @@ fn replica(mut group: Group) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let client = zhub_examples::connect()?;
-    match Group::join_launched(&client) {
-        Some(group) => replica(group?),
-        None => zhub_examples::launch_self(REPLICAS, "replication"),
-    }
+    zhub_examples::member_or_launch(REPLICAS, "replication", replica)
 }

@@ -49,10 +49,6 @@ fn member(mut group: Group) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let client = zhub_examples::connect()?;
-    if let Some(group) = Group::join_launched(&client) {
-        return member(group?);
-    }
-    // The one-command form: be the launcher of two copies of this program.
-    zhub_examples::launch_self(2, "sync-exchange")
+    // Run alone, it is the launcher of two copies of itself.
+    zhub_examples::member_or_launch(2, "sync-exchange", member)
 }

@@ -218,6 +218,9 @@ kinds! {
         Codec => "body codec error",
         /// The broker's reply broke the group protocol (a reply of the wrong kind).
         Protocol => "protocol error",
+        /// A [`crate::GroupOptions`] value that cannot work (a zero heartbeat, or a silence
+        /// limit no longer than the heartbeat).
+        InvalidOption => "invalid option",
         /// The request or the message could not be sent, or the broker failed to serve it.
         Transport => "transport error",
     }

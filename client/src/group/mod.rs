@@ -139,13 +139,15 @@ impl Group {
     /// [`Group::join`] with a size or none, and options.
     ///
     /// # Errors
-    /// As for [`Group::join`].
+    /// As for [`Group::join`]; [`GroupErrorKind::InvalidOption`] for options that cannot work
+    /// (see [`GroupOptions`]).
     pub fn join_with(
         client: &Client,
         name: &str,
         expected_size: Option<usize>,
         options: GroupOptions,
     ) -> Result<Group, GroupError> {
+        options.check()?;
         // One connection for each thread: the heartbeats', this member's, the mailbox's.
         let connect = || client.sibling().kind(GroupErrorKind::Transport, "connect");
         let mut own = connect()?;

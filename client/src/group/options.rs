@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::{GroupError, GroupErrorKind};
+
 /// Settings of a group member; build with the methods, then pass to [`Group::join_with`].
 ///
 /// ```no_run
@@ -71,5 +73,39 @@ impl GroupOptions {
     pub fn member_id(mut self, id: u64) -> Self {
         self.member_id = Some(id);
         self
+    }
+
+    /// Refuses values that cannot work: a zero heartbeat (the heartbeat thread would spin)
+    /// or a silence limit no longer than the heartbeat (the member would be declared dead
+    /// between two of its own heartbeats).
+    pub(super) fn check(&self) -> Result<(), GroupError> {
+        let refuse = |detail: String| Err(GroupError::new(GroupErrorKind::InvalidOption, detail));
+        if self.heartbeat.is_zero() {
+            return refuse("heartbeat: must be longer than zero".to_owned());
+        }
+        if self.dead_after <= self.heartbeat {
+            return refuse(format!(
+                "dead_after ({:?}) must be longer than heartbeat ({:?})",
+                self.dead_after, self.heartbeat
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_that_cannot_work_are_refused() {
+        assert!(GroupOptions::new().check().is_ok());
+        let zero = GroupOptions::new().heartbeat(Duration::ZERO).check();
+        assert_eq!(zero.unwrap_err().kind(), GroupErrorKind::InvalidOption);
+        let short = GroupOptions::new()
+            .heartbeat(Duration::from_secs(1))
+            .dead_after(Duration::from_secs(1))
+            .check();
+        assert_eq!(short.unwrap_err().kind(), GroupErrorKind::InvalidOption);
     }
 }

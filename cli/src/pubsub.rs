@@ -11,8 +11,9 @@ use crate::render;
 pub(crate) struct PubArgs {
     /// Topic to publish on.
     topic: String,
-    /// The message: a string, or JSON with --json, or bytes with --raw.
-    message: String,
+    /// The message: a string, or JSON with --json, or bytes with --raw. Without it, each
+    /// line read from standard input is published as one message.
+    message: Option<String>,
     /// Parse MESSAGE as JSON and publish it as a MessagePack value.
     #[arg(long, conflicts_with = "raw")]
     json: bool,
@@ -37,14 +38,32 @@ pub(crate) struct SubArgs {
 
 pub(crate) fn publish(url: &str, timeout: Duration, args: &PubArgs) -> anyhow::Result<()> {
     let mut client = crate::connect(url, timeout)?;
+    match &args.message {
+        Some(message) => publish_one(&mut client, args, message),
+        None => {
+            for (n, line) in std::io::stdin().lines().enumerate() {
+                let line = line.context("cannot read standard input")?;
+                publish_one(&mut client, args, &line)
+                    .with_context(|| format!("line {} of standard input", n + 1))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn publish_one(
+    client: &mut zhub_client::Client,
+    args: &PubArgs,
+    message: &str,
+) -> anyhow::Result<()> {
     if args.raw {
-        client.publish_bytes(&args.topic, args.message.as_bytes())?;
+        client.publish_bytes(&args.topic, message.as_bytes())?;
     } else if args.json {
         let value: serde_json::Value =
-            serde_json::from_str(&args.message).context("MESSAGE is not valid JSON")?;
+            serde_json::from_str(message).context("MESSAGE is not valid JSON")?;
         client.publish(&args.topic, &value)?;
     } else {
-        client.publish(&args.topic, &args.message)?;
+        client.publish(&args.topic, &message)?;
     }
     Ok(())
 }
@@ -54,8 +73,21 @@ pub(crate) fn subscribe(url: &str, timeout: Duration, args: &SubArgs) -> anyhow:
     let prefixes: Vec<&str> = args.prefixes.iter().map(String::as_str).collect();
     let mut subscriber = client.subscribe(&prefixes)?;
     let mut seen = 0u64;
+    let mut told = 0u64;
     while args.count.is_none_or(|n| seen < n) {
-        let message = subscriber.recv()?;
+        // A bounded wait, so that drops the broker reports without a message (a notice) are
+        // said soon too, not only when the next message comes.
+        let message = subscriber.recv_timeout(Duration::from_millis(500))?;
+        let missed = subscriber.missed();
+        if missed > told {
+            let n = missed - told;
+            let noun = if n == 1 { "message" } else { "messages" };
+            eprintln!("zhub: missed {n} {noun} (the broker's queue for this subscriber was full)");
+            told = missed;
+        }
+        let Some(message) = message else {
+            continue;
+        };
         let line = if args.json {
             render::json_line(&message)
         } else {

@@ -112,3 +112,104 @@ fn errors_are_one_line_and_exit_non_zero() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
     });
 }
+
+/// `zhub pub TOPIC` publishes each line of its standard input; a `zhub sub` that was stopped
+/// while they came says how many it missed, and what it printed plus what it missed is all.
+#[test]
+fn pub_reads_stdin_and_a_stopped_sub_says_what_it_missed() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let config = zhub_broker::Config {
+            subscribe_hwm: 100,
+            ..zhub_broker::Config::local_ipc(dir.path())
+        };
+        let broker = zhub_broker::Broker::start(&config).unwrap();
+        let url = broker.info().main.clone();
+        let mut sub = Command::new(ZHUB)
+            .args(["sub", "flood."])
+            .env("ZHUB_URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (line_tx, line_rx) = mpsc::channel();
+        for stream in [
+            Box::new(sub.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(sub.stderr.take().unwrap()),
+        ] {
+            let tx = line_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    if tx.send(line.unwrap()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        // Live once a probe shows up.
+        loop {
+            assert!(zhub(&url, &["pub", "flood.ready", "probe"])
+                .status
+                .success());
+            if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(100)) {
+                assert!(line.starts_with("flood.ready"), "{line}");
+                break;
+            }
+        }
+        while line_rx.recv_timeout(Duration::from_millis(200)).is_ok() {}
+
+        let pid = sub.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success());
+        const TOTAL: u64 = 50_000;
+        let lines: String = (1..=TOTAL).map(|i| format!("{i}\n")).collect();
+        let mut publisher = Command::new(ZHUB)
+            .args(["pub", "flood.n", "--raw"])
+            .env("ZHUB_URL", &url)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        publisher
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        assert!(publisher.wait().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success());
+
+        let (mut printed, mut missed) = (0u64, 0u64);
+        while printed + missed < TOTAL {
+            let line = line_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("printed {printed} + missed {missed} < {TOTAL}"));
+            if line.starts_with("flood.n ") {
+                printed += 1;
+            } else if let Some(rest) = line.strip_prefix("zhub: missed ") {
+                missed += rest.split(' ').next().unwrap().parse::<u64>().unwrap();
+            } else {
+                panic!("unexpected line {line:?}");
+            }
+        }
+        assert_eq!(printed + missed, TOTAL);
+        assert!(missed > 0, "the subscriber's queue never overflowed");
+        let _ = sub.kill();
+        let _ = sub.wait();
+        let out = zhub(&url, &["stats", "--json"]);
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            stats["bus"]["dropped"]["slow_subscriber"].as_u64(),
+            Some(missed),
+            "{stats}"
+        );
+        broker.shutdown();
+    });
+}

@@ -1,4 +1,4 @@
-//! Named services: FIFO request queues, least-recently-used idle workers, heartbeats,
+//! Named services: FIFO request queues, least-recently-used workers with credit, heartbeats,
 //! deadlines and retries (the shape of the ZeroMQ guide's `mdbroker.c`, plus Paranoid Pirate
 //! heartbeating in both directions).
 //!
@@ -10,6 +10,12 @@
 //! "client address" and echoed in its reply. The broker keeps each request's body until it is
 //! answered, so when a worker dies or goes silent holding a request, the request goes back to
 //! the head of its queue for another worker, at most `max_attempts` times in all.
+//!
+//! Each worker has a credit, the most requests it takes at once (1 for Majordomo workers,
+//! what its READY says for zhub workers). The invariant: a worker is in its service's `free`
+//! queue exactly when it holds fewer requests than its credit. A request goes to the worker at
+//! the head of `free` (the one used least recently); that worker goes to the back of `free`
+//! if it still has credit, and drops out of it if not, until a reply frees a slot.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -94,9 +100,11 @@ struct Service {
     /// Bytes of the bodies of this service's pending requests (waiting or with a worker):
     /// the broker keeps each body until the request is answered, for retries.
     held_bytes: usize,
-    /// Idle workers, the one idle longest first.
-    idle: VecDeque<Vec<u8>>,
+    /// Workers with free credit, the one used least recently first.
+    free: VecDeque<Vec<u8>>,
     workers: usize,
+    /// Requests held by this service's workers.
+    in_flight: usize,
     served: u64,
 }
 
@@ -104,7 +112,10 @@ struct Service {
 struct Worker {
     service: String,
     expiry: Instant,
-    current: Option<u64>,
+    /// The most requests it takes at once, at least 1.
+    credit: usize,
+    /// Tokens of the requests it holds, oldest first; never more than `credit`.
+    held: Vec<u64>,
 }
 
 /// The service layer's state. Plain structs, owned by the router thread.
@@ -154,7 +165,7 @@ impl Services {
         }
     }
 
-    /// Queues a request from a client and hands it to a worker if one is idle.
+    /// Queues a request from a client and hands it to a worker if one has free credit.
     pub(crate) fn submit(
         &mut self,
         now: Instant,
@@ -210,14 +221,14 @@ impl Services {
         self.dispatch(now, service);
     }
 
-    /// Hands waiting requests of `service` to its idle workers, oldest request to the worker
-    /// idle longest. An expired request is never handed out.
+    /// Hands waiting requests of `service` to its workers with free credit, oldest request to
+    /// the worker used least recently. An expired request is never handed out.
     fn dispatch(&mut self, now: Instant, service: &str) {
         loop {
             let Some(svc) = self.services.get_mut(service) else {
                 return;
             };
-            if svc.idle.is_empty() || svc.live == 0 {
+            if svc.free.is_empty() || svc.live == 0 {
                 return;
             }
             let Some(token) = svc.requests.pop_front() else {
@@ -233,19 +244,26 @@ impl Services {
                 self.expire(token);
                 continue;
             }
-            let Some(identity) = svc.idle.pop_front() else {
+            let Some(identity) = svc.free.pop_front() else {
                 return;
             };
+            let Some(worker) = self.workers.get_mut(&identity) else {
+                // Not reachable: a worker leaves `free` when it is removed. Skip it.
+                svc.requests.push_front(token);
+                continue;
+            };
             svc.live -= 1;
+            svc.in_flight += 1;
             pending.queued = false;
             pending.attempts += 1;
+            worker.held.push(token);
+            if worker.held.len() < worker.credit {
+                svc.free.push_back(identity.clone());
+            }
             let request = WorkerCommand::Request {
                 client: token.to_be_bytes().to_vec(),
                 body: pending.body.clone(),
             };
-            if let Some(worker) = self.workers.get_mut(&identity) {
-                worker.current = Some(token);
-            }
             self.outbox.push(Outgoing {
                 identity,
                 frames: request.encode(),
@@ -276,7 +294,9 @@ impl Services {
             worker.expiry = now + self.config.heartbeat * self.config.liveness;
         }
         match command {
-            WorkerCommand::Ready { service } if !known => self.register(now, identity, service),
+            WorkerCommand::Ready { service, credit } if !known => {
+                self.register(now, identity, service, credit)
+            }
             WorkerCommand::Reply { client, body } if known => {
                 self.reply(now, stats, identity, &client, body)
             }
@@ -300,7 +320,7 @@ impl Services {
         true
     }
 
-    fn register(&mut self, now: Instant, identity: &[u8], service: String) {
+    fn register(&mut self, now: Instant, identity: &[u8], service: String, credit: u32) {
         if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX)
             || service.starts_with(zhub_protocol::mdp::MMI_PREFIX)
         {
@@ -311,16 +331,20 @@ impl Services {
             });
             return;
         }
-        info!(worker = %hex(identity), ?service, "worker ready");
+        // The codec bounds a credit to 1..=MAX_CREDIT; clamp again so that this state never
+        // depends on where a READY came from.
+        let credit = credit.clamp(1, zhub_protocol::mdp::MAX_CREDIT) as usize;
+        info!(worker = %hex(identity), ?service, credit, "worker ready");
         let svc = self.services.entry(service.clone()).or_default();
         svc.workers += 1;
-        svc.idle.push_back(identity.to_vec());
+        svc.free.push_back(identity.to_vec());
         self.workers.insert(
             identity.to_vec(),
             Worker {
                 service: service.clone(),
                 expiry: now + self.config.heartbeat * self.config.liveness,
-                current: None,
+                credit,
+                held: Vec::with_capacity(credit.min(64)),
             },
         );
         self.dispatch(now, &service);
@@ -342,12 +366,20 @@ impl Services {
         let Some(worker) = self.workers.get_mut(identity) else {
             return;
         };
-        if worker.current != Some(token) {
+        let Some(slot) = worker.held.iter().position(|&t| t == token) else {
             debug!(worker = %hex(identity), token, "reply to a request this worker does not hold ignored");
             return;
-        }
-        worker.current = None;
+        };
+        // Keep `held` oldest first: on the worker's death its requests are retried in order.
+        worker.held.remove(slot);
+        let was_full = worker.held.len() + 1 == worker.credit;
         let service = worker.service.clone();
+        if let Some(svc) = self.services.get_mut(&service) {
+            svc.in_flight = svc.in_flight.saturating_sub(1);
+            if was_full {
+                svc.free.push_back(identity.to_vec());
+            }
+        }
         match self.take_pending(token) {
             Some(pending) => {
                 if let Some(svc) = self.services.get_mut(&service) {
@@ -369,13 +401,11 @@ impl Services {
             // The request timed out while the worker served it; the client has its answer.
             None => debug!(token, "late reply dropped"),
         }
-        if let Some(svc) = self.services.get_mut(&service) {
-            svc.idle.push_back(identity.to_vec());
-        }
         self.dispatch(now, &service);
     }
 
-    /// Forgets a worker; its request, if it held one, goes back to the head of the queue.
+    /// Forgets a worker; the requests it held go back to the head of the queue, in the order
+    /// they were first handed out, for other workers.
     pub(crate) fn remove_worker(
         &mut self,
         now: Instant,
@@ -395,15 +425,20 @@ impl Services {
         info!(worker = %hex(identity), service = ?worker.service, "worker removed");
         if let Some(svc) = self.services.get_mut(&worker.service) {
             svc.workers -= 1;
-            svc.idle.retain(|i| i != identity);
+            svc.in_flight = svc.in_flight.saturating_sub(worker.held.len());
+            svc.free.retain(|i| i != identity);
         }
-        if let Some(token) = worker.current {
-            self.requeue(now, stats, token);
+        // Newest first, each to the head of the queue: the oldest ends up first in line.
+        for &token in worker.held.iter().rev() {
+            self.requeue(stats, token);
         }
+        self.dispatch(now, &worker.service);
         self.forget_if_unused(&worker.service);
     }
 
-    fn requeue(&mut self, now: Instant, stats: &mut RequestStats, token: u64) {
+    /// Puts a request back at the head of its queue, or gives it up after `max_attempts`;
+    /// the caller dispatches.
+    fn requeue(&mut self, stats: &mut RequestStats, token: u64) {
         let max_attempts = self.config.max_attempts;
         let Some(pending) = self.pending.get_mut(&token) else {
             return;
@@ -429,7 +464,6 @@ impl Services {
         let svc = self.services.entry(service.clone()).or_default();
         svc.requests.push_front(token);
         svc.live += 1;
-        self.dispatch(now, &service);
     }
 
     /// Forgets an answered request, releasing its bytes from its service's count.
@@ -557,9 +591,9 @@ impl Services {
             .map(|(name, s)| ServiceInfo {
                 name: name.clone(),
                 workers: s.workers as u64,
-                idle: s.idle.len() as u64,
+                idle: s.free.len() as u64,
                 queued: s.live as u64,
-                in_flight: (s.workers - s.idle.len()) as u64,
+                in_flight: s.in_flight as u64,
                 served: s.served,
             })
             .collect();
@@ -603,8 +637,12 @@ mod tests {
             self.t0 + Duration::from_millis(ms)
         }
         fn ready(&mut self, ms: u64, worker: &str, service: &str) {
+            self.ready_with(ms, worker, service, 1);
+        }
+        fn ready_with(&mut self, ms: u64, worker: &str, service: &str, credit: u32) {
             let frames = WorkerCommand::Ready {
                 service: service.into(),
+                credit,
             }
             .encode();
             assert!(self.s.worker_message(
@@ -678,6 +716,113 @@ mod tests {
             order,
             ["w1", "w2", "w3", "w1", "w2", "w3", "w1", "w2", "w3"]
         );
+    }
+
+    /// The requests sent to each worker, in order: (worker, token, request id in the body).
+    fn requests_of(out: &[(String, Vec<Vec<u8>>)]) -> Vec<(String, Vec<u8>, u64)> {
+        out.iter()
+            .filter_map(|(worker, frames)| match WorkerCommand::decode(frames) {
+                Ok(WorkerCommand::Request { client, body }) => {
+                    let id = u64::from_be_bytes(body[0].as_slice().try_into().unwrap());
+                    Some((worker.clone(), client, id))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_worker_with_credit_holds_that_many_requests_and_replies_in_any_order() {
+        let mut f = Fixture::new();
+        f.s.config.max_queue = 10;
+        f.s.config.max_queue_bytes = 1000;
+        f.ready_with(0, "w", "svc", 4);
+        for id in 1..=5 {
+            f.request(1, &format!("c{id}"), id, "svc", 1000);
+        }
+        let sent = requests_of(&f.out());
+        let ids: Vec<u64> = sent.iter().map(|(_, _, id)| *id).collect();
+        assert_eq!(
+            ids,
+            [1, 2, 3, 4],
+            "four in flight before any reply; the fifth waits"
+        );
+        assert_eq!(f.s.list()[0].in_flight, 4);
+        assert_eq!((f.s.list()[0].idle, f.s.list()[0].queued), (0, 1));
+        // Replies in the reverse order reach their own clients; the first freed slot takes
+        // the waiting request.
+        for (_, token, id) in sent.iter().rev() {
+            f.reply(2, "w", token.clone());
+            let out = f.out();
+            let (client, frames) = out
+                .iter()
+                .find(|(who, _)| who != "w")
+                .expect("a reply to a client");
+            assert_eq!(
+                (client.clone(), reply_of(frames).id),
+                (format!("c{id}"), *id)
+            );
+            if *id == 4 {
+                assert_eq!(requests_of(&out).len(), 1, "the fifth request goes out");
+            }
+        }
+        assert_eq!(f.s.list()[0].in_flight, 1);
+        assert_eq!(f.s.list()[0].idle, 1);
+        assert_eq!(f.s.list()[0].served, 4);
+    }
+
+    #[test]
+    fn workers_with_free_credit_are_used_least_recently_first() {
+        let mut f = Fixture::new();
+        f.s.config.max_queue = 10;
+        f.s.config.max_queue_bytes = 1000;
+        f.ready_with(0, "a", "svc", 2);
+        f.ready_with(0, "b", "svc", 1);
+        f.ready_with(0, "c", "svc", 3);
+        for id in 1..=7 {
+            f.request(1, "client", id, "svc", 1000);
+        }
+        let sent = requests_of(&f.out());
+        let order: Vec<&str> = sent.iter().map(|(w, _, _)| w.as_str()).collect();
+        // a, b, c in turn; then b is full, so a and c; then a is full, so c alone.
+        assert_eq!(order, ["a", "b", "c", "a", "c", "c"]);
+        // A reply from full b puts it back, last in line, and it takes the waiting request.
+        f.reply(2, "b", sent[1].1.clone());
+        let next = requests_of(&f.out());
+        assert_eq!((next[0].0.as_str(), next[0].2), ("b", 7));
+    }
+
+    #[test]
+    fn every_request_a_dead_worker_held_goes_to_another_in_order() {
+        let mut f = Fixture::new();
+        f.s.config.max_queue = 10;
+        f.s.config.max_queue_bytes = 1000;
+        f.ready_with(0, "dead", "svc", 4);
+        for id in 1..=4 {
+            f.request(1, &format!("c{id}"), id, "svc", 5000);
+        }
+        assert_eq!(requests_of(&f.out()).len(), 4);
+        f.ready_with(2, "alive", "svc", 4);
+        assert!(f.out().is_empty(), "no request waits");
+        let frames = WorkerCommand::Disconnect.encode();
+        assert!(f.s.worker_message(f.at(3), &mut f.stats, b"dead", &frames));
+        let sent = requests_of(&f.out());
+        let ids: Vec<(&str, u64)> = sent.iter().map(|(w, _, id)| (w.as_str(), *id)).collect();
+        assert_eq!(
+            ids,
+            [("alive", 1), ("alive", 2), ("alive", 3), ("alive", 4)]
+        );
+        assert_eq!(f.stats.requeued, 4);
+        for (_, token, id) in &sent {
+            f.reply(4, "alive", token.clone());
+            let out = f.out();
+            assert_eq!(out.len(), 1);
+            assert_eq!(
+                (out[0].0.clone(), reply_of(&out[0].1).id),
+                (format!("c{id}"), *id)
+            );
+        }
+        assert_eq!(f.s.list()[0].in_flight, 0);
     }
 
     #[test]
@@ -833,6 +978,7 @@ mod tests {
         f.ready(0, "w", "svc");
         let again = WorkerCommand::Ready {
             service: "svc".into(),
+            credit: 1,
         }
         .encode();
         assert!(!f.s.worker_message(f.at(1), &mut f.stats, b"w", &again));
@@ -845,6 +991,7 @@ mod tests {
         ));
         let reserved = WorkerCommand::Ready {
             service: "zhub.info".into(),
+            credit: 1,
         }
         .encode();
         assert!(f.s.worker_message(f.at(3), &mut f.stats, b"r", &reserved));

@@ -251,6 +251,7 @@ fn main_message(rng: &mut Rng) -> Vec<Vec<u8>> {
         _ => match rng.below(4) {
             0 => WorkerCommand::Ready {
                 service: format!("fuzz.w{}", rng.below(4)),
+                credit: 1 + rng.below(4) as u32,
             },
             1 => WorkerCommand::Reply {
                 client: rng.bytes(5),

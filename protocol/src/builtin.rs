@@ -132,7 +132,7 @@ pub struct ServiceInfo {
     pub name: String,
     /// Workers registered for it.
     pub workers: u64,
-    /// Of those, workers waiting for a request.
+    /// Of those, workers with free credit (able to take one more request now).
     pub idle: u64,
     /// Requests waiting for a worker.
     pub queued: u64,

@@ -63,6 +63,18 @@ pub enum ProtocolError {
         /// The rule it breaks.
         reason: &'static str,
     },
+    /// A numeric field holds a value outside the range its protocol allows.
+    #[error("{field}: {value} is out of range {min}..={max}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The value received.
+        value: u64,
+        /// The smallest value allowed.
+        min: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
     /// A status code on the wire is not one zhub defines.
     #[error("unknown status code {0}")]
     UnknownStatus(u16),

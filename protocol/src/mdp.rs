@@ -15,17 +15,27 @@
 //!
 //! # MDP/Worker (`MDPW01`)
 //!
-//! | frame | READY        | REQUEST (broker to worker) | REPLY (worker to broker) | HEARTBEAT | DISCONNECT |
-//! |-------|--------------|----------------------------|--------------------------|-----------|------------|
-//! | 0     | `"MDPW01"`   | `"MDPW01"`                 | `"MDPW01"`               | `"MDPW01"`| `"MDPW01"` |
-//! | 1     | `0x01`       | `0x02`                     | `0x03`                   | `0x04`    | `0x05`     |
-//! | 2     | service name | client address (opaque)    | client address           |           |            |
-//! | 3     |              | `""`                       | `""`                     |           |            |
-//! | 4..   |              | request body               | reply body               |           |            |
+//! | frame | READY          | REQUEST (broker to worker) | REPLY (worker to broker) | HEARTBEAT | DISCONNECT |
+//! |-------|----------------|----------------------------|--------------------------|-----------|------------|
+//! | 0     | `"MDPW01"`     | `"MDPW01"`                 | `"MDPW01"`               | `"MDPW01"`| `"MDPW01"` |
+//! | 1     | `0x01`         | `0x02`                     | `0x03`                   | `0x04`    | `0x05`     |
+//! | 2     | service name   | client address (opaque)    | client address           |           |            |
+//! | 3     | credit (zhub)  | `""`                       | `""`                     |           |            |
+//! | 4..   |                | request body               | reply body               |           |            |
 //!
 //! The client address is opaque to workers, who echo it in their reply. A zhub broker puts
 //! its own 8-byte request token there, which is how it matches a reply to the request, retries
 //! a request whose worker died, and serves native (`ZHC01`) clients through plain MDP workers.
+//!
+//! ## Credit (a zhub extension of READY)
+//!
+//! A zhub worker that takes several requests at once says so in an optional fourth READY
+//! frame: its credit, a big-endian `u32` in `1..=`[`MAX_CREDIT`], the most requests the
+//! broker may have in flight to it. A READY of three frames, which is what every Majordomo
+//! worker sends, means credit 1, so those workers work unchanged; and a zhub worker with
+//! credit 1 sends the plain three-frame READY, so it still serves any Majordomo broker.
+//! Requests and replies are unchanged: the client address already tells replies apart, so
+//! they may come back in any order.
 //!
 //! # Service discovery (`mmi.service`)
 //!
@@ -42,6 +52,10 @@ pub const WORKER: &[u8] = b"MDPW01";
 pub const MMI_SERVICE: &str = "mmi.service";
 /// Prefix of the Majordomo Management Interface services.
 pub const MMI_PREFIX: &str = "mmi.";
+/// The most requests a worker may ask to have in flight at once (its READY credit). The
+/// broker keeps every request's body until it is answered, so a worker's credit is memory
+/// the broker commits to it; this bounds what one READY can claim.
+pub const MAX_CREDIT: u32 = 1024;
 
 const READY: u8 = 0x01;
 const REQUEST: u8 = 0x02;
@@ -97,6 +111,9 @@ pub enum WorkerCommand {
     Ready {
         /// The service.
         service: String,
+        /// How many requests the worker takes at once, `1..=`[`MAX_CREDIT`]; Majordomo
+        /// workers have credit 1.
+        credit: u32,
     },
     /// The broker hands the worker a request.
     Request {
@@ -123,9 +140,13 @@ impl WorkerCommand {
     pub fn encode(&self) -> Vec<Vec<u8>> {
         let mut frames = vec![WORKER.to_vec()];
         match self {
-            WorkerCommand::Ready { service } => {
+            WorkerCommand::Ready { service, credit } => {
                 frames.push(vec![READY]);
                 frames.push(service.as_bytes().to_vec());
+                // Credit 1 is plain Majordomo: no frame, byte for byte what MDP workers send.
+                if *credit != 1 {
+                    frames.push(credit.to_be_bytes().to_vec());
+                }
             }
             WorkerCommand::Request { client, body } | WorkerCommand::Reply { client, body } => {
                 let command = if matches!(self, WorkerCommand::Request { .. }) {
@@ -173,6 +194,11 @@ impl WorkerCommand {
         match (command, rest) {
             (READY, [service]) => Ok(WorkerCommand::Ready {
                 service: service_name(service)?,
+                credit: 1,
+            }),
+            (READY, [service, credit]) => Ok(WorkerCommand::Ready {
+                service: service_name(service)?,
+                credit: decode_credit(credit)?,
             }),
             (READY, _) => Err(count(3)),
             (REQUEST | REPLY, [client, delimiter, body @ ..]) if delimiter.is_empty() => {
@@ -190,6 +216,24 @@ impl WorkerCommand {
             (other, _) => Err(ProtocolError::UnknownCommand(other)),
         }
     }
+}
+
+fn decode_credit(frame: &[u8]) -> Result<u32, ProtocolError> {
+    let bytes = <[u8; 4]>::try_from(frame).map_err(|_| ProtocolError::FieldSize {
+        field: "credit",
+        expected: 4,
+        got: frame.len(),
+    })?;
+    let credit = u32::from_be_bytes(bytes);
+    if !(1..=MAX_CREDIT).contains(&credit) {
+        return Err(ProtocolError::OutOfRange {
+            field: "credit",
+            value: credit.into(),
+            min: 1,
+            max: MAX_CREDIT.into(),
+        });
+    }
+    Ok(credit)
 }
 
 fn service_name(frame: &[u8]) -> Result<String, ProtocolError> {

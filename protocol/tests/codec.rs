@@ -256,8 +256,16 @@ mod mdp {
             (
                 WorkerCommand::Ready {
                     service: "print".into(),
+                    credit: 1,
                 },
                 frames(&[b"MDPW01", b"\x01", b"print"]),
+            ),
+            (
+                WorkerCommand::Ready {
+                    service: "print".into(),
+                    credit: 16,
+                },
+                frames(&[b"MDPW01", b"\x01", b"print", b"\0\0\0\x10"]),
             ),
             (
                 WorkerCommand::Request {
@@ -301,6 +309,9 @@ mod mdp {
             frames(&[b"MDPW01", b""]),
             frames(&[b"MDPW01", b"\x01"]),
             frames(&[b"MDPW01", b"\x01", b"svc", b"extra"]),
+            frames(&[b"MDPW01", b"\x01", b"svc", b"\0\0\0\0"]),
+            frames(&[b"MDPW01", b"\x01", b"svc", b"\0\0\x04\x01"]),
+            frames(&[b"MDPW01", b"\x01", b"svc", b"\0\0\0\x01", b"more"]),
             frames(&[b"MDPW01", b"\x01", b"\xff"]),
             frames(&[b"MDPW01", b"\x03", b"addr"]),
             frames(&[b"MDPW01", b"\x03", b"addr", b"not empty", b"body"]),

@@ -54,6 +54,7 @@ impl Session {
         frames.extend(
             WorkerCommand::Ready {
                 service: self.service.clone(),
+                credit: 1,
             }
             .encode(),
         );

@@ -10,6 +10,9 @@
 //!   `["R", client address, body frames...]`, taking replies back as
 //!   `[client address, body frames...]`. Heartbeats continue while the application works on
 //!   a request for as long as it likes.
+//! - **pooled** ([`crate::Worker::run`] with a concurrency above 1): the loop runs on the
+//!   caller's thread and passes requests to a pool of handler threads (see `pool.rs`), which
+//!   send their replies back on a PULL socket in the same `[client address, body...]` shape.
 //!
 //! Either way the loop stops when anything arrives on its `stop` socket, after telling the
 //! broker DISCONNECT.
@@ -54,7 +57,7 @@ impl Session {
         frames.extend(
             WorkerCommand::Ready {
                 service: self.service.clone(),
-                credit: 1,
+                credit: self.options.concurrency,
             }
             .encode(),
         );

@@ -35,6 +35,10 @@
 //! [`Worker::run`] serves on the calling thread with the least latency, heartbeating between
 //! requests; [`Worker::recv`] and [`Worker::reply`] keep the broker connection on a background
 //! thread, so heartbeats flow while the application spends as long as it likes on a request.
+//! A worker may take several requests at once ([`WorkerOptions::concurrency`]): the broker
+//! keeps up to that many in flight to it, `run` calls its handler on that many threads, and
+//! `recv` hands requests out as they come while `reply` takes their replies in any order.
+//!
 //! Either way the worker notices a dead or restarted broker (no traffic for `liveness`
 //! heartbeats, or a DISCONNECT) and reconnects with an exponential backoff, registering again.
 //!
@@ -43,12 +47,14 @@
 //! - `worker.rs` — [`Worker`], [`Request`], [`Stopper`].
 //! - `options.rs` — [`WorkerOptions`].
 //! - `io.rs` — the MDP session loop: registration, heartbeats, reconnection, framing.
+//! - `pool.rs` — the handler threads of [`Worker::run`] for a worker with a concurrency.
 //! - `error.rs` — [`WorkerError`].
 #![deny(missing_docs)]
 
 mod error;
 mod io;
 mod options;
+mod pool;
 mod worker;
 
 pub use error::WorkerError;

@@ -1,4 +1,4 @@
-//! [`WorkerOptions`]: heartbeats and reconnection, with every default documented.
+//! [`WorkerOptions`]: heartbeats, reconnection and concurrency, with every default documented.
 
 use std::time::Duration;
 
@@ -13,18 +13,21 @@ pub struct WorkerOptions {
     pub(crate) liveness: u32,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
+    pub(crate) concurrency: u32,
 }
 
 impl Default for WorkerOptions {
     /// - `heartbeat`: 2.5 s between heartbeats (the broker's default too);
     /// - `liveness`: 3 heartbeats without any traffic from the broker before reconnecting;
-    /// - `reconnect`: backoff from 1 s, doubling to at most 32 s.
+    /// - `reconnect`: backoff from 1 s, doubling to at most 32 s;
+    /// - `concurrency`: 1 request at a time (a plain Majordomo worker).
     fn default() -> Self {
         WorkerOptions {
             heartbeat: Duration::from_millis(2500),
             liveness: 3,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(32),
+            concurrency: 1,
         }
     }
 }
@@ -36,6 +39,8 @@ impl WorkerOptions {
     /// Allowed reconnection backoffs, at either end.
     pub const RECONNECT: std::ops::RangeInclusive<Duration> =
         Duration::from_millis(1)..=Duration::from_secs(3600);
+    /// Allowed concurrency: up to the broker's bound on a worker's credit.
+    pub const CONCURRENCY: std::ops::RangeInclusive<u32> = 1..=zhub_protocol::mdp::MAX_CREDIT;
 
     /// Checks every option against its range.
     pub(crate) fn validate(&self) -> Result<(), WorkerError> {
@@ -55,7 +60,19 @@ impl WorkerOptions {
         };
         check("heartbeat", self.heartbeat, Self::HEARTBEAT)?;
         check("reconnect", self.reconnect_min, Self::RECONNECT)?;
-        check("reconnect", self.reconnect_max, Self::RECONNECT)
+        check("reconnect", self.reconnect_max, Self::RECONNECT)?;
+        if !Self::CONCURRENCY.contains(&self.concurrency) {
+            return Err(WorkerError::InvalidOption {
+                name: "concurrency",
+                reason: format!(
+                    "{} is out of range; allowed {}..={}",
+                    self.concurrency,
+                    Self::CONCURRENCY.start(),
+                    Self::CONCURRENCY.end()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The defaults (see [`WorkerOptions::default`]).
@@ -80,6 +97,19 @@ impl WorkerOptions {
     pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_min = min;
         self.reconnect_max = max.max(min);
+        self
+    }
+
+    /// How many requests the worker takes at once, within [`WorkerOptions::CONCURRENCY`]: the
+    /// broker keeps up to that many in flight to it. [`Worker::run`] then calls its handler
+    /// on that many threads; [`Worker::recv`] hands requests out as they come and
+    /// [`Worker::reply`] takes the replies in any order.
+    ///
+    /// With 1 (the default) the worker registers as a plain Majordomo worker and serves any
+    /// Majordomo broker; with more it needs a zhub broker, which reads the credit from its
+    /// READY.
+    pub fn concurrency(mut self, requests: u32) -> Self {
+        self.concurrency = requests;
         self
     }
 
@@ -121,6 +151,14 @@ mod tests {
             .err()
             .expect("a zero backoff is refused");
         assert!(err.to_string().contains("reconnect"), "{err}");
+        for bad in [0, zhub_protocol::mdp::MAX_CREDIT + 1] {
+            let err = WorkerOptions::new()
+                .concurrency(bad)
+                .connect(url, "svc")
+                .err()
+                .expect("a concurrency out of range is refused");
+            assert!(err.to_string().contains("concurrency"), "{err}");
+        }
         assert!(WorkerOptions::new().connect(url, "svc").is_ok());
     }
 }

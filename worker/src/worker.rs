@@ -70,6 +70,11 @@ struct Threaded {
 /// - [`Worker::recv`] / [`Worker::reply`] move the broker connection to a background thread
 ///   that keeps heartbeating while the application works on a request as long as it likes.
 ///
+/// With [`WorkerOptions::concurrency`] above 1 the broker keeps that many requests in flight
+/// to the worker: `run` serves them on that many handler threads (the calling thread keeps
+/// the connection and its heartbeats), and `recv` returns each as it comes, to be answered
+/// with `reply` in any order.
+///
 /// Several workers (of the same or different services) may run in one process, each on its
 /// own thread. A worker registers when it starts serving and tells the broker DISCONNECT
 /// when stopped or dropped.
@@ -252,14 +257,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Serves requests with `handler` (request body in, reply body out) on this thread until
-    /// the worker is stopped through a [`Stopper`]; then returns `Ok(())`.
+    /// Serves requests with `handler` (request body in, reply body out) until the worker is
+    /// stopped through a [`Stopper`]; then returns `Ok(())`.
+    ///
+    /// With a concurrency of 1 (the default) the handler runs on this thread. With more
+    /// ([`WorkerOptions::concurrency`]) each of that many handler threads calls its own clone
+    /// of `handler`, while this thread keeps the broker connection and its heartbeats; the
+    /// call returns once every handler has finished the request it held.
     ///
     /// # Errors
-    /// A ZeroMQ failure.
+    /// A ZeroMQ failure, or [`WorkerError::Thread`] when a handler thread cannot start.
     pub fn run<F>(mut self, mut handler: F) -> Result<(), WorkerError>
     where
-        F: FnMut(&[u8]) -> Vec<u8>,
+        F: FnMut(&[u8]) -> Vec<u8> + Clone + Send,
     {
         let Some(stop) = self.stop.take() else {
             // Already serving in threaded mode: go on that way.
@@ -274,6 +284,10 @@ impl Worker {
                 }
             }
         };
+        let threads = self.session.options.concurrency as usize;
+        if threads > 1 {
+            return crate::pool::serve(&self.session, &stop, threads, handler);
+        }
         let mut inline = |_client: &[u8], body: Vec<Vec<u8>>| {
             let reply = handler(body.first().map(Vec::as_slice).unwrap_or_default());
             Ok(Some(vec![reply]))
@@ -293,7 +307,7 @@ impl Worker {
     where
         T: DeserializeOwned,
         R: Serialize,
-        F: FnMut(T) -> R,
+        F: FnMut(T) -> R + Clone + Send,
     {
         let service = self.session.service.clone();
         self.run(move |body| {

@@ -43,6 +43,15 @@ pub(crate) struct ServeArgs {
     /// Heartbeat interval; match the broker's --heartbeat.
     #[arg(long, value_parser = parse_heartbeat, default_value = "2.5s")]
     heartbeat: Duration,
+    /// Requests this worker takes at once (its credit at the broker), answered on that many
+    /// threads. Not with --exec, which runs one command at a time.
+    #[arg(
+        long,
+        default_value_t = 1,
+        conflicts_with = "exec",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(zhub_protocol::mdp::MAX_CREDIT))
+    )]
+    concurrency: u32,
 }
 
 /// Arguments of `zhub services`.
@@ -92,6 +101,7 @@ pub(crate) fn request(url: &str, timeout: Duration, args: &RequestArgs) -> anyho
 pub(crate) fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<()> {
     let mut worker = WorkerOptions::new()
         .heartbeat(args.heartbeat)
+        .concurrency(args.concurrency)
         .connect(url, &args.service)?;
     eprintln!("serving {} at {url}", args.service);
     match &args.exec {

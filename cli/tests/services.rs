@@ -155,3 +155,50 @@ fn serve_refuses_a_zero_heartbeat_naming_it() {
         assert!(stderr.contains("--heartbeat"), "{stderr}");
     });
 }
+
+#[test]
+fn serve_refuses_a_concurrency_out_of_range_naming_it() {
+    deadline(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("ipc://{}", dir.path().join("nobody.sock").display());
+        for bad in ["0", "1025"] {
+            let out = Command::new(ZHUB)
+                .args(["serve", "svc", "--echo", "--concurrency", bad])
+                .env("ZHUB_URL", &url)
+                .output()
+                .unwrap();
+            assert!(!out.status.success());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("--concurrency"), "{stderr}");
+        }
+    });
+}
+
+/// `zhub serve --concurrency 4` registers with credit 4 and answers 64 pipelined requests,
+/// each reply matched to its own request.
+#[test]
+fn serve_with_concurrency_answers_pipelined_requests() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let mut echo = serve(&url, &["echo", "--echo", "--concurrency", "4"]);
+        let mut client = Client::connect(&url).unwrap();
+        wait_for(&mut client, "echo", 1, 0);
+        let mut sent = std::collections::HashMap::new();
+        for i in 0..64u32 {
+            let id = client
+                .send_request_bytes("echo", &i.to_be_bytes(), Duration::from_secs(10))
+                .unwrap();
+            sent.insert(id, i.to_be_bytes().to_vec());
+        }
+        while client.in_flight() > 0 {
+            let (id, body) = client.recv_reply().unwrap();
+            assert_eq!(sent.remove(&id).unwrap(), body.unwrap());
+        }
+        let _ = echo.kill();
+        let _ = echo.wait();
+        broker.shutdown();
+    });
+}

@@ -57,7 +57,8 @@ pub enum BenchCommand {
     /// (PUB -> XSUB/XPUB proxy -> SUB), 100 B and 16 KiB, over tcp and ipc.
     Pubsub(PubsubArgs),
     /// Request round trips through zhub to 2 echo workers, and through a minimal raw libzmq
-    /// ROUTER/ROUTER broker to 2 raw workers: 1 client, 8 clients, 8 clients x 16 in flight.
+    /// ROUTER/ROUTER broker to 2 raw workers: 1 client, 8 clients, 8 clients x 16 in flight;
+    /// and 8 clients x 1 and x 16 to workers of credit 16 on both sides.
     Request(RequestArgs),
     /// The event log: 100-byte appends under policies never and always, by 1 and 8
     /// appenders, through the broker and against the engine in-process, and replay; beside

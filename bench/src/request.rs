@@ -5,6 +5,11 @@
 //! ROUTER for clients, a ROUTER for workers, idle workers used least-recently first), two echo
 //! worker threads and the client threads of the case, each keeping its number of requests in
 //! flight. Latency is measured per request, from send to reply.
+//!
+//! The cases with credit give each worker a credit of [`CREDIT`] on both sides: zhub workers
+//! with `WorkerOptions::concurrency` (served by `run`'s handler threads), raw workers whose
+//! READY names the credit, which the raw broker honours by keeping one free slot per unit of
+//! credit in its LRU queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 use serde::Serialize;
 use zhub_client::ClientOptions;
-use zhub_worker::Worker;
+use zhub_worker::WorkerOptions;
 
 use crate::median_of;
 use crate::server::{endpoints, Server, Transport};
@@ -48,9 +53,12 @@ pub struct RawRouterArgs {
 const BODY: usize = 100;
 const WORKERS: usize = 2;
 const READY: &[u8] = b"READY";
+/// Requests in flight to each worker in the cases with credit.
+const CREDIT: u32 = 16;
 
 /// The raw baseline broker: clients on `frontend`, workers on `backend`, each request to the
-/// worker idle longest, queued while none is idle.
+/// worker with a free slot used least recently, queued while none has one. A worker's READY
+/// `["", "READY", credit u32 BE]` gives it that many slots (1 without the frame).
 pub(crate) fn serve_raw_router(args: &RawRouterArgs) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let frontend = ctx.socket(zmq::ROUTER)?;
@@ -69,12 +77,21 @@ pub(crate) fn serve_raw_router(args: &RawRouterArgs) -> anyhow::Result<()> {
         zmq::poll(&mut items, -1)?;
         if items[1].is_readable() {
             while let Ok(mut msg) = backend.recv_multipart(zmq::DONTWAIT) {
-                // [worker, "", READY] or [worker, "", client, "", body]
+                // [worker, "", READY, credit?] or [worker, "", client, "", body]
                 let worker = msg.remove(0);
                 if msg.get(1).map(Vec::as_slice) != Some(READY) {
                     frontend.send_multipart(msg.split_off(1), 0)?;
+                    idle.push_back(worker);
+                } else {
+                    let credit = msg
+                        .get(2)
+                        .and_then(|c| <[u8; 4]>::try_from(c.as_slice()).ok())
+                        .map_or(1, u32::from_be_bytes)
+                        .clamp(1, 1024);
+                    for _ in 0..credit {
+                        idle.push_back(worker.clone());
+                    }
                 }
-                idle.push_back(worker);
             }
         }
         if items[0].is_readable() {
@@ -163,6 +180,7 @@ fn zhub_run(
     transport: Transport,
     clients: usize,
     in_flight: usize,
+    credit: u32,
     requests: u64,
 ) -> anyhow::Result<Sample> {
     let dir = tempfile::tempdir()?;
@@ -170,7 +188,9 @@ fn zhub_run(
     let mut stoppers = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
-        let worker = Worker::connect(&main, "echo")?;
+        let worker = WorkerOptions::new()
+            .concurrency(credit)
+            .connect(&main, "echo")?;
         stoppers.push(worker.stopper());
         workers.push(std::thread::spawn(move || worker.run(|b| b.to_vec())));
     }
@@ -231,6 +251,7 @@ fn raw_run(
     transport: Transport,
     clients: usize,
     in_flight: usize,
+    credit: u32,
     requests: u64,
 ) -> anyhow::Result<Sample> {
     let dir = tempfile::tempdir()?;
@@ -257,7 +278,7 @@ fn raw_run(
             s.set_linger(0)?;
             s.set_rcvtimeo(100)?;
             s.connect(&backend)?;
-            s.send_multipart([&b""[..], READY], 0)?;
+            s.send_multipart([&b""[..], READY, &credit.to_be_bytes()[..]], 0)?;
             while !stop.load(Ordering::Relaxed) {
                 match s.recv_multipart(0) {
                     Ok(msg) => s.send_multipart(msg, 0)?,
@@ -314,6 +335,7 @@ fn raw_run(
 struct Case {
     clients: usize,
     in_flight: usize,
+    credit: u32,
     zhub: Figures,
     raw: Figures,
     throughput_ratio: f64,
@@ -334,17 +356,25 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
         bail!("--rounds must be at least 1");
     }
     let mut cases = Vec::new();
-    for (clients, in_flight) in [(1, 1), (8, 1), (8, 16)] {
+    for (clients, in_flight, credit) in [
+        (1, 1, 1),
+        (8, 1, 1),
+        (8, 16, 1),
+        (8, 1, CREDIT),
+        (8, 16, CREDIT),
+    ] {
         let mut zhub = Vec::new();
         let mut raw = Vec::new();
         for _ in 0..args.rounds {
-            zhub.push(zhub_run(args.transport, clients, in_flight, args.requests)?.figures());
-            raw.push(raw_run(args.transport, clients, in_flight, args.requests)?.figures());
+            let (t, r) = (args.transport, args.requests);
+            zhub.push(zhub_run(t, clients, in_flight, credit, r)?.figures());
+            raw.push(raw_run(t, clients, in_flight, credit, r)?.figures());
         }
         let (zhub, raw) = (median(zhub), median(raw));
         let case = Case {
             clients,
             in_flight,
+            credit,
             throughput_ratio: zhub.round_trips_per_sec / raw.round_trips_per_sec.max(1e-9),
             p99_ratio: zhub.p99_us / raw.p99_us.max(1e-9),
             zhub,
@@ -357,6 +387,9 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
                     args.rounds, args.requests
                 );
                 println!("raw = libzmq ROUTER/ROUTER broker with LRU workers, same threads and transport ({:?})", args.transport);
+                println!(
+                    "case CxF/cK: C clients with F requests in flight each, workers of credit K"
+                );
                 println!(
                     "{:<12} {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>6} {:>6}",
                     "case",
@@ -372,7 +405,7 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
             }
             println!(
                 "{:<12} {:>10.0} {:>8.0} {:>8.0} | {:>10.0} {:>8.0} {:>8.0} | {:>6.2} {:>6.2}",
-                format!("{clients}x{in_flight}"),
+                format!("{clients}x{in_flight}/c{credit}"),
                 case.zhub.round_trips_per_sec,
                 case.zhub.p50_us,
                 case.zhub.p99_us,

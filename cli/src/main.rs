@@ -9,9 +9,11 @@
 //! - `kv.rs` — `zhub kv`.
 //! - `launch.rs` — `zhub launch`: N processes as one group.
 //! - `render.rs` — bodies and headers as text and JSON.
+//! - `body.rs` — the body conventions of `request` and `serve` (plain, JSON, MessagePack).
 //!
 //! `zhub bench` and its hidden helper servers are the `zhub-bench` crate's.
 
+mod body;
 mod kv;
 mod launch;
 mod log;

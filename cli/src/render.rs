@@ -35,14 +35,6 @@ pub(crate) fn strict_msgpack(body: &[u8]) -> Option<Value> {
     reader.is_empty().then_some(value)
 }
 
-/// The text of a body that is one MessagePack string.
-pub(crate) fn string_body(body: &[u8]) -> Option<String> {
-    match strict_msgpack(body)? {
-        Value::String(s) => Some(s),
-        _ => None,
-    }
-}
-
 /// A reply for a person: a MessagePack string as its text, another value as JSON, anything
 /// else as text (or hex when not UTF-8).
 pub(crate) fn reply_text(body: &[u8]) -> String {

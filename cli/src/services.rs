@@ -9,37 +9,50 @@ use zhub_client::RequestOptions;
 use zhub_protocol::builtin::{ServiceInfo, SERVICES_SERVICE};
 use zhub_worker::WorkerOptions;
 
-use crate::render;
+use crate::body::{self, BodyFlags};
+
+/// Bodies, as `zhub request --help` and `zhub serve --help` tell them.
+const BODIES_HELP: &str = "\
+Bodies:
+  (default)  plain bytes: request sends BODY as typed and prints the reply's bytes;
+             serve gives the request's bytes to the command and answers its stdout.
+  --json     JSON text: request checks BODY is JSON and prints the reply as JSON (it
+             must be JSON text); serve gives the command JSON (a body that is JSON
+             text as it is, else one MessagePack value as JSON) and answers its
+             stdout, which must be JSON, as JSON text.
+  --msgpack  MessagePack, written and shown as JSON: request sends BODY (JSON) as one
+             MessagePack value and prints the reply (one MessagePack value) as JSON;
+             serve gives the command the request (one MessagePack value) as JSON and
+             answers its stdout, which must be JSON, as MessagePack.";
 
 /// Arguments of `zhub request`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = BODIES_HELP)]
 pub(crate) struct RequestArgs {
     /// The service to ask.
     service: String,
-    /// The request body: a string, or JSON with --json, or bytes with --raw.
+    /// The request body: its bytes as typed, or JSON with --json / --msgpack.
     body: String,
-    /// Parse BODY as JSON and send it as a MessagePack value.
-    #[arg(long, conflicts_with = "raw")]
-    json: bool,
-    /// Send BODY's bytes as they are.
-    #[arg(long)]
-    raw: bool,
+    #[command(flatten)]
+    bodies: BodyFlags,
 }
 
 /// Arguments of `zhub serve`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["echo", "exec"])))]
+#[command(after_help = BODIES_HELP)]
 pub(crate) struct ServeArgs {
     /// The service to serve.
     service: String,
-    /// Answer every request with its own body.
+    /// Answer every request with its own body (re-encoded with --json / --msgpack).
     #[arg(long)]
     echo: bool,
     /// Run this shell command for every request: the request body on its stdin, its stdout
-    /// as the reply (a MessagePack string body is given as its text, and text output is
-    /// answered as a string).
+    /// as the reply.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
+    #[command(flatten)]
+    bodies: BodyFlags,
     /// Heartbeat interval; match the broker's --heartbeat.
     #[arg(long, value_parser = parse_heartbeat, default_value = "2.5s")]
     heartbeat: Duration,
@@ -79,22 +92,22 @@ fn parse_heartbeat(text: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn request(url: &str, timeout: Duration, args: &RequestArgs) -> anyhow::Result<()> {
+    let mode = args.bodies.mode();
+    let body = body::request_body(mode, &args.body)?;
     let mut client = crate::connect(url, timeout)?;
-    let body = if args.raw {
-        args.body.as_bytes().to_vec()
-    } else if args.json {
-        let value: serde_json::Value =
-            serde_json::from_str(&args.body).context("BODY is not valid JSON")?;
-        rmp_serde::to_vec_named(&value)?
-    } else {
-        rmp_serde::to_vec_named(&args.body)?
-    };
     let reply = client.request_bytes_with(
         &args.service,
         &body,
         &RequestOptions::new().timeout(timeout),
     )?;
-    println!("{}", render::reply_text(&reply));
+    let mut output = body::reply_output(mode, &reply)?;
+    // One line for the shell; a reply that already ends its line is not given a second.
+    if output.last() != Some(&b'\n') {
+        output.push(b'\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&output)?;
+    stdout.flush()?;
     Ok(())
 }
 
@@ -104,27 +117,33 @@ pub(crate) fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<()> {
         .concurrency(args.concurrency)
         .connect(url, &args.service)?;
     eprintln!("serving {} at {url}", args.service);
+    let mode = args.bodies.mode();
+    let failed = |e: anyhow::Error| {
+        eprintln!("zhub serve: {e:#}");
+        format!("error: {e:#}").into_bytes()
+    };
     match &args.exec {
-        None => worker.run(|body| body.to_vec())?,
+        None => worker.run(|body| {
+            body::command_input(mode, body)
+                .and_then(|input| body::serve_reply(mode, &input))
+                .unwrap_or_else(failed)
+        })?,
         // A command may run for any time: serve in threaded mode, so heartbeats go on while
         // it runs and the broker does not take the worker for dead.
         Some(command) => loop {
             let request = worker.recv()?;
-            let reply = run_command(command, request.body()).unwrap_or_else(|e| {
-                eprintln!("zhub serve: {e:#}");
-                rmp_serde::to_vec_named(&format!("error: {e:#}")).unwrap_or_default()
-            });
+            let reply = body::command_input(mode, request.body())
+                .and_then(|input| run_command(command, &input))
+                .and_then(|output| body::serve_reply(mode, &output))
+                .unwrap_or_else(failed);
             worker.reply(&request, &reply)?;
         },
     }
     Ok(())
 }
 
-/// Runs `command` with `body` on stdin and returns its stdout as the reply body.
-fn run_command(command: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let input = render::string_body(body)
-        .map(String::into_bytes)
-        .unwrap_or_else(|| body.to_vec());
+/// Runs `command` with `input` on stdin and returns its stdout.
+fn run_command(command: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut child = Command::new("sh")
         .args(["-c", command])
         .stdin(Stdio::piped())
@@ -133,16 +152,13 @@ fn run_command(command: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cannot run {command:?}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A command that does not read its input is fine.
-        let _ = stdin.write_all(&input);
+        let _ = stdin.write_all(input);
     }
     let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!("{command:?} exited with {}", output.status);
     }
-    Ok(match String::from_utf8(output.stdout) {
-        Ok(text) => rmp_serde::to_vec_named(&text)?,
-        Err(raw) => raw.into_bytes(),
-    })
+    Ok(output.stdout)
 }
 
 pub(crate) fn list(url: &str, timeout: Duration, args: &ServicesArgs) -> anyhow::Result<()> {

@@ -156,6 +156,140 @@ fn serve_refuses_a_zero_heartbeat_naming_it() {
     });
 }
 
+/// Runs `zhub ARGS` against `url` and returns (success, stdout bytes, stderr text).
+fn zhub_at(url: &str, args: &[&str]) -> (bool, Vec<u8>, String) {
+    let out = Command::new(ZHUB)
+        .args(args)
+        .env("ZHUB_URL", url)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+/// A Majordomo worker written against the wire (frames as in protocol/src/mdp.rs), as a
+/// worker in another language would be: it sees exactly the bytes `zhub request` sent, and
+/// `zhub request` prints exactly the bytes it answers.
+#[test]
+fn plain_bodies_reach_a_raw_majordomo_worker_byte_for_byte() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let context = zmq::Context::new();
+        let worker = context.socket(zmq::DEALER).unwrap();
+        worker.set_linger(0).unwrap();
+        worker.set_rcvtimeo(20_000).unwrap();
+        worker.set_sndtimeo(5_000).unwrap();
+        worker.connect(&url).unwrap();
+        let ready: Vec<Vec<u8>> = vec![vec![], b"MDPW01".to_vec(), vec![0x01], b"raw".to_vec()];
+        worker.send_multipart(ready, 0).unwrap();
+        let mut client = Client::connect(&url).unwrap();
+        wait_for(&mut client, "raw", 1, 0);
+
+        let request_url = url.clone();
+        let request =
+            std::thread::spawn(move || zhub_at(&request_url, &["request", "raw", "hello"]));
+        let (address, body) = loop {
+            let frames = worker.recv_multipart(0).expect("a request in time");
+            // ["", "MDPW01", 0x02, client, "", body...]; heartbeats are skipped.
+            if frames.len() >= 5 && frames[2] == [0x02] {
+                break (frames[3].clone(), frames[5..].to_vec());
+            }
+        };
+        assert_eq!(body, vec![b"hello".to_vec()]);
+        // 0xa5 starts a MessagePack string of five bytes: printed as it is, not decoded.
+        let answer = b"\xa5plain".to_vec();
+        let reply = vec![
+            vec![],
+            b"MDPW01".to_vec(),
+            vec![0x03],
+            address,
+            vec![],
+            answer.clone(),
+        ];
+        worker.send_multipart(reply, 0).unwrap();
+        let (ok, stdout, stderr) = request.join().unwrap();
+        assert!(ok, "{stderr}");
+        assert_eq!(stdout, [answer, b"\n".to_vec()].concat());
+        broker.shutdown();
+    });
+}
+
+/// `mmi.service echo` asks about the service named by the body: plain, that is `echo`.
+#[test]
+fn mmi_service_finds_a_registered_service() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let mut echo = serve(&url, &["echo", "--echo"]);
+        let mut client = Client::connect(&url).unwrap();
+        wait_for(&mut client, "echo", 1, 0);
+        let (ok, stdout, stderr) = zhub_at(&url, &["request", "mmi.service", "echo"]);
+        assert!(ok, "{stderr}");
+        assert_eq!(stdout, b"200\n");
+        let (_, stdout, _) = zhub_at(&url, &["request", "mmi.service", "nobody"]);
+        assert_eq!(stdout, b"404\n");
+        let _ = echo.kill();
+        let _ = echo.wait();
+        broker.shutdown();
+    });
+}
+
+/// `--json` and `--msgpack` on both sides: a JSON worker reads JSON text and MessagePack
+/// alike and answers JSON text; a MessagePack worker answers MessagePack.
+#[test]
+fn json_and_msgpack_bodies_both_ways() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        // The command sees JSON text, whatever came on the wire.
+        let mut json = serve(&url, &["js", "--json", "--exec", "cat"]);
+        let mut packed = serve(&url, &["mp", "--msgpack", "--exec", "cat"]);
+        let mut client = Client::connect(&url).unwrap();
+        wait_for(&mut client, "js", 1, 0);
+        wait_for(&mut client, "mp", 1, 0);
+        let body = r#"{"k": [1, 2]}"#;
+        for args in [
+            ["request", "js", "--json", body],
+            ["request", "mp", "--msgpack", body],
+        ] {
+            let (ok, stdout, stderr) = zhub_at(&url, &args);
+            assert!(ok, "{args:?}: {stderr}");
+            assert_eq!(String::from_utf8(stdout).unwrap(), "{\"k\":[1,2]}\n");
+        }
+        // A MessagePack request to the JSON worker is decoded for its command, and its reply
+        // is JSON text, not MessagePack.
+        let reply = client
+            .request_bytes("js", &rmp_serde::to_vec_named(&("a", 1)).unwrap())
+            .unwrap();
+        assert_eq!(reply, br#"["a",1]"#);
+        // The MessagePack worker answers one MessagePack value.
+        let reply: serde_json::Value = client.request("mp", &[1, 2]).unwrap();
+        assert_eq!(reply, serde_json::json!([1, 2]));
+        // Asking for MessagePack where the reply is JSON text says so.
+        let (ok, _, stderr) = zhub_at(&url, &["request", "js", "--msgpack", "[1]"]);
+        assert!(
+            !ok && stderr.contains("not one MessagePack value"),
+            "{stderr}"
+        );
+        for child in [&mut json, &mut packed] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        broker.shutdown();
+    });
+}
+
 #[test]
 fn serve_refuses_a_concurrency_out_of_range_naming_it() {
     deadline(Duration::from_secs(30), || {

@@ -192,11 +192,16 @@ fn connecting_to_nothing_times_out_clearly() {
     deadline(LIMIT, || {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("ipc://{}", dir.path().join("nobody.sock").display());
+        let started = std::time::Instant::now();
         let err = zhub_client::ClientOptions::new()
             .timeout(Duration::from_millis(300))
             .connect(&url)
             .unwrap_err();
         assert_eq!(err.kind(), zhub_client::ConnectErrorKind::TimedOut);
+        // The unanswered `zhub.info` request does not hold the socket for its linger (2 s).
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        assert!(err.to_string().contains(&url), "{err}");
         let err = Client::connect("localhost:5555").unwrap_err();
         assert_eq!(err.kind(), zhub_client::ConnectErrorKind::InvalidUrl);
     });

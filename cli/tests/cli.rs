@@ -113,6 +113,40 @@ fn errors_are_one_line_and_exit_non_zero() {
     });
 }
 
+/// With no broker, a command gives up within its --timeout (not after the client's linger on
+/// top of it) and says in one line where it looked.
+#[test]
+fn without_a_broker_every_command_fails_within_its_timeout() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nobody = format!("ipc://{}", dir.path().join("nobody.sock").display());
+        let commands: [&[&str]; 7] = [
+            &["stats"],
+            &["pub", "t", "x"],
+            &["sub", "t"],
+            &["request", "svc", "x"],
+            &["services"],
+            &["kv", "get", "k"],
+            &["log", "streams"],
+        ];
+        for command in commands {
+            let args = [&["--timeout", "200ms"], command].concat();
+            let started = std::time::Instant::now();
+            let out = zhub(&nobody, &args);
+            let took = started.elapsed();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{command:?}");
+            // Generous: the point is that 2 s of linger are no longer added.
+            assert!(
+                took < Duration::from_millis(1500),
+                "{command:?} took {took:?}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{command:?}: {err}");
+            assert!(err.contains(&nobody), "{command:?}: {err}");
+        }
+    });
+}
+
 /// `zhub pub TOPIC` publishes each line of its standard input; a `zhub sub` that was stopped
 /// while they came says how many it missed, and what it printed plus what it missed is all.
 #[test]

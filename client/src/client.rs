@@ -92,6 +92,11 @@ impl Client {
         let mut client = Client::open(zmq::Context::new(), unknown, options)?;
         let info: BrokerInfo = client
             .request(INFO_SERVICE, &())
+            .inspect_err(|_| {
+                // The only message queued is the `zhub.info` request nobody answered: drop
+                // it with the socket, or the linger (2 s by default) would follow the timeout.
+                let _ = client.main.set_linger(0);
+            })
             .map_err(|e| match e.kind() {
                 RequestErrorKind::TimedOut => ConnectError::new(
                     ConnectErrorKind::TimedOut,

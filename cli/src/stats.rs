@@ -36,8 +36,10 @@ pub(crate) fn run(url: &str, timeout: Duration, args: &StatsArgs) -> anyhow::Res
         mib(stats.rss_bytes),
         mib(stats.peak_rss_bytes)
     );
+    // Each counter under its JSON name, so that what `--json` reports can be found here and
+    // a script's field reads the same as the line a person saw.
     println!(
-        "bus      in {} msgs ({} B), out {} msgs ({} B), {} subscribers, {} subscription prefixes ({} refused)",
+        "bus      messages_in {}, bytes_in {}, messages_out {}, bytes_out {}, subscribers {}, subscriptions {}, refused_subscriptions {}",
         bus.messages_in,
         bus.bytes_in,
         bus.messages_out,
@@ -52,8 +54,16 @@ pub(crate) fn run(url: &str, timeout: Duration, args: &StatsArgs) -> anyhow::Res
     );
     let r = &stats.requests;
     println!(
-        "requests received {}, replied {}, malformed {}, unroutable {}",
-        r.received, r.replied, r.malformed, r.unroutable
+        "requests received {}, replied {}, malformed {}, unroutable {}, busy {}, timed_out {}, requeued {}, worker_failed {}, workers_expired {}",
+        r.received,
+        r.replied,
+        r.malformed,
+        r.unroutable,
+        r.busy,
+        r.timed_out,
+        r.requeued,
+        r.worker_failed,
+        r.workers_expired
     );
     Ok(())
 }

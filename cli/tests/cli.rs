@@ -113,6 +113,46 @@ fn errors_are_one_line_and_exit_non_zero() {
     });
 }
 
+/// Every counter of `zhub stats --json` is in the text output: each nested object's counters
+/// on the line named after it, under their JSON names; the top-level ones shown converted.
+#[test]
+fn stats_text_shows_every_counter_of_the_json() {
+    deadline(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let json: serde_json::Value =
+            serde_json::from_str(&common::ok(&zhub(&url, &["stats", "--json"]))).unwrap();
+        let text = common::ok(&zhub(&url, &["stats"]));
+        fn check(object: &serde_json::Map<String, serde_json::Value>, label: &str, text: &str) {
+            for (name, value) in object {
+                match value {
+                    serde_json::Value::Object(inner) => check(inner, name, text),
+                    _ if label.is_empty() => assert!(
+                        ["uptime_ms", "rss_bytes", "peak_rss_bytes"].contains(&name.as_str()),
+                        "top-level counter {name} is not shown:\n{text}"
+                    ),
+                    _ => {
+                        let line = text
+                            .lines()
+                            .find(|l| l.split_whitespace().next() == Some(label))
+                            .unwrap_or_else(|| panic!("no line {label}:\n{text}"));
+                        let words: Vec<&str> =
+                            line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+                        let shown = words
+                            .windows(2)
+                            .any(|w| w[0] == name && w[1].chars().all(|c| c.is_ascii_digit()));
+                        assert!(shown, "{label}.{name} is not shown:\n{text}");
+                    }
+                }
+            }
+        }
+        check(json.as_object().unwrap(), "", &text);
+        broker.shutdown();
+    });
+}
+
 /// With no broker, a command gives up within its --timeout (not after the client's linger on
 /// top of it) and says in one line where it looked.
 #[test]

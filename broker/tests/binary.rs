@@ -184,3 +184,40 @@ fn settings_that_cannot_work_are_refused_at_start_naming_the_setting_and_its_ran
         assert!(err.contains("journal"), "{err}");
     });
 }
+
+/// A log written to a pipe or a file has no colour codes: they are for terminals only.
+#[test]
+fn the_log_has_no_colour_codes_off_a_terminal() {
+    deadline(LIMIT, || {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(common::ipc_flags(dir.path()))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("zhub-broker starts");
+        // The start-up lines, up to the fourth endpoint's; read before any assertion so that
+        // a failing test still stops its broker.
+        let mut start = Vec::new();
+        if let Some(stderr) = child.stderr.take() {
+            let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+            for line in lines.by_ref() {
+                start.push(line);
+                if start.iter().filter(|l| l.contains("listening")).count() == 4 {
+                    break;
+                }
+            }
+            // Keep draining, so the broker never writes its shutdown lines to a closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+        }
+        signal(&child, "TERM");
+        let status = wait_with_deadline(&mut child, Duration::from_secs(5));
+        let listening = start.iter().filter(|l| l.contains("listening")).count();
+        assert_eq!(listening, 4, "the broker logs its endpoints: {start:?}");
+        for line in &start {
+            assert!(!line.contains('\u{1b}'), "escape code in {line:?}");
+        }
+        assert!(status.success(), "{status:?}");
+    });
+}

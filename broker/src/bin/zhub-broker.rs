@@ -1,5 +1,6 @@
 //! `zhub-broker`: parses flags, sets up logging and signals, and runs the broker.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::mpsc;
 
@@ -25,6 +26,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes are for a person at a terminal; in a file or a journal they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     // SIGINT and SIGTERM both end up as one message on this channel; `run` stops on it.

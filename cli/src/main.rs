@@ -35,8 +35,15 @@ pub(crate) use zhub_protocol::duration::parse_duration;
 #[derive(Debug, Parser)]
 #[command(name = "zhub", version)]
 struct Cli {
-    /// The broker's main endpoint.
-    #[arg(long, global = true, env = "ZHUB_URL", default_value = zhub_client::DEFAULT_URL)]
+    /// The broker's main endpoint; optional: $ZHUB_URL when set, else the default.
+    // The variable's value is not shown: unset, clap would print a puzzling `ZHUB_URL=`.
+    #[arg(
+        long,
+        global = true,
+        env = "ZHUB_URL",
+        hide_env_values = true,
+        default_value = zhub_client::DEFAULT_URL
+    )]
     url: String,
     /// How long to wait for the broker (e.g. 500ms, 5s, 1m).
     #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]

@@ -153,6 +153,27 @@ fn stats_text_shows_every_counter_of_the_json() {
     });
 }
 
+/// `zhub --help` shows --url as an option with its default and its variable.
+#[test]
+fn help_shows_url_as_optional_with_its_default_and_variable() {
+    deadline(Duration::from_secs(30), || {
+        let out = Command::new(ZHUB)
+            .arg("--help")
+            .env_remove("ZHUB_URL")
+            .output()
+            .unwrap();
+        let help = common::ok(&out);
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--url"))
+            .unwrap_or_else(|| panic!("no --url in:\n{help}"));
+        assert!(line.contains("optional"), "{line}");
+        assert!(line.contains("[env: ZHUB_URL]"), "{line}");
+        assert!(line.contains("[default: tcp://127.0.0.1:5555]"), "{line}");
+        assert!(help.contains("Usage: zhub [OPTIONS] <COMMAND>"), "{help}");
+    });
+}
+
 /// With no broker, a command gives up within its --timeout (not after the client's linger on
 /// top of it) and says in one line where it looked.
 #[test]

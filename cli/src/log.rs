@@ -62,8 +62,12 @@ pub(crate) enum LogCommand {
         /// First offset to print.
         #[arg(long, default_value_t = 0)]
         from: u64,
-        /// Start at the first record at or after this time, in microseconds since the epoch.
-        #[arg(long, conflicts_with = "from")]
+        /// Start at the first record at or after this time: RFC 3339
+        /// (2026-12-02T02:00:00Z) or a duration ago ("10m ago").
+        #[arg(long, value_name = "TIME", value_parser = crate::time::parse_time, conflicts_with = "from")]
+        since: Option<i64>,
+        /// As --since, in microseconds since the epoch (hidden; --since reads better).
+        #[arg(long, hide = true, conflicts_with_all = ["from", "since"])]
         from_time_us: Option<i64>,
         /// Print at most this many records.
         #[arg(long)]
@@ -94,8 +98,12 @@ pub(crate) enum LogCommand {
         /// First offset to replay.
         #[arg(long, default_value_t = 0)]
         from: u64,
-        /// Start at the first message at or after this time, in microseconds since the epoch.
-        #[arg(long, conflicts_with = "from")]
+        /// Start at the first message at or after this time: RFC 3339
+        /// (2026-12-02T02:00:00Z) or a duration ago ("10m ago").
+        #[arg(long, value_name = "TIME", value_parser = crate::time::parse_time, conflicts_with = "from")]
+        since: Option<i64>,
+        /// As --since, in microseconds since the epoch (hidden; --since reads better).
+        #[arg(long, hide = true, conflicts_with_all = ["from", "since"])]
         from_time_us: Option<i64>,
         /// Replay at most this many messages (printing only).
         #[arg(long, conflicts_with = "republish")]
@@ -153,7 +161,7 @@ fn line(record: &StoredRecord, json: bool) -> String {
         format!(
             "{} {} {}",
             record.offset,
-            record.timestamp_us,
+            crate::time::format_time(record.timestamp_us),
             render::reply_text(&record.value)
         )
     }
@@ -255,13 +263,14 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow:
         LogCommand::Read {
             stream,
             from,
+            since,
             from_time_us,
             count,
             json,
         } => {
             let bar = progress(&mut client, stream, *from);
-            let reader = match from_time_us {
-                Some(t) => client.log().read_from_time(stream, *t),
+            let reader = match since.or(*from_time_us) {
+                Some(t) => client.log().read_from_time(stream, t),
                 None => client.log().read(stream, *from),
             };
             print_records(reader, *count, &bar, |r| Ok(line(r, *json)))?;
@@ -269,14 +278,15 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow:
         LogCommand::Replay {
             stream,
             from,
+            since,
             from_time_us,
             count,
             json,
             republish,
         } => {
             let bar = progress(&mut client, stream, *from);
-            let start = match from_time_us {
-                Some(t) => ReadFrom::Time(*t),
+            let start = match since.or(*from_time_us) {
+                Some(t) => ReadFrom::Time(t),
                 None => ReadFrom::Offset(*from),
             };
             if *republish {

@@ -10,6 +10,7 @@
 //! - `launch.rs` — `zhub launch`: N processes as one group.
 //! - `render.rs` — bodies and headers as text and JSON.
 //! - `body.rs` — the body conventions of `request` and `serve` (plain, JSON, MessagePack).
+//! - `time.rs` — times as RFC 3339 or "10m ago", in and out.
 //!
 //! `zhub bench` and its hidden helper servers are the `zhub-bench` crate's.
 
@@ -21,6 +22,7 @@ mod pubsub;
 mod render;
 mod services;
 mod stats;
+mod time;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -63,6 +63,26 @@ fn create_append_read_tail_delete() {
         ));
         assert!(some.starts_with("1 "), "{some}");
         assert_eq!(some.lines().count(), 1);
+        // Times read as people write them, and print as RFC 3339 in UTC.
+        let stamp = some.split(' ').nth(1).unwrap();
+        assert!(stamp.len() == 27 && stamp.ends_with('Z'), "{some}");
+        let at_second = ok(&zhub(&url, &["log", "read", "orders", "--since", stamp]));
+        assert!(at_second.starts_with("1 "), "{at_second}");
+        let recent = ok(&zhub(&url, &["log", "read", "orders", "--since", "1h ago"]));
+        assert_eq!(recent.lines().count(), 3, "{recent}");
+        let future = ok(&zhub(
+            &url,
+            &[
+                "log",
+                "read",
+                "orders",
+                "--since",
+                "2999-01-01T00:00:00+01:00",
+            ],
+        ));
+        assert_eq!(future, "");
+        let bad = zhub(&url, &["log", "read", "orders", "--since", "yesterday"]);
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
 
         // `tail` from the end waits for the next append; it prints once that lands.
         let mut tail = Command::new(ZHUB)

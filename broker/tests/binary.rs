@@ -221,3 +221,30 @@ fn the_log_has_no_colour_codes_off_a_terminal() {
         assert!(status.success(), "{status:?}");
     });
 }
+
+/// A log reader that went away (`zhub-broker 2>&1 | head`) does not turn a clean stop into a
+/// panic: the lines that cannot be written are lost, and the broker exits 0.
+#[test]
+fn a_closed_log_pipe_does_not_fail_the_shutdown() {
+    deadline(LIMIT, || {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(common::ipc_flags(dir.path()))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("zhub-broker starts");
+        if let Some(stderr) = child.stderr.take() {
+            let lines = BufReader::new(stderr).lines().map_while(Result::ok);
+            lines
+                .filter(|l| l.contains("listening"))
+                .take(4)
+                .for_each(drop);
+            // The reader is dropped here: the broker's next log line meets a closed pipe.
+        }
+        signal(&child, "TERM");
+        let status = wait_with_deadline(&mut child, Duration::from_secs(5));
+        assert!(status.success(), "{status:?}");
+    });
+}

@@ -98,6 +98,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, as the broker's log.
         .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written (its reader went away) is lost; reporting that
+        // on the same closed stderr would panic and turn a clean exit into a failure.
+        .log_internal_errors(false)
         .init();
     let result = match cli.command {
         Command::Pub(args) => pubsub::publish(&cli.url, cli.timeout, &args),

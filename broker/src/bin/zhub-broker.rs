@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour codes are for a person at a terminal; in a file or a journal they are noise.
         .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written (its reader went away) is lost; reporting that
+        // on the same closed stderr would panic and turn a clean exit into a failure.
+        .log_internal_errors(false)
         .init();
 
     // SIGINT and SIGTERM both end up as one message on this channel; `run` stops on it.

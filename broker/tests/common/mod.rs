@@ -118,11 +118,16 @@ pub fn spawn_and_wait(mut command: Command, dir: &Path) -> (Child, String) {
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut listening = 0;
     while listening < ENDPOINTS {
-        let line = lines
-            .next()
-            .expect("the broker logs its endpoints")
-            .expect("utf-8 log");
-        assert!(!line.contains("ERROR"), "{line}");
+        let line = match lines.next() {
+            Some(Ok(line)) if !line.contains("ERROR") => line,
+            other => {
+                // Never leave the child behind: it would outlive the test (and hold whatever
+                // it inherited, such as a build lock).
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the broker did not start: {other:?}");
+            }
+        };
         if line.contains("listening") {
             listening += 1;
         }

@@ -118,9 +118,9 @@ pub(crate) fn run(dir: &Path, options: &BenchOptions) -> Result<BenchReport> {
     // The disk's own rates, same directory.
     let raw_path = dir.join("raw.dat");
     // The file's errors read as the engine's own do: the path, then what the OS said.
-    let io = |source| EventLogError::Io {
+    let io = |cause| EventLogError::Io {
         path: raw_path.clone(),
-        source,
+        cause,
     };
     let mut raw = std::fs::File::create(&raw_path).map_err(io)?;
     let chunk = vec![0u8; 1 << 20];

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum EventLogError {
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
+        /// What the OS said (in the message, and not also the error's `source()`, so that
+        /// reporters print it once).
+        cause: std::io::Error,
     },
     /// A stream name breaks the naming rules.
     #[error("invalid stream name {0:?}: 1 to 200 characters of A-Z a-z 0-9 . _ -, not starting with '.'")]
@@ -72,7 +72,7 @@ pub enum EventLogError {
 impl EventLogError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EventLogError {
         let path = path.into();
-        move |source| EventLogError::Io { path, source }
+        move |cause| EventLogError::Io { path, cause }
     }
 }
 

@@ -45,7 +45,7 @@ fn remove_if_present(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(EventLogError::Io {
             path: path.to_owned(),
-            source: e,
+            cause: e,
         }),
     }
 }

@@ -157,7 +157,7 @@ impl Stream {
             std::io::ErrorKind::AlreadyExists => EventLogError::StreamExists(name.to_owned()),
             _ => EventLogError::Io {
                 path: dir.to_owned(),
-                source: e,
+                cause: e,
             },
         })?;
         write_atomically(&dir.join(CONFIG_FILE), config.to_text().as_bytes())?;
@@ -440,7 +440,7 @@ impl Stream {
             "write failed; the stream goes back to its last good record"
         );
         let kind = match &e {
-            EventLogError::Io { source, .. } => source.kind(),
+            EventLogError::Io { cause, .. } => cause.kind(),
             EventLogError::NotStored { kind, .. } => *kind,
             _ => std::io::ErrorKind::Other,
         };

@@ -58,15 +58,15 @@ pub enum KvError {
     },
     /// The change log failed (I/O, or a damaged record when opening or reading history).
     #[error("change log: {0}")]
-    Log(#[from] EventLogError),
+    Log(EventLogError),
     /// A file operation on a snapshot or the store's directory failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
+        /// What the OS said (in the message, and not also the error's `source()`, so that
+        /// reporters print it once).
+        cause: std::io::Error,
     },
     /// A change record in the log passed the log's checksum but is not a change this build
     /// reads (unknown version or operation, missing or non-UTF-8 key).
@@ -116,6 +116,14 @@ pub enum KvError {
     },
 }
 
+// By hand rather than `#[from]`, which would make the change log's error a `source()` too and
+// have reporters print it twice.
+impl From<EventLogError> for KvError {
+    fn from(e: EventLogError) -> Self {
+        KvError::Log(e)
+    }
+}
+
 fn show_revision(r: &Option<u64>) -> String {
     match r {
         Some(r) => format!("revision {r}"),
@@ -126,7 +134,7 @@ fn show_revision(r: &Option<u64>) -> String {
 impl KvError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> KvError {
         let path = path.into();
-        move |source| KvError::Io { path, source }
+        move |cause| KvError::Io { path, cause }
     }
 
     pub(crate) fn bad_key(reason: impl Into<String>) -> KvError {
@@ -138,3 +146,39 @@ impl KvError {
 
 /// Result of the engine's operations.
 pub type Result<T> = std::result::Result<T, KvError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an error reporter prints: the message, then each source's.
+    fn report(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_cause_is_reported_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full here");
+        let errors = [
+            KvError::Io {
+                path: "/kv/snap".into(),
+                cause: io(),
+            },
+            KvError::from(EventLogError::Io {
+                path: "/kv/log".into(),
+                cause: io(),
+            }),
+        ];
+        for e in &errors {
+            let text = report(e);
+            assert_eq!(text.matches("disk full here").count(), 1, "{text}");
+        }
+    }
+}

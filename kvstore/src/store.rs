@@ -791,7 +791,7 @@ impl KvStore {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(KvError::Io { path: p, source: e }),
+                Err(e) => return Err(KvError::Io { path: p, cause: e }),
             }
         }
         if excess > 0 {

@@ -185,18 +185,24 @@ fn settings_that_cannot_work_are_refused_at_start_naming_the_setting_and_its_ran
     });
 }
 
+/// Starts the binary on ipc endpoints in `dir` with its log (at info) on a pipe, for the tests
+/// that read the log lines themselves.
+fn spawn_with_piped_log(dir: &std::path::Path) -> Child {
+    Command::new(BIN)
+        .args(common::ipc_flags(dir))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zhub-broker starts")
+}
+
 /// A log written to a pipe or a file has no colour codes: they are for terminals only.
 #[test]
 fn the_log_has_no_colour_codes_off_a_terminal() {
     deadline(LIMIT, || {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(common::ipc_flags(dir.path()))
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("zhub-broker starts");
+        let mut child = spawn_with_piped_log(dir.path());
         // The start-up lines, up to the fourth endpoint's; read before any assertion so that
         // a failing test still stops its broker.
         let mut start = Vec::new();
@@ -229,12 +235,7 @@ fn a_closed_log_pipe_does_not_fail_the_shutdown() {
     deadline(LIMIT, || {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(common::ipc_flags(dir.path()))
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("zhub-broker starts");
+        let mut child = spawn_with_piped_log(dir.path());
         if let Some(stderr) = child.stderr.take() {
             let lines = BufReader::new(stderr).lines().map_while(Result::ok);
             lines

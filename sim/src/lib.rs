@@ -1,0 +1,8 @@
+//! zhub-sim: a deterministic simulator of distributed algorithms, and the checkers that judge
+//! what their clients saw.
+//!
+//! # Layout
+//! - [`history`] — what clients invoked and what they saw, and its JSON-lines form.
+#![deny(missing_docs)]
+
+pub mod history;

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`history`] — what clients invoked and what they saw, and its JSON-lines form.
+//! - [`trace`] — the messages of a run, for reports and trace hashes.
 #![deny(missing_docs)]
 
 pub mod history;
+pub mod trace;

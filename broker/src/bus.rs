@@ -7,9 +7,12 @@
 //!   can prove that with one probe message (no slow-joiner loss).
 //! - **zhub subscribers get addressed copies, and every drop is counted.** They connect to the
 //!   deliver endpoint, a second XPUB, subscribing there to their own address and declaring
-//!   their prefixes ([`zhub_protocol::delivery`]). This loop matches topics against its own
-//!   table of those prefixes ([`crate::interest`]) and sends each matching subscriber a copy
-//!   behind its envelope, with `XPUB_NODROP` on. A full queue refuses exactly that subscriber's
+//!   their filters and queue groups ([`zhub_protocol::delivery`]). This loop matches topics
+//!   against its own table of those ([`crate::interest`]) and sends each matching subscriber,
+//!   and one member of each matching queue group, a copy behind its envelope, with
+//!   `XPUB_NODROP` on. A queue group's copy goes to the next member in turn, or to the one
+//!   after when that member's queue is full; only when every member's is full is it dropped,
+//!   counted against the member whose turn it was. A full queue refuses exactly that subscriber's
 //!   copy: the loop counts it against that subscriber (`slow_subscriber`), goes on with the
 //!   others, and reports the count in the next envelope it delivers to it (or in a notice, if
 //!   no message follows). ZeroMQ's own fan-out could do neither: once a queue has overflowed
@@ -44,7 +47,7 @@ use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
 use zhub_protocol::delivery::{self, ADDRESS_LEN, INLINE_MAX};
 
-use crate::interest::Interest;
+use crate::interest::{Interest, Member};
 use crate::journal::JournalTap;
 use crate::ratelimit::Sparse;
 
@@ -291,6 +294,8 @@ struct Plane {
     plain_prefixes: u64,
     /// Scratch: the subscribers matching the message at hand.
     matching: Vec<u64>,
+    /// Scratch: the queue group members matching it, grouped by queue group.
+    members: Vec<Member>,
     /// Subscribers whose drops no envelope has reported yet.
     owed: Vec<u64>,
     last_notice: Instant,
@@ -326,6 +331,7 @@ pub(crate) fn run(
         interest: Interest::default(),
         plain_prefixes: 0,
         matching: Vec::new(),
+        members: Vec::new(),
         owed: Vec::new(),
         last_notice: Instant::now(),
         copy: RawMessage::new(),
@@ -426,13 +432,21 @@ impl Plane {
             self.c.messages_in += 1;
             self.c.bytes_in += len;
             if let Some(tap) = tap.as_deref_mut() {
-                tap.tap(msg.data())?;
+                tap.tap(msg.data(), topic_len)?;
             }
-            self.interest
-                .matching(&msg.data()[..topic_len], &mut self.matching);
+            self.interest.matching(
+                &msg.data()[..topic_len],
+                &mut self.matching,
+                &mut self.members,
+            );
             for at in 0..self.matching.len() {
                 let id = self.matching[at];
-                self.deliver(id, msg, out.deliver)?;
+                if !self.send_copy(id, msg, out.deliver)? {
+                    self.missed(id);
+                }
+            }
+            if !self.members.is_empty() {
+                self.deliver_to_queues(msg, out.deliver)?;
             }
             if self.plain_prefixes > 0 {
                 self.send_plain(msg, out.plain)?;
@@ -443,17 +457,49 @@ impl Plane {
         Ok(())
     }
 
-    /// Sends subscriber `id` its addressed copy of `msg`, or counts a drop against it when its
-    /// queue is full. A small message is copied behind the envelope, one frame; a large one
-    /// follows the envelope in a frame of its own, shared with the other subscribers.
-    fn deliver(
+    /// Sends each matching queue group's copy of `msg` to one of its members: the next in
+    /// turn, or the one after when that one's queue is full, and so round the group.
+    fn deliver_to_queues(
+        &mut self,
+        msg: &mut RawMessage,
+        xpub: *mut c_void,
+    ) -> Result<(), zmq::Error> {
+        let mut start = 0;
+        while start < self.members.len() {
+            let group = self.members[start].0;
+            let len = self.members[start..]
+                .iter()
+                .take_while(|m| m.0 == group)
+                .count();
+            let first = self.interest.turn(group, len);
+            let mut sent = false;
+            for step in 0..len {
+                let id = self.members[start + (first + step) % len].1;
+                if self.send_copy(id, msg, xpub)? {
+                    sent = true;
+                    break;
+                }
+            }
+            if !sent {
+                self.missed(self.members[start + first].1);
+            }
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Sends subscriber `id` its addressed copy of `msg`: false when its queue is full (the
+    /// caller counts the drop). A small message is copied behind the envelope, one frame; a
+    /// large one follows the envelope in a frame of its own, shared with the other
+    /// subscribers.
+    fn send_copy(
         &mut self,
         id: u64,
         msg: &mut RawMessage,
         xpub: *mut c_void,
-    ) -> Result<(), zmq::Error> {
+    ) -> Result<bool, zmq::Error> {
         let Some(subscriber) = self.interest.subscriber(id) else {
-            return Ok(());
+            return Ok(true);
         };
         delivery::set_missed(&mut subscriber.envelope, subscriber.missed);
         let sent = if msg.data().len() <= INLINE_MAX {
@@ -469,19 +515,24 @@ impl Plane {
         match sent {
             Ok(()) => {
                 subscriber.missed = 0;
-                Ok(())
+                Ok(true)
             }
-            Err(zmq::Error::EAGAIN) => {
-                if subscriber.missed == 0 {
-                    self.owed.push(id);
-                }
-                subscriber.missed += 1;
-                self.c.dropped.slow_subscriber += 1;
-                self.fault("slow subscriber missed a message");
-                Ok(())
-            }
+            Err(zmq::Error::EAGAIN) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Counts a message dropped for subscriber `id`, to be reported to it.
+    fn missed(&mut self, id: u64) {
+        let Some(subscriber) = self.interest.subscriber(id) else {
+            return;
+        };
+        if subscriber.missed == 0 {
+            self.owed.push(id);
+        }
+        subscriber.missed += 1;
+        self.c.dropped.slow_subscriber += 1;
+        self.fault("slow subscriber missed a message");
     }
 
     /// Sends `msg` unaddressed to the plain ZeroMQ subscribers whose prefixes match it.

@@ -1,22 +1,26 @@
-//! Who wants which topics: the bus thread's table of zhub subscribers and their prefixes, and
-//! the matching of a topic to the subscribers it goes to (see [`zhub_protocol::delivery`]).
+//! Who wants which topics: the bus thread's table of zhub subscribers, their filters and queue
+//! groups, and the matching of a topic to the subscribers it goes to (see
+//! [`zhub_protocol::delivery`]).
 //!
 //! Pure state, fed with the subscriptions that come in on the deliver endpoint. ZeroMQ has
 //! already applied each one to its own connection there, where only the address matters (it
-//! is what an envelope matches); the prefixes are matched here.
+//! is what an envelope matches); the filters are matched here ([`crate::filters`]).
 //!
-//! Everything here comes from the network, so it is bounded: a prefix is at most
+//! Everything here comes from the network, so it is bounded: a filter is at most
 //! [`MAX_TOPIC_LEN`] bytes (the XPUB cuts off a peer sending a longer subscription), a zhub
-//! subscriber holds at most [`MAX_PREFIXES_PER_SUBSCRIBER`] prefixes and there are at most
-//! [`MAX_SUBSCRIBERS`] subscribers. Maps use the standard library's keyed hash, since a peer
-//! chooses the keys.
+//! subscriber holds at most [`MAX_PREFIXES_PER_SUBSCRIBER`] filters and memberships together
+//! and there are at most [`MAX_SUBSCRIBERS`] subscribers. Maps use the standard library's
+//! keyed hash, since a peer chooses the keys.
 
 use std::collections::HashMap;
 
 use zhub_protocol::bus::MAX_TOPIC_LEN;
 use zhub_protocol::delivery::{self, Subscription, ENVELOPE_LEN};
+use zhub_protocol::subject;
 
-/// Most prefixes one zhub subscriber may hold; more are refused.
+use crate::filters::Filters;
+
+/// Most filters and queue memberships one zhub subscriber may hold; more are refused.
 pub(crate) const MAX_PREFIXES_PER_SUBSCRIBER: usize = 10_000;
 /// Most zhub subscribers at once; more addresses are refused.
 pub(crate) const MAX_SUBSCRIBERS: usize = 100_000;
@@ -29,29 +33,80 @@ pub(crate) struct Subscriber {
     pub(crate) envelope: [u8; ENVELOPE_LEN],
     /// Messages dropped for it since the last envelope it was sent.
     pub(crate) missed: u64,
-    /// Its prefixes, to remove them when it goes.
-    prefixes: Vec<Box<[u8]>>,
+    /// What it subscribed to, as the bytes after its address (the mark, then the filter or
+    /// the queue membership), to remove them all when it goes.
+    held: Vec<Box<[u8]>>,
 }
+
+/// A member of a queue group: the group's number and the subscriber's id. Sorted, a topic's
+/// matching members come grouped by queue group.
+pub(crate) type Member = (u32, u64);
 
 /// Why a subscription was not taken, for the log.
 pub(crate) type Refused = &'static str;
+
+/// The queue groups in use, numbered so that members are small copyable pairs.
+#[derive(Debug, Default)]
+struct Queues {
+    numbers: HashMap<Box<[u8]>, u32>,
+    /// Per number: memberships held, and whose turn it is (a counter, taken modulo the
+    /// members matching each message).
+    slots: Vec<QueueSlot>,
+    free: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct QueueSlot {
+    memberships: usize,
+    turn: u64,
+}
+
+impl Queues {
+    fn join(&mut self, name: &[u8]) -> u32 {
+        let number = match self.numbers.get(name) {
+            Some(&n) => n,
+            None => {
+                let n = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(QueueSlot::default());
+                    (self.slots.len() - 1) as u32
+                });
+                self.numbers.insert(name.into(), n);
+                n
+            }
+        };
+        self.slots[number as usize].memberships += 1;
+        number
+    }
+
+    fn leave(&mut self, name: &[u8]) -> Option<u32> {
+        let number = *self.numbers.get(name)?;
+        let slot = &mut self.slots[number as usize];
+        slot.memberships -= 1;
+        if slot.memberships == 0 {
+            *slot = QueueSlot::default();
+            self.numbers.remove(name);
+            self.free.push(number);
+        }
+        Some(number)
+    }
+}
 
 /// The table. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Interest {
     subscribers: HashMap<u64, Subscriber>,
-    /// Prefix -> the zhub subscribers holding it.
-    prefixes: HashMap<Box<[u8]>, Vec<u64>>,
-    /// Distinct prefix lengths in `prefixes`, ascending, with how many prefixes have each:
-    /// matching a topic looks up only these lengths, usually one or two.
-    lengths: Vec<(usize, usize)>,
+    /// Filters of plain interests, held by subscriber id.
+    direct: Filters<u64>,
+    /// Filters of queue memberships, held by (group, subscriber).
+    queued: Filters<Member>,
+    queues: Queues,
 }
 
 impl Interest {
     /// Takes a subscription (the bytes after ZeroMQ's subscribe byte).
     pub(crate) fn subscribe(&mut self, data: &[u8]) -> Result<(), Refused> {
-        match delivery::parse_subscription(data) {
-            Err(_) => Err("malformed addressed subscription"),
+        let (subscriber, filter, group) = match delivery::parse_subscription(data) {
+            Err(_) => return Err("malformed addressed subscription"),
             Ok(Subscription::Address(id)) => {
                 if !self.subscribers.contains_key(&id) {
                     if self.subscribers.len() >= MAX_SUBSCRIBERS {
@@ -62,90 +117,116 @@ impl Interest {
                         Subscriber {
                             envelope: delivery::envelope(id, 0),
                             missed: 0,
-                            prefixes: Vec::new(),
+                            held: Vec::new(),
                         },
                     );
                 }
-                Ok(())
-            }
-            Ok(Subscription::Interest { subscriber, prefix }) => {
-                if prefix.len() > MAX_TOPIC_LEN {
-                    return Err("subscription prefix too long");
-                }
-                let Some(slot) = self.subscribers.get_mut(&subscriber) else {
-                    return Err("interest from a subscriber with no address");
-                };
-                if slot.prefixes.iter().any(|p| **p == *prefix) {
-                    return Ok(());
-                }
-                if slot.prefixes.len() >= MAX_PREFIXES_PER_SUBSCRIBER {
-                    return Err("too many prefixes for one subscriber");
-                }
-                slot.prefixes.push(prefix.into());
-                let holders = self.prefixes.entry(prefix.into()).or_default();
-                if holders.is_empty() {
-                    count_length(&mut self.lengths, prefix.len(), true);
-                }
-                holders.push(subscriber);
-                Ok(())
+                return Ok(());
             }
             // Only zhub subscribers connect to the deliver endpoint, and every message sent
             // there is addressed: a plain subscription matches nothing useful.
-            Ok(Subscription::Plain(_)) => Err("plain subscription on the deliver endpoint"),
+            Ok(Subscription::Plain(_)) => {
+                return Err("plain subscription on the deliver endpoint");
+            }
+            Ok(Subscription::Interest { subscriber, prefix }) => (subscriber, prefix, None),
+            Ok(Subscription::Queue {
+                subscriber,
+                group,
+                filter,
+            }) => (subscriber, filter, Some(group)),
+        };
+        if filter.len() > MAX_TOPIC_LEN {
+            return Err("subscription filter too long");
         }
+        if std::str::from_utf8(filter).map_or(true, |f| subject::check_filter(f).is_err()) {
+            return Err("malformed subscription filter");
+        }
+        let Some(slot) = self.subscribers.get_mut(&subscriber) else {
+            return Err("interest from a subscriber with no address");
+        };
+        let held = &data[delivery::ADDRESS_LEN..];
+        if slot.held.iter().any(|h| **h == *held) {
+            return Ok(());
+        }
+        if slot.held.len() >= MAX_PREFIXES_PER_SUBSCRIBER {
+            return Err("too many filters for one subscriber");
+        }
+        slot.held.push(held.into());
+        match group {
+            None => self.direct.add(filter, subscriber),
+            Some(group) => {
+                let number = self.queues.join(group);
+                self.queued.add(filter, (number, subscriber));
+            }
+        }
+        Ok(())
     }
 
     /// Takes an unsubscription: from a subscriber, or from the XPUB for each subscription of a
     /// connection that has gone.
     pub(crate) fn unsubscribe(&mut self, data: &[u8]) {
-        match delivery::parse_subscription(data) {
-            Err(_) | Ok(Subscription::Plain(_)) => {}
-            Ok(Subscription::Address(id)) => {
+        let Ok(subscription) = delivery::parse_subscription(data) else {
+            return;
+        };
+        let subscriber = match subscription {
+            Subscription::Plain(_) => return,
+            Subscription::Address(id) => {
                 if let Some(slot) = self.subscribers.remove(&id) {
-                    for prefix in slot.prefixes {
-                        self.forget(&prefix, id);
+                    for held in slot.held {
+                        let mut data = delivery::address(id).to_vec();
+                        data.extend_from_slice(&held);
+                        self.forget(&data, id);
                     }
                 }
+                return;
             }
-            Ok(Subscription::Interest { subscriber, prefix }) => {
-                if let Some(slot) = self.subscribers.get_mut(&subscriber) {
-                    if let Some(at) = slot.prefixes.iter().position(|p| **p == *prefix) {
-                        slot.prefixes.swap_remove(at);
-                        self.forget(prefix, subscriber);
-                    }
-                }
+            Subscription::Interest { subscriber, .. } | Subscription::Queue { subscriber, .. } => {
+                subscriber
             }
+        };
+        let Some(slot) = self.subscribers.get_mut(&subscriber) else {
+            return;
+        };
+        let held = &data[delivery::ADDRESS_LEN..];
+        if let Some(at) = slot.held.iter().position(|h| **h == *held) {
+            slot.held.swap_remove(at);
+            self.forget(data, subscriber);
         }
     }
 
-    fn forget(&mut self, prefix: &[u8], id: u64) {
-        if let Some(holders) = self.prefixes.get_mut(prefix) {
-            holders.retain(|&h| h != id);
-            if holders.is_empty() {
-                self.prefixes.remove(prefix);
-                count_length(&mut self.lengths, prefix.len(), false);
+    /// Removes one subscription that was taken (its whole bytes, address included).
+    fn forget(&mut self, data: &[u8], id: u64) {
+        match delivery::parse_subscription(data) {
+            Ok(Subscription::Interest { prefix, .. }) => self.direct.remove(prefix, id),
+            Ok(Subscription::Queue { group, filter, .. }) => {
+                if let Some(number) = self.queues.leave(group) {
+                    self.queued.remove(filter, (number, id));
+                }
             }
+            _ => {}
         }
     }
 
-    /// Puts in `out` every zhub subscriber with a prefix of `topic`, each once.
-    pub(crate) fn matching(&self, topic: &[u8], out: &mut Vec<u64>) {
-        out.clear();
-        let mut lengths_hit = 0;
-        for &(len, _) in &self.lengths {
-            if len > topic.len() {
-                break;
-            }
-            if let Some(holders) = self.prefixes.get(&topic[..len]) {
-                out.extend_from_slice(holders);
-                lengths_hit += 1;
-            }
+    /// Puts in `direct` every zhub subscriber with an interest matching `topic`, each once,
+    /// and in `queued` every queue group member with a membership matching it, each once,
+    /// sorted so that each group's members are together.
+    pub(crate) fn matching(&self, topic: &[u8], direct: &mut Vec<u64>, queued: &mut Vec<Member>) {
+        direct.clear();
+        queued.clear();
+        self.direct.matching(topic, direct);
+        if !self.queued.is_empty() {
+            self.queued.matching(topic, queued);
+            queued.sort_unstable();
         }
-        if lengths_hit > 1 {
-            // A subscriber holding both `a` and `ab` gets `abc` once.
-            out.sort_unstable();
-            out.dedup();
-        }
+    }
+
+    /// Whose turn it is in queue group `group` among `members` matching members: an index
+    /// below `members`, advancing with each call so that the members take turns.
+    pub(crate) fn turn(&mut self, group: u32, members: usize) -> usize {
+        let slot = &mut self.queues.slots[group as usize];
+        let at = (slot.turn % members.max(1) as u64) as usize;
+        slot.turn = slot.turn.wrapping_add(1);
+        at
     }
 
     /// The zhub subscriber with this id.
@@ -158,36 +239,34 @@ impl Interest {
         self.subscribers.len()
     }
 
-    /// Distinct prefixes held by zhub subscribers.
+    /// Distinct filters held by zhub subscribers, plain interests and queue memberships.
     pub(crate) fn distinct_prefixes(&self) -> usize {
-        self.prefixes.len()
+        self.direct.distinct() + self.queued.distinct()
     }
-}
 
-fn count_length(lengths: &mut Vec<(usize, usize)>, len: usize, add: bool) {
-    match lengths.binary_search_by_key(&len, |&(l, _)| l) {
-        Ok(at) if add => lengths[at].1 += 1,
-        Ok(at) => {
-            lengths[at].1 -= 1;
-            if lengths[at].1 == 0 {
-                lengths.remove(at);
-            }
-        }
-        Err(at) if add => lengths.insert(at, (len, 1)),
-        Err(_) => {}
+    /// Queue groups with at least one member.
+    #[cfg(test)]
+    pub(crate) fn queue_groups(&self) -> usize {
+        self.queues.numbers.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zhub_protocol::delivery::{address, interest};
+    use zhub_protocol::delivery::{address, interest, queue_interest};
 
     fn matching(table: &Interest, topic: &str) -> Vec<u64> {
-        let mut out = Vec::new();
-        table.matching(topic.as_bytes(), &mut out);
+        let (mut out, mut queued) = (Vec::new(), Vec::new());
+        table.matching(topic.as_bytes(), &mut out, &mut queued);
         out.sort_unstable();
         out
+    }
+
+    fn members(table: &Interest, topic: &str) -> Vec<Member> {
+        let (mut out, mut queued) = (Vec::new(), Vec::new());
+        table.matching(topic.as_bytes(), &mut out, &mut queued);
+        queued
     }
 
     #[test]
@@ -217,8 +296,61 @@ mod tests {
         t.unsubscribe(&address(3));
         assert_eq!(matching(&t, "abc"), Vec::<u64>::new());
         assert_eq!(t.distinct_prefixes(), 0);
-        assert!(t.lengths.is_empty());
         assert_eq!(t.subscribers(), 0);
+    }
+
+    #[test]
+    fn subject_patterns_reach_their_subscribers() {
+        let mut t = Interest::default();
+        for id in [1, 2] {
+            t.subscribe(&address(id)).unwrap();
+        }
+        t.subscribe(&interest(1, b"orders.*.new")).unwrap();
+        t.subscribe(&interest(2, b"orders.>")).unwrap();
+        assert_eq!(matching(&t, "orders.eu.new"), vec![1, 2]);
+        assert_eq!(matching(&t, "orders.eu.old"), vec![2]);
+        assert_eq!(matching(&t, "orders"), Vec::<u64>::new());
+        assert!(
+            t.subscribe(&interest(1, b"a.>.b")).is_err(),
+            "'>' must come last"
+        );
+        t.unsubscribe(&address(1));
+        assert_eq!(matching(&t, "orders.eu.new"), vec![2]);
+    }
+
+    #[test]
+    fn queue_members_are_grouped_and_take_turns() {
+        let mut t = Interest::default();
+        for id in [1, 2, 3, 4] {
+            t.subscribe(&address(id)).unwrap();
+        }
+        t.subscribe(&queue_interest(1, b"w", b"jobs.")).unwrap();
+        t.subscribe(&queue_interest(1, b"w", b"jobs.>")).unwrap();
+        t.subscribe(&queue_interest(2, b"w", b"jobs.")).unwrap();
+        t.subscribe(&queue_interest(3, b"other", b"jobs.*"))
+            .unwrap();
+        t.subscribe(&interest(4, b"jobs.")).unwrap();
+        assert_eq!(matching(&t, "jobs.a"), vec![4], "plain interests apart");
+        let got = members(&t, "jobs.a");
+        assert_eq!(
+            got.len(),
+            3,
+            "member 1 once though two filters match: {got:?}"
+        );
+        let w = got[0].0;
+        assert_eq!(got.iter().filter(|m| m.0 == w).count(), 2);
+        assert_eq!(t.queue_groups(), 2);
+        let turns: Vec<usize> = (0..4).map(|_| t.turn(w, 2)).collect();
+        assert_eq!(turns, vec![0, 1, 0, 1]);
+
+        t.unsubscribe(&address(1));
+        let got = members(&t, "jobs.a");
+        assert_eq!(got.iter().filter(|m| m.1 == 1).count(), 0);
+        t.unsubscribe(&queue_interest(2, b"w", b"jobs."));
+        assert_eq!(t.queue_groups(), 1, "an empty group is forgotten");
+        t.unsubscribe(&address(3));
+        assert_eq!(t.queue_groups(), 0);
+        assert!(members(&t, "jobs.a").is_empty());
     }
 
     #[test]
@@ -236,6 +368,7 @@ mod tests {
             );
         }
         assert!(t.subscribe(&interest(9, b"one-more")).is_err());
+        assert!(t.subscribe(&queue_interest(9, b"q", b"one-more")).is_err());
         assert!(t.subscribe(&[0, 1]).is_err());
         t.unsubscribe(&address(9));
         assert_eq!(t.distinct_prefixes(), 0);

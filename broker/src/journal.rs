@@ -119,8 +119,9 @@ impl JournalTap {
         }
     }
 
-    /// Sends a copy of `frame` (a well-formed bus frame) for every route it matches.
-    pub(crate) fn tap(&mut self, frame: &[u8]) -> Result<(), zmq::Error> {
+    /// Sends a copy of `frame` (a well-formed bus frame whose topic is its first `topic_len`
+    /// bytes) for every route whose filter, a prefix or a subject pattern, matches the topic.
+    pub(crate) fn tap(&mut self, frame: &[u8], topic_len: usize) -> Result<(), zmq::Error> {
         let generation = self.table.generation.load(Ordering::Acquire);
         if generation != self.seen {
             self.seen = generation;
@@ -129,8 +130,9 @@ impl JournalTap {
         if self.routes.is_empty() || frame.first() == Some(&b'$') {
             return Ok(());
         }
+        let topic = &frame[..topic_len.min(frame.len())];
         for route in &self.routes {
-            if frame.starts_with(route.prefix.as_bytes()) {
+            if zhub_protocol::subject::matches(route.prefix.as_bytes(), topic) {
                 self.socket
                     .send_multipart([route.stream.as_bytes(), frame], 0)?;
             }

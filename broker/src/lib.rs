@@ -43,6 +43,7 @@ pub mod config;
 mod consumers;
 pub mod endpoint;
 pub mod error;
+mod filters;
 mod groups;
 mod interest;
 mod journal;

@@ -24,7 +24,15 @@
 //! | bytes                                     | meaning                                          |
 //! |-------------------------------------------|--------------------------------------------------|
 //! | `0x00`, id (8)                            | the subscriber's address: its envelopes match it |
-//! | `0x00`, id (8), `0x01`, prefix (0..=1024) | interest in topics starting with `prefix`        |
+//! | `0x00`, id (8), `0x01`, filter (0..=1024) | interest in the topics `filter` matches          |
+//! | `0x00`, id (8), `0x02`, n (1), queue group (n), filter (0..=1024) | membership of a queue group for the topics `filter` matches |
+//!
+//! A filter is a topic prefix or a subject pattern ([`crate::subject`]). A message goes to
+//! every subscriber with a matching interest, and to one member of each queue group with a
+//! matching membership (the next in turn whose queue has room), so that a group's members
+//! share the load of its topics. A subscriber is told of the drops counted against it; a
+//! message a whole queue group could not take is counted against the member whose turn it
+//! was.
 //!
 //! The id is random per subscriber (big-endian `u64`). ZeroMQ applies the address to the
 //! subscriber's own connection, so that envelopes starting with it reach that subscriber
@@ -51,6 +59,8 @@ pub const ADDRESS_MARK: u8 = 0x00;
 pub const ADDRESS_LEN: usize = 9;
 /// The byte after the address that marks an interest.
 pub const INTEREST_MARK: u8 = 0x01;
+/// The byte after the address that marks a queue group membership.
+pub const QUEUE_MARK: u8 = 0x02;
 /// Length of an envelope.
 pub const ENVELOPE_LEN: usize = ADDRESS_LEN + 8;
 /// Longest bus frame the broker sends in the envelope's frame; longer ones follow it in a
@@ -72,6 +82,19 @@ pub fn interest(subscriber: u64, prefix: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&address(subscriber));
     out.push(INTEREST_MARK);
     out.extend_from_slice(prefix);
+    out
+}
+
+/// The subscription that makes `subscriber` a member of queue group `group` for the topics
+/// `filter` matches. The caller has checked `group` ([`crate::names::check_queue`]: at most
+/// 255 bytes).
+pub fn queue_interest(subscriber: u64, group: &[u8], filter: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ADDRESS_LEN + 2 + group.len() + filter.len());
+    out.extend_from_slice(&address(subscriber));
+    out.push(QUEUE_MARK);
+    out.push(group.len().min(255) as u8);
+    out.extend_from_slice(&group[..group.len().min(255)]);
+    out.extend_from_slice(filter);
     out
 }
 
@@ -120,12 +143,21 @@ pub fn decode_envelope(frame: &[u8]) -> Result<Envelope, ProtocolError> {
 pub enum Subscription<'a> {
     /// A zhub subscriber's address.
     Address(u64),
-    /// A zhub subscriber's interest in a topic prefix.
+    /// A zhub subscriber's interest in the topics a filter matches.
     Interest {
         /// The subscriber.
         subscriber: u64,
-        /// The topic prefix (`b""` for every topic).
+        /// The filter: a topic prefix (`b""` for every topic) or a subject pattern.
         prefix: &'a [u8],
+    },
+    /// A zhub subscriber's membership of a queue group, for the topics a filter matches.
+    Queue {
+        /// The subscriber.
+        subscriber: u64,
+        /// The group's name (1..=255 bytes).
+        group: &'a [u8],
+        /// The filter, as for [`Subscription::Interest`].
+        filter: &'a [u8],
     },
     /// A plain ZeroMQ subscription to a topic prefix.
     Plain(&'a [u8]),
@@ -135,8 +167,8 @@ pub enum Subscription<'a> {
 ///
 /// # Errors
 /// [`ProtocolError::TruncatedHeader`] for bytes that start with [`ADDRESS_MARK`] but are too
-/// short to hold an id, [`ProtocolError::UnknownSubscription`] for an address followed by
-/// anything but an interest.
+/// short to hold an id or a queue group's name, [`ProtocolError::UnknownSubscription`] for an
+/// address followed by anything but an interest or a membership.
 pub fn parse_subscription(data: &[u8]) -> Result<Subscription<'_>, ProtocolError> {
     match data.first() {
         Some(&ADDRESS_MARK) if data.len() < ADDRESS_LEN => Err(ProtocolError::TruncatedHeader {
@@ -151,6 +183,21 @@ pub fn parse_subscription(data: &[u8]) -> Result<Subscription<'_>, ProtocolError
                     subscriber,
                     prefix: &data[ADDRESS_LEN + 1..],
                 }),
+                Some(&QUEUE_MARK) => {
+                    let rest = &data[ADDRESS_LEN + 1..];
+                    let n = usize::from(rest.first().copied().unwrap_or(0));
+                    if n == 0 || rest.len() < 1 + n {
+                        return Err(ProtocolError::TruncatedHeader {
+                            expected: ADDRESS_LEN + 2 + n.max(1),
+                            got: data.len(),
+                        });
+                    }
+                    Ok(Subscription::Queue {
+                        subscriber,
+                        group: &rest[1..1 + n],
+                        filter: &rest[1 + n..],
+                    })
+                }
                 Some(&other) => Err(ProtocolError::UnknownSubscription(other)),
             }
         }
@@ -194,6 +241,31 @@ mod tests {
             Ok(Subscription::Plain(b"sensors."))
         );
         assert_eq!(parse_subscription(b""), Ok(Subscription::Plain(b"")));
+        assert_eq!(
+            parse_subscription(&queue_interest(id, b"workers", b"jobs.>")),
+            Ok(Subscription::Queue {
+                subscriber: id,
+                group: b"workers",
+                filter: b"jobs.>"
+            })
+        );
+        assert_eq!(
+            parse_subscription(&queue_interest(id, b"w", b"")),
+            Ok(Subscription::Queue {
+                subscriber: id,
+                group: b"w",
+                filter: b""
+            })
+        );
+        let mut no_group = address(id).to_vec();
+        no_group.extend_from_slice(&[QUEUE_MARK, 0]);
+        assert!(parse_subscription(&no_group).is_err());
+        let mut short_group = address(id).to_vec();
+        short_group.extend_from_slice(&[QUEUE_MARK, 5, b'a']);
+        assert!(parse_subscription(&short_group).is_err());
+        let mut bare = address(id).to_vec();
+        bare.push(QUEUE_MARK);
+        assert!(parse_subscription(&bare).is_err());
         assert!(parse_subscription(&[0, 1, 2]).is_err());
         let mut odd = address(id).to_vec();
         odd.push(9);

@@ -17,6 +17,8 @@
 //! - [`kv`] — the `zhub.kv` service's requests and replies, and its change messages.
 //! - [`group`] — the `zhub.group` service: process groups' membership and views.
 //! - [`names`] — the rule of each kind of name (services, topics, streams, keys, groups).
+//! - [`subject`] — topics as `.`-separated tokens, and filters: prefixes and NATS-style
+//!   patterns with `*` and `>`.
 //! - [`body`] — MessagePack helpers shared by every typed API.
 //! - [`duration`] — durations written as text (`500ms`, `2.5s`), for flags and config files.
 //! - [`ids`] — random ids and the hexadecimal form of ids and bytes.
@@ -36,6 +38,7 @@ pub mod log;
 pub mod mdp;
 pub mod names;
 pub mod request;
+pub mod subject;
 
 pub use bus::{BusFrame, BusHeader, Encoding};
 pub use error::ProtocolError;

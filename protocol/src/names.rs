@@ -9,8 +9,9 @@
 //! | kind                  | checker            | bytes      | allowed                                   |
 //! |-----------------------|--------------------|------------|-------------------------------------------|
 //! | service               | [`check_service`]  | 1..=255    | UTF-8 without control characters          |
-//! | topic                 | [`check_topic`]    | 1..=1024   | UTF-8 without control characters          |
-//! | topic prefix          | [`check_prefix`]   | 0..=1024   | as a topic; empty matches every topic     |
+//! | topic                 | [`check_topic`]    | 1..=1024   | UTF-8 without control characters; no `*` or `>` token |
+//! | topic filter          | [`check_prefix`]   | 0..=1024   | a prefix or a subject pattern ([`crate::subject`]); empty matches every topic |
+//! | queue group           | [`check_queue`]    | 1..=255    | UTF-8 without control characters          |
 //! | event log stream      | [`check_stream`]   | 1..=200    | ASCII letters, digits, `.` `_` `-`; no leading `.` |
 //! | consumer group        | [`check_consumer`] | 1..=200    | UTF-8 without control characters          |
 //! | key-value key         | [`check_key`]      | 1..=1024   | UTF-8 without control characters          |
@@ -21,7 +22,7 @@
 //! reserved (`zhub.*` and `mmi.*` services, `$` topics) is the caller's decision: the rules
 //! here say only what a well-formed name is. Requests that carry names implement [`Named`].
 
-use crate::ProtocolError;
+use crate::{subject, ProtocolError};
 
 /// Longest service name, in bytes.
 pub const MAX_SERVICE_LEN: usize = 255;
@@ -90,26 +91,55 @@ pub fn check_service(name: &str) -> Result<(), ProtocolError> {
 }
 
 /// Checks a topic: 1..=[`MAX_TOPIC_LEN`] bytes without control characters (so no NUL, which
-/// ends the topic in a bus frame).
+/// ends the topic in a bus frame), and no wildcard token (`*` or `>` between dots: a topic
+/// names one subject, a pattern many).
 ///
 /// # Errors
 /// [`ProtocolError::InvalidName`] naming the rule broken.
 pub fn check_topic(topic: &str) -> Result<(), ProtocolError> {
-    free_text("topic", topic, 1, MAX_TOPIC_LEN, "longer than 1024 bytes")
+    free_text("topic", topic, 1, MAX_TOPIC_LEN, "longer than 1024 bytes")?;
+    if subject::tokens(topic.as_bytes()).any(subject::is_wildcard) {
+        return Err(invalid(
+            "topic",
+            topic,
+            "has a wildcard token ('*' or '>'): those are for subscriptions",
+        ));
+    }
+    Ok(())
 }
 
-/// Checks a topic prefix (a subscription, a journal route): as [`check_topic`], but it may
-/// be empty (every topic).
+/// Checks a topic filter (a subscription, a journal route): a prefix or a subject pattern
+/// ([`crate::subject`]) of 0..=[`MAX_TOPIC_LEN`] bytes without control characters; empty
+/// matches every topic.
 ///
 /// # Errors
 /// [`ProtocolError::InvalidName`] naming the rule broken.
 pub fn check_prefix(prefix: &str) -> Result<(), ProtocolError> {
     free_text(
-        "topic prefix",
+        "topic filter",
         prefix,
         0,
         MAX_TOPIC_LEN,
         "longer than 1024 bytes",
+    )?;
+    subject::check_filter(prefix)
+}
+
+/// Longest queue group name, in bytes (its length travels in one byte).
+pub const MAX_QUEUE_LEN: usize = 255;
+
+/// Checks a queue group name (subscribers sharing a topic's messages):
+/// 1..=[`MAX_QUEUE_LEN`] bytes without control characters.
+///
+/// # Errors
+/// [`ProtocolError::InvalidName`] naming the rule broken.
+pub fn check_queue(name: &str) -> Result<(), ProtocolError> {
+    free_text(
+        "queue group",
+        name,
+        1,
+        MAX_QUEUE_LEN,
+        "longer than 255 bytes",
     )
 }
 

@@ -58,7 +58,7 @@ struct Cli {
 enum Command {
     /// Publish one message on a topic.
     Pub(pubsub::PubArgs),
-    /// Print messages published on topics starting with the given prefixes.
+    /// Print messages published on topics matching the given prefixes or patterns.
     Sub(pubsub::SubArgs),
     /// Show the broker's counters.
     Stats(stats::StatsArgs),

@@ -25,9 +25,14 @@ pub(crate) struct PubArgs {
 /// Arguments of `zhub sub`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SubArgs {
-    /// Topic prefixes ("" for every topic).
-    #[arg(required = true)]
+    /// Topic filters: prefixes ("orders." ; "" for every topic) or subject patterns, with
+    /// `*` for one token and `>` for the rest ("orders.*.new", "orders.>").
+    #[arg(required = true, value_name = "FILTER")]
     prefixes: Vec<String>,
+    /// Join this queue group: each message goes to one member of the group rather than to
+    /// every member, so several `zhub sub --queue` processes share the load.
+    #[arg(long, value_name = "GROUP")]
+    queue: Option<String>,
     /// Exit after this many messages.
     #[arg(long)]
     count: Option<u64>,
@@ -71,7 +76,10 @@ fn publish_one(
 pub(crate) fn subscribe(url: &str, timeout: Duration, args: &SubArgs) -> anyhow::Result<()> {
     let mut client = crate::connect(url, timeout)?;
     let prefixes: Vec<&str> = args.prefixes.iter().map(String::as_str).collect();
-    let mut subscriber = client.subscribe(&prefixes)?;
+    let mut subscriber = match &args.queue {
+        Some(group) => client.queue_subscribe(group, &prefixes)?,
+        None => client.subscribe(&prefixes)?,
+    };
     let mut seen = 0u64;
     let mut told = 0u64;
     while args.count.is_none_or(|n| seen < n) {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use serde::{de::DeserializeOwned, Serialize};
 use tracing::debug;
 use zhub_protocol::builtin::{BrokerInfo, Stats, INFO_SERVICE, STATS_SERVICE};
-use zhub_protocol::bus::{self, Encoding, PROBE_PREFIX};
+use zhub_protocol::bus::{Encoding, PROBE_PREFIX};
 use zhub_protocol::delivery;
 use zhub_protocol::ids::random_u64;
-use zhub_protocol::{body, Reply, Request, Status};
+use zhub_protocol::{body, names, Reply, Request, Status};
 
 use crate::error::{
     ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind,
@@ -516,20 +516,66 @@ impl Client {
             .publish_sequenced(topic, Encoding::Raw, body, &clock)
     }
 
-    /// Subscribes to every topic starting with one of `prefixes` (`""` takes every topic).
+    /// Subscribes to every topic one of `filters` matches: a prefix (`"orders."`; `""` takes
+    /// every topic) or a subject pattern with `*` for one token and `>` for the rest
+    /// (`"orders.*.new"`, `"orders.>"`; see [`zhub_protocol::subject`]).
     ///
     /// Returns only once the subscription is live end to end: a probe message sent through the
     /// broker on a topic of this subscriber's own has come back. Anything published after this
     /// returns is delivered.
     ///
     /// # Errors
-    /// [`SubscribeErrorKind::InvalidTopic`] for a prefix with a NUL byte or over 1024 bytes;
+    /// [`SubscribeErrorKind::InvalidTopic`] for a filter with a control character, over 1024
+    /// bytes, or with `>` before its last token;
     /// [`SubscribeErrorKind::TimedOut`] when the probe does not come back within the timeout.
-    pub fn subscribe(&mut self, prefixes: &[&str]) -> Result<Subscriber, SubscribeError> {
-        for prefix in prefixes {
-            if !prefix.is_empty() {
-                bus::check_topic(prefix).kind(SubscribeErrorKind::InvalidTopic, *prefix)?;
-            }
+    ///
+    /// # Example
+    /// ```no_run
+    /// let mut client = zhub_client::Client::connect("tcp://127.0.0.1:5555")?;
+    /// let mut orders = client.subscribe(&["orders.*.new"])?;
+    /// let message = orders.recv()?;
+    /// println!("{}: {:?}", message.topic(), message.body());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe(&mut self, filters: &[&str]) -> Result<Subscriber, SubscribeError> {
+        self.subscribe_as(None, filters)
+    }
+
+    /// Joins queue group `group` for the topics `filters` match (as for [`Client::subscribe`]):
+    /// each message on them goes to one member of the group, each member in turn (skipping a
+    /// member whose queue is full), rather than to every member, so that several processes
+    /// can share a topic's load. Subscribers outside the group still get every message.
+    ///
+    /// # Errors
+    /// As for [`Client::subscribe`], and [`SubscribeErrorKind::InvalidTopic`] for a group name
+    /// that is empty, over 255 bytes or has a control character.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let mut client = zhub_client::Client::connect("tcp://127.0.0.1:5555")?;
+    /// // Start as many of these as the load needs: each job reaches one of them.
+    /// let mut jobs = client.queue_subscribe("resizers", &["jobs.resize.>"])?;
+    /// while let Ok(job) = jobs.recv() {
+    ///     println!("resizing {}", job.topic());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn queue_subscribe(
+        &mut self,
+        group: &str,
+        filters: &[&str],
+    ) -> Result<Subscriber, SubscribeError> {
+        names::check_queue(group).kind(SubscribeErrorKind::InvalidTopic, group)?;
+        self.subscribe_as(Some(group), filters)
+    }
+
+    fn subscribe_as(
+        &mut self,
+        group: Option<&str>,
+        filters: &[&str],
+    ) -> Result<Subscriber, SubscribeError> {
+        for filter in filters {
+            names::check_prefix(filter).kind(SubscribeErrorKind::InvalidTopic, *filter)?;
         }
         const SETUP: &str = "socket setup failed";
         let socket = self
@@ -546,14 +592,18 @@ impl Client {
             .connect(&self.info.deliver)
             .kind(SubscribeErrorKind::Transport, SETUP)?;
         // The address first: the broker sends this subscriber's copies to it, and learns of
-        // the prefixes that follow (see `zhub_protocol::delivery`).
+        // the filters that follow (see `zhub_protocol::delivery`).
         let id = random_u64();
         socket
             .set_subscribe(&delivery::address(id))
             .kind(SubscribeErrorKind::Transport, SETUP)?;
-        for prefix in prefixes {
+        for filter in filters {
+            let subscription = match group {
+                None => delivery::interest(id, filter.as_bytes()),
+                Some(group) => delivery::queue_interest(id, group.as_bytes(), filter.as_bytes()),
+            };
             socket
-                .set_subscribe(&delivery::interest(id, prefix.as_bytes()))
+                .set_subscribe(&subscription)
                 .kind(SubscribeErrorKind::Transport, SETUP)?;
         }
         let probe_topic = format!("{PROBE_PREFIX}{:016x}", random_u64());

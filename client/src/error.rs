@@ -179,8 +179,8 @@ kinds! {
 kinds! {
     /// Why a subscription could not be made.
     SubscribeErrorKind {
-        /// A prefix breaks the naming rules.
-        InvalidTopic => "invalid topic prefix",
+        /// A filter or queue group name breaks the naming rules.
+        InvalidTopic => "invalid topic filter",
         /// The subscription was not confirmed live end to end within the timeout.
         TimedOut => "subscription not confirmed",
         /// A ZeroMQ call failed.

@@ -282,6 +282,9 @@ impl<'a> Kv<'a> {
     /// Every change to keys starting with `prefix`, as it happens, over the bus. Returns once
     /// the watch is live: every change made after it returns is delivered, in order.
     ///
+    /// `prefix` may also be a subject pattern over keys written as `.`-separated tokens
+    /// (`users.*.email`, `users.>`; see [`zhub_protocol::subject`]).
+    ///
     /// # Errors
     /// As for [`Client::subscribe`].
     pub fn watch(&mut self, prefix: &str) -> Result<Watcher, SubscribeError> {

@@ -49,6 +49,14 @@ pub(crate) struct ServiceConfig {
     pub mdp_timeout: Duration,
 }
 
+/// What a worker answered to a request.
+enum Answer {
+    /// Its reply body.
+    Reply(Vec<Vec<u8>>),
+    /// The failure it reported (already made printable by the codec).
+    Failed(String),
+}
+
 /// Who asked, and so how to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
@@ -298,7 +306,10 @@ impl Services {
                 self.register(now, identity, service, credit)
             }
             WorkerCommand::Reply { client, body } if known => {
-                self.reply(now, stats, identity, &client, body)
+                self.settle(now, stats, identity, &client, Answer::Reply(body))
+            }
+            WorkerCommand::Failed { client, reason } if known => {
+                self.settle(now, stats, identity, &client, Answer::Failed(reason))
             }
             WorkerCommand::Heartbeat if known => {}
             WorkerCommand::Disconnect => self.remove_worker(now, stats, identity, false),
@@ -307,7 +318,9 @@ impl Services {
                 self.remove_worker(now, stats, identity, true);
                 return false;
             }
-            WorkerCommand::Reply { .. } | WorkerCommand::Heartbeat => {
+            WorkerCommand::Reply { .. }
+            | WorkerCommand::Failed { .. }
+            | WorkerCommand::Heartbeat => {
                 // A worker we do not know (say, from before a broker restart): tell it to
                 // reconnect and register again.
                 debug!(worker = %hex(identity), "message from unregistered worker; asked to reconnect");
@@ -350,13 +363,15 @@ impl Services {
         self.dispatch(now, &service);
     }
 
-    fn reply(
+    /// Takes a worker's answer to a request it holds: frees the worker's credit, and passes
+    /// the reply, or the failure it reported, to the client.
+    fn settle(
         &mut self,
         now: Instant,
         stats: &mut RequestStats,
         identity: &[u8],
         client: &[u8],
-        body: Vec<Vec<u8>>,
+        answer: Answer,
     ) {
         let Ok(token) = <[u8; 8]>::try_from(client).map(u64::from_be_bytes) else {
             peer_fault!(self.faults, "reply with an address the broker never sent; worker disconnected", worker = %hex(identity));
@@ -380,8 +395,19 @@ impl Services {
                 svc.free.push_back(identity.to_vec());
             }
         }
-        match self.take_pending(token) {
-            Some(pending) => {
+        match (self.take_pending(token), answer) {
+            (Some(pending), Answer::Failed(reason)) => {
+                stats.worker_failed += 1;
+                debug!(worker = %hex(identity), ?service, %reason, "worker reported a failure");
+                self.answer_error(
+                    &pending.client,
+                    pending.origin,
+                    &service,
+                    Status::WorkerFailed,
+                    reason,
+                );
+            }
+            (Some(pending), Answer::Reply(body)) => {
                 if let Some(svc) = self.services.get_mut(&service) {
                     svc.served += 1;
                 }
@@ -399,7 +425,7 @@ impl Services {
                 });
             }
             // The request timed out while the worker served it; the client has its answer.
-            None => debug!(token, "late reply dropped"),
+            (None, _) => debug!(token, "late reply dropped"),
         }
         self.dispatch(now, &service);
     }

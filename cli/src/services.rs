@@ -130,13 +130,20 @@ pub(crate) fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<()> {
         })?,
         // A command may run for any time: serve in threaded mode, so heartbeats go on while
         // it runs and the broker does not take the worker for dead.
+        // A command that fails is a failure to the client (a worker-failed error with the
+        // command's status and the end of its stderr), never a reply whose body is an error.
         Some(command) => loop {
             let request = worker.recv()?;
-            let reply = body::command_input(mode, request.body())
+            let outcome = body::command_input(mode, request.body())
                 .and_then(|input| run_command(command, &input))
-                .and_then(|output| body::serve_reply(mode, &output))
-                .unwrap_or_else(failed);
-            worker.reply(&request, &reply)?;
+                .and_then(|output| body::serve_reply(mode, &output));
+            match outcome {
+                Ok(reply) => worker.reply(&request, &reply)?,
+                Err(e) => {
+                    eprintln!("zhub serve: {e:#}");
+                    worker.fail(&request, &format!("{e:#}"))?;
+                }
+            }
         },
     }
     Ok(())
@@ -148,6 +155,7 @@ fn run_command(command: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
         .args(["-c", command])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {command:?}"))?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -155,8 +163,15 @@ fn run_command(command: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
         let _ = stdin.write_all(input);
     }
     let output = child.wait_with_output()?;
+    // The command's stderr goes on to ours, as it would without the pipe.
+    let _ = std::io::stderr().write_all(&output.stderr);
     if !output.status.success() {
-        bail!("{command:?} exited with {}", output.status);
+        let said = String::from_utf8_lossy(&output.stderr);
+        let last = said.lines().rev().find(|l| !l.trim().is_empty());
+        match last {
+            Some(line) => bail!("{command:?} exited with {}: {}", output.status, line.trim()),
+            None => bail!("{command:?} exited with {}", output.status),
+        }
     }
     Ok(output.stdout)
 }

@@ -86,6 +86,57 @@ fn request_serve_and_services_from_the_shell() {
     });
 }
 
+/// A command that fails under `zhub serve --exec` is a worker-failed error to the client, with
+/// the command's status and last line of stderr, not a success whose body is an error text;
+/// and the request is not run again elsewhere.
+#[test]
+fn a_failing_exec_command_is_a_worker_failure() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let script = "read x; if [ \"$x\" = bad ]; then echo \"no such file: $x\" >&2; exit 3; fi; echo ok $x";
+        let mut worker = serve(&url, &["job", "--exec", script]);
+        let mut client = Client::connect(&url).unwrap();
+        wait_for(&mut client, "job", 1, 0);
+
+        let ok = client.request_bytes("job", b"good\n").unwrap();
+        assert_eq!(ok, b"ok good\n");
+        let err = client.request_bytes("job", b"bad\n").unwrap_err();
+        assert_eq!(
+            err.kind(),
+            zhub_client::RequestErrorKind::WorkerFailed,
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("exit status: 3") && text.contains("no such file: bad"),
+            "{text}"
+        );
+
+        let out = Command::new(ZHUB)
+            .args(["request", "job", "bad"])
+            .env("ZHUB_URL", &url)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "no reply body on stdout");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("worker failed") && said.contains("no such file"),
+            "{said}"
+        );
+
+        let stats = client.stats().unwrap().requests;
+        assert_eq!(stats.worker_failed, 2);
+        assert_eq!(stats.requeued, 0, "a reported failure is not retried");
+        let _ = worker.kill();
+        let _ = worker.wait();
+        broker.shutdown();
+    });
+}
+
 /// A worker process is killed with SIGKILL while it holds a request: the broker notices, hands
 /// the request to another worker, and the client gets exactly one reply before its deadline.
 #[test]

@@ -118,7 +118,8 @@ pub struct RequestStats {
     pub timed_out: u64,
     /// Requests handed to another worker after theirs died or went silent.
     pub requeued: u64,
-    /// Requests given up after their last attempt failed.
+    /// Requests answered worker-failed: given up after their last attempt's worker died, or
+    /// reported failed by their worker.
     pub worker_failed: u64,
     /// Workers expired for silence.
     pub workers_expired: u64,

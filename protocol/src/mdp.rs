@@ -37,6 +37,16 @@
 //! Requests and replies are unchanged: the client address already tells replies apart, so
 //! they may come back in any order.
 //!
+//! ## Failure (a zhub extension)
+//!
+//! A zhub worker that could not serve a request (its command failed, say) may answer
+//! FAILED instead of REPLY: frames `"MDPW01"`, `0x06`, client address, `""`, reason (UTF-8
+//! text). The broker answers the client with a worker-failed error carrying the reason, does
+//! not retry the request (the worker did run it; running it again could repeat its effects),
+//! and counts it as `worker_failed`. A Majordomo client, which has no error replies, gets no
+//! answer and sees its own timeout. Only zhub workers send FAILED, and only when asked to
+//! (`Worker::fail`); a Majordomo broker would take it for a protocol error.
+//!
 //! # Service discovery (`mmi.service`)
 //!
 //! A request to `mmi.service` whose body is a service name is answered `"200"` when that
@@ -62,6 +72,10 @@ const REQUEST: u8 = 0x02;
 const REPLY: u8 = 0x03;
 const HEARTBEAT: u8 = 0x04;
 const DISCONNECT: u8 = 0x05;
+const FAILED: u8 = 0x06;
+
+/// Longest failure reason the broker passes on, in bytes; a longer one is cut.
+pub const MAX_REASON_LEN: usize = 1024;
 
 /// A client request or reply (they share one layout).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +143,13 @@ pub enum WorkerCommand {
         /// Body frames.
         body: Vec<Vec<u8>>,
     },
+    /// The worker could not serve a request (a zhub extension: see the module docs).
+    Failed {
+        /// The address from the request.
+        client: Vec<u8>,
+        /// Why, as text for the client.
+        reason: String,
+    },
     /// Either side is alive.
     Heartbeat,
     /// Either side ends the session.
@@ -158,6 +179,12 @@ impl WorkerCommand {
                 frames.push(client.clone());
                 frames.push(Vec::new());
                 frames.extend(body.iter().cloned());
+            }
+            WorkerCommand::Failed { client, reason } => {
+                frames.push(vec![FAILED]);
+                frames.push(client.clone());
+                frames.push(Vec::new());
+                frames.push(reason.as_bytes().to_vec());
             }
             WorkerCommand::Heartbeat => frames.push(vec![HEARTBEAT]),
             WorkerCommand::Disconnect => frames.push(vec![DISCONNECT]),
@@ -210,12 +237,29 @@ impl WorkerCommand {
                 })
             }
             (REQUEST | REPLY, _) => Err(count(4)),
+            (FAILED, [client, delimiter, reason]) if delimiter.is_empty() => {
+                Ok(WorkerCommand::Failed {
+                    client: client.clone(),
+                    reason: printable_reason(reason),
+                })
+            }
+            (FAILED, _) => Err(count(5)),
             (HEARTBEAT, []) => Ok(WorkerCommand::Heartbeat),
             (DISCONNECT, []) => Ok(WorkerCommand::Disconnect),
             (HEARTBEAT | DISCONNECT, _) => Err(count(2)),
             (other, _) => Err(ProtocolError::UnknownCommand(other)),
         }
     }
+}
+
+/// A peer's failure reason made safe to log and pass on: cut to [`MAX_REASON_LEN`] bytes,
+/// invalid UTF-8 and control characters replaced.
+fn printable_reason(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MAX_REASON_LEN)];
+    String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 fn decode_credit(frame: &[u8]) -> Result<u32, ProtocolError> {

@@ -281,6 +281,13 @@ mod mdp {
                 },
                 frames(&[b"MDPW01", b"\x03", b"addr", b"", b"a", b"b"]),
             ),
+            (
+                WorkerCommand::Failed {
+                    client: b"addr".to_vec(),
+                    reason: "exit status 3".into(),
+                },
+                frames(&[b"MDPW01", b"\x06", b"addr", b"", b"exit status 3"]),
+            ),
             (WorkerCommand::Heartbeat, frames(&[b"MDPW01", b"\x04"])),
             (WorkerCommand::Disconnect, frames(&[b"MDPW01", b"\x05"])),
         ];
@@ -288,6 +295,22 @@ mod mdp {
             assert_eq!(command.encode(), wire);
             assert_eq!(WorkerCommand::decode(&wire).unwrap(), command);
         }
+    }
+
+    #[test]
+    fn failure_reasons_are_made_printable_and_bounded() {
+        let long = vec![b'x'; 5000];
+        let wire = frames(&[b"MDPW01", b"\x06", b"addr", b"", b"bad\n\x1b[31mline\xff"]);
+        let WorkerCommand::Failed { reason, .. } = WorkerCommand::decode(&wire).unwrap() else {
+            panic!("a failure")
+        };
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert!(reason.starts_with("bad"));
+        let wire = frames(&[b"MDPW01", b"\x06", b"addr", b"", &long]);
+        let WorkerCommand::Failed { reason, .. } = WorkerCommand::decode(&wire).unwrap() else {
+            panic!("a failure")
+        };
+        assert_eq!(reason.len(), zhub_protocol::mdp::MAX_REASON_LEN);
     }
 
     #[test]
@@ -316,6 +339,9 @@ mod mdp {
             frames(&[b"MDPW01", b"\x03", b"addr"]),
             frames(&[b"MDPW01", b"\x03", b"addr", b"not empty", b"body"]),
             frames(&[b"MDPW01", b"\x04", b"extra"]),
+            frames(&[b"MDPW01", b"\x06", b"addr", b""]),
+            frames(&[b"MDPW01", b"\x06", b"addr", b"x", b"why"]),
+            frames(&[b"MDPW01", b"\x06", b"addr", b"", b"why", b"more"]),
         ];
         for f in &bad {
             assert!(WorkerCommand::decode(f).is_err(), "{f:?}");

@@ -68,7 +68,8 @@ impl Session {
 
 /// Runs the worker session until `stop` receives a message (or a socket fails).
 ///
-/// `app`, in threaded mode, is the socket replies come back on.
+/// `app`, in threaded mode, is the socket replies come back on: `[client, body...]`, or
+/// `["", client, reason]` for a failure.
 pub(crate) fn serve(
     session: &Session,
     stop: &zmq::Socket,
@@ -138,13 +139,21 @@ pub(crate) fn serve(
                     continue;
                 }
                 let client = frames.remove(0);
-                send_command(
-                    &broker,
-                    &WorkerCommand::Reply {
+                let command = if client.is_empty() {
+                    // [empty, client, reason]: `Worker::fail`.
+                    let mut parts = frames.into_iter();
+                    WorkerCommand::Failed {
+                        client: parts.next().unwrap_or_default(),
+                        reason: String::from_utf8_lossy(&parts.next().unwrap_or_default())
+                            .into_owned(),
+                    }
+                } else {
+                    WorkerCommand::Reply {
                         client,
                         body: frames,
-                    },
-                )?;
+                    }
+                };
+                send_command(&broker, &command)?;
             }
         }
         if Instant::now() >= next_heartbeat {

@@ -240,6 +240,28 @@ impl Worker {
         self.reply_frames(request, vec![body.to_vec()])
     }
 
+    /// Answers `request` with a failure instead of a reply: the client gets a worker-failed
+    /// error carrying `reason`, and the broker does not retry the request elsewhere (this
+    /// worker did run it). Use it when the work itself failed (a command exited non-zero, a
+    /// resource was missing), so that a client never takes an error text for a result.
+    ///
+    /// A zhub extension of Majordomo (see [`zhub_protocol::mdp`]): a Majordomo client gets no
+    /// answer and sees its own timeout, and a broker other than zhub's would not understand it.
+    ///
+    /// # Errors
+    /// A ZeroMQ failure.
+    pub fn fail(&mut self, request: &Request, reason: &str) -> Result<(), WorkerError> {
+        // An empty first frame tells the I/O thread this is a failure: no client address is
+        // empty (ZeroMQ identities never are).
+        let frames = vec![
+            Vec::new(),
+            request.client.clone(),
+            reason.as_bytes().to_vec(),
+        ];
+        self.threaded()?.app.send_multipart(frames, 0)?;
+        Ok(())
+    }
+
     /// Sends a multi-frame reply to `request`.
     ///
     /// # Errors

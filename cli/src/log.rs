@@ -1,5 +1,5 @@
-//! `zhub log`: streams, create, append, read, tail, replay, delete, and durable topics'
-//! journal routes. Long reads and replays show a progress bar on stderr when stdout is a
+//! `zhub log`: streams, create, append, read, tail, replay, consumer groups, delete, and
+//! durable topics' journal routes. Long reads and replays show a progress bar on stderr when stdout is a
 //! terminal.
 
 use std::io::IsTerminal;
@@ -137,6 +137,44 @@ pub(crate) enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Read as a member of a consumer group: from the group's committed position (the
+    /// stream's start for a new group), printing each record and committing as it goes, so
+    /// the next consumer of the group goes on where this one stopped. Stops at the end of the
+    /// stream unless --follow.
+    Consume {
+        /// The stream.
+        stream: String,
+        /// The consumer group.
+        #[arg(long)]
+        group: String,
+        /// Exit after this many records.
+        #[arg(long)]
+        count: Option<u64>,
+        /// At the end of the stream, wait for more records instead of exiting.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per record.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a consumer group's committed position ("none" when it never committed).
+    Position {
+        /// The stream.
+        stream: String,
+        /// The consumer group.
+        #[arg(long)]
+        group: String,
+    },
+    /// Move a consumer group's committed position to OFFSET (to read again, or to skip).
+    Seek {
+        /// The stream.
+        stream: String,
+        /// The consumer group.
+        #[arg(long)]
+        group: String,
+        /// The offset the group reads next.
+        offset: u64,
+    },
     /// Delete a stream and its data.
     Delete {
         /// The stream.
@@ -148,7 +186,32 @@ fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
     text.parse()
 }
 
+/// The bus message a record holds, when it is a journaled one (a durable topic's record: a
+/// whole bus frame, keyed by its topic).
+fn journaled(record: &StoredRecord) -> Option<Message> {
+    let message = Message::from_record(record).ok()?;
+    (record.key.as_deref() == Some(message.topic().as_bytes())).then_some(message)
+}
+
+/// One line per record: offset, time, then the value, or the topic and body of a journaled
+/// bus message (as `zhub sub` prints them), rather than the frame's bytes.
 fn line(record: &StoredRecord, json: bool) -> String {
+    if let Some(message) = journaled(record) {
+        return if json {
+            let mut value: serde_json::Value =
+                serde_json::from_str(&render::json_line(&message)).unwrap_or_default();
+            value["offset"] = record.offset.into();
+            value["timestamp"] = record.timestamp_us.into();
+            value.to_string()
+        } else {
+            format!(
+                "{} {} {}",
+                record.offset,
+                crate::time::format_time(record.timestamp_us),
+                render::text_line(&message)
+            )
+        };
+    }
     if json {
         json!({
             "offset": record.offset,
@@ -359,6 +422,53 @@ pub(crate) fn run(url: &str, timeout: Duration, command: &LogCommand) -> anyhow:
                 }
                 next = after;
             }
+        }
+        LogCommand::Consume {
+            stream,
+            group,
+            count,
+            follow,
+            json,
+        } => {
+            let mut consumer = client.log().consumer(stream, group)?;
+            let wait = if *follow {
+                Duration::from_secs(30)
+            } else {
+                Duration::ZERO
+            };
+            let mut printed = 0u64;
+            while count.is_none_or(|c| printed < c) {
+                let Some(record) = consumer.poll(wait)? else {
+                    if *follow {
+                        continue;
+                    }
+                    break;
+                };
+                if !render::print_line(&line(&record, *json)) {
+                    break;
+                }
+                printed += 1;
+                // Committed after each record printed: a consumer stopped at any point
+                // leaves the group at the first record it did not print.
+                consumer.commit()?;
+            }
+            consumer.commit()?;
+        }
+        LogCommand::Position { stream, group } => {
+            let consumer = client.log().consumer(stream, group)?;
+            match consumer.committed() {
+                Some(offset) => println!("{offset}"),
+                None => println!("none"),
+            }
+        }
+        LogCommand::Seek {
+            stream,
+            group,
+            offset,
+        } => {
+            let mut consumer = client.log().consumer(stream, group)?;
+            consumer.seek(*offset);
+            consumer.commit()?;
         }
         LogCommand::Delete { stream } => client.log().delete(stream)?,
     }

@@ -68,7 +68,7 @@ enum Command {
     Serve(services::ServeArgs),
     /// List services with their workers, queues and served counts.
     Services(services::ServicesArgs),
-    /// The event log: streams, create, append, read, tail, replay, delete, journals.
+    /// The event log: streams, create, append, read, tail, replay, consume, delete, journals.
     #[command(subcommand)]
     Log(log::LogCommand),
     /// The key-value store: get, put, del, cas, incr, list, history, watch.

@@ -160,6 +160,26 @@ fn journal_replay_and_republish_a_durable_topic() {
         assert_eq!(v["topic"], "sensor.t2");
         assert_eq!(v["header"]["seq"], 1);
 
+        // `log read` shows a journal's records as messages too, not as frame bytes.
+        let read = ok(&zhub(&url, &["log", "read", "sensors"]));
+        let lines: Vec<&str> = read.lines().collect();
+        assert_eq!(lines.len(), 2, "{read}");
+        assert!(
+            lines[0].starts_with("0 ") && lines[0].ends_with(" sensor.t1 21.5"),
+            "{read}"
+        );
+        assert!(lines[1].ends_with(" sensor.t2 {\"c\":19}"), "{read}");
+        let json = ok(&zhub(
+            &url,
+            &["log", "read", "sensors", "--json", "--count", "1"],
+        ));
+        let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(
+            (v["offset"].clone(), v["topic"].clone()),
+            (0.into(), "sensor.t1".into())
+        );
+        assert_eq!(v["body"], "21.5");
+
         let mut sub = client.subscribe(&["sensor."]).unwrap();
         let sent = ok(&zhub(&url, &["log", "replay", "sensors", "--republish"]));
         assert_eq!(sent, "2\n");
@@ -209,5 +229,67 @@ fn bench_log_reports_every_figure() {
         assert!(v["broker"]["replay_records"].as_u64().unwrap() > 0, "{v}");
         // The scratch directory is gone.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    });
+}
+
+/// `zhub log consume --group` reads on from the group's committed position and commits what
+/// it printed; `position` and `seek` show and move that position.
+#[test]
+fn consumer_groups_from_the_shell() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        ok(&zhub(&url, &["log", "create", "jobs"]));
+        for n in 0..5 {
+            ok(&zhub(&url, &["log", "append", "jobs", &format!("job {n}")]));
+        }
+        let body = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(|l| l.splitn(3, ' ').nth(2).unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            ok(&zhub(&url, &["log", "position", "jobs", "--group", "g"])),
+            "none\n"
+        );
+        let first = ok(&zhub(
+            &url,
+            &["log", "consume", "jobs", "--group", "g", "--count", "2"],
+        ));
+        assert_eq!(body(&first), ["job 0", "job 1"]);
+        assert_eq!(
+            ok(&zhub(&url, &["log", "position", "jobs", "--group", "g"])),
+            "2\n"
+        );
+        let rest = ok(&zhub(&url, &["log", "consume", "jobs", "--group", "g"]));
+        assert_eq!(
+            body(&rest),
+            ["job 2", "job 3", "job 4"],
+            "to the end, then exits"
+        );
+        let other = ok(&zhub(
+            &url,
+            &["log", "consume", "jobs", "--group", "h", "--count", "1"],
+        ));
+        assert_eq!(body(&other), ["job 0"], "each group has its own position");
+
+        ok(&zhub(&url, &["log", "seek", "jobs", "--group", "g", "3"]));
+        let again = ok(&zhub(
+            &url,
+            &["log", "consume", "jobs", "--group", "g", "--json"],
+        ));
+        let offsets: Vec<u64> = again
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(offsets, [3, 4]);
+        let missing = zhub(&url, &["log", "consume", "nope", "--group", "g"]);
+        assert!(!missing.status.success());
     });
 }

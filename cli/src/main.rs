@@ -23,6 +23,7 @@ mod render;
 mod services;
 mod stats;
 mod time;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

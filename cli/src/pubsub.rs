@@ -76,6 +76,7 @@ fn publish_one(
 pub(crate) fn subscribe(url: &str, timeout: Duration, args: &SubArgs) -> anyhow::Result<()> {
     let mut client = crate::connect(url, timeout)?;
     let prefixes: Vec<&str> = args.prefixes.iter().map(String::as_str).collect();
+    crate::watch::spawn(url, timeout);
     let mut subscriber = match &args.queue {
         Some(group) => client.queue_subscribe(group, &prefixes)?,
         None => client.subscribe(&prefixes)?,

@@ -117,6 +117,7 @@ pub(crate) fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<()> {
         .concurrency(args.concurrency)
         .connect(url, &args.service)?;
     eprintln!("serving {} at {url}", args.service);
+    crate::watch::spawn(url, args.heartbeat * 2);
     let mode = args.bodies.mode();
     let failed = |e: anyhow::Error| {
         eprintln!("zhub serve: {e:#}");

@@ -126,10 +126,29 @@ fn wildcards_do_not_match_reserved_topics_and_are_not_published() {
             let err = publisher.publish_bytes(topic, b"x").unwrap_err();
             assert_eq!(err.kind(), PublishErrorKind::InvalidTopic, "{topic}");
         }
+        // Each refusal says what was refused and why, once.
+        let err = publisher.publish_bytes("a.*", b"x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid topic: \"a.*\": has a wildcard token ('*' or '>'): those are for subscriptions"
+        );
         let err = client.subscribe(&["orders.>.eu"]).unwrap_err();
         assert_eq!(err.kind(), SubscribeErrorKind::InvalidTopic);
+        assert_eq!(
+            err.to_string(),
+            "invalid topic filter: subject pattern \"orders.>.eu\": '>' must be the last token"
+        );
+        let err = client.subscribe(&["a\nb"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid topic filter: \"a\\nb\": contains a control character"
+        );
         let err = client.queue_subscribe("", &["orders."]).unwrap_err();
         assert_eq!(err.kind(), SubscribeErrorKind::InvalidTopic);
+        assert_eq!(
+            err.to_string(),
+            "invalid topic filter: queue group \"\": empty"
+        );
     });
 }
 

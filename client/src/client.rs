@@ -12,8 +12,8 @@ use zhub_protocol::ids::random_u64;
 use zhub_protocol::{body, names, Reply, Request, Status};
 
 use crate::error::{
-    ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind,
-    SubscribeError, SubscribeErrorKind, WithKind,
+    refused_name, ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError,
+    RequestErrorKind, SubscribeError, SubscribeErrorKind, WithKind,
 };
 use crate::options::{millis, ClientOptions, RequestOptions};
 use crate::publisher::Publisher;
@@ -565,7 +565,7 @@ impl Client {
         group: &str,
         filters: &[&str],
     ) -> Result<Subscriber, SubscribeError> {
-        names::check_queue(group).kind(SubscribeErrorKind::InvalidTopic, group)?;
+        names::check_queue(group).map_err(|e| refused_name(SubscribeErrorKind::InvalidTopic, e))?;
         self.subscribe_as(Some(group), filters)
     }
 
@@ -575,7 +575,8 @@ impl Client {
         filters: &[&str],
     ) -> Result<Subscriber, SubscribeError> {
         for filter in filters {
-            names::check_prefix(filter).kind(SubscribeErrorKind::InvalidTopic, *filter)?;
+            names::check_prefix(filter)
+                .map_err(|e| refused_name(SubscribeErrorKind::InvalidTopic, e))?;
         }
         const SETUP: &str = "socket setup failed";
         let socket = self

@@ -69,6 +69,28 @@ impl<K: fmt::Debug + fmt::Display> std::error::Error for Error<K> {
     }
 }
 
+/// A name its rule refuses, said once: `invalid topic: "orders.*": has a wildcard token ...`,
+/// naming the kind of name only where the error's kind does not (`invalid topic filter: queue
+/// group "": empty`). The protocol error would say it all again, so it is not kept as the
+/// source.
+pub(crate) fn refused_name<K: Copy + fmt::Display>(
+    kind: K,
+    e: zhub_protocol::ProtocolError,
+) -> Error<K> {
+    let detail = match e {
+        zhub_protocol::ProtocolError::InvalidName { what, name, reason }
+            if kind.to_string().ends_with(what) =>
+        {
+            format!("{name:?}: {reason}")
+        }
+        zhub_protocol::ProtocolError::InvalidName { what, name, reason } => {
+            format!("{what} {name:?}: {reason}")
+        }
+        other => other.to_string(),
+    };
+    Error::new(kind, detail)
+}
+
 /// Gives a failure its kind and detail: `.kind(K, "detail")?` says once what
 /// `.map_err(|e| Error::with_source(K, "detail", e))?` spells out, keeping the failure as the
 /// [`std::error::Error::source`]. (async-nats's `WithKind` does the same.)

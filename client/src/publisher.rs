@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use zhub_protocol::bus::{self, BusHeader, Encoding};
 
-use crate::error::{PublishError, PublishErrorKind, WithKind};
+use crate::error::{refused_name, PublishError, PublishErrorKind, WithKind};
 use crate::options::{millis, ClientOptions};
 use crate::util::{now_micros, FastMap, LamportClock};
 
@@ -95,7 +95,7 @@ impl Publisher {
         body: &[u8],
         clock: &LamportClock,
     ) -> Result<(), PublishError> {
-        bus::check_topic(topic).kind(PublishErrorKind::InvalidTopic, topic)?;
+        bus::check_topic(topic).map_err(|e| refused_name(PublishErrorKind::InvalidTopic, e))?;
         if bus::is_reserved(topic) {
             return Err(PublishError::new(
                 PublishErrorKind::InvalidTopic,

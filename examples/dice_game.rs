@@ -1,46 +1,49 @@
-//! The dice game: N processes play R rounds. Each round every player rolls a die and tells
-//! everyone; the highest roll wins (the lower rank on a tie); the winner appends its line to
-//! a shared file inside the group's critical section; a barrier ends the round.
+//! The dice game (seed 000): N players play R rounds. Each round every player rolls a
+//! 100-sided die and tells everyone; the highest roll wins (the lower rank on a tie); the
+//! winner appends its line to a shared file inside the group's critical section; a barrier
+//! ends the round. Any number of players from 1 up.
 //!
-//! Run a broker, then the example (it starts 4 players itself):
+//! Run a broker, then the example (it starts 4 players itself, `--size N` for N):
 //! ```text
 //! cargo run --release --bin zhub-broker &
 //! cargo run --release --example dice_game -- --rounds 5
-//! # or as a launched group:
-//! cargo run --release --bin zhub -- launch 4 -- target/release/examples/dice_game --rounds 5
+//! # or as a launched group of any size:
+//! cargo run --release --bin zhub -- launch 6 -- target/release/examples/dice_game --rounds 5
 //! ```
 //! `ZHUB_URL` selects the broker (default `tcp://127.0.0.1:5555`).
 
 use std::io::Write;
 use std::time::Duration;
 
+use clap::Parser;
 use zhub_client::Group;
+use zhub_examples::{GroupSize, SizeArg};
 
-const PLAYERS: usize = 4;
+const SIZES: GroupSize = GroupSize::at_least(1, 4);
 const WAIT: Duration = Duration::from_secs(30);
 
-fn rounds() -> anyhow::Result<u32> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--rounds") {
-        Some(i) => Ok(args
-            .get(i + 1)
-            .ok_or_else(|| anyhow::anyhow!("--rounds needs a number"))?
-            .parse()?),
-        None => Ok(5),
-    }
+/// The dice game: every round each player rolls 1-100, the highest roll wins and writes its
+/// line to a shared file inside the critical section.
+#[derive(Parser)]
+#[command(after_help = SIZES.help("dice_game"))]
+struct Args {
+    /// Rounds to play.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    rounds: u32,
+    #[command(flatten)]
+    size: SizeArg,
 }
 
-/// A die roll from a small generator seeded by the member and the round.
+/// A roll of 1-100 from a small generator seeded by the member and the round.
 fn roll(member: u64, round: u32) -> u32 {
     let mut x = member ^ (u64::from(round) << 32) ^ 0x9e37_79b9_7f4a_7c15;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
-    (x % 6) as u32 + 1
+    (x % 100) as u32 + 1
 }
 
-fn play(mut group: Group) -> anyhow::Result<()> {
-    let rounds = rounds()?;
+fn play(mut group: Group, rounds: u32) -> anyhow::Result<()> {
     let rank = group
         .rank()
         .ok_or_else(|| anyhow::anyhow!("not in the view"))?;
@@ -72,7 +75,14 @@ fn play(mut group: Group) -> anyhow::Result<()> {
         let winner = (0..n)
             .max_by_key(|&r| (rolls[r], std::cmp::Reverse(r)))
             .unwrap_or(0);
-        println!("round {round}: rank {rank} rolled {mine}; rolls {rolls:?}, winner rank {winner}");
+        let all = rolls
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "round {round}: rank {rank} rolled {mine}; rolls by rank: {all}; winner rank {winner}"
+        );
         if winner == rank {
             let _turn = group.lock(WAIT)?;
             let mut f = std::fs::OpenOptions::new().append(true).open(&file)?;
@@ -82,22 +92,26 @@ fn play(mut group: Group) -> anyhow::Result<()> {
     }
     if rank == 0 {
         let lines = std::fs::read_to_string(&file)?;
+        std::fs::remove_file(&file)?;
         print!("{lines}");
         let count = lines.lines().count();
         anyhow::ensure!(
             count == rounds as usize,
             "{count} lines for {rounds} rounds"
         );
-        println!(
-            "{rounds} rounds, one winner line each, in {}",
-            file.display()
-        );
-        std::fs::remove_file(&file)?;
+        println!("{rounds} rounds of {n} players, one winner line each (file removed)");
     }
     group.barrier(WAIT)?;
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    zhub_examples::member_or_launch(PLAYERS, "dice", play)
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
+    zhub_examples::member_or_launch("dice_game", SIZES, args.size.size, |group| {
+        play(group, args.rounds)
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

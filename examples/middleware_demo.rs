@@ -2,20 +2,33 @@
 //! all, broadcast synchronously, exchange in rendezvous, take the critical section in turn,
 //! and stop together. Every line names the rank and its Lamport clock.
 //!
-//! Run a broker, then the example (it starts 3 members itself):
+//! Run a broker, then the example (it starts 3 members itself, `--size N` for N):
 //! ```text
 //! cargo run --release --bin zhub-broker &
 //! cargo run --release --example middleware_demo
-//! # or: cargo run --release --bin zhub -- launch 3 -- target/release/examples/middleware_demo
+//! # or as a launched group of 2 or more:
+//! cargo run --release --bin zhub -- launch 3 -- target/release/examples/middleware_demo
 //! ```
 //! `ZHUB_URL` selects the broker (default `tcp://127.0.0.1:5555`).
 
 use std::time::Duration;
 
+use clap::Parser;
 use zhub_client::Group;
+use zhub_examples::{GroupSize, SizeArg};
 
-const MEMBERS: usize = 3;
+/// Rank 1 takes the rendezvous from rank 0: two members at least.
+const SIZES: GroupSize = GroupSize::at_least(2, 3);
 const WAIT: Duration = Duration::from_secs(30);
+
+/// The middleware's tour: barriers, messages to one and to all, a synchronous broadcast, a
+/// rendezvous and the critical section, every line with its Lamport clock.
+#[derive(Parser)]
+#[command(after_help = SIZES.help("middleware_demo"))]
+struct Args {
+    #[command(flatten)]
+    size: SizeArg,
+}
 
 fn demo(mut g: Group) -> anyhow::Result<()> {
     let rank = g.rank().ok_or_else(|| anyhow::anyhow!("not in the view"))?;
@@ -36,9 +49,9 @@ fn demo(mut g: Group) -> anyhow::Result<()> {
         say(
             &g,
             format!(
-                "got {:?} from rank {:?} (stamp {})",
+                "got \"{}\" from {} (stamp {})",
                 m.decode::<String>()?,
-                m.from_rank,
+                sender(m.from_rank),
                 m.lamport
             ),
         );
@@ -53,7 +66,7 @@ fn demo(mut g: Group) -> anyhow::Result<()> {
         let m = g
             .recv_timeout(WAIT)
             .ok_or_else(|| anyhow::anyhow!("no sync news"))?;
-        say(&g, format!("got {:?} from rank 0", m.decode::<String>()?));
+        say(&g, format!("got \"{}\" from rank 0", m.decode::<String>()?));
     }
     g.barrier(WAIT)?;
 
@@ -63,7 +76,10 @@ fn demo(mut g: Group) -> anyhow::Result<()> {
         say(&g, "rank 1 took the rendezvous".into());
     } else if rank == 1 {
         let m = g.recv_from_sync(0, WAIT)?;
-        say(&g, format!("took {:?} from rank 0", m.decode::<String>()?));
+        say(
+            &g,
+            format!("took \"{}\" from rank 0", m.decode::<String>()?),
+        );
     }
     g.barrier(WAIT)?;
 
@@ -77,6 +93,16 @@ fn demo(mut g: Group) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    zhub_examples::member_or_launch(MEMBERS, "middleware", demo)
+/// Who sent a message: its rank, or a member that has left the view meanwhile.
+fn sender(rank: Option<usize>) -> String {
+    rank.map_or_else(|| "a member that left".to_owned(), |r| format!("rank {r}"))
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
+    zhub_examples::member_or_launch("middleware_demo", SIZES, args.size.size, demo)
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

@@ -1,5 +1,5 @@
 //! Ping/pong over the bus: two services, each with its own client, exchange pings and pongs
-//! through the broker.
+//! through the broker, on the topics `ping_pong.ping` and `ping_pong.pong`.
 //!
 //! Run a broker, then the example:
 //! ```text
@@ -11,7 +11,19 @@
 
 use std::sync::mpsc;
 
+use clap::Parser;
 use serde::{Deserialize, Serialize};
+
+/// Two services exchange pings and pongs over the bus, five rounds (or --forever).
+#[derive(Parser)]
+#[command(after_help = "The broker is $ZHUB_URL (default tcp://127.0.0.1:5555).")]
+struct Args {
+    #[command(flatten)]
+    forever: zhub_examples::Forever,
+}
+
+const PINGS: &str = "ping_pong.ping";
+const PONGS: &str = "ping_pong.pong";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Ball {
@@ -24,7 +36,7 @@ const ROUNDS: u64 = 5;
 /// Answers every ping with a pong.
 fn service_pong(ready: mpsc::Sender<()>, rounds: Option<u64>) -> anyhow::Result<()> {
     let mut client = zhub_examples::connect()?;
-    let mut pings = client.subscribe(&["pings"])?;
+    let mut pings = client.subscribe(&[PINGS])?;
     // subscribe() returns once the subscription is live through the broker, so the ping
     // service may start at once: no sleep, no lost first ping.
     ready.send(())?;
@@ -39,7 +51,7 @@ fn service_pong(ready: mpsc::Sender<()>, rounds: Option<u64>) -> anyhow::Result<
             ping.lamport()
         );
         client.publish(
-            "pongs",
+            PONGS,
             &Ball {
                 round: ball.round,
                 hit: "pong".into(),
@@ -53,11 +65,11 @@ fn service_pong(ready: mpsc::Sender<()>, rounds: Option<u64>) -> anyhow::Result<
 /// Sends a ping, waits for its pong, and again.
 fn service_ping(rounds: Option<u64>) -> anyhow::Result<()> {
     let mut client = zhub_examples::connect()?;
-    let mut pongs = client.subscribe(&["pongs"])?;
+    let mut pongs = client.subscribe(&[PONGS])?;
     let mut round = 1;
     while rounds.is_none_or(|n| round <= n) {
         client.publish(
-            "pings",
+            PINGS,
             &Ball {
                 round,
                 hit: "ping".into(),
@@ -76,8 +88,9 @@ fn service_ping(rounds: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let rounds = (!zhub_examples::forever()).then_some(ROUNDS);
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
+    let rounds = (!args.forever.forever).then_some(ROUNDS);
     let (ready_tx, ready_rx) = mpsc::channel();
     let pong = std::thread::spawn(move || service_pong(ready_tx, rounds));
     if ready_rx.recv().is_err() {
@@ -94,4 +107,8 @@ fn main() -> anyhow::Result<()> {
         zhub_examples::broker_url()
     );
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

@@ -10,9 +10,19 @@
 //! ```
 //! `ZHUB_URL` selects the broker (default `tcp://127.0.0.1:5555`).
 
+use clap::Parser;
 use zhub_worker::Worker;
 
 const REQUESTS_PER_CLIENT: usize = 3;
+
+/// Two workers each for `print` and `afficher`, and two clients using both (--forever keeps
+/// the workers serving).
+#[derive(Parser)]
+#[command(after_help = "The broker is $ZHUB_URL (default tcp://127.0.0.1:5555).")]
+struct Args {
+    #[command(flatten)]
+    forever: zhub_examples::Forever,
+}
 
 /// Starts a worker thread for `service`, named `name`, answering with `reply(name, text)`.
 fn start_worker(
@@ -34,7 +44,8 @@ fn start_worker(
     Ok((stopper, thread))
 }
 
-fn main() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
     let mut workers = Vec::new();
     for name in ["print-1", "print-2"] {
         workers.push(start_worker("print", name, |who, text| {
@@ -67,7 +78,7 @@ fn main() -> anyhow::Result<()> {
     for c in clients {
         c.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
     }
-    if zhub_examples::forever() {
+    if args.forever.forever {
         println!("workers keep serving print and afficher; Ctrl-C to stop");
         for (_, thread) in workers {
             let _ = thread.join();
@@ -84,4 +95,8 @@ fn main() -> anyhow::Result<()> {
     }
     println!("2 clients x {REQUESTS_PER_CLIENT} requests to print and afficher served");
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

@@ -1,22 +1,35 @@
 //! A durable topic: events published on the bus are journaled by the broker into a stream,
-//! and replayed from it after their publisher has gone: from offset 0, and from a time.
+//! and replayed from it after their publisher has gone: from offset 0, and from a time. The
+//! topics are under `replay_demo.sensors.`, the stream is `replay-demo`; the stream is
+//! deleted at the end unless `--keep` is given.
 //!
 //! Run a broker, then the example:
 //! ```text
 //! cargo run --release --bin zhub-broker &
-//! cargo run --release --example replay
-//! zhub log replay replay-demo          # the journal is still there afterwards
+//! cargo run --release --example replay -- --keep
+//! zhub log replay replay-demo          # with --keep, the journal is still there afterwards
 //! ```
 //! `ZHUB_URL` selects the broker (default `tcp://127.0.0.1:5555`).
 
 use std::time::Duration;
 
+use clap::Parser;
 use serde::{Deserialize, Serialize};
 use zhub_client::{Message, ReadFrom};
 
 const STREAM: &str = "replay-demo";
-const PREFIX: &str = "demo.sensors.";
+const PREFIX: &str = "replay_demo.sensors.";
 const EVENTS: u32 = 8;
+
+/// Sensor readings journaled from the bus into a stream, then replayed from offset 0 and
+/// from a time.
+#[derive(Parser)]
+#[command(after_help = "The broker is $ZHUB_URL (default tcp://127.0.0.1:5555).")]
+struct Args {
+    /// Keep the stream afterwards (`zhub log replay replay-demo` reads it again).
+    #[arg(long)]
+    keep: bool,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Reading {
@@ -24,7 +37,8 @@ struct Reading {
     celsius: f32,
 }
 
-fn main() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
     let mut client = zhub_examples::connect()?;
     // Start from an empty journal, so that every run shows the same thing.
     if client.log().streams()?.iter().any(|s| s.name == STREAM) {
@@ -99,6 +113,15 @@ fn main() -> anyhow::Result<()> {
     );
 
     client.log().unjournal(PREFIX, STREAM)?;
-    println!("done; the journal stays in stream {STREAM}");
+    if args.keep {
+        println!("done; the journal stays in stream {STREAM}");
+    } else {
+        client.log().delete(STREAM)?;
+        println!("done; stream {STREAM} deleted (--keep keeps it)");
+    }
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

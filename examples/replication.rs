@@ -3,22 +3,34 @@
 //! replica with `broadcast_sync` before it lets go (the update). Updates are applied in the
 //! order the token gave, so the replicas end equal although the updates do not commute.
 //!
-//! Run a broker, then the example (it starts 3 replicas itself):
+//! Run a broker, then the example (it starts 3 replicas itself, `--size N` for N):
 //! ```text
 //! cargo run --release --bin zhub-broker &
 //! cargo run --release --example replication
-//! # or: cargo run --release --bin zhub -- launch 3 -- target/release/examples/replication
+//! # or as a launched group of any size:
+//! cargo run --release --bin zhub -- launch 3 -- target/release/examples/replication
 //! ```
 //! `ZHUB_URL` selects the broker (default `tcp://127.0.0.1:5555`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use clap::Parser;
 use serde::{Deserialize, Serialize};
 use zhub_client::Group;
+use zhub_examples::{GroupSize, SizeArg};
 
-const REPLICAS: usize = 3;
+const SIZES: GroupSize = GroupSize::at_least(1, 3);
 const UPDATES: u64 = 10;
+
+/// Replicas of a dataset updated in the critical section with synchronous broadcasts, equal
+/// at the end although the updates do not commute.
+#[derive(Parser)]
+#[command(after_help = SIZES.help("replication"))]
+struct Args {
+    #[command(flatten)]
+    size: SizeArg,
+}
 const WAIT: Duration = Duration::from_secs(30);
 
 /// `account = account * 3 + amount`: the order of updates matters.
@@ -107,13 +119,27 @@ fn replica(mut group: Group) -> anyhow::Result<()> {
         }
     }
     for (from, d) in digests {
-        anyhow::ensure!(d == mine, "replica {rank}: replica {from:?} differs");
+        let from = from.map_or_else(
+            || "a replica that left".to_owned(),
+            |r| format!("replica {r}"),
+        );
+        anyhow::ensure!(d == mine, "replica {rank}: {from} differs");
     }
-    println!("replica {rank}: {data:?}, equal to all {n} replicas");
+    let values = data
+        .iter()
+        .map(|(account, value)| format!("{account}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!("replica {rank}: {values}, equal to all {n} replicas");
     group.barrier(WAIT)?;
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    zhub_examples::member_or_launch(REPLICAS, "replication", replica)
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
+    zhub_examples::member_or_launch("replication", SIZES, args.size.size, replica)
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

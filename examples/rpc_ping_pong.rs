@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use clap::Parser;
 use serde::{Deserialize, Serialize};
 use zhub_worker::Worker;
 
@@ -26,7 +27,16 @@ struct Pong {
 
 const ROUNDS: u32 = 5;
 
-fn main() -> anyhow::Result<()> {
+/// A `pong` service and a client timing each ping's round trip, five rounds (or --forever).
+#[derive(Parser)]
+#[command(after_help = "The broker is $ZHUB_URL (default tcp://127.0.0.1:5555).")]
+struct Args {
+    #[command(flatten)]
+    forever: zhub_examples::Forever,
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
     let worker = Worker::connect(&zhub_examples::broker_url(), "pong")?;
     let stopper = worker.stopper();
     let pid = std::process::id();
@@ -38,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     });
 
     let mut client = zhub_examples::connect()?;
-    let rounds = if zhub_examples::forever() {
+    let rounds = if args.forever.forever {
         u32::MAX
     } else {
         ROUNDS
@@ -62,4 +72,8 @@ fn main() -> anyhow::Result<()> {
         zhub_examples::broker_url()
     );
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

@@ -1,5 +1,6 @@
 //! Shared settings: one process updates them in the key-value store; services keep a local
-//! replica of the `config.` prefix, read it without a round trip, and wake on every change.
+//! replica of the `shared_config.` prefix, read it without a round trip, and wake on every
+//! change. The keys are deleted at the end.
 //!
 //! Run a broker, then the example:
 //! ```text
@@ -11,7 +12,19 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use clap::Parser;
+
 const FOLLOWERS: usize = 2;
+const PREFIX: &str = "shared_config.";
+const LOG_LEVEL: &str = "shared_config.log_level";
+const WORKERS: &str = "shared_config.workers";
+const STOP: &str = "shared_config.stop";
+
+/// An admin updates settings in the key-value store; two followers read them from local
+/// replicas and wake on each change.
+#[derive(Parser)]
+#[command(after_help = "The broker is $ZHUB_URL (default tcp://127.0.0.1:5555).")]
+struct Args {}
 
 #[derive(Debug, PartialEq)]
 struct Settings {
@@ -19,24 +32,33 @@ struct Settings {
     workers: Option<u32>,
 }
 
-/// A service following the settings through its replica until `config.stop` is set.
+impl std::fmt::Display for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "log_level={} workers={}",
+            self.log_level.as_deref().unwrap_or("-"),
+            self.workers.map_or("-".into(), |w| w.to_string())
+        )
+    }
+}
+
+/// A service following the settings through its replica until `shared_config.stop` is set.
 fn follower(n: usize, ready: mpsc::Sender<()>) -> anyhow::Result<Settings> {
     let mut client = zhub_examples::connect()?;
-    let replica = client.kv().replica("config.")?;
+    let replica = client.kv().replica(PREFIX)?;
     ready.send(())?;
     let mut reached = replica.revision();
     loop {
         let settings = Settings {
-            log_level: replica.get("config.log_level")?,
-            workers: replica.get("config.workers")?,
+            log_level: replica.get(LOG_LEVEL)?,
+            workers: replica.get(WORKERS)?,
         };
         println!(
-            "follower {n} up to revision {}: log_level={} workers={}",
-            reached.saturating_sub(1),
-            settings.log_level.as_deref().unwrap_or("-"),
-            settings.workers.map_or("-".into(), |w| w.to_string())
+            "follower {n} up to revision {}: {settings}",
+            reached.saturating_sub(1)
         );
-        if replica.get::<bool>("config.stop")? == Some(true) {
+        if replica.get::<bool>(STOP)? == Some(true) {
             return Ok(settings);
         }
         // Sleep until the replica has applied something new.
@@ -46,11 +68,12 @@ fn follower(n: usize, ready: mpsc::Sender<()>) -> anyhow::Result<Settings> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<()> {
+    let _: Args = zhub_examples::parse_args();
     let mut admin = zhub_examples::connect()?;
-    admin.kv().delete("config.stop")?;
-    admin.kv().put("config.log_level", "info")?;
-    let revision = admin.kv().put("config.workers", &1u32)?;
+    admin.kv().delete(STOP)?;
+    admin.kv().put(LOG_LEVEL, "info")?;
+    let revision = admin.kv().put(WORKERS, &1u32)?;
     println!("admin: initial settings, revision {revision}");
 
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -65,25 +88,40 @@ fn main() -> anyhow::Result<()> {
         ready_rx.recv()?;
     }
 
-    let revision = admin.kv().put("config.workers", &4u32)?;
+    let revision = admin.kv().put(WORKERS, &4u32)?;
     println!("admin: workers = 4 (revision {revision})");
-    let revision = admin.kv().put("config.log_level", "debug")?;
+    let revision = admin.kv().put(LOG_LEVEL, "debug")?;
     println!("admin: log_level = debug (revision {revision})");
-    let revision = admin.kv().put("config.workers", &8u32)?;
+    let revision = admin.kv().put(WORKERS, &8u32)?;
     println!("admin: workers = 8 (revision {revision})");
-    let revision = admin.kv().put("config.stop", &true)?;
+    let revision = admin.kv().put(STOP, &true)?;
     println!("admin: stop (revision {revision})");
 
     let expected = Settings {
         log_level: Some("debug".into()),
         workers: Some(8),
     };
-    for (n, f) in followers.into_iter().enumerate() {
-        let last = f
-            .join()
-            .map_err(|_| anyhow::anyhow!("follower {n} panicked"))??;
-        anyhow::ensure!(last == expected, "follower {n} ended with {last:?}");
+    let ended: Vec<_> = followers
+        .into_iter()
+        .enumerate()
+        .map(|(n, f)| {
+            f.join()
+                .map_err(|_| anyhow::anyhow!("follower {n} panicked"))?
+        })
+        .collect();
+    for key in [LOG_LEVEL, WORKERS, STOP] {
+        admin.kv().delete(key)?;
     }
-    println!("{FOLLOWERS} followers ended with the admin's last settings");
+    for (n, last) in ended.into_iter().enumerate() {
+        let last = last?;
+        anyhow::ensure!(last == expected, "follower {n} ended with {last}");
+    }
+    println!(
+        "{FOLLOWERS} followers ended with the admin's last settings; keys under {PREFIX} deleted"
+    );
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

@@ -2,7 +2,8 @@
 //! returns only once rank 1 has taken the question with `recv_from_sync`; then they swap
 //! roles. Every line shows the member's Lamport clock.
 //!
-//! Run a broker, then the example (it starts its two processes itself):
+//! Run a broker, then the example (it starts its two processes itself; a group of any other
+//! size is refused):
 //! ```text
 //! cargo run --release --bin zhub-broker &
 //! cargo run --release --example sync_exchange
@@ -13,7 +14,19 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use zhub_client::Group;
+use zhub_examples::{GroupSize, SizeArg};
+
+const SIZES: GroupSize = GroupSize::exactly(2);
+
+/// Two processes in rendezvous: each question returns once the other rank has taken it.
+#[derive(Parser)]
+#[command(after_help = SIZES.help("sync_exchange"))]
+struct Args {
+    #[command(flatten)]
+    size: SizeArg,
+}
 
 const ROUNDS: u32 = 3;
 const WAIT: Duration = Duration::from_secs(30);
@@ -48,7 +61,12 @@ fn member(mut group: Group) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<()> {
+    let args: Args = zhub_examples::parse_args();
     // Run alone, it is the launcher of two copies of itself.
-    zhub_examples::member_or_launch(2, "sync-exchange", member)
+    zhub_examples::member_or_launch("sync_exchange", SIZES, args.size.size, member)
+}
+
+fn main() -> std::process::ExitCode {
+    zhub_examples::report(run())
 }

@@ -1,14 +1,16 @@
 //! Every example runs to completion, exit 0, against a broker started in this process; each
 //! answers `--help`, refuses unknown flags and sizes it does not work with in one line,
-//! prints plain values and leaves no data behind.
+//! prints plain values and leaves no data behind. The group that loses a member to SIGKILL
+//! goes on in the renumbered view.
 //!
 //! `cargo test` builds the examples beside the test binaries (`target/PROFILE/examples`),
 //! which is where these tests find them.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zhub_client::{Client, LaunchEnv};
 
@@ -26,6 +28,7 @@ const EXAMPLES: &[&str] = &[
     "middleware_demo",
     "replication",
     "p2p_graph",
+    "heartbeats",
 ];
 
 /// The examples that are process groups.
@@ -35,6 +38,7 @@ const GROUPS: &[&str] = &[
     "middleware_demo",
     "replication",
     "p2p_graph",
+    "heartbeats",
 ];
 
 fn example(name: &str) -> PathBuf {
@@ -381,4 +385,141 @@ fn p2p_graph_with_other_sizes() {
         assert_eq!(out.matches("reached rank").count(), n - 1, "{out}");
         assert!(out.contains("every message arrived within"), "{out}");
     }
+}
+
+#[test]
+fn heartbeats_without_a_loss() {
+    let out = run("heartbeats", &["--rounds", "3", "--interval", "10ms"]);
+    assert_eq!(out.matches("joined, view").count(), 3, "{out}");
+    assert!(out.contains("round 3: beats from ranks 0, 1, 2"), "{out}");
+    assert_eq!(out.matches("done after 3 rounds").count(), 3, "{out}");
+    assert!(out.contains("3 members finished"), "{out}");
+}
+
+/// What a member printed, line by line, as it printed it.
+enum Line {
+    Out(usize, String),
+    Closed(usize),
+}
+
+fn start_member(name: &str, args: &[&str], url: &str, env: &LaunchEnv) -> Child {
+    let mut command = command(name, args, url);
+    env.set_on(&mut command);
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    command.spawn().expect("example starts")
+}
+
+#[test]
+fn heartbeats_go_on_in_the_renumbered_view_when_a_member_is_killed() {
+    let broker = TestBroker::start();
+    let url = broker.url();
+    // Rounds enough to outlast the test: the run ends only because a member was lost.
+    let args = [
+        "--rounds",
+        "1000000",
+        "--interval",
+        "20ms",
+        "--after-loss",
+        "3",
+    ];
+    let (tx, rx) = mpsc::channel();
+    let mut members: Vec<Child> = LaunchEnv::for_group("heartbeats-kill", 3)
+        .iter()
+        .enumerate()
+        .map(|(i, env)| {
+            let mut child = start_member("heartbeats", &args, &url, env);
+            let stdout = child.stdout.take().unwrap();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = tx.send(Line::Out(i, line));
+                }
+                let _ = tx.send(Line::Closed(i));
+            });
+            child
+        })
+        .collect();
+    drop(tx);
+    let deadline = Instant::now() + LIMIT;
+    let next = |what: &str| {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no line while waiting for {what}"))
+    };
+    // Which process has which rank, from their first lines.
+    let mut rank_of = [None; 3];
+    let mut lines = vec![Vec::new(); 3];
+    while rank_of.iter().any(Option::is_none) {
+        if let Line::Out(i, line) = next("the joins") {
+            if let Some(rank) = line
+                .strip_prefix("rank ")
+                .filter(|_| line.contains("joined, view"))
+                .and_then(|rest| rest.split(' ').next())
+            {
+                rank_of[i] = Some(rank.parse::<usize>().unwrap());
+            }
+            lines[i].push(line);
+        }
+    }
+    // Kill rank 1 once a round has gone by with everyone: rank 2 must become rank 1.
+    let first = |rank| rank_of.iter().position(|&r| r == Some(rank)).unwrap();
+    let (zero, one, two) = (first(0), first(1), first(2));
+    loop {
+        if let Line::Out(i, line) = next("a full round") {
+            let full = line.contains("beats from ranks 0, 1, 2");
+            lines[i].push(line);
+            if full {
+                break;
+            }
+        }
+    }
+    members[one].kill().unwrap(); // SIGKILL
+    members[one].wait().unwrap();
+    let mut closed = 0;
+    while closed < 2 {
+        match next("the survivors' end") {
+            Line::Out(i, line) => lines[i].push(line),
+            Line::Closed(i) if i != one => closed += 1,
+            Line::Closed(_) => {}
+        }
+    }
+    for i in [zero, two] {
+        let status = members[i].wait().unwrap();
+        assert!(status.success(), "{:?}: {:?}", status, lines[i]);
+        let out = lines[i].join("\n");
+        assert_plain("heartbeats", &out);
+        assert!(out.contains("members, rank 1 gone;"), "{out}");
+        assert!(out.contains("done after"), "{out}");
+        assert!(
+            out.contains("view") && out.contains("of 2 members"),
+            "{out}"
+        );
+    }
+    let zero_out = lines[zero].join("\n");
+    let two_out = lines[two].join("\n");
+    assert!(
+        zero_out.contains("has 2 members, rank 1 gone; still rank 0"),
+        "{zero_out}"
+    );
+    assert!(
+        two_out.contains("has 2 members, rank 1 gone; now rank 1"),
+        "{two_out}"
+    );
+    assert!(two_out.contains("\nrank 1: done after"), "{two_out}");
+    // Rank 0 counted beats from both survivors after the loss.
+    assert!(zero_out.contains("beats from ranks 0, 1\n"), "{zero_out}");
+    // Both survivors ended at the same round.
+    let last = |out: &str| {
+        out.lines()
+            .last()
+            .unwrap()
+            .split(" rounds")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        last(&zero_out).split("after ").nth(1),
+        last(&two_out).split("after ").nth(1)
+    );
 }

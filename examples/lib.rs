@@ -266,3 +266,9 @@ pub fn ranks(ranks: impl IntoIterator<Item = usize>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The README's Rust snippets, compiled (not run) with the doc tests of this crate, so that
+/// every one of them keeps building as the API changes.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeSnippets;

@@ -1,6 +1,24 @@
 //! zhub-broker: the zhub broker as a library, started by the `zhub-broker` binary and by
 //! tests alike.
 //!
+//! ```
+//! use zhub_broker::{Broker, Config};
+//!
+//! // The embedded defaults are tcp://127.0.0.1:5555 to 5558 and ./zhub-data (what
+//! // `Config::default()` gives); here, ipc endpoints and the state in a directory of their own.
+//! let dir = tempfile::tempdir()?;
+//! let config = Config::local_ipc(dir.path());
+//! // Binds the four endpoints, recovers the event log and the store, starts the threads.
+//! let broker = Broker::start(&config)?;
+//! println!("clients connect to {}", broker.info().main);
+//! // Stops every thread, closes every socket and releases the data directory.
+//! broker.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The binary calls [`run`] instead, which starts the broker the same way and stops it at the
+//! first message on its shutdown channel (sent on SIGINT or SIGTERM).
+//!
 //! ```text
 //!  publishers --> XSUB ==== proxy ====> XPUB --> subscribers        (thread "zhub-bus")
 //!                                  \===> XPUB --> zhub subscribers, addressed copies
@@ -27,15 +45,6 @@
 //! - `wake` — poll timeouts from deadlines, shared by every poll loop.
 //! - `ratelimit` — sparse logging of faults peers can repeat at will.
 //! - [`error`](mod@error) — [`BrokerError`].
-//!
-//! # Example
-//! ```no_run
-//! let config = zhub_broker::Config::default();
-//! let broker = zhub_broker::Broker::start(&config)?;
-//! println!("main endpoint: {}", broker.info().main);
-//! broker.shutdown();
-//! # Ok::<(), zhub_broker::BrokerError>(())
-//! ```
 #![deny(missing_docs)]
 
 mod bus;

@@ -3,6 +3,28 @@
 //! Every peer of a zhub broker (the client, the worker, the CLI, the broker itself) encodes and
 //! decodes its messages here, so there is exactly one definition of each frame layout.
 //!
+//! ```
+//! use zhub_protocol::{body, bus, BusHeader, Encoding};
+//!
+//! // A bus message as a publisher sends it: topic, header and MessagePack body in one frame.
+//! let header = BusHeader {
+//!     publisher: 0x2a,
+//!     seq: 1,
+//!     timestamp_us: 1_700_000_000_000_000,
+//!     lamport: 1,
+//!     encoding: Encoding::MsgPack,
+//! };
+//! let frame = bus::encode("sensors.temp", &header, &body::encode(&21.5)?);
+//!
+//! // What a subscriber does with it. Malformed input is an error, never a panic.
+//! let message = bus::decode(&frame)?;
+//! assert_eq!(message.topic, "sensors.temp");
+//! assert_eq!(message.header, header);
+//! assert_eq!(body::decode::<f64>(message.body)?, 21.5);
+//! assert!(bus::decode(&frame[..5]).is_err());
+//! # Ok::<(), zhub_protocol::ProtocolError>(())
+//! ```
+//!
 //! # Layout
 //! - [`bus`] — the single-frame message carried by the publish/subscribe plane (topic, header,
 //!   body) and topic rules.

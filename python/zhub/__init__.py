@@ -1,11 +1,34 @@
 """zhub: the Python client of the zhub message broker.
 
 A second implementation of zhub's wire protocol (the Rust crate ``zhub-protocol`` documents
-it), on pyzmq and msgpack. This first part holds the frame codecs (``zhub._wire``) and the
-errors every operation raises, each with a matchable ``kind``.
+it), on pyzmq and msgpack:
+
+- ``Client``: requests with deadlines, publish/subscribe with zhub's header (publisher,
+  sequence, Lamport clock) and no slow-joiner loss, the key-value store (``client.kv``) and
+  the event log (``client.log``);
+- ``Worker``: serves a named service, with credit, heartbeats and reconnection;
+- errors with a matchable ``kind`` (``RequestError.kind is RequestErrorKind.TIMED_OUT``).
+
+::
+
+    import zhub
+
+    client = zhub.Client.connect("tcp://127.0.0.1:5555")
+    sub = client.subscribe("greetings")
+    client.publish("greetings", {"hello": "world"})
+    print(sub.recv(timeout=5).decode())
 """
 
 from ._wire import BusHeader, Status
+from .client import (
+    DEFAULT_URL,
+    BrokerInfo,
+    Client,
+    ClientOptions,
+    Message,
+    Subscriber,
+    Subscription,
+)
 from .errors import (
     ConnectError,
     ConnectErrorKind,
@@ -25,9 +48,14 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_URL",
+    "BrokerInfo",
     "BusHeader",
+    "Client",
+    "ClientOptions",
     "ConnectError",
     "ConnectErrorKind",
+    "Message",
     "PublishError",
     "PublishErrorKind",
     "RecvError",
@@ -37,6 +65,8 @@ __all__ = [
     "Status",
     "SubscribeError",
     "SubscribeErrorKind",
+    "Subscriber",
+    "Subscription",
     "WorkerError",
     "WorkerErrorKind",
     "ZhubError",

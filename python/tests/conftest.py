@@ -61,6 +61,8 @@ class BrokerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Unbuffered, so that select() on stdout sees every line not yet read.
+            bufsize=0,
         )
 
 
@@ -125,3 +127,14 @@ def deadline() -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def read_line(process: subprocess.Popen, timeout: float) -> Optional[bytes]:
+    """The next line of ``process``'s stdout, or ``None`` when none comes within ``timeout``."""
+    import select
+
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    if not ready:
+        return None
+    return process.stdout.readline()

@@ -138,3 +138,20 @@ def read_line(process: subprocess.Popen, timeout: float) -> Optional[bytes]:
     if not ready:
         return None
     return process.stdout.readline()
+
+
+def request_when_served(client, service: str, body: bytes, within: float = 10) -> bytes:
+    """``client.request_bytes(service, body)``, retried while the broker answers "no such
+    service" (a worker started in another process has not registered yet), up to ``within``
+    seconds."""
+    import time
+
+    import zhub
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return client.request_bytes(service, body, timeout=0.5)
+        except zhub.RequestError as e:
+            if e.kind is not zhub.RequestErrorKind.NO_SERVICE or time.monotonic() > deadline:
+                raise

@@ -6,7 +6,8 @@ it), on pyzmq and msgpack:
 - ``Client``: requests with deadlines, publish/subscribe with zhub's header (publisher,
   sequence, Lamport clock) and no slow-joiner loss, the key-value store (``client.kv``) and
   the event log (``client.log``);
-- ``Worker``: serves a named service, with credit, heartbeats and reconnection;
+- ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
+  reconnection;
 - errors with a matchable ``kind`` (``RequestError.kind is RequestErrorKind.TIMED_OUT``).
 
 ::
@@ -44,6 +45,7 @@ from .errors import (
     WorkerErrorKind,
     ZhubError,
 )
+from .worker import Request, Worker
 
 __version__ = "0.1.0"
 
@@ -60,6 +62,7 @@ __all__ = [
     "PublishErrorKind",
     "RecvError",
     "RecvErrorKind",
+    "Request",
     "RequestError",
     "RequestErrorKind",
     "Status",
@@ -67,6 +70,7 @@ __all__ = [
     "SubscribeErrorKind",
     "Subscriber",
     "Subscription",
+    "Worker",
     "WorkerError",
     "WorkerErrorKind",
     "ZhubError",

@@ -4,8 +4,8 @@ A second implementation of zhub's wire protocol (the Rust crate ``zhub-protocol`
 it), on pyzmq and msgpack:
 
 - ``Client``: requests with deadlines, publish/subscribe with zhub's header (publisher,
-  sequence, Lamport clock) and no slow-joiner loss, the key-value store (``client.kv``) and
-  the event log (``client.log``);
+  sequence, Lamport clock) and no slow-joiner loss, and the key-value store (``client.kv``,
+  with watches and a local ``Replica``);
 - ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
   reconnection;
 - errors with a matchable ``kind`` (``RequestError.kind is RequestErrorKind.TIMED_OUT``).
@@ -45,6 +45,7 @@ from .errors import (
     WorkerErrorKind,
     ZhubError,
 )
+from .kv import CasOutcome, Kv, KvChange, KvEntry, Mismatch, Replica, Stored, Watcher
 from .worker import Request, Worker
 
 __version__ = "0.1.0"
@@ -53,23 +54,31 @@ __all__ = [
     "DEFAULT_URL",
     "BrokerInfo",
     "BusHeader",
+    "CasOutcome",
     "Client",
     "ClientOptions",
     "ConnectError",
     "ConnectErrorKind",
+    "Kv",
+    "KvChange",
+    "KvEntry",
     "Message",
+    "Mismatch",
     "PublishError",
     "PublishErrorKind",
     "RecvError",
     "RecvErrorKind",
+    "Replica",
     "Request",
     "RequestError",
     "RequestErrorKind",
     "Status",
+    "Stored",
     "SubscribeError",
     "SubscribeErrorKind",
     "Subscriber",
     "Subscription",
+    "Watcher",
     "Worker",
     "WorkerError",
     "WorkerErrorKind",

@@ -4,8 +4,9 @@ A second implementation of zhub's wire protocol (the Rust crate ``zhub-protocol`
 it), on pyzmq and msgpack:
 
 - ``Client``: requests with deadlines, publish/subscribe with zhub's header (publisher,
-  sequence, Lamport clock) and no slow-joiner loss, and the key-value store (``client.kv``,
-  with watches and a local ``Replica``);
+  sequence, Lamport clock) and no slow-joiner loss, the key-value store (``client.kv``,
+  with watches and a local ``Replica``) and the event log (``client.log``: streams, reads,
+  tails, consumer groups, durable topics);
 - ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
   reconnection;
 - errors with a matchable ``kind`` (``RequestError.kind is RequestErrorKind.TIMED_OUT``).
@@ -46,6 +47,7 @@ from .errors import (
     ZhubError,
 )
 from .kv import CasOutcome, Kv, KvChange, KvEntry, Mismatch, Replica, Stored, Watcher
+from .log import Consumer, Log, Record, StreamSummary
 from .worker import Request, Worker
 
 __version__ = "0.1.0"
@@ -59,14 +61,17 @@ __all__ = [
     "ClientOptions",
     "ConnectError",
     "ConnectErrorKind",
+    "Consumer",
     "Kv",
     "KvChange",
     "KvEntry",
+    "Log",
     "Message",
     "Mismatch",
     "PublishError",
     "PublishErrorKind",
     "RecvError",
+    "Record",
     "RecvErrorKind",
     "Replica",
     "Request",
@@ -74,6 +79,7 @@ __all__ = [
     "RequestErrorKind",
     "Status",
     "Stored",
+    "StreamSummary",
     "SubscribeError",
     "SubscribeErrorKind",
     "Subscriber",

@@ -9,6 +9,9 @@ it), on pyzmq and msgpack:
   tails, consumer groups, durable topics);
 - ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
   reconnection;
+- ``MessageBusClient``, ``KeyValueClient``, ``TaskQueueClient``/``TaskQueueWorker``,
+  ``EventSource`` and ``MessageBusBroker``: the shapes PyDistributed programs use
+  (``zhub.compat``);
 - errors with a matchable ``kind`` (``RequestError.kind is RequestErrorKind.TIMED_OUT``).
 
 ::
@@ -30,6 +33,15 @@ from .client import (
     Message,
     Subscriber,
     Subscription,
+)
+from .compat import (
+    EventSource,
+    KeyValueClient,
+    KeyValueStore,
+    MessageBusBroker,
+    MessageBusClient,
+    TaskQueueClient,
+    TaskQueueWorker,
 )
 from .errors import (
     ConnectError,
@@ -62,11 +74,16 @@ __all__ = [
     "ConnectError",
     "ConnectErrorKind",
     "Consumer",
+    "EventSource",
+    "KeyValueClient",
+    "KeyValueStore",
     "Kv",
     "KvChange",
     "KvEntry",
     "Log",
     "Message",
+    "MessageBusBroker",
+    "MessageBusClient",
     "Mismatch",
     "PublishError",
     "PublishErrorKind",
@@ -82,6 +99,8 @@ __all__ = [
     "StreamSummary",
     "SubscribeError",
     "SubscribeErrorKind",
+    "TaskQueueClient",
+    "TaskQueueWorker",
     "Subscriber",
     "Subscription",
     "Watcher",

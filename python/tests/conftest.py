@@ -155,3 +155,16 @@ def request_when_served(client, service: str, body: bytes, within: float = 10) -
         except zhub.RequestError as e:
             if e.kind is not zhub.RequestErrorKind.NO_SERVICE or time.monotonic() > deadline:
                 raise
+
+
+EXAMPLES = os.environ.get("ZHUB_EXAMPLES", str(ROOT / "target" / "debug" / "examples"))
+"""Where the Rust examples' binaries are (``cargo build -p zhub-examples --example NAME``)."""
+
+
+def example(name: str) -> str:
+    """The path of the Rust example ``name``; fails the test, saying how to build it, when
+    it is missing."""
+    path = Path(EXAMPLES) / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: cargo build -p zhub-examples --example {name}")
+    return str(path)

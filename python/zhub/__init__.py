@@ -7,6 +7,8 @@ it), on pyzmq and msgpack:
   sequence, Lamport clock) and no slow-joiner loss, the key-value store (``client.kv``,
   with watches and a local ``Replica``) and the event log (``client.log``: streams, reads,
   tails, consumer groups, durable topics);
+- ``Group``: process groups (ranks, views, a mailbox, barriers, synchronous sends, the
+  token-ring critical section), shared with Rust members;
 - ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
   reconnection;
 - ``MessageBusClient``, ``KeyValueClient``, ``TaskQueueClient``/``TaskQueueWorker``,
@@ -46,6 +48,8 @@ from .compat import (
 from .errors import (
     ConnectError,
     ConnectErrorKind,
+    GroupError,
+    GroupErrorKind,
     PublishError,
     PublishErrorKind,
     RecvError,
@@ -58,6 +62,7 @@ from .errors import (
     WorkerErrorKind,
     ZhubError,
 )
+from .group import Group, GroupMessage, LockGuard, View
 from .kv import CasOutcome, Kv, KvChange, KvEntry, Mismatch, Replica, Stored, Watcher
 from .log import Consumer, Log, Record, StreamSummary
 from .worker import Request, Worker
@@ -75,11 +80,16 @@ __all__ = [
     "ConnectErrorKind",
     "Consumer",
     "EventSource",
+    "Group",
+    "GroupError",
+    "GroupErrorKind",
+    "GroupMessage",
     "KeyValueClient",
     "KeyValueStore",
     "Kv",
     "KvChange",
     "KvEntry",
+    "LockGuard",
     "Log",
     "Message",
     "MessageBusBroker",
@@ -103,6 +113,7 @@ __all__ = [
     "TaskQueueWorker",
     "Subscriber",
     "Subscription",
+    "View",
     "Watcher",
     "Worker",
     "WorkerError",

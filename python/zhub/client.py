@@ -746,6 +746,11 @@ class Client:
         """Publishes raw ``body`` on ``topic``. Raises ``PublishError``."""
         self._the_publisher().publish(topic, wire.ENCODING_RAW, bytes(body), self._clock)
 
+    def publish_reserved(self, topic: str, body: bytes) -> None:
+        """Publishes raw bytes on a topic reserved for zhub's own features (``$...``, such
+        as a process group's), numbered like a user message."""
+        self._the_publisher().publish_sequenced(topic, wire.ENCODING_RAW, bytes(body), self._clock)
+
     # --- subscribing -------------------------------------------------------------------------
 
     def subscribe(self, *prefixes: str) -> Subscriber:

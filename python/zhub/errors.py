@@ -76,6 +76,21 @@ class WorkerErrorKind(Enum):
     TRANSPORT = "transport error"
 
 
+class GroupErrorKind(Enum):
+    """Why a process group operation failed."""
+
+    NO_SUCH_RANK = "no such rank"
+    MEMBER_GONE = "member gone"
+    TIMED_OUT = "group operation timed out"
+    EXPELLED = "member expelled"
+    BAD_REQUEST = "bad request"
+    REJECTED = "rejected"
+    CODEC = "body codec error"
+    PROTOCOL = "protocol error"
+    INVALID_OPTION = "invalid option"
+    TRANSPORT = "transport error"
+
+
 class ZhubError(Exception):
     """Base of every zhub error: ``kind`` says what went wrong, ``detail`` adds the rest."""
 
@@ -121,3 +136,9 @@ class WorkerError(ZhubError):
     """A worker failed; ``kind`` is a ``WorkerErrorKind``."""
 
     kind: WorkerErrorKind
+
+
+class GroupError(ZhubError):
+    """A process group operation failed; ``kind`` is a ``GroupErrorKind``."""
+
+    kind: GroupErrorKind

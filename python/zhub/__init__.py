@@ -9,6 +9,8 @@ it), on pyzmq and msgpack:
   tails, consumer groups, durable topics);
 - ``Group``: process groups (ranks, views, a mailbox, barriers, synchronous sends, the
   token-ring critical section), shared with Rust members;
+- ``Process``/``ProcessManager`` (seed 000's event bus) and ``Com`` (seed 001's
+  communicator), the shapes of the middleware projects zhub succeeds, on groups;
 - ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
   reconnection;
 - ``MessageBusClient``, ``KeyValueClient``, ``TaskQueueClient``/``TaskQueueWorker``,
@@ -36,6 +38,7 @@ from .client import (
     Subscriber,
     Subscription,
 )
+from .com import Com, ComMessage
 from .compat import (
     EventSource,
     KeyValueClient,
@@ -65,6 +68,7 @@ from .errors import (
 from .group import Group, GroupMessage, LockGuard, View
 from .kv import CasOutcome, Kv, KvChange, KvEntry, Mismatch, Replica, Stored, Watcher
 from .log import Consumer, Log, Record, StreamSummary
+from .process import Process, ProcessManager
 from .worker import Request, Worker
 
 __version__ = "0.1.0"
@@ -76,6 +80,8 @@ __all__ = [
     "CasOutcome",
     "Client",
     "ClientOptions",
+    "Com",
+    "ComMessage",
     "ConnectError",
     "ConnectErrorKind",
     "Consumer",
@@ -95,6 +101,8 @@ __all__ = [
     "MessageBusBroker",
     "MessageBusClient",
     "Mismatch",
+    "Process",
+    "ProcessManager",
     "PublishError",
     "PublishErrorKind",
     "RecvError",

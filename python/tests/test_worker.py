@@ -38,6 +38,28 @@ def test_a_worker_answers_requests_until_stopped(broker):
             assert worker.served == 2
 
 
+def test_close_from_another_thread_waits_for_run_to_return(broker):
+    worker = zhub.Worker.connect(broker.url, "closing")
+    failures = []
+
+    def serve() -> None:
+        try:
+            worker.run(lambda body: body)
+        except BaseException as e:  # A run cut off by close would raise here.
+            failures.append(e)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with zhub.Client.connect(broker.url) as client:
+        assert client.request_bytes("closing", b"up") == b"up"
+    worker.close()
+    thread.join(5)
+    assert not thread.is_alive() and failures == []
+    with pytest.raises(zhub.WorkerError) as caught:
+        worker.run(lambda body: body)
+    assert caught.value.kind is WorkerErrorKind.STOPPED
+
+
 def test_run_typed_speaks_messagepack(broker):
     worker = zhub.Worker.connect(broker.url, "sum")
     thread = threading.Thread(target=worker.run_typed, args=(lambda xs: {"sum": sum(xs)},), daemon=True)

@@ -103,6 +103,8 @@ class Worker:
         self._io: Optional[threading.Thread] = None
         self._io_error: Optional[BaseException] = None
         self._closed = False
+        # Held while run() serves, so that close() from another thread can wait for it.
+        self._serving = threading.Lock()
         self.served = 0
         """Replies sent."""
 
@@ -170,12 +172,17 @@ class Worker:
             socket.close()
 
     def close(self) -> None:
-        """Stops serving and releases the worker's sockets and context."""
+        """Stops serving (waiting for a ``run`` on another thread to return) and releases the
+        worker's sockets and context."""
         if self._closed:
             return
         if self._io is not None:
             self.stop()
             self._io.join()
+        if self._serving.locked():
+            self.stop()
+        with self._serving:
+            pass
         self._closed = True
         if self._app is not None:
             self._app.close(0)
@@ -290,7 +297,12 @@ class Worker:
         ``concurrency`` threads when it is above 1."""
         if self._io is not None:
             raise WorkerError(WorkerErrorKind.STOPPED, "this worker already serves through recv/reply")
+        if self._closed:
+            raise WorkerError(WorkerErrorKind.STOPPED)
+        with self._serving:
+            self._run(handler)
 
+    def _run(self, handler: Handler) -> None:
         def answer(body: list[bytes]) -> list[bytes]:
             try:
                 return [bytes(handler(body[0] if body else b""))]

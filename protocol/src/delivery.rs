@@ -1,4 +1,4 @@
-//! Addressed delivery on the subscribe endpoint: how the broker sends each zhub subscriber its
+//! Addressed delivery on the deliver endpoint: how the broker sends each zhub subscriber its
 //! own copy of a bus message, so that every message a subscriber loses is counted, for that
 //! subscriber, and the subscriber is told how many it missed.
 //!

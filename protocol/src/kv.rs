@@ -4,9 +4,9 @@
 //!
 //! Every request is one [`KvRequest`]; every successful reply one [`KvReply`]. A missing key
 //! and a failed compare-and-set are answers ([`KvReply::NotFound`], [`KvReply::Mismatch`]),
-//! not errors. Failures are reply statuses: `400` for a malformed request, `422` (rejected)
-//! with a reason for a bad key, an oversized value or a value that is not a counter, `500`
-//! for a storage failure.
+//! not errors. Failures are reply statuses: `400` for a malformed request or a key that
+//! breaks [`check_key`](crate::names::check_key), `422` (rejected) with a reason for an
+//! oversized value or a value that is not a counter, `500` for a storage failure.
 //!
 //! Every change (put, delete, expiry) is published on the bus as a [`KvChange`] on the topic
 //! [`WATCH_PREFIX`] followed by the key, so that watching a key prefix is subscribing to

@@ -682,6 +682,14 @@ class Client:
         why = wire.check_service(service)
         if why:
             raise RequestError(RequestErrorKind.BAD_REQUEST, f"{service!r}: {why}")
+        size = sum(len(frame) for frame in body)
+        if self._info.max_message and size > self._info.max_message:
+            # Refused here: the broker answers 413 only up to twice its limit and drops the
+            # connection of a sender beyond that, which would leave this request unanswered.
+            raise RequestError(
+                RequestErrorKind.TOO_LARGE,
+                f"{service}: a request of {size} bytes; the broker takes at most {self._info.max_message}",
+            )
         request_id = self._next_request_id
         self._next_request_id = (self._next_request_id + 1) % (1 << 64)
         frames = [b"", *wire.encode_request(request_id, service, int(timeout * 1000), body)]

@@ -106,7 +106,7 @@ class Worker:
         # Held while run() serves, so that close() from another thread can wait for it.
         self._serving = threading.Lock()
         self.served = 0
-        """Replies sent."""
+        """Replies sent (each counted just before it goes out)."""
 
     @classmethod
     def connect(
@@ -249,8 +249,9 @@ class Worker:
                             client, body = rest[2], rest[4:]
                             reply = on_request(client, body)
                             if reply is not None:
-                                _send(broker, [wire.MDP_WORKER, wire.MDP_REPLY, client, b"", *reply])
+                                # Counted before the send, so that whoever got the reply sees it.
                                 self.served += 1
+                                _send(broker, [wire.MDP_WORKER, wire.MDP_REPLY, client, b"", *reply])
                         elif command == wire.MDP_HEARTBEAT:
                             pass
                         elif command == wire.MDP_DISCONNECT:
@@ -265,8 +266,8 @@ class Worker:
                         except zmq.Again:
                             break
                         if frames:
-                            _send(broker, [wire.MDP_WORKER, wire.MDP_REPLY, frames[0], b"", *frames[1:]])
                             self.served += 1
+                            _send(broker, [wire.MDP_WORKER, wire.MDP_REPLY, frames[0], b"", *frames[1:]])
                 if time.monotonic() >= next_heartbeat:
                     next_heartbeat = time.monotonic() + heartbeat
                     _send(broker, [wire.MDP_WORKER, wire.MDP_HEARTBEAT])

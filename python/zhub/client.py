@@ -368,7 +368,7 @@ class Subscriber:
 
     def fileno(self) -> int:
         """The socket's file descriptor (readable when frames may be waiting), for select."""
-        return self._socket.getsockopt(zmq.FD)
+        return int(self._socket.getsockopt(zmq.FD))
 
     def close(self) -> None:
         """Closes the subscription's socket."""
@@ -665,9 +665,9 @@ class Client:
         (``BAD_REQUEST``) when nothing is in flight."""
         while True:
             if self._stash:
-                request_id, reply = self._stash.popitem()
+                request_id, stashed = self._stash.popitem()
                 self._outstanding.pop(request_id, None)
-                return request_id, _outcome_first(reply)
+                return request_id, _outcome_first(stashed)
             if not self._outstanding:
                 raise RequestError(RequestErrorKind.BAD_REQUEST, "no request in flight")
             request_id, until = min(self._outstanding.items(), key=lambda item: item[1])

@@ -468,7 +468,7 @@ class Group:
         timeout: float,
         what: str,
         pick: Callable[[_State], Optional[set[int]]],
-        done: Callable[[_State], None],
+        done: Callable[[_State], object],
     ) -> None:
         def missing() -> list[int]:
             have = pick(self._state) or set()

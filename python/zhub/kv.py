@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 from . import _wire as wire
 from .errors import RecvError, RecvErrorKind, RequestError, RequestErrorKind
@@ -210,7 +210,7 @@ class Kv:
             return reply["value"], reply["revision"]
         raise _protocol("incr")
 
-    def list(self, prefix: str = "", after: Optional[str] = None, limit: int = _PAGE) -> tuple[list[KvEntry], bool]:
+    def list(self, prefix: str = "", after: Optional[str] = None, limit: int = _PAGE) -> tuple[List[KvEntry], bool]:
         """One page of the keys starting with ``prefix``, in key order, after ``after``;
         with whether more follow."""
         reply = self._call({"op": "list", "prefix": prefix, "after": after, "limit": limit})
@@ -218,30 +218,30 @@ class Kv:
             return [KvEntry.from_wire(e) for e in reply["entries"]], reply["more"]
         raise _protocol("list")
 
-    def list_all(self, prefix: str = "") -> list[KvEntry]:
+    def list_all(self, prefix: str = "") -> List[KvEntry]:
         """Every key starting with ``prefix``, fetched page by page."""
-        entries: list[KvEntry] = []
+        entries: List[KvEntry] = []
         while True:
             page, more = self.list(prefix, entries[-1].key if entries else None, _PAGE)
             entries.extend(page)
             if not more:
                 return entries
 
-    def history(self, key: str, limit: int = 16) -> list[KvChange]:
+    def history(self, key: str, limit: int = 16) -> List[KvChange]:
         """The key's last changes, newest first, at most ``limit``."""
         reply = self._call({"op": "history", "key": key, "limit": limit})
         if reply["result"] == "history":
             return [KvChange.from_wire(c) for c in reply["changes"]]
         raise _protocol("history")
 
-    def snapshot(self, prefix: str = "") -> tuple[list[KvEntry], int]:
+    def snapshot(self, prefix: str = "") -> tuple[List[KvEntry], int]:
         """Every entry under ``prefix`` and the revision they are consistent at."""
         reply = self._call({"op": "snapshot", "prefix": prefix})
         if reply["result"] == "snapshot":
             return [KvEntry.from_wire(e) for e in reply["entries"]], reply["revision"]
         raise _protocol("snapshot")
 
-    def changes(self, prefix: str, start: int, limit: int = _CHANGES_BATCH, wait: float = 0) -> Union[tuple[list[KvChange], int], int]:
+    def changes(self, prefix: str, start: int, limit: int = _CHANGES_BATCH, wait: float = 0) -> Union[tuple[List[KvChange], int], int]:
         """Changes under ``prefix`` from revision ``start`` on, waiting up to ``wait``
         seconds for one: ``(changes, next)``; or, when those changes were compacted away,
         the oldest revision still held (an int: take a new snapshot)."""
@@ -351,7 +351,7 @@ class Replica:
             self._connected = True
             self._changed.notify_all()
 
-    def _apply(self, changes: list[KvChange], next_revision: int) -> None:
+    def _apply(self, changes: List[KvChange], next_revision: int) -> None:
         with self._changed:
             for change in changes:
                 # The sequence rule: a change before the revision reached is already applied.

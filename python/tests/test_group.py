@@ -153,3 +153,57 @@ def test_a_member_that_leaves_changes_the_view_and_ranks(broker):
         with pytest.raises(zhub.GroupError) as caught:
             first.recv_from_sync(2, timeout=0.1)
         assert caught.value.kind is GroupErrorKind.NO_SUCH_RANK
+
+
+MEMBER_SCRIPT = """
+import sys, zhub
+client = zhub.Client.connect(sys.argv[1])
+group = zhub.Group.join(client, sys.argv[2], int(sys.argv[3]), heartbeat=0.05, dead_after=0.5)
+if sys.argv[4] == "lock":
+    group.lock(timeout=10)
+print(group.rank, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_a_killed_member_leaves_the_view_and_its_token_is_made_anew(broker):
+    import subprocess
+    import sys
+
+    name = "killed"
+    with zhub.Client.connect(broker.url) as c1, zhub.Client.connect(broker.url) as c2:
+        child = subprocess.Popen(
+            [sys.executable, "-c", MEMBER_SCRIPT, broker.url, name, "3", "lock"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                joins = [
+                    pool.submit(zhub.Group.join, c, name, 3, heartbeat=0.05, dead_after=0.5, join_timeout=10)
+                    for c in (c1, c2)
+                ]
+                a, b = [j.result(timeout=15) for j in joins]
+            try:
+                # The child prints its rank once it holds the token.
+                assert child.stdout is not None
+                child_rank = int(child.stdout.readline())
+                version = a.view.version
+                assert a.size == 3 and child_rank in (0, 1, 2)
+                child.kill()
+                child.wait()
+                view = a.wait_view(version, 5)
+                assert view is not None and view.size == 2
+                assert b.wait_view(version, 5) is not None
+                assert sorted([a.rank, b.rank]) == [0, 1]
+                # The dead holder's token is made anew once, and goes on to a member that asks.
+                with a.lock(timeout=5) as held:
+                    assert held.generation == 1
+            finally:
+                # Before the clients close: their contexts end only once every socket has.
+                a.leave()
+                b.leave()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()

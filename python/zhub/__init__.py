@@ -7,12 +7,12 @@ it), on pyzmq and msgpack:
   sequence, Lamport clock) and no slow-joiner loss, the key-value store (``client.kv``,
   with watches and a local ``Replica``) and the event log (``client.log``: streams, reads,
   tails, consumer groups, durable topics);
+- ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
+  reconnection;
 - ``Group``: process groups (ranks, views, a mailbox, barriers, synchronous sends, the
   token-ring critical section), shared with Rust members;
 - ``Process``/``ProcessManager`` (seed 000's event bus) and ``Com`` (seed 001's
   communicator), the shapes of the middleware projects zhub succeeds, on groups;
-- ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
-  reconnection;
 - ``MessageBusClient``, ``KeyValueClient``, ``TaskQueueClient``/``TaskQueueWorker``,
   ``EventSource`` and ``MessageBusBroker``: the shapes PyDistributed programs use
   (``zhub.compat``);

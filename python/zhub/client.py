@@ -547,7 +547,11 @@ class Client:
 
     def close(self, linger: Optional[float] = None) -> None:
         """Closes the client's sockets (keeping unsent messages up to ``linger`` seconds,
-        the client's option by default) and its context when it owns one."""
+        the client's option by default) and its context when it owns one.
+
+        A context ends only once every socket in it is closed: close the ``sibling``
+        clients made from this one (and the groups that hold them) first.
+        """
         if self._closed:
             return
         self._closed = True

@@ -94,3 +94,43 @@ def test_zhub_kv_and_python_read_each_others_writes(broker):
     got = json.loads(out.stdout)
     assert got["key"] == "shared.from_python" and got["value"] == {"n": 5, "s": "ünïcode"}
     assert broker.cli("kv", "get", "shared.counter").stdout.strip() == b"3"
+
+
+def test_a_python_watch_sees_zhub_kv_put(broker):
+    with zhub.Client.connect(broker.url) as client:
+        with client.kv.watch("cli.") as watcher:
+            broker.cli("kv", "put", "cli.k", '{"v": 1}', "--format", "json")
+            broker.cli("kv", "del", "cli.k")
+            put, delete = watcher.recv(timeout=5), watcher.recv(timeout=5)
+            assert put is not None and (put.key, put.kind, put.decode()) == ("cli.k", "put", {"v": 1})
+            assert delete is not None and (delete.key, delete.kind) == ("cli.k", "delete")
+
+
+def test_a_replica_keeps_its_data_and_catches_up_after_a_broker_restart(tmp_path):
+    from conftest import start_broker
+
+    first = start_broker(tmp_path)
+    with zhub.Client.connect(first.url) as client:
+        client.kv.put("rr.a", 1)
+    replica = zhub.Replica.connect(first.url, "rr.", timeout=1)
+    try:
+        assert replica.get("rr.a") == 1
+        reached = replica.revision
+        first.stop()
+        # The replica's long poll fails once the broker is gone; its data stays.
+        with replica._changed:
+            assert replica._changed.wait_for(lambda: not replica._connected, 10)
+        assert replica.get("rr.a") == 1
+        second = start_broker(tmp_path)  # same data directory: the store is as it was
+        try:
+            with zhub.Client.connect(second.url) as client:
+                revision = client.kv.put("rr.b", 2)
+            assert revision >= reached
+            assert replica.wait_for(revision, 10)
+            assert replica.is_connected
+            assert (replica.get("rr.a"), replica.get("rr.b")) == (1, 2)
+            assert replica.wait_change(replica.revision, 0.05) is None
+        finally:
+            second.stop()
+    finally:
+        replica.close()

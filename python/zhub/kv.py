@@ -391,6 +391,7 @@ class Replica:
                     log.debug("replica lost the broker; reconnecting: %s", e)
                     with self._changed:
                         self._connected = False
+                        self._changed.notify_all()
                     client.close(linger=0)
                     client = None
                     continue
@@ -442,6 +443,11 @@ class Replica:
         returned); ``False`` after ``timeout`` seconds."""
         with self._changed:
             return self._changed.wait_for(lambda: self._revision > revision, timeout)
+
+    def wait_change(self, after: int, timeout: float) -> Optional[int]:
+        """Waits for a change after revision ``after``; the revision reached, or ``None``
+        after ``timeout`` seconds."""
+        return self.revision if self.wait_for(after, timeout) else None
 
     def close(self) -> None:
         """Stops following the store."""

@@ -143,6 +143,26 @@ def test_subscribe_with_calls_back_on_its_own_thread(broker):
         subscriber.close()
 
 
+def test_a_callback_that_raises_does_not_end_its_subscription(broker):
+    import queue
+
+    got: "queue.Queue[str]" = queue.Queue()
+
+    def callback(message: zhub.Message) -> None:
+        value = message.decode()
+        if value == "bad":
+            raise ValueError("bad message")
+        got.put(value)
+
+    with zhub.Client.connect(broker.url) as client:
+        subscription = client.subscribe_with(["cb"], callback)
+        client.publish("cb", "bad")
+        client.publish("cb", "good")
+        assert got.get(timeout=5) == "good"
+        subscriber = subscription.unregister()
+        subscriber.close()
+
+
 def test_pipelined_requests_are_matched_by_id(broker):
     with zhub.Client.connect(broker.url) as client:
         ids = [client.send_request_bytes("zhub.info", b"\xc0") for _ in range(5)]

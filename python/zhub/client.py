@@ -11,6 +11,7 @@ A client owns ZeroMQ sockets, which are not thread-safe: use one client per thre
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from .errors import (
 if TYPE_CHECKING:
     from .kv import Kv
     from .log import Log
+
+log = logging.getLogger("zhub.client")
 
 DEFAULT_URL = "tcp://127.0.0.1:5555"
 """The broker's default main endpoint."""
@@ -407,7 +410,11 @@ class Subscription:
                 message = self._subscriber.try_recv()
                 if message is None:
                     break
-                self._callback(message)
+                try:
+                    self._callback(message)
+                except Exception:
+                    # One failing message must not end the subscription for the others.
+                    log.exception("subscription callback failed on a message on %r", message.topic)
             ready = dict(poller.poll())
             if self._stop_rx in ready:
                 break

@@ -155,6 +155,20 @@ def test_a_plain_majordomo_client_reaches_a_python_worker(broker):
         context.term()
 
 
+def test_majordomo_client_reaches_a_python_worker_and_asks_mmi(broker):
+    with serving(zhub.Worker.connect(broker.url, "mdp.echo"), lambda body: body[::-1]):
+        with zhub.MajordomoClient(broker.url, timeout=5) as mdp:
+            assert mdp.request("mdp.echo", [b"olleh"]) == [b"hello"]
+            assert mdp.has_service("mdp.echo")
+            assert not mdp.has_service("mdp.nosuch")
+            # MDP answers an unknown service with silence: the client times out, and a new
+            # socket keeps a late answer from meeting the next request.
+            with pytest.raises(zhub.RequestError) as caught:
+                mdp.request("mdp.nosuch", [b"x"], timeout=0.2)
+            assert caught.value.kind is RequestErrorKind.TIMED_OUT
+            assert mdp.request("mdp.echo", [b"ba"]) == [b"ab"]
+
+
 def test_a_worker_registers_again_with_a_restarted_broker(tmp_path):
     first = start_broker(tmp_path, "--heartbeat", "100ms")
     worker = zhub.Worker.connect(first.url, "survivor", heartbeat=0.1, reconnect=(0.05, 0.2))

@@ -8,7 +8,7 @@ it), on pyzmq and msgpack:
   with watches and a local ``Replica``) and the event log (``client.log``: streams, reads,
   tails, consumer groups, durable topics);
 - ``Worker``: serves a named service (Majordomo on the wire), with credit, heartbeats and
-  reconnection;
+  reconnection; ``MajordomoClient`` is a plain MDP client for brokers that speak only MDP;
 - ``Group``: process groups (ranks, views, a mailbox, barriers, synchronous sends, the
   token-ring critical section), shared with Rust members;
 - ``Process``/``ProcessManager`` (seed 000's event bus) and ``Com`` (seed 001's
@@ -68,6 +68,7 @@ from .errors import (
 from .group import Group, GroupMessage, LockGuard, View
 from .kv import CasOutcome, Kv, KvChange, KvEntry, Mismatch, Replica, Stored, Watcher
 from .log import Consumer, Log, Record, StreamSummary
+from .mdp import MajordomoClient
 from .process import Process, ProcessManager
 from .worker import Request, Worker
 
@@ -96,6 +97,7 @@ __all__ = [
     "KvChange",
     "KvEntry",
     "LockGuard",
+    "MajordomoClient",
     "Log",
     "Message",
     "MessageBusBroker",

@@ -1,0 +1,12 @@
+//! Checkers: what a history says about the system that produced it.
+//!
+//! # Layout
+//! - [`ops`] — a history's events paired into operations (invoke and completion).
+//! - [`registers`] — linearizability of read / write / compare-and-set registers, per key.
+//! - `time` — how checkers print a simulated time.
+
+pub mod ops;
+pub mod registers;
+mod time;
+
+pub(crate) use time::format_time;

@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`ops`] — a history's events paired into operations (invoke and completion).
 //! - [`registers`] — linearizability of read / write / compare-and-set registers, per key.
+//! - [`stats`] — availability and latency.
 //! - `time` — how checkers print a simulated time.
 
 pub mod ops;
 pub mod registers;
+pub mod stats;
 mod time;
 
 pub(crate) use time::format_time;

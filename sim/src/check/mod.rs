@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`ops`] — a history's events paired into operations (invoke and completion).
 //! - [`registers`] — linearizability of read / write / compare-and-set registers, per key.
+//! - [`workloads`] — each other workload's own check: counter, broadcast, unique ids,
+//!   append-only log.
 //! - [`stats`] — availability and latency.
 //! - `time` — how checkers print a simulated time.
 
@@ -10,5 +12,6 @@ pub mod ops;
 pub mod registers;
 pub mod stats;
 mod time;
+pub mod workloads;
 
 pub(crate) use time::format_time;

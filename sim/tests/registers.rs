@@ -291,3 +291,24 @@ fn non_register_events_are_ignored() {
     assert_eq!(report.verdict, Verdict::Linearizable);
     assert_eq!(report.ops, 2);
 }
+
+#[test]
+fn indefinite_writes_nobody_observed_do_not_blow_up_a_failing_search() {
+    // Two hundred timed-out writes, never read, each of which may or may not have happened:
+    // 2^200 combinations unless the checker sees that none of them matters.
+    let mut script = Script::new().write(0, 1, 1, 0, 1);
+    for process in 0..200 {
+        script = script.invoke(10 + process, "write", 1, json!(1000 + process), 2);
+    }
+    let history = script
+        .write(1, 1, 2, 3, 4)
+        .read(2, 1, json!(1), 5, 6)
+        .done();
+    let report = check(&history, BUDGET);
+    assert_eq!(report.verdict, Verdict::NotLinearizable, "{report}");
+    assert!(report
+        .violation
+        .unwrap()
+        .explanation
+        .starts_with("read of key 1 by process 2 returned 1"));
+}

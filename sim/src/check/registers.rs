@@ -35,8 +35,9 @@
 //! linearizable is found by bisection, and its k-th operation (the *culprit*) is the first
 //! one that cannot have happened as seen. The search is then run once more over that cut,
 //! with the culprit made a probe that never takes effect, to collect every value the register
-//! could hold at a point where the culprit could take effect: the explanation names them and
-//! who wrote them.
+//! could hold at a point where the culprit could take effect; of those, the explanation names
+//! the ones that also explain the rest of the cut (the cut passes with the culprit finding
+//! that value instead), and who wrote them.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -511,8 +512,42 @@ fn smallest_failing_part(
         }
         None => true,
     };
+    // The probe saw every value the register could hold where the culprit could go, in orders
+    // that explain what came before; keep those that also explain what the other operations
+    // of the cut saw afterwards, by trying the culprit as if it had found each of them.
     let cut = cut_before_return(model, culprit);
-    explain(key, ops, model, &cut, culprit, &possible, complete)
+    let consistent: BTreeSet<u32> = possible
+        .iter()
+        .copied()
+        .filter(|&value| {
+            let mut trial = cut.clone();
+            for op in trial.iter_mut().filter(|op| op.op == model.ops[culprit].op) {
+                op.action = match op.action {
+                    Action::Read(_) => Action::Read(value),
+                    Action::Cas(_, new) => Action::Cas(value, new),
+                    other => other,
+                };
+            }
+            matches!(search(&trial, deadline, None), SearchEnd::Linearizable(_))
+        })
+        .collect();
+    let complete = complete && Instant::now() < deadline;
+    let found = Found {
+        possible,
+        consistent,
+        complete,
+    };
+    explain(key, ops, model, &cut, culprit, &found)
+}
+
+/// What the search found of the values the culprit could have seen.
+struct Found {
+    /// Values the register could hold where the culprit could take effect.
+    possible: BTreeSet<u32>,
+    /// Those that would also explain the rest of the cut.
+    consistent: BTreeSet<u32>,
+    /// Whether the searches ran to the end within the budget.
+    complete: bool,
 }
 
 /// The latest operation of the cut, invoked before `before`, that leaves `value` in the
@@ -534,9 +569,9 @@ fn explain(
     model: &KeyModel,
     cut: &[RegisterOp],
     culprit: usize,
-    possible: &BTreeSet<u32>,
-    complete: bool,
+    found: &Found,
 ) -> Violation {
+    let (possible, consistent) = (&found.possible, &found.consistent);
     let target = model.ops[culprit];
     let op = ops[target.op];
     let end = target.ret.unwrap_or((u64::MAX, usize::MAX));
@@ -587,12 +622,8 @@ fn explain(
     };
     let mut explanation = what;
     let mut shown: BTreeSet<usize> = BTreeSet::from([target.op]);
-    if possible.is_empty() {
-        explanation.push_str(
-            ", but no order of the operations before it lets it take effect at any point",
-        );
-    } else {
-        let values: Vec<String> = possible
+    let mut name_values = |values: &BTreeSet<u32>| -> Vec<String> {
+        values
             .iter()
             .map(|&value| match writer_of(cut, value, end, target.op) {
                 Some(writer) => {
@@ -601,22 +632,34 @@ fn explain(
                 }
                 None => format!("{} (the initial value)", shown_value(value)),
             })
-            .collect();
-        let only = if values.len() == 1 {
-            "only value"
+            .collect()
+    };
+    if possible.is_empty() {
+        explanation.push_str(
+            ", but no order of the operations before it lets it take effect at any point",
+        );
+    } else if consistent.is_empty() {
+        explanation.push_str(&format!(
+            ", but no value it could have found then explains what the other operations saw \
+             (the register could hold {} there, each contradicted by a later result)",
+            name_values(possible).join(" or ")
+        ));
+    } else {
+        let values = name_values(consistent);
+        let (only, verb) = if values.len() == 1 {
+            ("only value", "is")
         } else {
-            "only values"
+            ("only values", "are")
         };
-        let verb = if values.len() == 1 { "is" } else { "are" };
         explanation.push_str(&format!(
             ", but the {only} that could be current then {verb} {}",
             values.join(", ")
         ));
     }
-    if !complete {
+    if !found.complete {
         explanation.push_str(" (the search for them ran out of time, so there may be more)");
     }
-    if let Some(expected) = expected.filter(|value| !possible.contains(value)) {
+    if let Some(expected) = expected.filter(|value| !consistent.contains(value)) {
         match writer_of(cut, expected, end, target.op) {
             Some(writer) => {
                 shown.insert(writer.op);

@@ -348,3 +348,12 @@ fn the_values_named_are_those_consistent_with_what_others_saw_later() {
         violation.ops
     );
 }
+
+#[test]
+fn a_completion_stamped_before_its_invoke_is_read_as_immediate() {
+    let history = Script::new()
+        .write(0, 1, 1, 10, 5)
+        .read(1, 1, json!(1), 20, 21)
+        .done();
+    assert_eq!(verdict(&history), Verdict::Linearizable);
+}

@@ -233,8 +233,10 @@ impl KeyModel {
                 },
                 _ => continue,
             };
+            // A completion stamped before its invoke (clocks of a real run) is read as
+            // immediate rather than as a return that precedes its own call.
             let ret = match (op.returned(), op.completion_index) {
-                (Some(time), Some(at)) => Some((time, at)),
+                (Some(time), Some(at)) => Some((time.max(op.call()), at)),
                 _ => None,
             };
             model_ops.push(RegisterOp {

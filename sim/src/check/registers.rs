@@ -624,17 +624,21 @@ fn explain(
     };
     let mut explanation = what;
     let mut shown: BTreeSet<usize> = BTreeSet::from([target.op]);
+    // Values in the order they were written, the initial one first.
     let mut name_values = |values: &BTreeSet<u32>| -> Vec<String> {
-        values
+        let mut named: Vec<(Option<Stamp>, String)> = values
             .iter()
             .map(|&value| match writer_of(cut, value, end, target.op) {
                 Some(writer) => {
                     shown.insert(writer.op);
-                    format!("{} ({})", shown_value(value), describe(writer))
+                    let text = format!("{} ({})", shown_value(value), describe(writer));
+                    (Some(writer.call), text)
                 }
-                None => format!("{} (the initial value)", shown_value(value)),
+                None => (None, format!("{} (the initial value)", shown_value(value))),
             })
-            .collect()
+            .collect();
+        named.sort();
+        named.into_iter().map(|(_, text)| text).collect()
     };
     if possible.is_empty() {
         explanation.push_str(

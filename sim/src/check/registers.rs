@@ -1,5 +1,26 @@
 //! Linearizability of register histories: reads, writes and compare-and-set over many keys.
 //!
+//! ```
+//! use std::time::Duration;
+//! use zhub_sim::check::registers::{check, Verdict};
+//! use zhub_sim::history::History;
+//!
+//! // A read that began after a write of 5 had completed, and saw nothing.
+//! let text = r#"
+//! {"process":0,"type":"invoke","f":"write","key":1,"value":5,"time":0}
+//! {"process":0,"type":"ok","f":"write","key":1,"value":5,"time":10}
+//! {"process":1,"type":"invoke","f":"read","key":1,"value":null,"time":20}
+//! {"process":1,"type":"ok","f":"read","key":1,"value":null,"time":30}
+//! "#;
+//! let history = History::read_jsonl(text.as_bytes()).unwrap();
+//! let report = check(&history, Duration::from_secs(1));
+//! assert_eq!(report.verdict, Verdict::NotLinearizable);
+//! assert!(report.violation.unwrap().explanation.starts_with(
+//!     "read of key 1 by process 1 returned null between t=20ns and t=30ns, \
+//!      but the only value that could be current then is 5"
+//! ));
+//! ```
+//!
 //! # The search
 //! Keys are independent registers, so each is checked on its own (a history is linearizable
 //! exactly when each key's part is). For one key, the check is the Wing-Gong search with

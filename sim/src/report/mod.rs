@@ -42,7 +42,24 @@ const PAGE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
 
-/// Writes the report of a run as one HTML page.
+/// Writes the report of a run as one HTML page. `register` is the register check's report,
+/// when the run was checked for linearizability.
+///
+/// ```no_run
+/// use std::fs::File;
+/// use std::io::BufWriter;
+/// use std::time::Duration;
+/// use zhub_sim::check::registers::check;
+/// use zhub_sim::history::History;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let history = History::read_jsonl(std::io::BufReader::new(File::open("run.jsonl")?))?;
+/// let report = check(&history, Duration::from_secs(10));
+/// let out = BufWriter::new(File::create("run.html")?);
+/// zhub_sim::report::write_html(out, "run 42", &history, &[], Some(&report))?;
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Errors
 /// When the writer fails.

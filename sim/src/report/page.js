@@ -318,6 +318,11 @@
     const delays = M.list.filter((m) => m[3] !== null).slice(0, 2000).map((m) => m[3] - m[2]).sort((a, b) => a - b);
     const typical = delays.length ? delays[delays.length >> 1] : (view.t1 - view.t0) / 50;
     let inView = 0;
+    // Messages sent before the window start above it: keep them off the names.
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(0, TOP - 4, width, height - TOP + 4);
+    ctx.clip();
     for (let i = 0; i < M.list.length; i++) {
       const m = M.list[i];
       const arrival = m[3] === null ? m[2] + typical * 0.6 : m[3];
@@ -378,6 +383,7 @@
         ctx.restore();
       }
     }
+    ctx.restore();
     let text = inView > arrowsDrawn.length
       ? "showing " + arrowsDrawn.length + " of " + inView + " messages in view; zoom in for the rest" : "";
     if (M.dropped) text += (text ? " · " : "") + M.dropped + " later messages were not embedded";

@@ -72,6 +72,10 @@ pub struct Config {
     pub liveness: u32,
     /// Requests that may wait per service; one more is answered "busy".
     pub service_queue: usize,
+    /// Log and key-value requests that may wait for the storage thread (each way on the
+    /// link to it); one more is answered "busy" at once, so that a slow disk never stalls
+    /// routing.
+    pub storage_queue: usize,
     /// Bytes of request bodies a service may hold (waiting or being served, kept for
     /// retries); a request that would pass it is answered "busy".
     pub service_queue_bytes: usize,
@@ -111,6 +115,8 @@ pub const DEFAULT_IO_THREADS: i32 = 1;
 pub const DEFAULT_LIVENESS: u32 = 3;
 /// Default requests waiting per service.
 pub const DEFAULT_SERVICE_QUEUE: usize = 10_000;
+/// Default log and key-value requests waiting for the storage thread.
+pub const DEFAULT_STORAGE_QUEUE: usize = 10_000;
 /// Default attempts per request.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default deadline of Majordomo clients' requests.
@@ -139,6 +145,7 @@ impl Default for Config {
             heartbeat: DEFAULT_HEARTBEAT,
             liveness: DEFAULT_LIVENESS,
             service_queue: DEFAULT_SERVICE_QUEUE,
+            storage_queue: DEFAULT_STORAGE_QUEUE,
             service_queue_bytes: DEFAULT_SERVICE_QUEUE_BYTES,
             max_message: DEFAULT_MAX_MESSAGE,
             max_deadline: DEFAULT_MAX_DEADLINE,
@@ -168,6 +175,8 @@ pub mod limits {
     pub const LIVENESS: RangeInclusive<u32> = 1..=1000;
     /// Requests waiting per service.
     pub const SERVICE_QUEUE: RangeInclusive<usize> = 1..=10_000_000;
+    /// Requests waiting for the storage thread (a ZeroMQ high-water mark, so an `i32`).
+    pub const STORAGE_QUEUE: RangeInclusive<usize> = 1..=1_000_000;
     /// Attempts per request.
     pub const MAX_ATTEMPTS: RangeInclusive<u32> = 1..=100;
     /// Deadline of Majordomo clients' requests.
@@ -269,6 +278,7 @@ impl Config {
         in_range("heartbeat", self.heartbeat, limits::HEARTBEAT)?;
         in_range("liveness", self.liveness, limits::LIVENESS)?;
         in_range("service_queue", self.service_queue, limits::SERVICE_QUEUE)?;
+        in_range("storage_queue", self.storage_queue, limits::STORAGE_QUEUE)?;
         in_range("max_attempts", self.max_attempts, limits::MAX_ATTEMPTS)?;
         in_range("mdp_timeout", self.mdp_timeout, limits::MDP_TIMEOUT)?;
         in_range("max_streams", self.max_streams, limits::MAX_STREAMS)?;
@@ -371,6 +381,7 @@ impl Config {
             heartbeat,
             liveness,
             service_queue,
+            storage_queue,
             service_queue_bytes,
             max_message,
             max_deadline,
@@ -447,6 +458,10 @@ pub struct Args {
     /// Requests that may wait per service before new ones are answered "busy".
     #[arg(long, value_name = "N")]
     pub service_queue: Option<usize>,
+    /// Log and key-value requests that may wait for the storage thread before new ones are
+    /// answered "busy".
+    #[arg(long, value_name = "N")]
+    pub storage_queue: Option<usize>,
     /// Bytes of requests a service may hold (waiting or being served) before new ones are
     /// answered "busy".
     #[arg(long, value_name = "BYTES")]
@@ -482,7 +497,7 @@ impl Args {
     /// [`Config::default`], so that the defaults have one source.
     pub fn command_with_defaults() -> clap::Command {
         let d = Config::default();
-        let defaults: [(&str, String); 19] = [
+        let defaults: [(&str, String); 20] = [
             ("listen", d.listen),
             ("publish", d.publish),
             ("subscribe", d.subscribe),
@@ -495,6 +510,7 @@ impl Args {
             ("heartbeat", duration_text(d.heartbeat)),
             ("liveness", d.liveness.to_string()),
             ("service_queue", d.service_queue.to_string()),
+            ("storage_queue", d.storage_queue.to_string()),
             ("service_queue_bytes", d.service_queue_bytes.to_string()),
             ("max_message", d.max_message.to_string()),
             ("max_deadline", duration_text(d.max_deadline)),
@@ -658,6 +674,8 @@ mod tests {
         assert!(refused(|c| c.io_threads = 0).contains("io_threads"));
         assert!(refused(|c| c.liveness = 0).contains("liveness"));
         assert!(refused(|c| c.service_queue = 0).contains("service_queue"));
+        assert!(refused(|c| c.storage_queue = 0).contains("storage_queue"));
+        assert!(refused(|c| c.storage_queue = 2_000_000).contains("storage_queue"));
         assert!(refused(|c| c.max_attempts = 0).contains("max_attempts"));
         assert!(refused(|c| c.mdp_timeout = Duration::ZERO).contains("mdp_timeout"));
         assert!(refused(|c| c.kv_fsync = FsyncPolicy::Interval { ms: 0 }).contains("kv_fsync"));

@@ -83,6 +83,13 @@ pub enum BrokerError {
         /// What the OS said.
         cause: std::io::Error,
     },
+    /// A broker thread stopped on a failure (an error or a panic, logged where it happened):
+    /// the broker cannot go on without it.
+    #[error("broker thread {name} stopped on a failure; the broker cannot go on without it")]
+    ThreadFailed {
+        /// The thread's name.
+        name: &'static str,
+    },
 }
 
 // By hand rather than `#[from]`, which would make the cause a `source()` as well.

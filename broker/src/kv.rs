@@ -17,6 +17,7 @@ use zhub_protocol::bus::{self, BusHeader, Encoding};
 use zhub_protocol::kv::{self, KvChange, KvEntry, KvReply, KvRequest, WATCH_PREFIX};
 use zhub_protocol::{body, Status};
 
+use crate::link::Ticket;
 use crate::storage::Refusal;
 
 /// Longest a `changes` request may wait.
@@ -26,24 +27,22 @@ const MAX_PAGE: u64 = 10_000;
 
 /// A client waiting for its write to be durable.
 struct Ack {
-    identity: Vec<u8>,
-    id: Vec<u8>,
+    ticket: Ticket,
     reply: KvReply,
 }
 
 /// A replica's `changes` request waiting for a change.
 struct WaitingChanges {
-    identity: Vec<u8>,
-    id: Vec<u8>,
+    ticket: Ticket,
     prefix: String,
     from: u64,
     max: u64,
     deadline: Instant,
 }
 
-/// A reply owed to a request that waited (for the commit, or for a change): client identity,
-/// request id, outcome. The storage thread encodes and sends it.
-pub(crate) type Answer = (Vec<u8>, Vec<u8>, Result<KvReply, Refusal>);
+/// A reply owed to a request that waited (for the commit, or for a change): whom to answer,
+/// and the outcome. The storage thread encodes and sends it.
+pub(crate) type Answer = (Ticket, Result<KvReply, Refusal>);
 
 /// What the service did with a request.
 pub(crate) enum Handled {
@@ -132,16 +131,11 @@ impl KvService {
     }
 
     /// A write's outcome: appended, it is acknowledged after the commit; refused, at once.
-    fn write(
-        &mut self,
-        identity: &[u8],
-        id: &[u8],
-        result: Result<(Change, KvReply), KvError>,
-    ) -> Handled {
+    fn write(&mut self, ticket: &Ticket, result: Result<(Change, KvReply), KvError>) -> Handled {
         match result {
             Ok((change, reply)) => {
                 self.unsynced.push(change);
-                self.defer(identity, id, reply);
+                self.defer(ticket, reply);
                 Handled::Later
             }
             Err(e) => {
@@ -155,16 +149,15 @@ impl KvService {
     }
 
     /// Holds a reply until this turn's writes are synced.
-    fn defer(&mut self, identity: &[u8], id: &[u8], reply: KvReply) {
+    fn defer(&mut self, ticket: &Ticket, reply: KvReply) {
         self.acks.push(Ack {
-            identity: identity.to_vec(),
-            id: id.to_vec(),
+            ticket: ticket.clone(),
             reply,
         });
     }
 
-    /// Serves one request from `identity`, whose request id is `id`.
-    pub(crate) fn handle(&mut self, identity: &[u8], id: &[u8], request: KvRequest) -> Handled {
+    /// Serves one request, to be answered to `ticket`.
+    pub(crate) fn handle(&mut self, ticket: &Ticket, request: KvRequest) -> Handled {
         let now = now_us();
         // A change's reply is its revision.
         let revision = |c: Change| {
@@ -185,7 +178,7 @@ impl KvService {
             KvRequest::Put { key, value, ttl_ms } => {
                 let ttl = ttl_ms.map(Duration::from_millis);
                 let result = self.store.put(&key, &value, ttl, now).map(revision);
-                self.write(identity, id, result)
+                self.write(ticket, result)
             }
             KvRequest::Cas {
                 key,
@@ -198,7 +191,7 @@ impl KvService {
                     Err(KvError::RevisionMismatch { current, .. }) => {
                         Handled::Reply(Ok(KvReply::Mismatch { current }))
                     }
-                    result => self.write(identity, id, result.map(revision)),
+                    result => self.write(ticket, result.map(revision)),
                 }
             }
             KvRequest::Incr { key, delta } => {
@@ -206,12 +199,12 @@ impl KvService {
                     let revision = c.revision;
                     (c, KvReply::Counter { value, revision })
                 });
-                self.write(identity, id, result)
+                self.write(ticket, result)
             }
             KvRequest::Delete { key } => match self.store.delete(&key, now) {
                 Ok(None) => Handled::Reply(Ok(KvReply::NotFound)),
-                Ok(Some(c)) => self.write(identity, id, Ok(revision(c))),
-                Err(e) => self.write(identity, id, Err(e)),
+                Ok(Some(c)) => self.write(ticket, Ok(revision(c))),
+                Err(e) => self.write(ticket, Err(e)),
             },
             KvRequest::List {
                 prefix,
@@ -254,7 +247,7 @@ impl KvService {
                 } else {
                     // It holds writes of this turn: it leaves after they are synced, so a
                     // replica never holds a change that a crash could undo.
-                    self.defer(identity, id, reply);
+                    self.defer(ticket, reply);
                     Handled::Later
                 }
             }
@@ -269,8 +262,7 @@ impl KvService {
                     Ok(KvReply::Changes { changes, next }) if changes.is_empty() && wait_ms > 0 => {
                         let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
                         self.waiting.push(WaitingChanges {
-                            identity: identity.to_vec(),
-                            id: id.to_vec(),
+                            ticket: ticket.clone(),
                             prefix,
                             from: next,
                             max,
@@ -329,16 +321,14 @@ impl KvService {
                 for change in &changes {
                     self.queue(change);
                 }
-                acks.into_iter()
-                    .map(|a| (a.identity, a.id, Ok(a.reply)))
-                    .collect()
+                acks.into_iter().map(|a| (a.ticket, Ok(a.reply))).collect()
             }
             Err(e) => {
                 error!(error = %e, "key-value write failed; writes not acknowledged");
                 acks.into_iter()
                     .map(|a| {
                         let why = Refusal(Status::Internal, format!("not durable: {e}"));
-                        (a.identity, a.id, Err(why))
+                        (a.ticket, Err(why))
                     })
                     .collect()
             }
@@ -430,7 +420,7 @@ impl KvService {
                         // Changes came, none under this prefix: wait on from there.
                         self.waiting.push(WaitingChanges { from: next, ..w });
                     }
-                    reply => out.push((w.identity, w.id, reply)),
+                    reply => out.push((w.ticket, reply)),
                 }
             } else {
                 self.waiting.push(w);

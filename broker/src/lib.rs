@@ -52,12 +52,15 @@ pub mod config;
 mod consumers;
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod filters;
 mod groups;
 mod interest;
 mod journal;
 mod kv;
 mod limits;
+mod link;
 mod memory;
 mod ratelimit;
 mod router;
@@ -66,7 +69,7 @@ mod storage;
 mod wake;
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -79,8 +82,11 @@ pub use error::BrokerError;
 /// A running broker. Dropping it stops it, as [`Broker::shutdown`] does.
 pub struct Broker {
     info: BrokerInfo,
-    /// One control socket per thread; a message on it asks the thread to stop.
-    controls: Vec<zmq::Socket>,
+    /// One control socket per thread, by name; a message on it asks the thread to stop.
+    controls: Vec<(&'static str, zmq::Socket)>,
+    /// Where each thread's watchdog says that its thread stopped on a failure; and where
+    /// [`Broker::serve`] passes on its stop signal, so that it waits on both at once.
+    events: (Sender<Event>, Receiver<Event>),
     threads: Vec<JoinHandle<()>>,
     _lock: File,
     // Declared last so it is dropped last: terminating a context waits for its sockets.
@@ -145,6 +151,7 @@ impl Broker {
         let mut broker = Broker {
             info: info.clone(),
             controls: Vec::new(),
+            events: std::sync::mpsc::channel(),
             threads: Vec::new(),
             _lock: lock,
             context,
@@ -188,13 +195,16 @@ impl Broker {
             max_attempts: config.max_attempts,
             mdp_timeout: config.mdp_timeout,
         };
-        // The storage thread's end binds first, as inproc requires.
-        let storage_socket = broker.context.socket(zmq::PAIR)?;
-        storage_socket.set_linger(0)?;
-        storage_socket.bind(storage::ENDPOINT)?;
-        let router_storage = broker.context.socket(zmq::PAIR)?;
-        router_storage.set_linger(0)?;
-        router_storage.connect(storage::ENDPOINT)?;
+        let hwm = i32::try_from(config.storage_queue).unwrap_or(i32::MAX);
+        let (storage_socket, router_storage) = link::pair(&broker.context, hwm)?;
+        // Where the router hears that the storage thread has stopped (bound before the
+        // watchdog's end connects, as inproc requires).
+        let storage_down = broker.context.socket(zmq::PAIR)?;
+        storage_down.set_linger(0)?;
+        storage_down.bind(link::DOWN_ENDPOINT)?;
+        let storage_watch = broker.context.socket(zmq::PAIR)?;
+        storage_watch.set_linger(0)?;
+        storage_watch.connect(link::DOWN_ENDPOINT)?;
         let parts = storage::StorageParts {
             log_dir,
             consumers,
@@ -205,13 +215,15 @@ impl Broker {
             max_streams: config.max_streams,
         };
         let storage = storage::Storage::new(log, storage_socket, parts, &config.journal)?;
-        broker.spawn("zhub-storage", move |control| storage.run(control))?;
+        broker.spawn_watched("zhub-storage", Some(storage_watch), move |control| {
+            storage.run(control)
+        })?;
         let router = router::Router::new(
             router,
             info,
             counters,
             services,
-            router_storage,
+            link::StorageLink::new(router_storage, storage_down, hwm),
             config.max_message,
         );
         broker.spawn("zhub-router", move |control| router.run(control))?;
@@ -229,7 +241,7 @@ impl Broker {
     }
 
     fn stop(&mut self) {
-        for control in self.controls.drain(..) {
+        for (_, control) in self.controls.drain(..) {
             // The thread may have exited on an error already; nothing more to tell it then.
             let _ = control.send(&b"stop"[..], zmq::DONTWAIT);
         }
@@ -241,9 +253,63 @@ impl Broker {
         }
     }
 
+    /// Serves until `shutdown` receives a message or its sender is dropped, or until one of
+    /// the broker's threads stops on a failure; then stops every thread.
+    ///
+    /// # Errors
+    /// [`BrokerError::ThreadFailed`] when a thread failed (the broker stops the others rather
+    /// than go on half working).
+    pub fn serve(self, shutdown: Receiver<()>) -> Result<(), BrokerError> {
+        let stop = self.events.0.clone();
+        // Detached: it ends with the process, or when `shutdown`'s sender goes.
+        let _ = std::thread::Builder::new()
+            .name("zhub-signal".into())
+            .spawn(move || {
+                let _ = shutdown.recv();
+                let _ = stop.send(Event::Stop);
+            });
+        let failed = match self.events.1.recv() {
+            Ok(Event::Failed(name)) => Some(name),
+            Ok(Event::Stop) | Err(_) => None,
+        };
+        info!("shutting down");
+        self.shutdown();
+        info!("stopped");
+        match failed {
+            Some(name) => Err(BrokerError::ThreadFailed { name }),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the thread called `name` fail as a bug would (it panics at its next turn), for
+    /// the tests of what the broker does then.
+    #[cfg(feature = "fault-injection")]
+    pub fn crash_thread(&self, name: &str) {
+        for (thread, control) in &self.controls {
+            if *thread == name {
+                let _ = control.send(faults::CRASH, zmq::DONTWAIT);
+            }
+        }
+    }
+
     /// Starts a named thread running `body`, which owns its sockets and returns when its
     /// control socket (bound here, before the connect, as inproc requires) receives a message.
     fn spawn<F>(&mut self, name: &'static str, body: F) -> Result<(), BrokerError>
+    where
+        F: FnOnce(zmq::Socket) -> Result<(), zmq::Error> + Send + 'static,
+    {
+        self.spawn_watched(name, None, body)
+    }
+
+    /// As [`Self::spawn`], with a watchdog: if the thread ends other than by being asked to
+    /// stop (an error, or a panic), the failure is reported to [`Self::serve`], and a message
+    /// is sent on `notify` when one is given.
+    fn spawn_watched<F>(
+        &mut self,
+        name: &'static str,
+        notify: Option<zmq::Socket>,
+        body: F,
+    ) -> Result<(), BrokerError>
     where
         F: FnOnce(zmq::Socket) -> Result<(), zmq::Error> + Send + 'static,
     {
@@ -254,15 +320,25 @@ impl Broker {
         let control_tx = self.context.socket(zmq::PAIR)?;
         control_tx.set_linger(0)?;
         control_tx.connect(&endpoint)?;
+        let events = self.events.0.clone();
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                if let Err(e) = body(control_rx) {
-                    error!(thread = name, error = %e, "broker thread stopped on an error");
+                let mut watchdog = Watchdog {
+                    name,
+                    clean: false,
+                    events,
+                    notify,
+                };
+                match body(control_rx) {
+                    Ok(()) => watchdog.clean = true,
+                    Err(e) => {
+                        error!(thread = name, error = %e, "broker thread stopped on an error")
+                    }
                 }
             })
             .map_err(|cause| BrokerError::Thread { name, cause })?;
-        self.controls.push(control_tx);
+        self.controls.push((name, control_tx));
         self.threads.push(handle);
         Ok(())
     }
@@ -274,18 +350,44 @@ impl Drop for Broker {
     }
 }
 
-/// Runs a broker until `shutdown` receives a message or its sender is dropped; this is what
-/// the `zhub-broker` binary does between its signal handler and its exit code.
+/// What a broker's threads (and [`run`]'s signal) report.
+enum Event {
+    /// Stop, as asked.
+    Stop,
+    /// This thread stopped on a failure.
+    Failed(&'static str),
+}
+
+/// Reports its thread's end unless the thread returned cleanly: runs on a panic's unwinding
+/// too, so no failure goes unseen.
+struct Watchdog {
+    name: &'static str,
+    clean: bool,
+    events: Sender<Event>,
+    notify: Option<zmq::Socket>,
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if self.clean {
+            return;
+        }
+        error!(thread = self.name, "broker thread stopped on a failure");
+        if let Some(notify) = &self.notify {
+            let _ = notify.send(self.name, zmq::DONTWAIT);
+        }
+        let _ = self.events.send(Event::Failed(self.name));
+    }
+}
+
+/// Runs a broker until `shutdown` receives a message or its sender is dropped, or one of its
+/// threads fails ([`Broker::serve`]); this is what the `zhub-broker` binary does between its
+/// signal handler and its exit code.
 ///
 /// # Errors
-/// Whatever [`Broker::start`] returns.
+/// Whatever [`Broker::start`] and [`Broker::serve`] return.
 pub fn run(config: &Config, shutdown: Receiver<()>) -> Result<(), BrokerError> {
-    let broker = Broker::start(config)?;
-    let _ = shutdown.recv();
-    info!("shutting down");
-    broker.shutdown();
-    info!("stopped");
-    Ok(())
+    Broker::start(config)?.serve(shutdown)
 }
 
 /// Creates the data directory if needed and takes its lock file, proving it is writable and

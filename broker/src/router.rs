@@ -14,14 +14,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::debug;
 use zhub_protocol::builtin::{
     BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
 };
 use zhub_protocol::group::{GroupRequest, GROUP_SERVICE};
 use zhub_protocol::ids::hex;
-use zhub_protocol::kv::KV_SERVICE;
-use zhub_protocol::log::LOG_SERVICE;
 use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
 use zhub_protocol::names::Named;
 use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
@@ -29,6 +27,7 @@ use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
 use crate::groups::{Answer, Groups};
+use crate::link::{StorageLink, StorageReply, StorageRequest, StorageService, Ticket};
 use crate::ratelimit::{peer_fault, Sparse};
 use crate::services::{Origin, Outgoing, ServiceConfig, Services, Submission};
 
@@ -60,10 +59,10 @@ pub(crate) struct Router {
     max_deadline: Duration,
     /// Largest request accepted, all frames counted; larger ones are answered 413.
     max_message: usize,
-    /// The pair socket to the storage thread, which serves `zhub.log` and `zhub.kv`.
-    storage: zmq::Socket,
-    /// Process groups (`zhub.group`); answers go to (client identity, request id).
-    groups: Groups<(Vec<u8>, u64)>,
+    /// The link to the storage thread, which serves `zhub.log` and `zhub.kv`.
+    storage: StorageLink,
+    /// Process groups (`zhub.group`).
+    groups: Groups<Ticket>,
     /// Peers' faults and failed sends, logged sparsely.
     faults: Sparse,
 }
@@ -84,7 +83,7 @@ impl Router {
         info: BrokerInfo,
         bus: Arc<BusCounters>,
         config: ServiceConfig,
-        storage: zmq::Socket,
+        storage: StorageLink,
         max_message: usize,
     ) -> Self {
         let now = Instant::now();
@@ -113,25 +112,26 @@ impl Router {
                 wake = wake.min(at);
             }
             let timeout = crate::wake::poll_timeout(now, wake);
+            let [replies, down] = self.storage.poll_items();
             let mut items = [
                 self.socket.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
-                self.storage.as_poll_item(zmq::POLLIN),
+                replies,
+                down,
             ];
             match zmq::poll(&mut items, timeout) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e),
             }
-            let readable = [
-                items[0].is_readable(),
-                items[1].is_readable(),
-                items[2].is_readable(),
-            ];
+            let readable = items.map(|i| i.is_readable());
             if readable[1] {
                 return Ok(());
             }
             if readable[2] {
                 self.storage_replies();
+            }
+            if readable[3] {
+                self.storage_failed();
             }
             if readable[0] {
                 for _ in 0..BATCH {
@@ -219,19 +219,23 @@ impl Router {
 
     fn native_request(&mut self, now: Instant, identity: &[u8], rest: &[Vec<u8>]) {
         match Request::decode(rest) {
-            Ok(request) if request.service == LOG_SERVICE || request.service == KV_SERVICE => {
+            Ok(request) if StorageService::named(&request.service).is_some() => {
                 self.stats.received += 1;
-                // The storage thread answers; an fsync there never stalls this loop.
-                let body = request.body.into_iter().next().unwrap_or_default();
-                let id = request.id.to_be_bytes();
-                let service = request.service.as_bytes();
-                if let Err(e) = self
-                    .storage
-                    .send_multipart([identity, &id[..], service, &body[..]], 0)
-                {
-                    peer_fault!(self.faults, "storage thread unreachable", error = %e);
-                    let reply = Reply::error(request.id, Status::Internal, "storage unavailable");
-                    self.send(identity, reply.encode());
+                let Some(service) = StorageService::named(&request.service) else {
+                    return;
+                };
+                // The storage thread answers; an fsync there never stalls this loop, and a
+                // full link is answered at once.
+                let forwarded = self.storage.forward(StorageRequest {
+                    ticket: Ticket {
+                        client: identity.to_vec(),
+                        id: request.id,
+                    },
+                    service,
+                    body: request.body.into_iter().next().unwrap_or_default(),
+                });
+                if let Err((status, reason)) = forwarded {
+                    self.send(identity, Reply::error(request.id, status, reason).encode());
                 }
             }
             Ok(request) if request.service == GROUP_SERVICE => {
@@ -239,7 +243,10 @@ impl Router {
                 let body = request.body.first().map_or(&[][..], Vec::as_slice);
                 match body::decode::<GroupRequest>(body).and_then(|r| r.check_names().map(|()| r)) {
                     Ok(group_request) => {
-                        let token = (identity.to_vec(), request.id);
+                        let token = Ticket {
+                            client: identity.to_vec(),
+                            id: request.id,
+                        };
                         let timeout = request.timeout.min(self.max_deadline);
                         if let Some(answer) = self.groups.handle(now, token, timeout, group_request)
                         {
@@ -315,35 +322,43 @@ impl Router {
     }
 
     /// Sends the group service's answer to the request it belongs to.
-    fn answer_group(&mut self, ((identity, id), result): Answer<(Vec<u8>, u64)>) {
+    fn answer_group(&mut self, (Ticket { client, id }, result): Answer<Ticket>) {
         let reply = match result.map(|r| body::encode(&r)) {
             Ok(Ok(bytes)) => Reply::ok(id, vec![bytes]),
             Ok(Err(e)) => Reply::error(id, Status::Internal, e.to_string()),
             Err((status, reason)) => Reply::error(id, status, reason),
         };
-        self.send(&identity, reply.encode());
+        self.send(&client, reply.encode());
     }
 
     /// Passes replies from the storage thread on to their clients.
     fn storage_replies(&mut self) {
-        while let Ok(message) = self.storage.recv_multipart(zmq::DONTWAIT) {
-            let Ok([identity, id, status, body]) = <[Vec<u8>; 4]>::try_from(message) else {
-                warn!("malformed reply from the storage thread dropped");
-                continue;
-            };
-            let id = <[u8; 8]>::try_from(id.as_slice()).map(u64::from_be_bytes);
-            let status = <[u8; 2]>::try_from(status.as_slice())
-                .ok()
-                .and_then(|s| Status::from_code(u16::from_be_bytes(s)).ok());
-            let (Ok(id), Some(status)) = (id, status) else {
-                warn!("malformed reply from the storage thread dropped");
-                continue;
-            };
+        for StorageReply {
+            ticket,
+            status,
+            body,
+        } in self.storage.replies()
+        {
             let reply = match status {
-                Status::Ok => Reply::ok(id, vec![body]),
-                other => Reply::error(id, other, String::from_utf8_lossy(&body).into_owned()),
+                Status::Ok => Reply::ok(ticket.id, vec![body]),
+                other => Reply::error(
+                    ticket.id,
+                    other,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ),
             };
-            self.send(&identity, reply.encode());
+            self.send(&ticket.client, reply.encode());
+        }
+    }
+
+    /// The storage thread has stopped: answers what it held with an error at once.
+    fn storage_failed(&mut self) {
+        for ticket in self.storage.failed().unwrap_or_default() {
+            let reason = "the storage thread stopped before answering; the broker is shutting down";
+            self.send(
+                &ticket.client,
+                Reply::error(ticket.id, Status::Internal, reason).encode(),
+            );
         }
     }
 

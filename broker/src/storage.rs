@@ -2,8 +2,8 @@
 //! key-value store ([`crate::kv`]), off the routing thread, so that an fsync never stalls
 //! routing.
 //!
-//! The router passes each request over an inproc PAIR socket as `[client identity, request id,
-//! service, body]` and gets `[client identity, request id, status, body]` back. Each turn of the loop
+//! The router passes each request over a bounded inproc link ([`crate::link`]) and gets its
+//! reply back the same way. Each turn of the loop
 //! drains every waiting request, appends all the records, syncs each stream that needs it
 //! once, and only then acknowledges the appends (group commit): concurrent writers share one
 //! fsync. Reads that find nothing may wait (long poll) until their stream grows or their wait
@@ -31,10 +31,9 @@ use zhub_protocol::{body, Status};
 use crate::consumers::{self, Consumers};
 use crate::journal::{self, JournalTable};
 use crate::kv::{Handled, KvService};
+use crate::link::{StorageReply, StorageRequest, StorageService, Ticket};
 use crate::ratelimit::{peer_fault, Sparse};
 
-/// Endpoint of the router-storage pair.
-pub(crate) const ENDPOINT: &str = "inproc://storage";
 /// Largest read the broker serves in one reply.
 const MAX_READ_BYTES: u64 = 16 << 20;
 /// Longest a read may wait for new records.
@@ -47,8 +46,7 @@ const JOURNAL_BATCH: usize = 4096;
 const MAX_REPUBLISH: u64 = 10_000;
 
 struct WaitingRead {
-    identity: Vec<u8>,
-    id: Vec<u8>,
+    ticket: Ticket,
     stream: String,
     from: u64,
     max_bytes: u64,
@@ -57,8 +55,7 @@ struct WaitingRead {
 }
 
 struct Ack {
-    identity: Vec<u8>,
-    id: Vec<u8>,
+    ticket: Ticket,
     stream: String,
     first_offset: u64,
     count: u64,
@@ -90,7 +87,7 @@ pub(crate) struct Storage {
     waiting: Vec<WaitingRead>,
     acks: Vec<Ack>,
     /// Consumer commits acknowledged after this turn's sync.
-    commit_acks: Vec<(Vec<u8>, Vec<u8>)>,
+    commit_acks: Vec<Ticket>,
     /// Streams appended to in this turn.
     touched: BTreeSet<String>,
     /// Faults of the storage thread's inputs, logged sparsely.
@@ -236,6 +233,10 @@ impl Storage {
             }
             let [requests, stop, journaled] = items.map(|i| i.is_readable());
             if stop {
+                #[cfg(feature = "fault-injection")]
+                crate::faults::crash_if_asked(
+                    &control.recv_bytes(zmq::DONTWAIT).unwrap_or_default(),
+                );
                 // Journaled messages already taken from publishers are kept.
                 self.drain_journal(usize::MAX);
                 self.parts.kv.shutdown();
@@ -261,41 +262,41 @@ impl Storage {
         }
     }
 
-    fn send(
-        &self,
-        identity: &[u8],
-        id: &[u8],
-        status: Status,
-        body: Vec<u8>,
-    ) -> Result<(), zmq::Error> {
-        let status = status.code().to_be_bytes();
-        self.socket
-            .send_multipart([identity, id, &status[..], &body[..]], 0)
-    }
-
+    /// Answers `ticket`. Blocks while the link's replies are at their bound: the router
+    /// takes them off as fast as it routes, and routing never waits on this thread.
     fn reply<R: serde::Serialize>(
         &self,
-        identity: &[u8],
-        id: &[u8],
+        ticket: &Ticket,
         result: Result<R, Refusal>,
     ) -> Result<(), zmq::Error> {
-        match result
+        let (status, body) = match result
             .and_then(|r| body::encode(&r).map_err(|e| Refusal(Status::Internal, e.to_string())))
         {
-            Ok(bytes) => self.send(identity, id, Status::Ok, bytes),
-            Err(Refusal(status, reason)) => self.send(identity, id, status, reason.into_bytes()),
-        }
+            Ok(bytes) => (Status::Ok, bytes),
+            Err(Refusal(status, reason)) => (status, reason.into_bytes()),
+        };
+        let reply = StorageReply {
+            ticket: ticket.clone(),
+            status,
+            body,
+        };
+        self.socket.send_multipart(reply.into_frames(), 0)
     }
 
     fn handle(&mut self, message: Vec<Vec<u8>>) -> Result<(), zmq::Error> {
-        let Ok([identity, id, service, request]) = <[Vec<u8>; 4]>::try_from(message) else {
+        let Some(StorageRequest {
+            ticket,
+            service,
+            body: request,
+        }) = StorageRequest::decode(message)
+        else {
             peer_fault!(self.faults, "malformed message from the router ignored");
             return Ok(());
         };
-        if service == zhub_protocol::kv::KV_SERVICE.as_bytes() {
-            return self.handle_kv(&identity, &id, &request);
+        if service == StorageService::Kv {
+            return self.handle_kv(&ticket, &request);
         }
-        let Some(request) = self.decode::<LogRequest>(&identity, &id, &request)? else {
+        let Some(request) = self.decode::<LogRequest>(&ticket, &request)? else {
             return Ok(());
         };
         let result = match request {
@@ -311,8 +312,7 @@ impl Storage {
                 Ok(first_offset) => {
                     // Acknowledged after this turn's commit.
                     self.acks.push(Ack {
-                        identity,
-                        id,
+                        ticket,
                         stream,
                         first_offset,
                         count: records.len() as u64,
@@ -334,8 +334,7 @@ impl Storage {
                     Ok((records, from)) if records.is_empty() && wait_ms > 0 => {
                         let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
                         self.waiting.push(WaitingRead {
-                            identity,
-                            id,
+                            ticket,
                             stream,
                             from,
                             max_bytes,
@@ -374,8 +373,7 @@ impl Storage {
                 self.waiting = kept;
                 for w in gone {
                     self.reply::<()>(
-                        &w.identity,
-                        &w.id,
+                        &w.ticket,
                         Err(Refusal(
                             Status::Rejected,
                             format!("stream {stream} was deleted"),
@@ -392,7 +390,7 @@ impl Storage {
             } => match self.commit_position(&stream, &group, offset) {
                 Ok(()) => {
                     // Acknowledged after this turn's sync.
-                    self.commit_acks.push((identity, id));
+                    self.commit_acks.push(ticket);
                     return Ok(());
                 }
                 Err(e) => Err(e),
@@ -427,33 +425,32 @@ impl Storage {
                 max_records,
             } => self.republish(&stream, from, max_records),
         };
-        self.reply(&identity, &id, result)
+        self.reply(&ticket, result)
     }
 
     /// Decodes a request body and checks the names it carries, answering `400 Bad Request`
     /// (and returning `None`) when it is malformed or a name breaks its rule.
     fn decode<T: serde::de::DeserializeOwned + Named>(
         &self,
-        identity: &[u8],
-        id: &[u8],
+        ticket: &Ticket,
         request: &[u8],
     ) -> Result<Option<T>, zmq::Error> {
         match body::decode::<T>(request).and_then(|r| r.check_names().map(|()| r)) {
             Ok(r) => Ok(Some(r)),
             Err(e) => {
                 let refusal = Refusal(Status::BadRequest, e.to_string());
-                self.reply::<()>(identity, id, Err(refusal))?;
+                self.reply::<()>(ticket, Err(refusal))?;
                 Ok(None)
             }
         }
     }
 
-    fn handle_kv(&mut self, identity: &[u8], id: &[u8], request: &[u8]) -> Result<(), zmq::Error> {
-        let Some(request) = self.decode(identity, id, request)? else {
+    fn handle_kv(&mut self, ticket: &Ticket, request: &[u8]) -> Result<(), zmq::Error> {
+        let Some(request) = self.decode(ticket, request)? else {
             return Ok(());
         };
-        match self.parts.kv.handle(identity, id, request) {
-            Handled::Reply(result) => self.reply(identity, id, result),
+        match self.parts.kv.handle(ticket, request) {
+            Handled::Reply(result) => self.reply(ticket, result),
             Handled::Later => Ok(()),
         }
     }
@@ -682,22 +679,21 @@ impl Storage {
                     Err(e.to_string())
                 }
             };
-            for (identity, id) in commits {
+            for ticket in commits {
                 let result = result
                     .clone()
                     .map_err(|why| Refusal(Status::Internal, format!("not durable: {why}")));
-                self.reply(&identity, &id, result)?;
+                self.reply(&ticket, result)?;
             }
         }
-        for (identity, id, result) in self.parts.kv.commit() {
-            self.reply(&identity, &id, result)?;
+        for (ticket, result) in self.parts.kv.commit() {
+            self.reply(&ticket, result)?;
         }
         self.parts.kv.publish(&self.parts.republish);
         for ack in std::mem::take(&mut self.acks) {
             if let Some((_, why)) = failed.iter().find(|(n, _)| *n == ack.stream) {
                 self.reply::<()>(
-                    &ack.identity,
-                    &ack.id,
+                    &ack.ticket,
                     Err(Refusal(Status::Internal, format!("not durable: {why}"))),
                 )?;
                 continue;
@@ -707,15 +703,15 @@ impl Storage {
                 count: ack.count,
                 synced: synced.contains(&ack.stream),
             };
-            self.reply(&ack.identity, &ack.id, Ok(reply))?;
+            self.reply(&ack.ticket, Ok(reply))?;
         }
         Ok(())
     }
 
     /// Answers waiting reads whose stream has records for them, or whose wait is over.
     fn serve_waiting(&mut self, now: Instant) -> Result<(), zmq::Error> {
-        for (identity, id, result) in self.parts.kv.serve_waiting(now) {
-            self.reply(&identity, &id, result)?;
+        for (ticket, result) in self.parts.kv.serve_waiting(now) {
+            self.reply(&ticket, result)?;
         }
         if self.waiting.is_empty() {
             return Ok(());
@@ -735,7 +731,7 @@ impl Storage {
                         w.max_records,
                     )
                     .map(|(records, from)| records_reply(records, from));
-                self.reply(&w.identity, &w.id, result)?;
+                self.reply(&w.ticket, result)?;
             } else {
                 still.push(w);
             }

@@ -3,10 +3,22 @@
 //!
 //! # Layout
 //! - [`rng`] — the run's one seeded generator, stable across versions.
+//! - [`kernel`] — the discrete-event queue, the network, the gateway and the clients: [`run`].
+//! - [`node`] — the trait an algorithm implements, its context, and quorum waits.
+//! - [`faults`] — link behaviour, faults, the nemesis and its schedule files.
+//! - [`workload`] — operations, answers, and how both read in a history.
 //! - [`history`] — what clients invoked and what they saw, and its JSON-lines form.
 //! - [`trace`] — the messages of a run, for reports and trace hashes.
 #![deny(missing_docs)]
 
+pub mod faults;
 pub mod history;
+pub mod kernel;
+pub mod node;
 pub mod rng;
 pub mod trace;
+pub mod workload;
+
+pub use kernel::{run, RunResult, RunStats, SimConfig};
+pub use node::{CallId, Ctx, Gather, Gathered, Need, Node, NodeId, RequestId, TimerId};
+pub use workload::{Op, Outcome, Value, Workload};

@@ -2,6 +2,7 @@
 //! what their clients saw.
 //!
 //! # Layout
+//! - [`algorithms`] — the examples, one file each, and their table.
 //! - [`rng`] — the run's one seeded generator, stable across versions.
 //! - [`kernel`] — the discrete-event queue, the network, the gateway and the clients: [`run`].
 //! - [`node`] — the trait an algorithm implements, its context, and quorum waits.
@@ -11,6 +12,7 @@
 //! - [`trace`] — the messages of a run, for reports and trace hashes.
 #![deny(missing_docs)]
 
+pub mod algorithms;
 pub mod faults;
 pub mod history;
 pub mod kernel;

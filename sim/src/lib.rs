@@ -10,9 +10,12 @@
 //! - [`workload`] — operations, answers, and how both read in a history.
 //! - [`history`] — what clients invoked and what they saw, and its JSON-lines form.
 //! - [`trace`] — the messages of a run, for reports and trace hashes.
+//! - [`check`] — checkers: linearizability of registers, each workload's own check, and
+//!   availability and latency.
 #![deny(missing_docs)]
 
 pub mod algorithms;
+pub mod check;
 pub mod faults;
 pub mod history;
 pub mod kernel;

@@ -16,8 +16,14 @@
 //! and issues the next, until the run's `ops` are spent. The gateway hands each operation to
 //! a node, to the last node that announced itself leader or else round robin, over a link
 //! with the run's latency and loss (partitions cut links between nodes only, as Maelstrom's
-//! do); a client's hop to the gateway is instant. An answer turns into an `ok` or `fail`
-//! event; a timeout into `info`, after which the client continues as a new process.
+//! do, and duplicates only messages between nodes: a request is carried out at most once); a
+//! client's hop to the gateway is instant. An answer turns into an `ok` or `fail` event; a
+//! timeout into `info`, after which the client continues as a new process.
+//!
+//! When the operations are spent, workloads judged by their end state (counter, broadcast,
+//! append-log) get a settling time: every fault is healed (links, crashed and paused nodes,
+//! skews; the nemesis rests) and after [`SimConfig::settle`] the clients issue the final reads
+//! of [`crate::workload::Generator::final_ops`], each asked again until it succeeds.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -32,6 +38,8 @@ use crate::workload::{Generator, Op, Outcome, Workload};
 
 /// The gateway's address in the kernel; nodes are 0..nodes.
 const GATEWAY: usize = usize::MAX;
+/// How many times, in all, final reads are asked again after failing.
+const MAX_FINAL_RETRIES: u32 = 100;
 /// No message record (recording is off).
 const NO_RECORD: u32 = u32::MAX;
 
@@ -64,6 +72,9 @@ pub struct SimConfig {
     /// Encode and decode every node message with serde_json as it is sent, as a real
     /// transport would, to measure that cost ([`RunStats::bytes`] counts the bytes).
     pub serialize: bool,
+    /// Once the operations are spent: how long the healed system settles before the
+    /// workload's final reads (see [`crate::workload::Generator::final_ops`]).
+    pub settle: Duration,
     /// Simulated time after which the run stops, finished or not.
     pub time_limit: Duration,
 }
@@ -71,7 +82,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     /// 5 nodes, 3 clients, 1000 ops, seed 0, the register workload over 10 keys, a 500 ms
     /// client timeout, the default [`LinkConfig`] (1 ms to 10 ms, no loss), no nemesis, no
-    /// message records, no encoding, a one-hour limit.
+    /// message records, no encoding, 1 s to settle before final reads, a one-hour limit.
     fn default() -> Self {
         SimConfig {
             nodes: 5,
@@ -86,6 +97,7 @@ impl Default for SimConfig {
             nemesis: Nemesis::default(),
             record_messages: false,
             serialize: false,
+            settle: Duration::from_secs(1),
             time_limit: Duration::from_secs(3600),
         }
     }
@@ -163,6 +175,8 @@ enum Ev<M> {
     Fault(Fault),
     Nemesis(usize),
     ClientNext(usize),
+    /// The settling after the last operation is over: the final reads begin.
+    Settled,
     ClientTimeout {
         client: usize,
         seq: u64,
@@ -207,6 +221,14 @@ struct Slot<N: Node> {
     /// Calls awaiting a reply: call id -> the node called.
     calls: HashMap<u64, NodeId>,
     timers: HashSet<u64>,
+}
+
+/// Where a run is: its operations, the settling after them, the final reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Main,
+    Settling,
+    Final,
 }
 
 struct Current {
@@ -266,6 +288,10 @@ struct Sim<N: Node, F> {
     next_process: Process,
     generator: Generator,
     issued: u64,
+    phase: Phase,
+    final_ops: std::collections::VecDeque<Op>,
+    /// Final reads that failed or timed out and were issued again.
+    final_retries: u32,
     /// Gateway: request id -> (client, the client's op seq).
     requests: HashMap<u64, (usize, u64)>,
     next_request: u64,
@@ -328,8 +354,11 @@ pub fn run<N: Node>(config: &SimConfig, factory: impl FnMut(NodeId, usize) -> N)
         clients: Vec::new(),
         finished_clients: 0,
         next_process: config.clients as Process,
-        generator: Generator::new(config.workload, config.keys),
+        generator: Generator::new(config.workload, config.keys, nodes),
         issued: 0,
+        phase: Phase::Main,
+        final_ops: std::collections::VecDeque::new(),
+        final_retries: 0,
         requests: HashMap::new(),
         next_request: 0,
         round_robin: 0,
@@ -401,7 +430,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
 
     fn run_loop(&mut self) {
         let limit = nanos(self.config.time_limit);
-        while self.finished_clients < self.clients.len() {
+        while self.phase == Phase::Settling || self.finished_clients < self.clients.len() {
             let Some(next) = self.queue.pop() else {
                 break;
             };
@@ -454,6 +483,9 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     });
                 }
             }
+            // Once the operations are spent the nemesis rests, so that final reads see the
+            // healed system.
+            Ev::Fault(_) | Ev::Nemesis(_) if self.phase != Phase::Main => {}
             Ev::Fault(fault) => self.apply_fault(fault),
             Ev::Nemesis(kind) => {
                 let interval = nanos(self.config.nemesis.interval);
@@ -466,6 +498,13 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 self.schedule(next, Ev::Nemesis(kind));
             }
             Ev::ClientNext(c) => self.client_next(c),
+            Ev::Settled => {
+                self.phase = Phase::Final;
+                self.finished_clients = 0;
+                for c in 0..self.clients.len() {
+                    self.schedule(self.now, Ev::ClientNext(c));
+                }
+            }
             Ev::ClientTimeout { client, seq } => {
                 let matches = self.clients[client]
                     .current
@@ -491,20 +530,32 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
     }
 
     fn client_next(&mut self, c: usize) {
-        if self.issued >= self.config.ops {
-            self.finished_clients += 1;
-            return;
-        }
-        self.issued += 1;
-        let op = self.generator.next(&mut self.rng);
+        let op = match self.phase {
+            Phase::Main if self.issued < self.config.ops => {
+                self.issued += 1;
+                self.generator.next(&mut self.rng)
+            }
+            Phase::Final if !self.final_ops.is_empty() => match self.final_ops.pop_front() {
+                Some(op) => op,
+                None => return,
+            },
+            _ => {
+                self.finished_clients += 1;
+                if self.phase == Phase::Main && self.finished_clients == self.clients.len() {
+                    self.settle();
+                }
+                return;
+            }
+        };
         let client = &mut self.clients[c];
         client.seq += 1;
         let seq = client.seq;
         let process = client.process;
         self.record(process, EventType::Invoke, &op, op.argument());
-        let node = match self.leader {
-            Some(leader) => leader,
-            None => {
+        let node = match (op.target(), self.leader) {
+            (Some(node), _) => (node as usize).min(self.config.nodes - 1),
+            (None, Some(leader)) => leader,
+            (None, None) => {
                 self.round_robin = (self.round_robin + 1) % self.config.nodes;
                 self.round_robin
             }
@@ -521,12 +572,42 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         self.schedule(deadline, Ev::ClientTimeout { client: c, seq });
     }
 
+    /// Heals every fault, and schedules the final reads after the settling time, if the
+    /// workload has any.
+    fn settle(&mut self) {
+        self.final_ops = self.generator.final_ops().into();
+        if self.final_ops.is_empty() {
+            return;
+        }
+        self.apply_fault(Fault::Heal);
+        self.loss = None;
+        for n in 0..self.config.nodes {
+            if self.slots[n].node.is_none() {
+                self.apply_fault(Fault::Restart(n));
+            } else if self.slots[n].paused {
+                self.apply_fault(Fault::Resume(n));
+            }
+            if self.slots[n].skew != 0 {
+                self.apply_fault(Fault::Skew(n, 0));
+            }
+        }
+        self.phase = Phase::Settling;
+        let at = self.now + nanos(self.config.settle);
+        self.schedule(at, Ev::Settled);
+    }
+
     /// Ends a client's current operation with `outcome` (`None`: timed out).
     fn complete(&mut self, c: usize, outcome: Option<Outcome>) {
         let Some(current) = self.clients[c].current.take() else {
             return;
         };
         let process = self.clients[c].process;
+        let succeeded = matches!(outcome, Some(Outcome::Ok(_)));
+        if self.phase == Phase::Final && !succeeded && self.final_retries < MAX_FINAL_RETRIES {
+            // A final read lost to the link is asked again: the check needs one that succeeded.
+            self.final_retries += 1;
+            self.final_ops.push_back(current.op.clone());
+        }
         match outcome {
             Some(Outcome::Ok(value)) => {
                 self.stats.ops_ok += 1;
@@ -621,7 +702,10 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
             self.lost(from, to, Loss::Link);
             return;
         }
-        if self.rng.chance(link.duplicate) {
+        // Client requests and answers travel as over a connection: at most once. A duplicated
+        // request would be carried out twice, and its second answer would contradict the first.
+        let duplicate = from != GATEWAY && to != GATEWAY && self.rng.chance(link.duplicate);
+        if duplicate {
             self.stats.duplicated += 1;
             let copy = self.new_record(from, to, &payload);
             let delay = self.delay(&link);

@@ -16,7 +16,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 use crate::workload::{Op, Outcome};
@@ -24,8 +24,9 @@ use crate::workload::{Op, Outcome};
 /// A node's index in the run: 0 to nodes - 1, named `n1`, `n2`, ... in traces.
 pub type NodeId = usize;
 
-/// A client request in flight at a node, to be answered once with [`Ctx::answer`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// A client request in flight at a node, to be answered once with [`Ctx::answer`]; unique in
+/// a run, so that a node may forward it and recognise it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId(pub(crate) u64);
 
 /// A timer set with [`Ctx::set_timer`].

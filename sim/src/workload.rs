@@ -96,8 +96,11 @@ pub enum Op {
         /// The message (unique within a run).
         message: u64,
     },
-    /// Read the broadcast messages a node has seen.
-    Messages,
+    /// Read the broadcast messages a node has seen; the gateway sends it to that node.
+    Messages {
+        /// The node asked (its index; it is the `key` in a history).
+        node: u64,
+    },
     /// Generate a unique id.
     Generate,
     /// Append to a list.
@@ -141,7 +144,7 @@ impl Op {
     /// The operation's name in a history.
     pub fn f(&self) -> &'static str {
         match self {
-            Op::Read { .. } | Op::Total | Op::Messages | Op::ReadList { .. } => "read",
+            Op::Read { .. } | Op::Total | Op::Messages { .. } | Op::ReadList { .. } => "read",
             Op::Write { .. } => "write",
             Op::Cas { .. } => "cas",
             Op::Add { .. } => "add",
@@ -158,7 +161,16 @@ impl Op {
             | Op::Write { key, .. }
             | Op::Cas { key, .. }
             | Op::Append { key, .. }
-            | Op::ReadList { key } => Some(key),
+            | Op::ReadList { key }
+            | Op::Messages { node: key } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The node the gateway must send this operation to, if it is aimed at one.
+    pub fn target(&self) -> Option<u64> {
+        match *self {
+            Op::Messages { node } => Some(node),
             _ => None,
         }
     }
@@ -170,9 +182,11 @@ impl Op {
             Op::Cas { from, to, .. } => Json::Array(vec![from.into(), to.into()]),
             Op::Add { delta } => delta.into(),
             Op::Broadcast { message } => message.into(),
-            Op::Read { .. } | Op::Total | Op::Messages | Op::Generate | Op::ReadList { .. } => {
-                Json::Null
-            }
+            Op::Read { .. }
+            | Op::Total
+            | Op::Messages { .. }
+            | Op::Generate
+            | Op::ReadList { .. } => Json::Null,
         }
     }
 
@@ -181,7 +195,11 @@ impl Op {
     pub fn result(&self, value: &Value) -> Json {
         match (self, value) {
             (
-                Op::Read { .. } | Op::Total | Op::Messages | Op::Generate | Op::ReadList { .. },
+                Op::Read { .. }
+                | Op::Total
+                | Op::Messages { .. }
+                | Op::Generate
+                | Op::ReadList { .. },
                 v,
             ) => match v {
                 Value::None => Json::Null,
@@ -201,16 +219,30 @@ const REGISTER_MIX: (u64, u64) = (50, 35);
 pub struct Generator {
     workload: Workload,
     keys: u64,
+    nodes: u64,
     next_value: u64,
 }
 
 impl Generator {
-    /// A generator for `workload` over `keys` keys (at least 1).
-    pub fn new(workload: Workload, keys: u64) -> Self {
+    /// A generator for `workload` over `keys` keys (at least 1) of a run of `nodes` nodes.
+    pub fn new(workload: Workload, keys: u64, nodes: usize) -> Self {
         Generator {
             workload,
             keys: keys.max(1),
+            nodes: nodes.max(1) as u64,
             next_value: 1,
+        }
+    }
+
+    /// The reads issued once the faults are healed and the system has settled, which the
+    /// workload's check judges the end state by: every node's messages for broadcast, the
+    /// counter's total, the whole log. None for registers and ids.
+    pub fn final_ops(&self) -> Vec<Op> {
+        match self.workload {
+            Workload::Register | Workload::UniqueIds => Vec::new(),
+            Workload::Counter => vec![Op::Total],
+            Workload::Broadcast => (0..self.nodes).map(|node| Op::Messages { node }).collect(),
+            Workload::AppendLog => vec![Op::ReadList { key: 0 }],
         }
     }
 
@@ -258,12 +290,15 @@ impl Generator {
                         message: self.value(),
                     }
                 } else {
-                    Op::Messages
+                    Op::Messages {
+                        node: rng.below(self.nodes),
+                    }
                 }
             }
             Workload::UniqueIds => Op::Generate,
             Workload::AppendLog => {
-                let key = rng.below(self.keys);
+                // One log, as the append-log check reads it.
+                let key = 0;
                 if rng.chance(0.6) {
                     Op::Append {
                         key,
@@ -295,7 +330,7 @@ mod tests {
         assert_eq!(read.result(&Value::None), Json::Null);
         assert_eq!(read.result(&Value::Int(9)), serde_json::json!(9));
         assert_eq!(
-            Op::Messages.result(&Value::List(vec![1, 2])),
+            Op::Messages { node: 0 }.result(&Value::List(vec![1, 2])),
             serde_json::json!([1, 2])
         );
         assert_eq!(read.key(), Some(4));
@@ -305,7 +340,7 @@ mod tests {
     #[test]
     fn written_values_are_unique() {
         let mut rng = Rng::new(1);
-        let mut generator = Generator::new(Workload::Register, 3);
+        let mut generator = Generator::new(Workload::Register, 3, 5);
         let mut written = std::collections::HashSet::new();
         for _ in 0..1000 {
             match generator.next(&mut rng) {

@@ -52,7 +52,7 @@ impl Node for Flood {
                 Self::learn(ctx, message);
                 ctx.answer(request, Outcome::Ok(Value::None));
             }
-            Op::Messages => {
+            Op::Messages { .. } => {
                 let seen = ctx.storage().iter().copied().collect();
                 ctx.answer(request, Outcome::Ok(Value::List(seen)));
             }

@@ -1,6 +1,6 @@
 //! zhub-bench: zhub's benchmarks, each beside raw libzmq or the disk doing the same thing in
 //! the same run, reported as ratios. The `zhub` command runs them as `zhub bench pubsub`,
-//! `request`, `log` and `kv`.
+//! `request`, `log`, `kv` and `sim` (the simulator, which has no raw counterpart).
 //!
 //! A bench starts its servers (a zhub broker, a raw libzmq proxy or router) as child
 //! processes by running the current executable again with one of the [`Helper`] commands,
@@ -35,6 +35,7 @@
 //! - `log` — `bench log`, in-process and through a broker, beside the disk.
 //! - `engine` — the event log engine in-process beside the disk's own rates, for `bench log`.
 //! - `kv` — `bench kv`, beside a built-in service's round trip.
+//! - `sim` — `bench sim`: the simulator's kernel, in simulated messages per second.
 #![deny(missing_docs)]
 
 mod engine;
@@ -43,12 +44,14 @@ mod log;
 mod pubsub;
 mod request;
 mod server;
+mod sim;
 
 pub use kv::KvArgs;
 pub use log::LogArgs;
 pub use pubsub::{PubsubArgs, RawProxyArgs};
 pub use request::{RawRouterArgs, RequestArgs};
 pub use server::BrokerArgs;
+pub use sim::SimArgs;
 
 /// `zhub bench` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -68,6 +71,9 @@ pub enum BenchCommand {
     /// 1 and 16 requests in flight each, beside a round trip to a built-in service that does
     /// no work; and the broker's memory holding 1M keys.
     Kv(KvArgs),
+    /// The simulator's kernel: simulated messages per second on one core for a 5-node ABD
+    /// register workload, typed and serde_json-encoded, with the spread of several runs.
+    Sim(SimArgs),
 }
 
 /// The servers a bench runs in child processes: hidden commands of the executable that calls
@@ -95,6 +101,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Request(args) => request::run(args),
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Kv(args) => kv::run(args),
+        BenchCommand::Sim(args) => sim::run(args),
     }
 }
 

@@ -69,5 +69,5 @@ pub mod trace;
 pub mod workload;
 
 pub use kernel::{run, RunResult, RunStats, SimConfig};
-pub use node::{CallId, Ctx, Gather, Gathered, Need, Node, NodeId, RequestId, TimerId};
+pub use node::{CallId, Ctx, Gather, Gathered, Need, Node, NodeId, ReplyTo, RequestId, TimerId};
 pub use workload::{Op, Outcome, Value, Workload};

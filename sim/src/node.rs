@@ -38,6 +38,14 @@ pub struct TimerId(pub(crate) u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(pub(crate) u64);
 
+/// A request from another node, kept to be replied to later with [`Ctx::reply_to`] (when
+/// the answer needs more messages first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplyTo {
+    caller: NodeId,
+    call: u64,
+}
+
 /// An algorithm's node.
 ///
 /// State in `self` is lost when the node crashes: on restart the kernel builds the node
@@ -211,6 +219,23 @@ impl<N: Node> Ctx<'_, N> {
                 wire: Wire::Reply(call),
             });
         }
+    }
+
+    /// Takes the request being handled, to reply to it later with [`Ctx::reply_to`]; `None`
+    /// when the message being handled was not a request (or was replied to already).
+    pub fn defer_reply(&mut self) -> Option<ReplyTo> {
+        self.replying_to
+            .take()
+            .map(|(caller, call)| ReplyTo { caller, call })
+    }
+
+    /// Replies to a request kept with [`Ctx::defer_reply`].
+    pub fn reply_to(&mut self, to: ReplyTo, msg: N::Msg) {
+        self.out.push(Action::Send {
+            to: to.caller,
+            msg,
+            wire: Wire::Reply(to.call),
+        });
     }
 
     /// Answers a client's request (through the gateway, over the network).

@@ -155,3 +155,52 @@ fn the_eventually_consistent_counter_is_caught() {
     });
     assert!(seed.is_some(), "a stale counter read shows within 20 seeds");
 }
+
+#[test]
+fn the_leader_survives_crashes_and_is_caught_under_partitions() {
+    let leader = algorithm("leader");
+    let mut cas_ok = 0;
+    for seed in 1..=20 {
+        let config = SimConfig {
+            nemesis: Nemesis {
+                kinds: vec![NemesisKind::Crash],
+                interval: Duration::from_millis(150),
+                schedule: Vec::new(),
+            },
+            ..faulty(seed, Workload::Register)
+        };
+        let result = (leader.run)(&config);
+        let report = registers::check(&result.history, BUDGET);
+        assert_eq!(
+            report.verdict,
+            Verdict::Linearizable,
+            "seed {seed}: {report}"
+        );
+        cas_ok += result
+            .history
+            .events
+            .iter()
+            .filter(|e| e.f == "cas" && e.kind == zhub_sim::history::EventType::Ok)
+            .count();
+    }
+    // Compare-and-set works here, unlike in the quorum registers.
+    assert!(cas_ok > 0);
+    // Long partitions, so that a cut-off leader outlives its failure detector's patience.
+    let partitioned = |seed| SimConfig {
+        ops: 1000,
+        nemesis: Nemesis {
+            kinds: vec![NemesisKind::Partition],
+            interval: Duration::from_secs(1),
+            schedule: Vec::new(),
+        },
+        ..faulty(seed, Workload::Register)
+    };
+    let (seed, report) = (1..=50)
+        .find_map(|seed| {
+            let result = (leader.run)(&partitioned(seed));
+            let report = registers::check(&result.history, BUDGET);
+            (report.verdict == Verdict::NotLinearizable).then(|| (seed, report.to_string()))
+        })
+        .expect("a cut-off leader's stale read within 50 seeds");
+    println!("leader caught with seed {seed}: {report}");
+}

@@ -7,6 +7,7 @@ pub mod abd;
 pub mod flood;
 pub mod gcounter;
 pub mod ids;
+pub mod leader;
 pub mod majority;
 pub mod primary;
 pub mod quorum;
@@ -39,6 +40,13 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "ABD quorum register: majority reads with write-back, majority writes",
         run: abd::run,
+    },
+    Algorithm {
+        name: "leader",
+        workload: Workload::Register,
+        correct: false,
+        about: "single leader with failover, no leases: a cut-off leader serves stale reads",
+        run: leader::run,
     },
     Algorithm {
         name: "majority",

@@ -12,6 +12,8 @@
 //! - [`trace`] — the messages of a run, for reports and trace hashes.
 //! - [`check`] — checkers: linearizability of registers, each workload's own check, and
 //!   availability and latency.
+//! - [`report`] — the HTML report of a run: timeline, linearization or violation, Lamport
+//!   diagram.
 //!
 //! # Writing a node
 //! A node is a state machine: the kernel hands it one input at a time and it answers through
@@ -64,6 +66,7 @@ pub mod faults;
 pub mod history;
 pub mod kernel;
 pub mod node;
+pub mod report;
 pub mod rng;
 pub mod trace;
 pub mod workload;

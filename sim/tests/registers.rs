@@ -291,3 +291,69 @@ fn non_register_events_are_ignored() {
     assert_eq!(report.verdict, Verdict::Linearizable);
     assert_eq!(report.ops, 2);
 }
+
+#[test]
+fn indefinite_writes_nobody_observed_do_not_blow_up_a_failing_search() {
+    // Two hundred timed-out writes, never read, each of which may or may not have happened:
+    // 2^200 combinations unless the checker sees that none of them matters.
+    let mut script = Script::new().write(0, 1, 1, 0, 1);
+    for process in 0..200 {
+        script = script.invoke(10 + process, "write", 1, json!(1000 + process), 2);
+    }
+    let history = script
+        .write(1, 1, 2, 3, 4)
+        .read(2, 1, json!(1), 5, 6)
+        .done();
+    let report = check(&history, BUDGET);
+    assert_eq!(report.verdict, Verdict::NotLinearizable, "{report}");
+    assert!(report
+        .violation
+        .unwrap()
+        .explanation
+        .starts_with("read of key 1 by process 2 returned 1"));
+}
+
+#[test]
+fn the_values_named_are_those_consistent_with_what_others_saw_later() {
+    // Writes of 17 and 18 overlap; a read sees 17 after both, so 18 came first. A read
+    // overlapping that one sees 18: just before it the register could hold 18 in orders that
+    // explain everything up to it, but none that also explain the read of 17.
+    let history = Script::new()
+        .invoke(2, "write", 0, json!(17), 0)
+        .invoke(3, "write", 0, json!(18), 1)
+        .end(2, EventType::Ok, "write", Some(0), json!(17), 10)
+        .end(3, EventType::Ok, "write", Some(0), json!(18), 11)
+        .invoke(4, "read", 0, Value::Null, 20)
+        .invoke(1, "read", 0, Value::Null, 25)
+        .end(4, EventType::Ok, "read", Some(0), json!(17), 30)
+        .end(1, EventType::Ok, "read", Some(0), json!(18), 40)
+        .done();
+    let report = check(&history, BUDGET);
+    assert_eq!(report.verdict, Verdict::NotLinearizable);
+    let violation = report.violation.unwrap();
+    assert_eq!(violation.culprit, 5);
+    assert!(
+        violation
+            .explanation
+            .contains("but the only value that could be current then is 17 (write by process 2"),
+        "{}",
+        violation.explanation
+    );
+    assert!(violation
+        .explanation
+        .contains("; 18 was last written by the write by process 3"));
+    assert!(
+        violation.ops.contains(&4),
+        "the read of 17 is shown: {:?}",
+        violation.ops
+    );
+}
+
+#[test]
+fn a_completion_stamped_before_its_invoke_is_read_as_immediate() {
+    let history = Script::new()
+        .write(0, 1, 1, 10, 5)
+        .read(1, 1, json!(1), 20, 21)
+        .done();
+    assert_eq!(verdict(&history), Verdict::Linearizable);
+}

@@ -336,18 +336,34 @@ pub fn append_log(history: &History) -> WorkloadReport {
             ));
         }
     }
+    // Acknowledged appends by completion, and reads by completion with the longest so far,
+    // so that each read looks only at what completed before it began.
+    let mut acknowledged: Vec<(usize, String)> = ops
+        .iter()
+        .filter(|op| op.f() == "append" && op.outcome == Outcome::Ok)
+        .filter_map(|op| Some((op.completion_index?, key_of(&op.invoke.value))))
+        .collect();
+    acknowledged.sort();
+    let mut by_completion: Vec<usize> = (0..reads.len()).collect();
+    by_completion.sort_by_key(|&r| reads[r].0.completion_index);
+    let mut longest_so_far: Vec<usize> = Vec::with_capacity(reads.len());
+    for (position, &r) in by_completion.iter().enumerate() {
+        let best = match position.checked_sub(1).map(|p| longest_so_far[p]) {
+            Some(best) if reads[best].1.len() >= reads[r].1.len() => best,
+            _ => r,
+        };
+        longest_so_far.push(best);
+    }
     for (read, list) in &reads {
         let held: HashSet<&String> = list.iter().collect();
-        let missing: Vec<String> = ops
+        let before = acknowledged.partition_point(|(at, _)| *at < read.invoke_index);
+        let missing: Vec<&str> = acknowledged[..before]
             .iter()
-            .filter(|op| {
-                op.f() == "append" && op.outcome == Outcome::Ok && completed_before(op, read)
-            })
-            .map(|op| key_of(&op.invoke.value))
-            .filter(|element| !held.contains(element))
+            .filter(|(_, element)| !held.contains(element))
+            .map(|(_, element)| element.as_str())
             .collect();
         if !missing.is_empty() {
-            let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
+            let shown = &missing[..missing.len().min(10)];
             let more = if missing.len() > shown.len() {
                 ", ..."
             } else {
@@ -360,18 +376,23 @@ pub fn append_log(history: &History) -> WorkloadReport {
                 shown.join(", ")
             ));
         }
-        if let Some((earlier, longer)) = reads
-            .iter()
-            .filter(|(earlier, other)| completed_before(earlier, read) && other.len() > list.len())
-            .max_by_key(|(_, other)| other.len())
-        {
-            problems.push(format!(
-                "{} returned {} element(s), but the {} had already returned {}",
-                describe(read),
-                list.len(),
-                describe(earlier),
-                longer.len()
-            ));
+        let done_before = by_completion.partition_point(|&r| {
+            reads[r]
+                .0
+                .completion_index
+                .is_some_and(|at| at < read.invoke_index)
+        });
+        if let Some(&longest) = done_before.checked_sub(1).map(|p| &longest_so_far[p]) {
+            let (earlier, longer) = &reads[longest];
+            if longer.len() > list.len() {
+                problems.push(format!(
+                    "{} returned {} element(s), but the {} had already returned {}",
+                    describe(read),
+                    list.len(),
+                    describe(earlier),
+                    longer.len()
+                ));
+            }
         }
     }
     problems.report()

@@ -143,6 +143,8 @@ pub struct RunResult {
     pub history: History,
     /// Every message, when [`SimConfig::record_messages`] is on.
     pub messages: Vec<MessageRecord>,
+    /// Every fault applied, with its time in nanoseconds, in order (whatever the recording).
+    pub faults: Vec<(u64, Fault)>,
     /// The run's figures.
     pub stats: RunStats,
 }
@@ -300,6 +302,7 @@ struct Sim<N: Node, F> {
     out: Vec<Action<N::Msg>>,
     history: History,
     messages: Vec<MessageRecord>,
+    faults: Vec<(u64, Fault)>,
     stats: RunStats,
     trace: TraceHash,
 }
@@ -366,6 +369,7 @@ pub fn run<N: Node>(config: &SimConfig, factory: impl FnMut(NodeId, usize) -> N)
         out: Vec::new(),
         history: History::new(),
         messages: Vec::new(),
+        faults: Vec::new(),
         stats: RunStats::default(),
         trace: TraceHash::new(),
     };
@@ -377,6 +381,7 @@ pub fn run<N: Node>(config: &SimConfig, factory: impl FnMut(NodeId, usize) -> N)
     RunResult {
         history: sim.history,
         messages: sim.messages,
+        faults: sim.faults,
         stats: sim.stats,
     }
 }
@@ -900,6 +905,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         self.stats.faults += 1;
         self.trace.words(&[5, self.now]);
         self.trace.bytes(fault.to_string().as_bytes());
+        self.faults.push((self.now, fault.clone()));
         let nodes = self.config.nodes;
         match fault {
             Fault::Partition(groups) => {

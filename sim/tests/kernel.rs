@@ -152,6 +152,19 @@ fn a_partitioned_link_delivers_nothing_until_healed() {
         }
     }
     assert!(after > 10, "the healed link carries messages again");
+    // The faults are in the run's record, at their times.
+    let names: Vec<(u64, String)> = result
+        .faults
+        .iter()
+        .map(|(t, f)| (*t, f.to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (500 * MS, "partition n1 | n2 n3".to_string()),
+            (1000 * MS, "heal".to_string())
+        ]
+    );
     // Links inside the majority are untouched.
     assert!(between(&result.messages, "n2", "n3").all(|m| m.delivered.is_some()));
 }

@@ -20,6 +20,9 @@ use zhub_sim::{RunResult, SimConfig, Workload};
 
 /// How long the register checker may search before it answers "unknown".
 const CHECK_BUDGET: Duration = Duration::from_secs(10);
+/// Limits on a run's shape.
+const MAX_NODES: usize = 1000;
+const MAX_CLIENTS: usize = 100_000;
 /// A client's timeout when `--timeout` is not given (the global default is the broker's).
 const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -189,6 +192,10 @@ fn config(
     }
     if args.nodes == 0 || args.clients == 0 {
         bail!("a run needs at least one node and one client");
+    }
+    // The kernel keeps a link matrix of nodes squared; beyond this a run is a mistake.
+    if args.nodes > MAX_NODES || args.clients > MAX_CLIENTS {
+        bail!("at most {MAX_NODES} nodes and {MAX_CLIENTS} clients");
     }
     let schedule = match &args.nemesis_file {
         Some(path) => {

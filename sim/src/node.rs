@@ -392,3 +392,72 @@ impl<S, M: Clone> Gather<S, M> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dummy;
+
+    impl Node for Dummy {
+        type Msg = u32;
+        type Store = ();
+        fn on_client(&mut self, _: &mut Ctx<'_, Self>, _: RequestId, _: Op) {}
+        fn on_message(&mut self, _: &mut Ctx<'_, Self>, _: NodeId, _: u32) {}
+    }
+
+    /// Starts a round to nodes 0..5 and returns the gather, its calls in target order.
+    fn round(need: Need) -> (Gather<&'static str, u32>, Vec<CallId>) {
+        let (mut store, mut rng, mut out, mut next_id) = ((), Rng::new(1), Vec::new(), 0);
+        let mut ctx = Ctx::<Dummy> {
+            me: 0,
+            nodes: 5,
+            now: 0,
+            store: &mut store,
+            rng: &mut rng,
+            out: &mut out,
+            next_id: &mut next_id,
+            replying_to: None,
+        };
+        let mut gather = Gather::new();
+        gather
+            .start(&mut ctx, 0..5, &7, need, Duration::from_millis(10), "state")
+            .unwrap();
+        let calls = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::CallTimeout { call, .. } => Some(CallId(*call)),
+                _ => None,
+            })
+            .collect();
+        (gather, calls)
+    }
+
+    #[test]
+    fn a_majority_round_finishes_at_the_third_reply_and_ignores_the_rest() {
+        let (mut gather, calls) = round(Need::Majority);
+        assert!(gather.on_reply(calls[0], 0, Some(1)).is_none());
+        assert!(gather.on_reply(calls[1], 1, None).is_none());
+        assert!(gather.on_reply(calls[2], 2, Some(3)).is_none());
+        let done = gather.on_reply(calls[3], 3, Some(4)).unwrap();
+        assert!(done.reached);
+        assert_eq!(done.state, "state");
+        assert_eq!(done.replies, vec![(0, 1), (2, 3), (3, 4)]);
+        assert!(gather.on_reply(calls[4], 4, Some(5)).is_none());
+    }
+
+    #[test]
+    fn a_round_that_can_no_longer_reach_its_need_finishes_unreached() {
+        let (mut gather, calls) = round(Need::All);
+        assert!(gather.on_reply(calls[0], 0, Some(1)).is_none());
+        let done = gather.on_reply(calls[1], 1, None).unwrap();
+        assert!(!done.reached);
+        assert_eq!(done.replies, vec![(0, 1)]);
+
+        let (mut gather, calls) = round(Need::Any);
+        for (i, call) in calls[..4].iter().enumerate() {
+            assert!(gather.on_reply(*call, i, None).is_none());
+        }
+        assert!(gather.on_reply(calls[4], 4, Some(9)).unwrap().reached);
+    }
+}

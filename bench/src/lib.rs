@@ -1,6 +1,7 @@
 //! zhub-bench: zhub's benchmarks, each beside raw libzmq or the disk doing the same thing in
 //! the same run, reported as ratios. The `zhub` command runs them as `zhub bench pubsub`,
-//! `request`, `log`, `kv` and `sim-check`.
+//! `request`, `log`, `kv`, `sim` and `sim-check` (the simulator's kernel and checker, which
+//! have no raw counterpart).
 //!
 //! A bench starts its servers (a zhub broker, a raw libzmq proxy or router) as child
 //! processes by running the current executable again with one of the [`Helper`] commands,
@@ -35,6 +36,7 @@
 //! - `log` — `bench log`, in-process and through a broker, beside the disk.
 //! - `engine` — the event log engine in-process beside the disk's own rates, for `bench log`.
 //! - `kv` — `bench kv`, beside a built-in service's round trip.
+//! - `sim` — `bench sim`: the simulator's kernel, in simulated messages per second.
 //! - `sim_check` — `bench sim-check`, the register linearizability checker's time.
 //! - `register_history` — the generated register histories `bench sim-check` checks.
 #![deny(missing_docs)]
@@ -46,6 +48,7 @@ mod pubsub;
 mod register_history;
 mod request;
 mod server;
+mod sim;
 mod sim_check;
 
 pub use kv::KvArgs;
@@ -53,6 +56,7 @@ pub use log::LogArgs;
 pub use pubsub::{PubsubArgs, RawProxyArgs};
 pub use request::{RawRouterArgs, RequestArgs};
 pub use server::BrokerArgs;
+pub use sim::SimArgs;
 pub use sim_check::SimCheckArgs;
 
 /// `zhub bench` subcommands.
@@ -73,6 +77,9 @@ pub enum BenchCommand {
     /// 1 and 16 requests in flight each, beside a round trip to a built-in service that does
     /// no work; and the broker's memory holding 1M keys.
     Kv(KvArgs),
+    /// The simulator's kernel: simulated messages per second on one core for a 5-node ABD
+    /// register workload, typed and serde_json-encoded, with the spread of several runs.
+    Sim(SimArgs),
     /// The register linearizability checker: a generated 10,000-operation history over 10
     /// keys, linearizable, and the same with one stale read.
     SimCheck(SimCheckArgs),
@@ -103,6 +110,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Request(args) => request::run(args),
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Kv(args) => kv::run(args),
+        BenchCommand::Sim(args) => sim::run(args),
         BenchCommand::SimCheck(args) => sim_check::run(args),
     }
 }

@@ -8,6 +8,7 @@
 //! - `log.rs` — `zhub log`.
 //! - `kv.rs` — `zhub kv`.
 //! - `launch.rs` — `zhub launch`: N processes as one group.
+//! - `sim.rs` — `zhub sim`: the simulator's algorithms, runs, checks and seed sweeps.
 //! - `render.rs` — bodies and headers as text and JSON.
 //! - `body.rs` — the body conventions of `request` and `serve` (plain, JSON, MessagePack).
 //! - `time.rs` — times as RFC 3339 or "10m ago", in and out.
@@ -21,6 +22,7 @@ mod log;
 mod pubsub;
 mod render;
 mod services;
+mod sim;
 mod stats;
 mod time;
 mod watch;
@@ -29,7 +31,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use zhub_client::{Client, ClientOptions};
 // The parser the broker's flags use too, so that durations read the same in both commands.
 pub(crate) use zhub_protocol::duration::parse_duration;
@@ -77,6 +80,9 @@ enum Command {
     Kv(kv::KvCommand),
     /// Start N processes of a command as one process group, their output prefixed by rank.
     Launch(launch::LaunchArgs),
+    /// Simulate distributed algorithms under faults, deterministically, and check them.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
     /// Measure throughput and latency, beside raw libzmq in the same run.
     #[command(subcommand)]
     Bench(zhub_bench::BenchCommand),
@@ -90,7 +96,13 @@ pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // `zhub sim` reads --timeout as its clients' timeout, with a default of its own.
+    let timeout_given = matches.value_source("timeout") == Some(ValueSource::CommandLine);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,6 +125,7 @@ fn main() -> ExitCode {
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),
+        Command::Sim(command) => sim::run(&command, timeout_given.then_some(cli.timeout)),
         Command::Bench(command) => zhub_bench::run(&command),
         Command::BenchHelper(helper) => zhub_bench::serve(&helper),
     };

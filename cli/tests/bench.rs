@@ -1,6 +1,7 @@
 //! `zhub bench pubsub` and `zhub bench request` end to end, with their helper processes (the
 //! `zhub` executable run again as a broker, a raw proxy or a raw router), and the helpers kept
-//! out of `zhub --help`. The log and KV benches are run in `log.rs` and `kv.rs`.
+//! out of `zhub --help`; and `zhub bench sim`. The log and KV benches are run in `log.rs` and
+//! `kv.rs`.
 
 mod common;
 
@@ -95,5 +96,27 @@ fn bench_helpers_stay_out_of_help() {
         for command in ["pubsub", "request", "log", "kv"] {
             assert!(bench.contains(command), "{command} missing from:\n{bench}");
         }
+    });
+}
+
+#[test]
+fn bench_sim_reports_typed_and_encoded_rates() {
+    deadline(Duration::from_secs(60), || {
+        let out = ok(&zhub(
+            "tcp://127.0.0.1:1",
+            &["bench", "sim", "--json", "--runs", "2", "--ops", "500"],
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["bench"], "sim", "{v}");
+        let cases = v["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 2, "{v}");
+        for case in cases {
+            assert!(
+                case["median_msgs_per_sec"].as_f64().unwrap() > 0.0,
+                "{case}"
+            );
+            assert!(case["messages"].as_u64().unwrap() > 1000, "{case}");
+        }
+        assert!(cases[1]["bytes_per_message"].as_f64().unwrap() > 0.0, "{v}");
     });
 }

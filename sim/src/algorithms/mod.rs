@@ -1,0 +1,112 @@
+//! The algorithms shipped as examples, one file each, and the table `zhub sim` finds them in.
+//!
+//! The register examples share one replica ([`quorum`]) and differ in how they replicate;
+//! each of the other workloads has one algorithm of its own.
+
+pub mod abd;
+pub mod flood;
+pub mod gcounter;
+pub mod ids;
+pub mod leader;
+pub mod majority;
+pub mod primary;
+pub mod quorum;
+pub mod read_any;
+pub mod sync_all;
+
+use crate::kernel::{RunResult, SimConfig};
+use crate::workload::Workload;
+
+/// An algorithm `zhub sim run` can run.
+#[derive(Clone, Copy, Debug)]
+pub struct Algorithm {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// The workload it serves.
+    pub workload: Workload,
+    /// Whether it is meant to pass its workload's check (false for the counter-examples).
+    pub correct: bool,
+    /// One line about it.
+    pub about: &'static str,
+    /// Runs it.
+    pub run: fn(&SimConfig) -> RunResult,
+}
+
+/// Every algorithm, in the order `zhub sim list` prints them.
+pub const ALL: &[Algorithm] = &[
+    Algorithm {
+        name: "abd",
+        workload: Workload::Register,
+        correct: true,
+        about: "ABD quorum register: majority reads with write-back, majority writes",
+        run: abd::run,
+    },
+    Algorithm {
+        name: "leader",
+        workload: Workload::Register,
+        correct: false,
+        about: "single leader with failover, no leases: a cut-off leader serves stale reads",
+        run: leader::run,
+    },
+    Algorithm {
+        name: "majority",
+        workload: Workload::Register,
+        correct: false,
+        about: "versioned majority quorums without read write-back (distributed-game)",
+        run: majority::run,
+    },
+    Algorithm {
+        name: "sync-all",
+        workload: Workload::Register,
+        correct: false,
+        about: "synchronous replication to all nodes, local reads (distributed-game)",
+        run: sync_all::run,
+    },
+    Algorithm {
+        name: "read-any",
+        workload: Workload::Register,
+        correct: false,
+        about: "wrong on purpose: majority writes, reads from any one replica",
+        run: read_any::run,
+    },
+    Algorithm {
+        name: "gcounter",
+        workload: Workload::Counter,
+        correct: false,
+        about: "grow-only counter CRDT gossiped every 50 ms: reads may lag, and are caught",
+        run: gcounter::run,
+    },
+    Algorithm {
+        name: "primary-counter",
+        workload: Workload::Counter,
+        correct: true,
+        about: "a counter on one fixed primary, n1",
+        run: primary::run,
+    },
+    Algorithm {
+        name: "flood",
+        workload: Workload::Broadcast,
+        correct: true,
+        about: "broadcast by flooding, repaired by gossip",
+        run: flood::run,
+    },
+    Algorithm {
+        name: "ids",
+        workload: Workload::UniqueIds,
+        correct: true,
+        about: "unique ids as counter * nodes + node, counter in storage",
+        run: ids::run,
+    },
+    Algorithm {
+        name: "primary-log",
+        workload: Workload::AppendLog,
+        correct: true,
+        about: "append-only log on one fixed primary, n1",
+        run: primary::run,
+    },
+];
+
+/// The algorithm named `name`.
+pub fn find(name: &str) -> Option<&'static Algorithm> {
+    ALL.iter().find(|a| a.name == name)
+}

@@ -1,0 +1,20 @@
+//! Wrong on purpose: writes as ABD's, to a majority, but reads from whichever one replica the
+//! gateway picked. A replica outside the last write's majority answers an older value, so a
+//! read can miss a write that finished before it began. The checker must catch it, and the
+//! tests make sure it does, with the seed it prints.
+
+use super::quorum::{Mode, Read, Register};
+use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::node::Need;
+
+/// The replication: ABD's writes, local reads.
+pub const MODE: Mode = Mode {
+    write_query: true,
+    write_need: Need::Majority,
+    read: Read::Local,
+};
+
+/// Runs the wrong-on-purpose register under `config`.
+pub fn run(config: &SimConfig) -> RunResult {
+    simulate(config, |_, _| Register::new(MODE))
+}

@@ -1,0 +1,23 @@
+//! Synchronous replication to every node, as distributed-game's first example: the node that
+//! gets a write keeps it, sends it to every other node and acknowledges once all have kept
+//! it; reads answer from the node's own replica.
+//!
+//! Reads are fast and writes need every node up: one crashed or cut-off node makes every
+//! write time out (indefinite). Nor is it linearizable while a write is in flight: a read at
+//! a replica that has it, then a read at one that has not, see new then old.
+
+use super::quorum::{Mode, Read, Register};
+use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::node::Need;
+
+/// The replication: own version plus one, kept by all, reads local.
+pub const MODE: Mode = Mode {
+    write_query: false,
+    write_need: Need::All,
+    read: Read::Local,
+};
+
+/// Runs synchronous replication to all under `config`.
+pub fn run(config: &SimConfig) -> RunResult {
+    simulate(config, |_, _| Register::new(MODE))
+}

@@ -88,6 +88,10 @@ pub(crate) struct RunArgs {
     /// Write the history, as JSON lines, to this file.
     #[arg(long, conflicts_with = "seeds")]
     history: Option<PathBuf>,
+    /// Write the run as one self-contained HTML page: the history as a timeline with the
+    /// linearization or the violation marked, and a Lamport diagram of the messages.
+    #[arg(long, value_name = "FILE.html", conflicts_with = "seeds")]
+    report: Option<PathBuf>,
     /// Run the seed twice and fail unless both runs are the same, event for event.
     #[arg(long)]
     check_determinism: bool,
@@ -225,6 +229,8 @@ fn config(
             schedule,
         },
         serialize: args.serialize,
+        // The report draws every message; other runs need not keep them.
+        record_messages: args.report.is_some(),
         ..SimConfig::default()
     })
 }
@@ -235,6 +241,8 @@ pub(crate) struct Judgement {
     pub ok: bool,
     /// One line: the verdict and its reason.
     pub verdict: String,
+    /// The register checker's report, for a register workload.
+    pub register: Option<registers::RegisterReport>,
 }
 
 /// Checks a run's history with its workload's checker.
@@ -246,6 +254,7 @@ pub(crate) fn judge(config: &SimConfig, result: &RunResult) -> Judgement {
             Judgement {
                 ok: report.verdict == registers::Verdict::Linearizable,
                 verdict: report.to_string(),
+                register: Some(report),
             }
         }
         workload => {
@@ -261,6 +270,7 @@ pub(crate) fn judge(config: &SimConfig, result: &RunResult) -> Judgement {
             Judgement {
                 ok: report.ok,
                 verdict: format!("{} check: {report}", workload.name()),
+                register: None,
             }
         }
     }
@@ -291,6 +301,19 @@ fn run_one(args: &RunArgs, algorithm: &Algorithm, config: &SimConfig) -> anyhow:
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let judgement = judge(config, &result);
+    if let Some(path) = &args.report {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let title = format!("zhub sim: {}, seed {}", algorithm.name, config.seed);
+        zhub_sim::report::write_html(
+            BufWriter::new(file),
+            &title,
+            &result.history,
+            &result.messages,
+            judgement.register.as_ref(),
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     print_summary(algorithm, config, &result);
     if args.check_determinism {
         println!("determinism  the same run twice, trace and history");

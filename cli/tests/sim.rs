@@ -158,3 +158,56 @@ fn a_sweep_runs_every_seed_in_child_processes_and_names_the_failures() {
         assert!(!replayed.status.success(), "{replay} passed");
     });
 }
+
+/// `--report` writes one self-contained page with the run's history, its messages and the
+/// checker's verdict, the violation marked.
+#[test]
+fn a_run_writes_its_report_page() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("run.html");
+        let page_arg = page.to_str().unwrap();
+        let out = sim(&[
+            "run",
+            "read-any",
+            "--seed",
+            "42",
+            "--ops",
+            "300",
+            "--loss",
+            "0.05",
+            "--nemesis",
+            "partition",
+            "--report",
+            page_arg,
+        ]);
+        failed(&out);
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing fetched"
+        );
+        let start = html
+            .find("id=\"zhub-report-data\">")
+            .expect("embedded data")
+            + 22;
+        let end = start + html[start..].find("</script>").unwrap();
+        let data: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+        assert_eq!(data["title"], "zhub sim: read-any, seed 42");
+        assert_eq!(
+            data["register"]["verdict"], "not linearizable",
+            "{}",
+            data["register"]
+        );
+        assert!(data["register"]["culprit"].is_u64());
+        assert!(
+            !data["messages"]["list"].as_array().unwrap().is_empty(),
+            "messages recorded"
+        );
+        assert!(data["ops"].as_array().unwrap().len() >= 300);
+
+        // A run without --report records no messages and writes nothing.
+        ok(&sim(&["run", "abd", "--ops", "50"]));
+    });
+}

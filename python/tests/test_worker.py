@@ -71,16 +71,38 @@ def test_run_typed_speaks_messagepack(broker):
     worker.close()
 
 
-def test_a_handler_that_raises_answers_empty_and_the_worker_goes_on(broker):
+def test_a_handler_that_raises_is_a_worker_failure_and_the_worker_goes_on(broker):
     def handler(body: bytes) -> bytes:
         if body == b"boom":
-            raise ValueError("boom")
+            raise ValueError("no such file: boom")
         return body
 
-    with serving(zhub.Worker.connect(broker.url, "fragile"), handler):
+    for concurrency in (1, 3):
+        name = f"fragile{concurrency}"
+        with serving(zhub.Worker.connect(broker.url, name, concurrency=concurrency), handler):
+            with zhub.Client.connect(broker.url) as client:
+                with pytest.raises(zhub.RequestError) as caught:
+                    client.request_bytes(name, b"boom")
+                assert caught.value.kind is RequestErrorKind.WORKER_FAILED
+                assert "ValueError: no such file: boom" in str(caught.value)
+                assert client.request_bytes(name, b"ok") == b"ok"
+                # A reported failure is not retried on another worker.
+                assert client.stats()["requests"]["requeued"] == 0
+
+
+def test_fail_answers_a_received_request_with_a_failure(broker):
+    with zhub.Worker.connect(broker.url, "picky") as worker:
         with zhub.Client.connect(broker.url) as client:
-            assert client.request_bytes("fragile", b"boom") == b""
-            assert client.request_bytes("fragile", b"ok") == b"ok"
+            sent = client.send_request_bytes("picky", b"bad input")
+            request = worker.recv(timeout=5)
+            assert request is not None
+            worker.fail(request, "cannot parse: bad input")
+            request_id, outcome = client.recv_reply()
+            assert request_id == sent
+            assert isinstance(outcome, zhub.RequestError), outcome
+            assert outcome.kind is RequestErrorKind.WORKER_FAILED
+            assert "cannot parse: bad input" in str(outcome)
+        worker.stop()
 
 
 def test_credit_lets_a_worker_hold_several_requests_at_once(broker):

@@ -266,6 +266,8 @@ MDP_REQUEST = b"\x02"
 MDP_REPLY = b"\x03"
 MDP_HEARTBEAT = b"\x04"
 MDP_DISCONNECT = b"\x05"
+# A zhub extension of Majordomo: the worker could not serve the request (client, "", reason).
+MDP_FAILED = b"\x06"
 
 MAX_CREDIT = 1024
 """The most requests a worker may ask to have in flight at once."""

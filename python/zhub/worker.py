@@ -15,8 +15,11 @@ Three ways to serve, as in Rust:
 - ``recv()`` / ``reply(request, body)``: the loop runs on a background thread that keeps
   heartbeating while the application works on a request for as long as it likes.
 
-A handler that raises is logged and its request answered with an empty body (as the Rust
-worker's ``run_typed`` answers a request it cannot decode): MDP has no failure reply.
+A handler that raises is logged and its request answered with a failure: the client gets a
+``WORKER_FAILED`` error carrying the exception, and the broker does not retry the request
+(the worker did run it). ``fail(request, reason)`` does the same from ``recv``. Failure is a
+zhub extension of Majordomo (the FAILED command, ``0x06``, see ``zhub_protocol::mdp``); a
+plain Majordomo client gets no answer and sees its own timeout.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ log = logging.getLogger("zhub.worker")
 _REQUEST_MARK = b"R"
 
 Handler = Callable[[bytes], bytes]
+
+
+class _Failed:
+    """A handler's failure, to be answered with FAILED rather than a reply."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class Request:
@@ -208,10 +218,12 @@ class Worker:
     def _serve(
         self,
         app: Optional[zmq.Socket],
-        on_request: Callable[[bytes, list[bytes]], Optional[list[bytes]]],
+        on_request: Callable[[bytes, list[bytes]], "Optional[list[bytes] | _Failed]"],
     ) -> None:
         """The session loop: until something arrives on the stop socket. ``on_request``
-        answers at once (frames) or later over ``app`` (``None``)."""
+        answers at once (frames, or a failure) or later over ``app`` (``None``), where
+        ``[client, body...]`` is a reply and ``[b"", client, reason]`` a failure (no client
+        address is empty)."""
         heartbeat = self._heartbeat
         broker = self._connect()
         liveness = self._liveness
@@ -248,7 +260,9 @@ class Worker:
                         if command == wire.MDP_REQUEST and len(rest) >= 4 and rest[3] == b"":
                             client, body = rest[2], rest[4:]
                             reply = on_request(client, body)
-                            if reply is not None:
+                            if isinstance(reply, _Failed):
+                                _send(broker, [wire.MDP_WORKER, wire.MDP_FAILED, client, b"", reply.reason.encode()])
+                            elif reply is not None:
                                 # Counted before the send, so that whoever got the reply sees it.
                                 self.served += 1
                                 _send(broker, [wire.MDP_WORKER, wire.MDP_REPLY, client, b"", *reply])
@@ -265,7 +279,9 @@ class Worker:
                             frames = app.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        if frames:
+                        if len(frames) == 3 and frames[0] == b"":
+                            _send(broker, [wire.MDP_WORKER, wire.MDP_FAILED, frames[1], b"", frames[2]])
+                        elif frames:
                             self.served += 1
                             _send(broker, [wire.MDP_WORKER, wire.MDP_REPLY, frames[0], b"", *frames[1:]])
                 if time.monotonic() >= next_heartbeat:
@@ -304,19 +320,19 @@ class Worker:
             self._run(handler)
 
     def _run(self, handler: Handler) -> None:
-        def answer(body: list[bytes]) -> list[bytes]:
+        def answer(body: list[bytes]) -> "list[bytes] | _Failed":
             try:
                 return [bytes(handler(body[0] if body else b""))]
-            except Exception:
-                log.exception("handler failed; empty reply sent: service=%s", self._service)
-                return [b""]
+            except Exception as e:
+                log.exception("handler failed; failure answered: service=%s", self._service)
+                return _Failed(f"{type(e).__name__}: {e}")
 
         if self._concurrency == 1:
             self._serve(None, lambda client, body: answer(body))
             return
         self._run_pool(answer)
 
-    def _run_pool(self, answer: Callable[[list[bytes]], list[bytes]]) -> None:
+    def _run_pool(self, answer: Callable[[list[bytes]], "list[bytes] | _Failed"]) -> None:
         # Replies come back on a PULL socket: each handler thread has a PUSH of its own, as a
         # socket belongs to one thread.
         endpoint = f"inproc://zhub-worker-pool-{wire.pid_tag()}"
@@ -335,7 +351,11 @@ class Worker:
                     if item is None:
                         return
                     client, body = item
-                    push.send_multipart([client, *answer(body)])
+                    outcome = answer(body)
+                    if isinstance(outcome, _Failed):
+                        push.send_multipart([b"", client, outcome.reason.encode()])
+                    else:
+                        push.send_multipart([client, *outcome])
             finally:
                 push.close(0)
 
@@ -423,6 +443,11 @@ class Worker:
     def reply_frames(self, request: Request, body: Sequence[bytes]) -> None:
         """Answers ``request`` with several body frames."""
         self._threaded().send_multipart([request.client, *body])
+
+    def fail(self, request: Request, reason: str) -> None:
+        """Answers ``request`` with a failure: the client gets a ``WORKER_FAILED`` error
+        carrying ``reason``, and the broker does not retry it (this worker did run it)."""
+        self._threaded().send_multipart([b"", request.client, reason.encode()])
 
 
 def _send(socket: zmq.Socket, frames: list[bytes]) -> None:

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{deadline, zhub, ZHUB};
+use common::{deadline, zhub, Reaped, ZHUB};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -220,17 +220,19 @@ fn pub_reads_stdin_and_a_stopped_sub_says_what_it_missed() {
         };
         let broker = zhub_broker::Broker::start(&config).unwrap();
         let url = broker.info().main.clone();
-        let mut sub = Command::new(ZHUB)
-            .args(["sub", "flood."])
-            .env("ZHUB_URL", &url)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut sub = Reaped(
+            Command::new(ZHUB)
+                .args(["sub", "flood."])
+                .env("ZHUB_URL", &url)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let (line_tx, line_rx) = mpsc::channel();
         for stream in [
-            Box::new(sub.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(sub.stderr.take().unwrap()),
+            Box::new(sub.0.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(sub.0.stderr.take().unwrap()),
         ] {
             let tx = line_tx.clone();
             std::thread::spawn(move || {
@@ -253,7 +255,7 @@ fn pub_reads_stdin_and_a_stopped_sub_says_what_it_missed() {
         }
         while line_rx.recv_timeout(Duration::from_millis(200)).is_ok() {}
 
-        let pid = sub.id().to_string();
+        let pid = sub.0.id().to_string();
         assert!(Command::new("kill")
             .args(["-STOP", &pid])
             .status()
@@ -296,8 +298,7 @@ fn pub_reads_stdin_and_a_stopped_sub_says_what_it_missed() {
         }
         assert_eq!(printed + missed, TOTAL);
         assert!(missed > 0, "the subscriber's queue never overflowed");
-        let _ = sub.kill();
-        let _ = sub.wait();
+        drop(sub);
         let out = zhub(&url, &["stats", "--json"]);
         let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(

@@ -1,6 +1,7 @@
 //! [`Client`]: one connection to a broker for requests, publishing and subscribing.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -52,7 +53,7 @@ pub struct Client {
     /// Replies that arrived while the client waited for another one.
     stash: HashMap<u64, Reply>,
     // Declared last so it is dropped after the sockets above.
-    context: zmq::Context,
+    context: Arc<zmq::Context>,
 }
 
 impl std::fmt::Debug for Client {
@@ -62,6 +63,25 @@ impl std::fmt::Debug for Client {
             .field("publisher_id", &format_args!("{:016x}", self.publisher_id))
             .finish_non_exhaustive()
     }
+}
+
+/// The ZeroMQ context the process's clients share while any of them is alive.
+///
+/// A context owns an I/O thread: one per client, as there used to be, meant that eight
+/// clients on two cores fought eight I/O threads for them. Sockets stay per client (and per
+/// thread); the context is made for sharing. It is dropped with the last client that holds
+/// it, and dropping it is what waits for sockets' queued messages to go (their linger), so a
+/// process that publishes and exits still delivers what it published; a later client makes a
+/// new one.
+fn shared_context() -> Arc<zmq::Context> {
+    static SHARED: Mutex<Weak<zmq::Context>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(context) = slot.upgrade() {
+        return context;
+    }
+    let context = Arc::new(zmq::Context::new());
+    *slot = Arc::downgrade(&context);
+    context
 }
 
 impl Client {
@@ -89,7 +109,7 @@ impl Client {
             deliver: String::new(),
             max_message: 0,
         };
-        let mut client = Client::open(zmq::Context::new(), unknown, options)?;
+        let mut client = Client::open(shared_context(), unknown, options)?;
         let info: BrokerInfo = client
             .request(INFO_SERVICE, &())
             .inspect_err(|_| {
@@ -124,7 +144,7 @@ impl Client {
 
     /// A client of the broker `info` describes, its main socket connected, in `context`.
     fn open(
-        context: zmq::Context,
+        context: Arc<zmq::Context>,
         info: BrokerInfo,
         options: ClientOptions,
     ) -> Result<Client, ConnectError> {

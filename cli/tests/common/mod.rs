@@ -51,3 +51,14 @@ pub fn deadline(limit: Duration, body: impl FnOnce() + Send + 'static) {
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its deadline of {limit:?}"),
     }
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped, a failing test's too: a child
+/// left behind, stopped or not, would keep what it inherited (pipes, locks) open.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

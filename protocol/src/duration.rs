@@ -1,10 +1,12 @@
-//! Durations written as text (`500ms`, `2.5s`, `1m`, `1h`, or a bare number of seconds), as
-//! the broker's flags and config file and the `zhub` command's flags take them: one parser,
-//! so that a duration reads the same wherever it is given.
+//! Durations written as text (`500ms`, `2.5s`, `1m`, `1h`, `250us`, `10ns`, or a bare number
+//! of seconds), as the broker's flags and config file, the `zhub` command's flags and the
+//! simulator's latencies and fault schedules take them: one parser, so that a duration reads
+//! the same wherever it is given.
 
 use std::time::Duration;
 
-/// Parses `500ms`, `2.5s`, `1m`, `1h`, or a bare number of seconds.
+/// Parses `500ms`, `2.5s`, `1m`, `1h`, `250us` (or `µs`), `10ns`, or a bare number of
+/// seconds.
 ///
 /// # Errors
 /// A message saying what is wrong with the text.
@@ -18,13 +20,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (try 500ms, 2.5s, 1m)"))?;
     let seconds = match unit.trim() {
+        "ns" => value / 1e9,
+        "us" | "µs" => value / 1e6,
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         other => {
             return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
+                "unknown unit {other:?} in {text:?} (use ns, us, ms, s, m or h)"
             ))
         }
     };
@@ -44,6 +48,10 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("250µs"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("10ns"), Ok(Duration::from_nanos(10)));
+        assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 weeks").is_err());

@@ -110,32 +110,13 @@ impl fmt::Display for Latency {
     }
 }
 
-/// Reads a duration: a number and a unit of `ns`, `us`, `ms`, `s` or `m`.
+/// Reads a duration: `5ms`, `250us`, `2s`, ... (see [`zhub_protocol::duration`], the one
+/// parser of durations zhub has).
 ///
 /// # Errors
 /// A string that is not one.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 2s)"))?;
-    let scale = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        _ => {
-            return Err(format!(
-                "{text:?}: a duration needs a unit: ns, us, ms, s or m"
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(number * scale))
+    zhub_protocol::duration::parse_duration(text)
 }
 
 /// What a link does to the messages it carries.

@@ -42,6 +42,7 @@
 //! - `journal` — durable topics: the routes and the bus thread's tap.
 //! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
 //! - `limits` — the open file limit, raised at start, and the streams kept open under it.
+//! - `http` — the HTTP endpoint: `/metrics`, `/api/...` and the dashboard.
 //! - `wake` — poll timeouts from deadlines, shared by every poll loop.
 //! - `ratelimit` — sparse logging of faults peers can repeat at will.
 //! - [`error`](mod@error) — [`BrokerError`].
@@ -54,6 +55,7 @@ pub mod endpoint;
 pub mod error;
 mod filters;
 mod groups;
+mod http;
 mod interest;
 mod journal;
 mod kv;
@@ -82,6 +84,8 @@ pub struct Broker {
     /// One control socket per thread; a message on it asks the thread to stop.
     controls: Vec<zmq::Socket>,
     threads: Vec<JoinHandle<()>>,
+    /// The HTTP endpoint, when configured; a client of the router, so stopped first.
+    http: Option<http::HttpServer>,
     _lock: File,
     // Declared last so it is dropped last: terminating a context waits for its sockets.
     context: zmq::Context,
@@ -127,6 +131,11 @@ impl Broker {
         deliver.set_linger(0)?;
         deliver.set_sndhwm(config.subscribe_hwm)?;
         bus::limit(&xsub, &xpub, &deliver, bus::max_frame(config.max_message))?;
+        let mut http = config
+            .http
+            .as_deref()
+            .map(http::HttpServer::bind)
+            .transpose()?;
 
         let info = BrokerInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -135,6 +144,10 @@ impl Broker {
             subscribe: endpoint::bind(&xpub, "subscribe", &config.subscribe)?,
             deliver: endpoint::bind(&deliver, "deliver", &config.deliver)?,
             max_message: config.max_message as u64,
+            http: http
+                .as_ref()
+                .map(|h| format!("http://{}", h.address()))
+                .unwrap_or_default(),
         };
         info!(endpoint = %info.main, "main endpoint listening");
         info!(endpoint = %info.publish, "publish endpoint listening");
@@ -146,6 +159,7 @@ impl Broker {
             info: info.clone(),
             controls: Vec::new(),
             threads: Vec::new(),
+            http: None,
             _lock: lock,
             context,
         };
@@ -215,6 +229,10 @@ impl Broker {
             config.max_message,
         );
         broker.spawn("zhub-router", move |control| router.run(control))?;
+        if let Some(mut server) = http.take() {
+            server.serve(&broker.info.main)?;
+            broker.http = Some(server);
+        }
         Ok(broker)
     }
 
@@ -229,6 +247,9 @@ impl Broker {
     }
 
     fn stop(&mut self) {
+        if let Some(mut http) = self.http.take() {
+            http.stop();
+        }
         for control in self.controls.drain(..) {
             // The thread may have exited on an error already; nothing more to tell it then.
             let _ = control.send(&b"stop"[..], zmq::DONTWAIT);

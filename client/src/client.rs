@@ -88,6 +88,7 @@ impl Client {
             subscribe: String::new(),
             deliver: String::new(),
             max_message: 0,
+            http: String::new(),
         };
         let mut client = Client::open(zmq::Context::new(), unknown, options)?;
         let info: BrokerInfo = client
@@ -117,6 +118,7 @@ impl Client {
             max_message: info.max_message,
             main: url.to_owned(),
             version: info.version,
+            http: info.http,
         };
         debug!(broker = ?client.info, "connected");
         Ok(client)

@@ -55,14 +55,29 @@ function drawChart(canvas, series) {
   g.fillText(rate(max) + "/s", 2, 10);
   const x = (i) => left + (w - left) * (i + HISTORY - series.length) / (HISTORY - 1);
   const y = (v) => bottom - (bottom - top) * v / max;
-  [["--a", 0], ["--b", 1]].forEach(([color, k]) => {
-    if (series.length < 2) return;
-    g.strokeStyle = css.getPropertyValue(color);
-    g.lineWidth = 1.6;
+  if (series.length < 2) return;
+  // The first series as a shaded area, the second as a line over it: equal rates (every
+  // message out as it came in) still show both.
+  const path = (k) => {
     g.beginPath();
     series.forEach((p, i) => (i ? g.lineTo(x(i), y(p[k])) : g.moveTo(x(i), y(p[k]))));
-    g.stroke();
-  });
+  };
+  path(0);
+  g.lineTo(x(series.length - 1), bottom);
+  g.lineTo(x(0), bottom);
+  g.closePath();
+  g.fillStyle = css.getPropertyValue("--a-soft");
+  g.fill();
+  path(0);
+  g.strokeStyle = css.getPropertyValue("--a");
+  g.lineWidth = 1.2;
+  g.stroke();
+  path(1);
+  g.strokeStyle = css.getPropertyValue("--b");
+  g.lineWidth = 1.6;
+  g.setLineDash([4, 3]);
+  g.stroke();
+  g.setLineDash([]);
 }
 
 function renderServices() {

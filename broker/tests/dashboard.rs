@@ -220,3 +220,76 @@ fn a_screenshot_of_a_busy_dashboard() {
         }
     });
 }
+
+/// A broker with 1,000 services and 100 streams: the page lists them all in its counts but
+/// draws only its first 100 rows of each table, and still updates. Prints the JSON sizes
+/// and the wall time of ten polls (the responsiveness figures; no timing is asserted).
+#[test]
+fn a_thousand_services_and_a_hundred_streams_are_capped_in_the_page() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("skipped: {CHROMIUM} is missing (apt-get install -y chromium)");
+        return;
+    }
+    deadline(LIMIT, || {
+        // Raw Majordomo workers send no heartbeats: a long interval keeps them registered.
+        let broker = start_with(Transport::Ipc, |c| {
+            c.http = Some("127.0.0.1:0".into());
+            c.heartbeat = Duration::from_secs(600);
+        });
+        let info = broker.broker.as_ref().unwrap().info().clone();
+        let page = format!("{}/", info.http);
+        let context = zmq::Context::new();
+        let mut workers = Vec::new();
+        for i in 0..1000 {
+            let socket = context.socket(zmq::DEALER).unwrap();
+            socket.set_linger(0).unwrap();
+            socket.connect(&info.main).unwrap();
+            let name = format!("svc.{:04}", i);
+            socket
+                .send_multipart([&b""[..], b"MDPW01", b"\x01", name.as_bytes()], 0)
+                .unwrap();
+            workers.push(socket);
+        }
+        let mut client = Client::connect(&info.main).unwrap();
+        for i in 0..100 {
+            client
+                .log()
+                .create(&format!("stream-{i:03}"), Default::default())
+                .unwrap();
+        }
+        // Every READY is in once zhub.services lists 1,000.
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        let services_json = loop {
+            let services: Vec<zhub_protocol::builtin::ServiceInfo> =
+                client.request("zhub.services", &()).unwrap();
+            if services.len() == 1000 {
+                break serde_json::to_string(&services).unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{} services",
+                services.len()
+            );
+        };
+        let streams_json = serde_json::to_string(&client.log().streams().unwrap()).unwrap();
+
+        let started = std::time::Instant::now();
+        let dom = dump_dom(&page, 10_000);
+        let wall = started.elapsed();
+        let updates = attribute(&dom, "<body", "data-updates").unwrap_or(0);
+        let rows = dom.matches("data-service=\"").count();
+        let stream_rows = dom.matches("data-stream=\"").count();
+        assert_eq!(rows, 100, "services drawn");
+        assert_eq!(stream_rows, 100, "streams drawn");
+        assert!(dom.contains("900 more"), "the rest are counted");
+        assert!(updates >= 5, "only {updates} updates");
+        eprintln!(
+            "1000 services, 100 streams: /api/services {} bytes, /api/streams {} bytes; \
+             {updates} polls in {:.2}s wall ({:.0} ms a poll, Chromium start included)",
+            services_json.len(),
+            streams_json.len(),
+            wall.as_secs_f64(),
+            wall.as_secs_f64() * 1000.0 / updates as f64
+        );
+    });
+}

@@ -273,6 +273,9 @@ fn a_thousand_services_and_a_hundred_streams_are_capped_in_the_page() {
         };
         let streams_json = serde_json::to_string(&client.log().streams().unwrap()).unwrap();
 
+        let metrics = scrape(info.http.trim_start_matches("http://"));
+        assert!(metrics.contains("zhub_service_workers{service=\"svc.0999\"} 1"));
+
         let started = std::time::Instant::now();
         let dom = dump_dom(&page, 10_000);
         let wall = started.elapsed();
@@ -284,12 +287,31 @@ fn a_thousand_services_and_a_hundred_streams_are_capped_in_the_page() {
         assert!(dom.contains("900 more"), "the rest are counted");
         assert!(updates >= 5, "only {updates} updates");
         eprintln!(
-            "1000 services, 100 streams: /api/services {} bytes, /api/streams {} bytes; \
+            "1000 services, 100 streams: /metrics {} bytes, /api/services {} bytes, /api/streams {} bytes; \
              {updates} polls in {:.2}s wall ({:.0} ms a poll, Chromium start included)",
+            metrics.len(),
             services_json.len(),
             streams_json.len(),
             wall.as_secs_f64(),
             wall.as_secs_f64() * 1000.0 / updates as f64
         );
     });
+}
+
+/// The body of `GET /metrics` at `address`.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_owned()
 }

@@ -27,6 +27,7 @@
 //!                   zhub.log, zhub.kv --inproc--> storage thread ("zhub-storage"):
 //!                   event log and key-value store, group commit
 //!  bus thread --journal tap--> storage thread --republish--> bus thread   (durable topics)
+//!  HTTP (--http) <-> /metrics, /api, dashboard: a client of the main endpoint  ("zhub-http")
 //! ```
 //!
 //! # Layout

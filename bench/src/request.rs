@@ -39,7 +39,14 @@ pub struct RequestArgs {
     /// Transport.
     #[arg(long, value_enum, default_value = "tcp")]
     transport: Transport,
+    /// Also run every zhub case against a broker serving HTTP (`--http`) whose `/metrics` a
+    /// scraper reads every second, alternating with the plain runs, and report the cost.
+    #[arg(long)]
+    scrape: bool,
 }
+
+/// How often the scraper of `--scrape` reads `/metrics`, as Prometheus would.
+const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 
 /// Arguments of the hidden `zhub bench-raw-router`.
 #[derive(Debug, clap::Args)]
@@ -182,9 +189,15 @@ fn zhub_run(
     in_flight: usize,
     credit: u32,
     requests: u64,
-) -> anyhow::Result<Sample> {
+    scrape: bool,
+) -> anyhow::Result<(Sample, u64)> {
     let dir = tempfile::tempdir()?;
-    let (_server, main) = Server::broker(transport, dir, &[])?;
+    let http: &[&str] = if scrape {
+        &["--http", "127.0.0.1:0"]
+    } else {
+        &[]
+    };
+    let (_server, main) = Server::broker(transport, dir, http)?;
     let mut stoppers = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
@@ -215,6 +228,9 @@ fn zhub_run(
             bail!("echo workers did not register");
         }
     }
+    let scraper = scrape
+        .then(|| Scraper::start(probe.info().http.trim_start_matches("http://")))
+        .transpose()?;
     let body = vec![0x5au8; BODY];
     let sample = drive(clients, requests, || {
         let mut client = options().connect(&main)?;
@@ -244,7 +260,56 @@ fn zhub_run(
     for w in workers {
         let _ = w.join();
     }
-    sample
+    let scrapes = scraper.map_or(Ok(0), Scraper::stop)?;
+    Ok((sample?, scrapes))
+}
+
+/// A thread reading `/metrics` every [`SCRAPE_EVERY`] over plain HTTP/1.0, as a Prometheus
+/// server would, until stopped.
+struct Scraper {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<u64>>,
+}
+
+impl Scraper {
+    fn start(address: &str) -> anyhow::Result<Scraper> {
+        use std::io::{Read, Write};
+        if address.is_empty() {
+            bail!("the broker serves no HTTP");
+        }
+        let address = address.to_owned();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || -> anyhow::Result<u64> {
+            let mut scrapes = 0;
+            loop {
+                let mut stream = std::net::TcpStream::connect(&address)?;
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+                let mut reply = Vec::new();
+                stream.read_to_end(&mut reply)?;
+                if !reply.starts_with(b"HTTP/1.0 200") && !reply.starts_with(b"HTTP/1.1 200") {
+                    bail!(
+                        "/metrics answered {:?}",
+                        String::from_utf8_lossy(&reply[..reply.len().min(40)])
+                    );
+                }
+                scrapes += 1;
+                match stopped.recv_timeout(SCRAPE_EVERY) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return Ok(scrapes),
+                }
+            }
+        });
+        Ok(Scraper { stop, thread })
+    }
+
+    /// Stops the scraper; the scrapes it made.
+    fn stop(self) -> anyhow::Result<u64> {
+        let _ = self.stop.send(());
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the scraper panicked"))?
+    }
 }
 
 fn raw_run(
@@ -356,6 +421,7 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
         bail!("--rounds must be at least 1");
     }
     let mut cases = Vec::new();
+    let mut scrape_costs = Vec::new();
     for (clients, in_flight, credit) in [
         (1, 1, 1),
         (8, 1, 1),
@@ -365,10 +431,26 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
     ] {
         let mut zhub = Vec::new();
         let mut raw = Vec::new();
+        let mut scraped = Vec::new();
         for _ in 0..args.rounds {
             let (t, r) = (args.transport, args.requests);
-            zhub.push(zhub_run(t, clients, in_flight, credit, r)?.figures());
+            zhub.push(
+                zhub_run(t, clients, in_flight, credit, r, false)?
+                    .0
+                    .figures(),
+            );
             raw.push(raw_run(t, clients, in_flight, credit, r)?.figures());
+            if args.scrape {
+                let (sample, scrapes) = zhub_run(t, clients, in_flight, credit, r, true)?;
+                scraped.push((sample.figures(), scrapes));
+            }
+        }
+        if args.scrape {
+            scrape_costs.push(ScrapeCost::new(
+                format!("{clients}x{in_flight}/c{credit}"),
+                &zhub,
+                &scraped,
+            ));
         }
         let (zhub, raw) = (median(zhub), median(raw));
         let case = Case {
@@ -419,10 +501,74 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
         cases.push(case);
     }
     if args.json {
+        let mut report =
+            serde_json::json!({ "bench": "request", "rounds": args.rounds, "cases": cases });
+        if args.scrape {
+            report["scrape"] = serde_json::to_value(&scrape_costs)?;
+        }
+        println!("{report}");
+    } else if args.scrape {
         println!(
-            "{}",
-            serde_json::json!({ "bench": "request", "rounds": args.rounds, "cases": cases })
+            "with /metrics scraped every {SCRAPE_EVERY:?} (broker with --http), runs alternating with the plain ones above:"
         );
+        println!(
+            "{:<12} {:>10} {:>10} {:>8} {:>8}  zhub rt/s per run | scraped rt/s per run",
+            "case", "zhub rt/s", "scraped", "change", "scrapes"
+        );
+        for c in &scrape_costs {
+            let runs = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "{:<12} {:>10.0} {:>10.0} {:>7.1}% {:>8}  {} | {}",
+                c.case,
+                c.plain_rt_per_sec,
+                c.scraped_rt_per_sec,
+                c.change_percent,
+                c.scrapes,
+                runs(&c.plain_runs),
+                runs(&c.scraped_runs)
+            );
+        }
     }
     Ok(())
+}
+
+/// What scraping `/metrics` cost one case: medians with and without, and every run.
+#[derive(Serialize)]
+struct ScrapeCost {
+    case: String,
+    plain_rt_per_sec: f64,
+    scraped_rt_per_sec: f64,
+    /// Scraped against plain throughput, in percent (negative: slower when scraped).
+    change_percent: f64,
+    /// Scrapes made over all the scraped runs.
+    scrapes: u64,
+    plain_runs: Vec<f64>,
+    scraped_runs: Vec<f64>,
+}
+
+impl ScrapeCost {
+    fn new(case: String, plain: &[Figures], scraped: &[(Figures, u64)]) -> ScrapeCost {
+        let plain_runs: Vec<f64> = plain.iter().map(|f| f.round_trips_per_sec).collect();
+        let scraped_runs: Vec<f64> = scraped.iter().map(|(f, _)| f.round_trips_per_sec).collect();
+        let median = |runs: &[f64]| {
+            let mut sorted = runs.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+        };
+        let (p, s) = (median(&plain_runs), median(&scraped_runs));
+        ScrapeCost {
+            case,
+            plain_rt_per_sec: p,
+            scraped_rt_per_sec: s,
+            change_percent: (s / p.max(1e-9) - 1.0) * 100.0,
+            scrapes: scraped.iter().map(|(_, n)| n).sum(),
+            plain_runs,
+            scraped_runs,
+        }
+    }
 }

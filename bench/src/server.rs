@@ -34,6 +34,9 @@ pub struct BrokerArgs {
     data_dir: PathBuf,
     #[arg(long, default_value = "always")]
     kv_fsync: zhub_client::FsyncPolicy,
+    /// The broker's HTTP endpoint (`/metrics`), off unless given.
+    #[arg(long)]
+    http: Option<String>,
 }
 
 /// Runs a broker until stdin closes (the bench process ends it by closing the pipe, or by
@@ -46,6 +49,7 @@ pub(crate) fn serve_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         deliver: args.deliver.clone(),
         data_dir: args.data_dir.clone(),
         kv_fsync: args.kv_fsync,
+        http: args.http.clone(),
         ..zhub_broker::Config::default()
     };
     let broker = zhub_broker::Broker::start(&config)?;

@@ -105,6 +105,9 @@ pub struct Config {
     pub kv_fsync: FsyncPolicy,
     /// Most event log streams; creating one more is refused with a clear error.
     pub max_streams: usize,
+    /// Address of the HTTP endpoint (`/metrics`, `/api/...`, the dashboard at `/`), as
+    /// `IP:PORT` (port 0: one chosen by the OS, told in `zhub.info`); `None`: no HTTP.
+    pub http: Option<String>,
 }
 
 /// Default heartbeat interval between broker and workers.
@@ -154,6 +157,7 @@ impl Default for Config {
             journal: Vec::new(),
             kv_fsync: DEFAULT_KV_FSYNC,
             max_streams: DEFAULT_MAX_STREAMS,
+            http: None,
         }
     }
 }
@@ -307,6 +311,12 @@ impl Config {
                 ),
             });
         }
+        if let Some(address) = &self.http {
+            crate::http::check_address(address).map_err(|reason| BrokerError::Setting {
+                name: "http",
+                reason,
+            })?;
+        }
         if let FsyncPolicy::Interval { ms } = self.kv_fsync {
             in_range("kv_fsync", ms, limits::KV_FSYNC_INTERVAL_MS)?;
         }
@@ -390,6 +400,9 @@ impl Config {
             kv_fsync,
             max_streams
         );
+        if args.http.is_some() {
+            config.http = args.http;
+        }
         config.journal.extend(args.journal);
         Ok(config)
     }
@@ -490,6 +503,10 @@ pub struct Args {
     /// Most event log streams; creating one more is refused.
     #[arg(long, value_name = "N")]
     pub max_streams: Option<usize>,
+    /// Serve /metrics (Prometheus), /api/... (JSON) and the dashboard over HTTP at IP:PORT
+    /// (e.g. 127.0.0.1:8222); off unless given.
+    #[arg(long, value_name = "IP:PORT")]
+    pub http: Option<String>,
 }
 
 impl Args {
@@ -616,6 +633,12 @@ mod tests {
         assert_eq!(c.heartbeat, Duration::from_millis(500));
         assert_eq!(c.kv_fsync, FsyncPolicy::Always);
         assert_eq!(c.max_streams, DEFAULT_MAX_STREAMS);
+        assert_eq!(c.http, None);
+        std::fs::write(&path, "http = \"127.0.0.1:8222\"\n").unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c.http.as_deref(), Some("127.0.0.1:8222"));
+        let c = Config::from_command_line(["zhub-broker", "--http", "127.0.0.1:0"]).unwrap();
+        assert_eq!(c.http.as_deref(), Some("127.0.0.1:0"));
         std::fs::write(&path, "max_streams = 7\n").unwrap();
         assert_eq!(Config::from_file(&path).unwrap().max_streams, 7);
         let c = Config::from_command_line(["zhub-broker", "--max-streams", "9"]).unwrap();
@@ -681,6 +704,13 @@ mod tests {
         assert!(refused(|c| c.kv_fsync = FsyncPolicy::Interval { ms: 0 }).contains("kv_fsync"));
         assert!(refused(|c| c.data_dir = PathBuf::new()).contains("data_dir"));
         assert!(refused(|c| c.max_message = 0).contains("max_message"));
+        let err = refused(|c| c.http = Some("localhost:http".into()));
+        assert!(err.contains("http") && err.contains("IP:PORT"), "{err}");
+        let c = Config {
+            http: Some("127.0.0.1:0".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
         assert!(refused(|c| c.service_queue_bytes = 1 << 20).contains("service_queue_bytes"));
         assert!(
             refused(|c| c.max_deadline = Duration::from_secs(90 * 24 * 3600))

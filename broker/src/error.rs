@@ -39,6 +39,14 @@ pub enum BrokerError {
         /// The endpoint as configured.
         endpoint: String,
     },
+    /// The HTTP endpoint cannot be bound (address in use, no such interface, permission).
+    #[error("cannot bind http endpoint {address}: {reason}")]
+    HttpBind {
+        /// The address as configured.
+        address: String,
+        /// Why not.
+        reason: String,
+    },
     /// The data directory cannot be created, written or locked.
     #[error("data directory {path}: {cause}")]
     DataDir {

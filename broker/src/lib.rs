@@ -27,6 +27,7 @@
 //!                   zhub.log, zhub.kv --inproc--> storage thread ("zhub-storage"):
 //!                   event log and key-value store, group commit
 //!  bus thread --journal tap--> storage thread --republish--> bus thread   (durable topics)
+//!  HTTP (--http) <-> /metrics, /api, dashboard: a client of the main endpoint  ("zhub-http")
 //! ```
 //!
 //! # Layout
@@ -42,6 +43,7 @@
 //! - `journal` — durable topics: the routes and the bus thread's tap.
 //! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
 //! - `limits` — the open file limit, raised at start, and the streams kept open under it.
+//! - `http` — the HTTP endpoint: `/metrics`, `/api/...` and the dashboard.
 //! - `wake` — poll timeouts from deadlines, shared by every poll loop.
 //! - `ratelimit` — sparse logging of faults peers can repeat at will.
 //! - [`error`](mod@error) — [`BrokerError`].
@@ -56,6 +58,7 @@ pub mod error;
 mod faults;
 mod filters;
 mod groups;
+mod http;
 mod interest;
 mod journal;
 mod kv;
@@ -88,6 +91,8 @@ pub struct Broker {
     /// [`Broker::serve`] passes on its stop signal, so that it waits on both at once.
     events: (Sender<Event>, Receiver<Event>),
     threads: Vec<JoinHandle<()>>,
+    /// The HTTP endpoint, when configured; a client of the router, so stopped first.
+    http: Option<http::HttpServer>,
     _lock: File,
     // Declared last so it is dropped last: terminating a context waits for its sockets.
     context: zmq::Context,
@@ -133,6 +138,11 @@ impl Broker {
         deliver.set_linger(0)?;
         deliver.set_sndhwm(config.subscribe_hwm)?;
         bus::limit(&xsub, &xpub, &deliver, bus::max_frame(config.max_message))?;
+        let mut http = config
+            .http
+            .as_deref()
+            .map(http::HttpServer::bind)
+            .transpose()?;
 
         let info = BrokerInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -141,6 +151,10 @@ impl Broker {
             subscribe: endpoint::bind(&xpub, "subscribe", &config.subscribe)?,
             deliver: endpoint::bind(&deliver, "deliver", &config.deliver)?,
             max_message: config.max_message as u64,
+            http: http
+                .as_ref()
+                .map(|h| format!("http://{}", h.address()))
+                .unwrap_or_default(),
         };
         info!(endpoint = %info.main, "main endpoint listening");
         info!(endpoint = %info.publish, "publish endpoint listening");
@@ -153,6 +167,7 @@ impl Broker {
             controls: Vec::new(),
             events: std::sync::mpsc::channel(),
             threads: Vec::new(),
+            http: None,
             _lock: lock,
             context,
         };
@@ -227,6 +242,10 @@ impl Broker {
             config.max_message,
         );
         broker.spawn("zhub-router", move |control| router.run(control))?;
+        if let Some(mut server) = http.take() {
+            server.serve(&broker.info.main)?;
+            broker.http = Some(server);
+        }
         Ok(broker)
     }
 
@@ -241,14 +260,28 @@ impl Broker {
     }
 
     fn stop(&mut self) {
-        for (_, control) in self.controls.drain(..) {
+        if let Some(mut http) = self.http.take() {
+            http.stop();
+        }
+        // One thread at a time, each joined before the next is asked: storage first, while
+        // the router still takes its replies (its sends block when the link is full) and the
+        // bus its republished messages; then the router; then the rest.
+        let rank = |name: &str| match name {
+            "zhub-storage" => 0,
+            "zhub-router" => 1,
+            _ => 2,
+        };
+        let mut threads: Vec<_> = self
+            .controls
+            .drain(..)
+            .zip(self.threads.drain(..))
+            .collect();
+        threads.sort_by_key(|((name, _), _)| rank(name));
+        for ((name, control), thread) in threads {
             // The thread may have exited on an error already; nothing more to tell it then.
             let _ = control.send(&b"stop"[..], zmq::DONTWAIT);
-        }
-        for thread in self.threads.drain(..) {
-            let name = thread.thread().name().unwrap_or("?").to_owned();
             if thread.join().is_err() {
-                error!(thread = %name, "broker thread panicked");
+                error!(thread = name, "broker thread panicked");
             }
         }
     }

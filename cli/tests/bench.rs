@@ -63,10 +63,18 @@ fn bench_request_reports_every_case() {
                 "1",
                 "--transport",
                 "ipc",
+                "--scrape",
             ],
         ));
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["bench"], "request", "{v}");
+        // --scrape: each case again with /metrics read while it runs, at least once a run.
+        let scraped = v["scrape"].as_array().unwrap();
+        assert_eq!(scraped.len(), 5, "{v}");
+        for case in scraped {
+            assert!(case["scrapes"].as_u64().unwrap() >= 1, "{case}");
+            assert!(case["scraped_rt_per_sec"].as_f64().unwrap() > 0.0, "{case}");
+        }
         let cases = v["cases"].as_array().unwrap();
         // 1 client, 8 clients, 8 clients x 16 in flight; the last two again with workers of
         // credit 16.

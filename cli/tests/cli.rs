@@ -309,3 +309,36 @@ fn pub_reads_stdin_and_a_stopped_sub_says_what_it_missed() {
         broker.shutdown();
     });
 }
+
+/// `zhub stats --watch` into a pipe: plain blocks (no screen control codes), the rates line
+/// empty at the first refresh and measured at the next, the services listed.
+#[test]
+fn stats_watch_prints_blocks_with_rates_when_not_on_a_terminal() {
+    deadline(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            zhub_broker::Broker::start(&zhub_broker::Config::local_ipc(dir.path())).unwrap();
+        let url = broker.info().main.clone();
+        let worker = zhub_worker::Worker::connect(&url, "echo").unwrap();
+        let stop = worker.stopper();
+        let serving = std::thread::spawn(move || worker.run(|b| b.to_vec()));
+
+        let out = zhub(&url, &["stats", "--watch", "--count", "2"]);
+        let text = common::ok(&out);
+        assert!(!text.contains('\x1b'), "{text}");
+        let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.is_empty()).collect();
+        assert_eq!(blocks.len(), 2, "{text}");
+        assert!(blocks[0].contains("per sec  messages_in -,"), "{text}");
+        assert!(!blocks[1].contains("messages_in -,"), "{text}");
+        assert!(blocks[1].contains("received "), "{text}");
+        assert!(
+            blocks[1]
+                .lines()
+                .any(|l| l.trim_start().starts_with("echo ")),
+            "{text}"
+        );
+        stop.stop();
+        serving.join().unwrap().unwrap();
+        broker.shutdown();
+    });
+}

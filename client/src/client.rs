@@ -108,6 +108,7 @@ impl Client {
             subscribe: String::new(),
             deliver: String::new(),
             max_message: 0,
+            http: String::new(),
         };
         let mut client = Client::open(shared_context(), unknown, options)?;
         let info: BrokerInfo = client
@@ -137,6 +138,7 @@ impl Client {
             max_message: info.max_message,
             main: url.to_owned(),
             version: info.version,
+            http: info.http,
         };
         debug!(broker = ?client.info, "connected");
         Ok(client)

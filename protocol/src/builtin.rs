@@ -35,6 +35,9 @@ pub struct BrokerInfo {
     /// answered `413 Too Large`, a larger bus message cuts its publisher off.
     #[serde(default)]
     pub max_message: u64,
+    /// The broker's HTTP endpoint (`http://IP:PORT`, as bound), or empty when it serves none.
+    #[serde(default)]
+    pub http: String,
 }
 
 /// Reply body of [`STATS_SERVICE`].

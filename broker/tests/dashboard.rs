@@ -1,0 +1,317 @@
+//! The dashboard in a real browser: headless Chromium loads `/`, shows a service a test
+//! worker registered, and its request counter rises as the test sends requests. A
+//! screenshot is written to `target/dashboard.png` for a person to look at.
+//!
+//! Skipped, saying so, where `/usr/bin/chromium` is missing (`.ci/run` installs it when it
+//! can).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use common::{deadline, start_with, Transport};
+use zhub_client::Client;
+use zhub_worker::Worker;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const LIMIT: Duration = Duration::from_secs(120);
+/// Longest one Chromium run may take before the test gives up on it.
+const BROWSER_LIMIT: Duration = Duration::from_secs(45);
+
+/// Runs Chromium headless on `url` with `extra` flags; its standard output.
+fn chromium(url: &str, extra: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        let _ = tx.send(text);
+    });
+    match rx.recv_timeout(BROWSER_LIMIT) {
+        Ok(text) => {
+            let _ = child.wait();
+            text
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within {BROWSER_LIMIT:?}");
+        }
+    }
+}
+
+/// The page's DOM once its scripts have run for `budget_ms` of virtual time (polls
+/// included: virtual time waits for the network).
+fn dump_dom(url: &str, budget_ms: u32) -> String {
+    chromium(
+        url,
+        &["--dump-dom", &format!("--virtual-time-budget={budget_ms}")],
+    )
+}
+
+/// The value of attribute `attribute` in the first tag holding `marker`.
+fn attribute(dom: &str, marker: &str, attribute: &str) -> Option<u64> {
+    let at = dom.find(marker)?;
+    let tag_end = at + dom[at..].find('>')?;
+    let tag_start = dom[..at].rfind('<')?;
+    let tag = &dom[tag_start..tag_end];
+    let key = format!("{attribute}=\"");
+    let from = tag.find(&key)? + key.len();
+    let len = tag[from..].find('"')?;
+    tag[from..from + len].parse().ok()
+}
+
+fn target_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is target/tmp, wherever the target directory is.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn the_dashboard_shows_a_service_and_its_counter_rising() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("skipped: {CHROMIUM} is missing (apt-get install -y chromium)");
+        return;
+    }
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Tcp, |c| c.http = Some("127.0.0.1:0".into()));
+        let page = format!("{}/", broker.broker.as_ref().unwrap().info().http);
+        let worker = Worker::connect(&broker.url, "orders.price").unwrap();
+        let stop = worker.stopper();
+        let serving = std::thread::spawn(move || worker.run(|b| b.to_vec()));
+        let mut client = Client::connect(&broker.url).unwrap();
+        for _ in 0..2 {
+            client.request_bytes("orders.price", b"7").unwrap();
+        }
+
+        let marker = "data-service=\"orders.price\"";
+        let first = dump_dom(&page, 3000);
+        assert!(first.contains(marker), "the service is not shown:\n{first}");
+        assert!(attribute(&first, "<body", "data-updates").unwrap_or(0) >= 1);
+        let served = attribute(&first, marker, "data-served").unwrap();
+        assert!(served >= 2, "served {served}");
+        assert_eq!(attribute(&first, marker, "data-workers"), Some(1));
+
+        for _ in 0..5 {
+            client.request_bytes("orders.price", b"8").unwrap();
+        }
+        let second = dump_dom(&page, 3000);
+        let now = attribute(&second, marker, "data-served").unwrap();
+        assert!(now >= served + 5, "served {served} then {now}");
+
+        stop.stop();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// A broker with a little of everything, for the picture: services, streams, keys and
+/// steady traffic while the page is drawn.
+#[test]
+fn a_screenshot_of_a_busy_dashboard() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("skipped: {CHROMIUM} is missing (apt-get install -y chromium)");
+        return;
+    }
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Tcp, |c| c.http = Some("127.0.0.1:0".into()));
+        let page = format!("{}/", broker.broker.as_ref().unwrap().info().http);
+        let mut stops = Vec::new();
+        let mut threads = Vec::new();
+        for name in [
+            "orders.price",
+            "orders.place",
+            "billing.invoice",
+            "search.query",
+            "users.lookup",
+            "mail.send",
+        ] {
+            let worker = Worker::connect(&broker.url, name).unwrap();
+            stops.push(worker.stopper());
+            threads.push(std::thread::spawn(move || worker.run(|b| b.to_vec())));
+        }
+        let mut client = Client::connect(&broker.url).unwrap();
+        for (stream, records) in [("audit", 120), ("orders", 4000), ("clicks", 900)] {
+            client.log().create(stream, Default::default()).unwrap();
+            let batch: Vec<String> = (0..records).map(|i| format!("record {i}")).collect();
+            for chunk in batch.chunks(500) {
+                client.log().append_batch(stream, chunk).unwrap();
+            }
+        }
+        for i in 0..40 {
+            client
+                .kv()
+                .put_bytes(&format!("config.{i}"), b"on", None)
+                .unwrap();
+        }
+        for i in 0..12 {
+            client
+                .kv()
+                .put_bytes(&format!("session/{i}"), &[7; 300], None)
+                .unwrap();
+        }
+        let running = Arc::new(AtomicBool::new(true));
+        let traffic = {
+            let running = Arc::clone(&running);
+            let url = broker.url.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&url).unwrap();
+                let services = [
+                    "orders.price",
+                    "orders.place",
+                    "search.query",
+                    "search.query",
+                ];
+                let mut i = 0usize;
+                while running.load(Ordering::Relaxed) {
+                    let _ = client.request_bytes(services[i % services.len()], b"q");
+                    let _ = client.publish_bytes("clicks.home", b"c");
+                    i += 1;
+                }
+            })
+        };
+
+        let file = target_dir().join("dashboard.png");
+        let _ = std::fs::remove_file(&file);
+        chromium(
+            &page,
+            &[
+                &format!("--screenshot={}", file.display()),
+                "--window-size=1366,768",
+                "--virtual-time-budget=8000",
+            ],
+        );
+        running.store(false, Ordering::Relaxed);
+        traffic.join().unwrap();
+        let png = std::fs::read(&file).expect("the screenshot is written");
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        eprintln!("screenshot: {}", file.display());
+        for stop in stops {
+            stop.stop();
+        }
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+    });
+}
+
+/// A broker with 1,000 services and 100 streams: the page lists them all in its counts but
+/// draws only its first 100 rows of each table, and still updates. Prints the JSON sizes
+/// and the wall time of ten polls (the responsiveness figures; no timing is asserted).
+#[test]
+fn a_thousand_services_and_a_hundred_streams_are_capped_in_the_page() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("skipped: {CHROMIUM} is missing (apt-get install -y chromium)");
+        return;
+    }
+    deadline(LIMIT, || {
+        // Raw Majordomo workers send no heartbeats: a long interval keeps them registered.
+        let broker = start_with(Transport::Ipc, |c| {
+            c.http = Some("127.0.0.1:0".into());
+            c.heartbeat = Duration::from_secs(600);
+        });
+        let info = broker.broker.as_ref().unwrap().info().clone();
+        let page = format!("{}/", info.http);
+        let context = zmq::Context::new();
+        let mut workers = Vec::new();
+        for i in 0..1000 {
+            let socket = context.socket(zmq::DEALER).unwrap();
+            socket.set_linger(0).unwrap();
+            socket.connect(&info.main).unwrap();
+            let name = format!("svc.{:04}", i);
+            socket
+                .send_multipart([&b""[..], b"MDPW01", b"\x01", name.as_bytes()], 0)
+                .unwrap();
+            workers.push(socket);
+        }
+        let mut client = Client::connect(&info.main).unwrap();
+        for i in 0..100 {
+            client
+                .log()
+                .create(&format!("stream-{i:03}"), Default::default())
+                .unwrap();
+        }
+        // Every READY is in once zhub.services lists 1,000.
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        let services_json = loop {
+            let services: Vec<zhub_protocol::builtin::ServiceInfo> =
+                client.request("zhub.services", &()).unwrap();
+            if services.len() == 1000 {
+                break serde_json::to_string(&services).unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{} services",
+                services.len()
+            );
+        };
+        let streams_json = serde_json::to_string(&client.log().streams().unwrap()).unwrap();
+
+        let metrics = scrape(info.http.trim_start_matches("http://"));
+        assert!(metrics.contains("zhub_service_workers{service=\"svc.0999\"} 1"));
+
+        let started = std::time::Instant::now();
+        let dom = dump_dom(&page, 10_000);
+        let wall = started.elapsed();
+        let updates = attribute(&dom, "<body", "data-updates").unwrap_or(0);
+        let rows = dom.matches("data-service=\"").count();
+        let stream_rows = dom.matches("data-stream=\"").count();
+        assert_eq!(rows, 100, "services drawn");
+        assert_eq!(stream_rows, 100, "streams drawn");
+        assert!(dom.contains("900 more"), "the rest are counted");
+        assert!(updates >= 5, "only {updates} updates");
+        eprintln!(
+            "1000 services, 100 streams: /metrics {} bytes, /api/services {} bytes, /api/streams {} bytes; \
+             {updates} polls in {:.2}s wall ({:.0} ms a poll, Chromium start included)",
+            metrics.len(),
+            services_json.len(),
+            streams_json.len(),
+            wall.as_secs_f64(),
+            wall.as_secs_f64() * 1000.0 / updates as f64
+        );
+    });
+}
+
+/// The body of `GET /metrics` at `address`.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_owned()
+}

@@ -154,6 +154,24 @@ pub fn counter(history: &History) -> WorkloadReport {
     problems.report()
 }
 
+/// The outcome of each element the operations `f` carry (a broadcast message, an appended
+/// element), by its JSON text: an element sent twice counts as its best outcome (ok over
+/// indefinite over fail).
+fn best_outcomes(ops: &[Op<'_>], f: &str) -> HashMap<String, Outcome> {
+    let mut outcome_of: HashMap<String, Outcome> = HashMap::new();
+    for op in ops.iter().filter(|op| op.f() == f) {
+        let entry = outcome_of
+            .entry(key_of(&op.invoke.value))
+            .or_insert(op.outcome);
+        if op.outcome == Outcome::Ok
+            || (op.outcome == Outcome::Indefinite && *entry == Outcome::Fail)
+        {
+            *entry = op.outcome;
+        }
+    }
+    outcome_of
+}
+
 /// Broadcast: `broadcast` carries a message; `read` returns the list of messages the node
 /// serving it has seen, and its `key` names that node. For each node of `nodes`, its final
 /// read (the last successful read with that key) must hold every message whose broadcast
@@ -161,18 +179,7 @@ pub fn counter(history: &History) -> WorkloadReport {
 /// whose broadcast failed). A node with no successful read is a problem.
 pub fn broadcast(history: &History, nodes: &[u64]) -> WorkloadReport {
     let ops = pair(history);
-    let mut outcome_of: HashMap<String, Outcome> = HashMap::new();
-    for op in ops.iter().filter(|op| op.f() == "broadcast") {
-        let entry = outcome_of
-            .entry(key_of(&op.invoke.value))
-            .or_insert(op.outcome);
-        // A message broadcast twice counts as its best outcome.
-        if op.outcome == Outcome::Ok
-            || (op.outcome == Outcome::Indefinite && *entry == Outcome::Fail)
-        {
-            *entry = op.outcome;
-        }
-    }
+    let outcome_of = best_outcomes(&ops, "broadcast");
     let mut problems = Problems::default();
     let mut final_reads: HashMap<u64, &Op<'_>> = HashMap::new();
     let mut invented: HashSet<String> = HashSet::new();
@@ -275,17 +282,7 @@ pub fn unique_ids(history: &History) -> WorkloadReport {
 /// append), and be at least as long as any read that completed before it began.
 pub fn append_log(history: &History) -> WorkloadReport {
     let ops = pair(history);
-    let mut outcome_of: HashMap<String, Outcome> = HashMap::new();
-    for op in ops.iter().filter(|op| op.f() == "append") {
-        let entry = outcome_of
-            .entry(key_of(&op.invoke.value))
-            .or_insert(op.outcome);
-        if op.outcome == Outcome::Ok
-            || (op.outcome == Outcome::Indefinite && *entry == Outcome::Fail)
-        {
-            *entry = op.outcome;
-        }
-    }
+    let outcome_of = best_outcomes(&ops, "append");
     let mut problems = Problems::default();
     let mut reads: Vec<(&Op<'_>, Vec<String>)> = Vec::new();
     for read in ops

@@ -375,6 +375,20 @@ impl Client {
     ) -> Result<u64, RequestError> {
         zhub_protocol::request::check_service(service)
             .kind(RequestErrorKind::BadRequest, service)?;
+        // The broker answers a request over its max_message with 413, but cuts off a
+        // connection whose frame is far over it (ZeroMQ's own limit), and the request would
+        // then only time out: refuse it here, at once, with the same answer. (Unknown, 0,
+        // only for the `zhub.info` request that learns it.)
+        let size: usize = body.iter().map(Vec::len).sum();
+        let max = usize::try_from(self.info.max_message).unwrap_or(usize::MAX);
+        if max > 0 && size > max {
+            return Err(RequestError::new(
+                RequestErrorKind::TooLarge,
+                format!(
+                    "{service}: a request of {size} bytes is over the broker's max_message of {max} bytes"
+                ),
+            ));
+        }
         let id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1);
         let request = Request {

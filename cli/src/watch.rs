@@ -11,25 +11,33 @@ use std::time::Duration;
 
 use zhub_client::ClientOptions;
 
-/// How often the broker is asked, and how long an answer may take before it counts as lost.
+/// How often the broker is asked.
 const CHECK: Duration = Duration::from_secs(1);
 
-/// Starts the watch on a thread of its own, for the rest of the process. Quietly does nothing
-/// when the first connection cannot be made (the command itself reports that).
+/// Starts the watch on a thread of its own, for the rest of the process. `timeout` bounds the
+/// watch's own connection to the broker; each check waits at most [`CHECK`] for its answer.
 pub(crate) fn spawn(url: &str, timeout: Duration) {
     let url = url.to_owned();
-    let wait = timeout.min(CHECK);
-    let Ok(mut client) = ClientOptions::new().timeout(wait).connect(&url) else {
-        return;
-    };
     let spawned = std::thread::Builder::new()
         .name("zhub-watch".into())
         .spawn(move || {
+            // Connected here rather than before the thread starts, and again until it works:
+            // a slow first answer must not leave the command without its watch.
+            let mut client = None;
             let mut up = true;
             loop {
-                std::thread::sleep(CHECK);
-                match client.stats() {
-                    Ok(_) if !up => {
+                let answer = match client.as_mut() {
+                    None => match ClientOptions::new().timeout(timeout).connect(&url) {
+                        Ok(connected) => {
+                            client = Some(connected);
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Some(c) => c.stats().map(drop).map_err(|e| e.to_string()),
+                };
+                match answer {
+                    Ok(()) if !up => {
                         eprintln!("zhub: the broker at {url} is back");
                         up = true;
                     }
@@ -41,6 +49,7 @@ pub(crate) fn spawn(url: &str, timeout: Duration) {
                     }
                     _ => {}
                 }
+                std::thread::sleep(CHECK);
             }
         });
     // Without the watch the command still works; say nothing.

@@ -3,18 +3,19 @@
 
 mod common;
 
-use common::{deadline, ZHUB};
+use common::{deadline, Reaped, ZHUB};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use zhub_broker::{Broker, Config};
 use zhub_client::{Client, RequestOptions};
 
-/// Starts `zhub ARGS` with its stdout and stderr lines sent to the two receivers.
-fn start(url: &str, args: &[&str]) -> (Child, Receiver<String>, Receiver<String>) {
+/// Starts `zhub ARGS` with its stdout and stderr lines sent to the two receivers; the child
+/// is killed when the first is dropped, a failing test's too.
+fn start(url: &str, args: &[&str]) -> (Reaped, Receiver<String>, Receiver<String>) {
     let mut child = Command::new(ZHUB)
         .args(args)
         .env("ZHUB_URL", url)
@@ -36,7 +37,7 @@ fn start(url: &str, args: &[&str]) -> (Child, Receiver<String>, Receiver<String>
     };
     let out = lines(Box::new(child.stdout.take().unwrap()));
     let err = lines(Box::new(child.stderr.take().unwrap()));
-    (child, out, err)
+    (Reaped(child), out, err)
 }
 
 /// Waits for a line containing `text` (the test's deadline bounds the wait).
@@ -59,8 +60,8 @@ fn sub_and_serve_say_when_the_broker_goes_and_comes_back() {
         };
         let broker = Broker::start(&config).unwrap();
         let url = broker.info().main.clone();
-        let (mut sub, sub_out, sub_err) = start(&url, &["sub", "news."]);
-        let (mut serve, _, serve_err) =
+        let (sub, sub_out, sub_err) = start(&url, &["sub", "news."]);
+        let (serve, _, serve_err) =
             start(&url, &["serve", "echo", "--echo", "--heartbeat", "200ms"]);
         let mut client = Client::connect(&url).unwrap();
         // Live once a message published now is printed.
@@ -92,10 +93,7 @@ fn sub_and_serve_say_when_the_broker_goes_and_comes_back() {
             .unwrap();
         assert_eq!(reply, b"still here");
 
-        for child in [&mut sub, &mut serve] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        drop((sub, serve));
         broker.shutdown();
     });
 }

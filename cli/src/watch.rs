@@ -15,7 +15,7 @@ use zhub_client::ClientOptions;
 const CHECK: Duration = Duration::from_secs(1);
 
 /// Starts the watch on a thread of its own, for the rest of the process. `timeout` bounds the
-/// watch's own connection to the broker; each check waits at most [`CHECK`] for its answer.
+/// watch's connection to the broker and each check's answer; a check comes every [`CHECK`].
 pub(crate) fn spawn(url: &str, timeout: Duration) {
     let url = url.to_owned();
     let spawned = std::thread::Builder::new()

@@ -9,11 +9,12 @@
 //! its silence limit wakes nobody. Any request from a member counts as a heartbeat. A member silent for longer than its limit is removed, and so is one that
 //! leaves; every removal or arrival bumps the view's version.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use tracing::info;
-use zhub_protocol::group::{GroupReply, GroupRequest, View};
+use zhub_protocol::group::{GroupReply, GroupRequest, GroupSummary, View, MAX_LIST_GROUPS};
 use zhub_protocol::Status;
 
 /// Bounds on a member's silence limit.
@@ -134,7 +135,8 @@ pub(crate) type Answer<T> = (T, Result<GroupReply, (Status, String)>);
 /// Every group of the broker. `T` identifies a request to answer later (the router's client
 /// identity and request id).
 pub(crate) struct Groups<T> {
-    groups: HashMap<String, Group<T>>,
+    /// By name, so that listing pages through them in order.
+    groups: BTreeMap<String, Group<T>>,
     /// Answers owed to other members after an unlock.
     passed: Vec<Answer<T>>,
 }
@@ -142,7 +144,7 @@ pub(crate) struct Groups<T> {
 impl<T> Default for Groups<T> {
     fn default() -> Self {
         Groups {
-            groups: HashMap::new(),
+            groups: BTreeMap::new(),
             passed: Vec::new(),
         }
     }
@@ -267,6 +269,11 @@ impl<T> Groups<T> {
                 self.passed.extend(g.pass_token());
                 GroupReply::Unlocked
             }
+            GroupRequest::List {
+                prefix,
+                after,
+                limit,
+            } => self.list(&prefix, after.as_deref(), limit),
             GroupRequest::View { group } => GroupReply::View {
                 view: self
                     .groups
@@ -279,6 +286,34 @@ impl<T> Groups<T> {
             },
         };
         Some((token, Ok(reply)))
+    }
+
+    /// Groups named `prefix...`, after `after`, at most `limit` (capped).
+    fn list(&self, prefix: &str, after: Option<&str>, limit: u32) -> GroupReply {
+        let limit = limit.clamp(1, MAX_LIST_GROUPS) as usize;
+        let start = match after {
+            Some(name) if name >= prefix => Bound::Excluded(name),
+            _ => Bound::Included(prefix),
+        };
+        let mut matching = self
+            .groups
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix));
+        let groups = matching
+            .by_ref()
+            .take(limit)
+            .map(|(name, g)| GroupSummary {
+                view: g.view(name),
+                token_holder: g.ring.holder,
+                token_generation: g.ring.generation,
+                waiting_locks: u32::try_from(g.locks.len()).unwrap_or(u32::MAX),
+                waiting_joins: u32::try_from(g.waiting.len()).unwrap_or(u32::MAX),
+            })
+            .collect();
+        GroupReply::Groups {
+            groups,
+            more: matching.next().is_some(),
+        }
     }
 
     /// Removes silent members, answers joins whose group filled, answers "timed out" to joins
@@ -419,6 +454,68 @@ mod tests {
         // Joining again is a heartbeat, not a new arrival.
         let again = view_of(g.handle(t0, 4, minute, join(10, Some(3))));
         assert_eq!(again, third);
+    }
+
+    fn listed(
+        g: &mut Groups<u32>,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> (Vec<GroupSummary>, bool) {
+        let request = GroupRequest::List {
+            prefix: prefix.into(),
+            after: after.map(Into::into),
+            limit,
+        };
+        match g.handle(Instant::now(), 0, Duration::from_secs(1), request) {
+            Some((_, Ok(GroupReply::Groups { groups, more }))) => (groups, more),
+            other => panic!("{:?}", other.map(|a| a.1)),
+        }
+    }
+
+    #[test]
+    fn groups_are_listed_by_prefix_in_pages_with_their_token_holder() {
+        let mut g: Groups<u32> = Groups::default();
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        for (group, member) in [("b.one", 5), ("a.two", 3), ("a.one", 1), ("a.one", 2)] {
+            let request = GroupRequest::Join {
+                group: group.into(),
+                member,
+                expected: None,
+                dead_after_ms: 2000,
+            };
+            view_of(g.handle(t0, 0, minute, request));
+        }
+        let lock = GroupRequest::Lock {
+            group: "a.one".into(),
+            member: 1,
+        };
+        assert!(matches!(
+            g.handle(t0, 0, minute, lock),
+            Some((_, Ok(GroupReply::Locked { .. })))
+        ));
+
+        let (page, more) = listed(&mut g, "a.", None, 1);
+        assert!(more);
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].view.group, "a.one");
+        assert_eq!(page[0].view.members, vec![1, 2]);
+        assert_eq!(page[0].view.version, 2);
+        assert_eq!(page[0].token_holder, Some(1));
+        let (page, more) = listed(&mut g, "a.", Some("a.one"), 1);
+        assert!(!more);
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].view.group, "a.two");
+        assert_eq!(page[0].token_holder, None);
+
+        let (all, more) = listed(&mut g, "", None, 100);
+        assert!(!more);
+        let names: Vec<&str> = all.iter().map(|s| s.view.group.as_str()).collect();
+        assert_eq!(names, ["a.one", "a.two", "b.one"]);
+        // A limit of 0 still lists one; a cursor before the prefix starts at the prefix.
+        assert_eq!(listed(&mut g, "b", Some("a.zzz"), 0).0.len(), 1);
+        assert!(listed(&mut g, "c", None, 10).0.is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 use zhub_eventlog::Fsync;
 use zhub_kvstore::{Change, ChangeKind, Entry, KvConfig, KvError, KvStore};
+use zhub_protocol::builtin::LatencyHistogram;
 use zhub_protocol::bus::{self, BusHeader, Encoding};
 use zhub_protocol::kv::{self, KvChange, KvEntry, KvReply, KvRequest, WATCH_PREFIX};
 use zhub_protocol::{body, Status};
@@ -59,6 +60,8 @@ pub(crate) struct KvService {
     acks: Vec<Ack>,
     /// Changes appended since the last commit, published once durable.
     unsynced: Vec<Change>,
+    /// How long the store's syncs took.
+    pub(crate) syncs: LatencyHistogram,
     /// Change frames waiting for room in the bus's queue.
     outbox: VecDeque<Vec<u8>>,
     waiting: Vec<WaitingChanges>,
@@ -125,6 +128,7 @@ impl KvService {
             publisher: zhub_protocol::ids::random_u64(),
             acks: Vec::new(),
             unsynced: Vec::new(),
+            syncs: LatencyHistogram::default(),
             outbox: VecDeque::new(),
             waiting: Vec::new(),
         })
@@ -310,7 +314,8 @@ impl KvService {
         // Synced under `always`; otherwise at least in the file, so that only a crash of the
         // machine, never of the broker, can lose an acknowledged write.
         let synced = if self.store.needs_sync() {
-            self.store.sync()
+            let store = &mut self.store;
+            self.syncs.time(|| store.sync())
         } else {
             self.store.flush()
         };
@@ -380,7 +385,8 @@ impl KvService {
             Err(e) => error!(error = %e, "key expiry failed"),
         }
         if self.store.sync_due(now) {
-            if let Err(e) = self.store.sync() {
+            let store = &mut self.store;
+            if let Err(e) = self.syncs.time(|| store.sync()) {
                 error!(error = %e, "key-value interval sync failed");
             }
         }

@@ -6,8 +6,9 @@
 //! | router -> storage | client identity, request id (u64 BE), service (1 byte), body |
 //! | storage -> router | client identity, request id (u64 BE), status (u16 BE), body  |
 //!
-//! The service byte is [`StorageService::Log`] or [`StorageService::Kv`]; a reply's body is
-//! the MessagePack reply on `200 OK` and the reason, as UTF-8, on any other status.
+//! The service byte is [`StorageService::Log`], [`StorageService::Kv`] or
+//! [`StorageService::Stats`]; a reply's body is the MessagePack reply on `200 OK` and the
+//! reason, as UTF-8, on any other status.
 //!
 //! The link is bounded ([`crate::config::Config::storage_queue`] requests each way, set on
 //! both sockets): the router sends without blocking, and a request that finds the link full
@@ -39,6 +40,8 @@ pub(crate) enum StorageService {
     Log = 1,
     /// `zhub.kv`.
     Kv = 2,
+    /// `zhub.storage`: the thread's counters.
+    Stats = 3,
 }
 
 impl StorageService {
@@ -47,6 +50,7 @@ impl StorageService {
         match service {
             zhub_protocol::log::LOG_SERVICE => Some(StorageService::Log),
             zhub_protocol::kv::KV_SERVICE => Some(StorageService::Kv),
+            zhub_protocol::builtin::STORAGE_SERVICE => Some(StorageService::Stats),
             _ => None,
         }
     }
@@ -96,6 +100,7 @@ impl StorageRequest {
         let service = match service.as_slice() {
             [1] => StorageService::Log,
             [2] => StorageService::Kv,
+            [3] => StorageService::Stats,
             _ => return None,
         };
         Some(StorageRequest {
@@ -279,6 +284,10 @@ mod tests {
         assert!(StorageReply::decode(vec![vec![1], vec![0; 8], vec![0, 1], vec![]]).is_none());
         assert_eq!(StorageService::named("zhub.kv"), Some(StorageService::Kv));
         assert_eq!(StorageService::named("zhub.log"), Some(StorageService::Log));
+        assert_eq!(
+            StorageService::named("zhub.storage"),
+            Some(StorageService::Stats)
+        );
         assert_eq!(StorageService::named("echo"), None);
     }
 }

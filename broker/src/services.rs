@@ -22,7 +22,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
-use zhub_protocol::builtin::{RequestStats, ServiceInfo};
+use zhub_protocol::builtin::{LatencyHistogram, RequestStats, ServiceInfo};
 use zhub_protocol::ids::hex;
 use zhub_protocol::mdp::{ClientMessage, WorkerCommand};
 use zhub_protocol::{Reply, Status};
@@ -90,6 +90,8 @@ struct Pending {
     body: Vec<Vec<u8>>,
     /// Bytes of `body`, counted in its service's `held_bytes` until the request is answered.
     size: usize,
+    /// When the broker took it: its latency runs from here to its worker's reply.
+    received: Instant,
     deadline: Instant,
     attempts: u32,
     /// True while the request waits in its service's queue.
@@ -114,6 +116,8 @@ struct Service {
     /// Requests held by this service's workers.
     in_flight: usize,
     served: u64,
+    /// Time from arrival to the worker's reply, of the replies counted in `served`.
+    latency: LatencyHistogram,
 }
 
 #[derive(Debug)]
@@ -220,6 +224,7 @@ impl Services {
                 service: service.to_owned(),
                 body,
                 size,
+                received: now,
                 deadline,
                 attempts: 0,
                 queued: true,
@@ -410,6 +415,8 @@ impl Services {
             (Some(pending), Answer::Reply(body)) => {
                 if let Some(svc) = self.services.get_mut(&service) {
                     svc.served += 1;
+                    svc.latency
+                        .observe(now.saturating_duration_since(pending.received));
                 }
                 let frames = match pending.origin {
                     Origin::Native(id) => Reply::ok(id, body).encode(),
@@ -621,6 +628,7 @@ impl Services {
                 queued: s.live as u64,
                 in_flight: s.in_flight as u64,
                 served: s.served,
+                latency: s.latency.clone(),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

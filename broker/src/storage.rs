@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 use zhub_eventlog::{EventLog, EventLogError, Fsync, Record, StreamConfig};
+use zhub_protocol::builtin::StorageStats;
 use zhub_protocol::bus;
+use zhub_protocol::kv::KvRequest;
 use zhub_protocol::log::{
     FsyncPolicy, JournalRoute, LogReply, LogRequest, ReadFrom, StoredRecord, StreamSettings,
     StreamSummary,
@@ -93,6 +95,8 @@ pub(crate) struct Storage {
     /// Faults of the storage thread's inputs, logged sparsely.
     faults: Sparse,
     next_retention: Instant,
+    /// What `zhub.storage` tells (the key-value syncs are the store's own).
+    stats: StorageStats,
 }
 
 /// A failure answered to the client: its status and reason.
@@ -195,6 +199,7 @@ impl Storage {
             touched: BTreeSet::new(),
             faults: Sparse::default(),
             next_retention: Instant::now() + RETENTION_EVERY,
+            stats: StorageStats::default(),
         })
     }
 
@@ -293,12 +298,26 @@ impl Storage {
             peer_fault!(self.faults, "malformed message from the router ignored");
             return Ok(());
         };
-        if service == StorageService::Kv {
-            return self.handle_kv(&ticket, &request);
+        match service {
+            StorageService::Kv => return self.handle_kv(&ticket, &request),
+            StorageService::Stats => {
+                let stats = StorageStats {
+                    kv_syncs: self.parts.kv.syncs.clone(),
+                    ..self.stats.clone()
+                };
+                return self.reply(&ticket, Ok(stats));
+            }
+            StorageService::Log => {}
         }
         let Some(request) = self.decode::<LogRequest>(&ticket, &request)? else {
+            self.stats.log_refused += 1;
             return Ok(());
         };
+        *self
+            .stats
+            .log_ops
+            .entry(request.op().to_owned())
+            .or_default() += 1;
         let result = match request {
             LogRequest::Create { stream, settings } => self
                 .check_room(&stream)
@@ -310,6 +329,7 @@ impl Storage {
                 .map(|_| LogReply::Created),
             LogRequest::Append { stream, records } => match self.append(&stream, &records) {
                 Ok(first_offset) => {
+                    self.stats.log_records_appended += records.len() as u64;
                     // Acknowledged after this turn's commit.
                     self.acks.push(Ack {
                         ticket,
@@ -425,6 +445,9 @@ impl Storage {
                 max_records,
             } => self.republish(&stream, from, max_records),
         };
+        if result.is_err() {
+            self.stats.log_refused += 1;
+        }
         self.reply(&ticket, result)
     }
 
@@ -446,11 +469,22 @@ impl Storage {
     }
 
     fn handle_kv(&mut self, ticket: &Ticket, request: &[u8]) -> Result<(), zmq::Error> {
-        let Some(request) = self.decode(ticket, request)? else {
+        let Some(request) = self.decode::<KvRequest>(ticket, request)? else {
+            self.stats.kv_refused += 1;
             return Ok(());
         };
+        *self
+            .stats
+            .kv_ops
+            .entry(request.op().to_owned())
+            .or_default() += 1;
         match self.parts.kv.handle(ticket, request) {
-            Handled::Reply(result) => self.reply(ticket, result),
+            Handled::Reply(result) => {
+                if result.is_err() {
+                    self.stats.kv_refused += 1;
+                }
+                self.reply(ticket, result)
+            }
             Handled::Later => Ok(()),
         }
     }
@@ -547,8 +581,9 @@ impl Storage {
             };
             // Touched either way: the commit's flush or sync also reports (and so clears) a
             // failure, after which appends are taken again.
-            if let Err(e) = target.append(timestamp, Some(topic), &frame) {
-                error!(stream = ?name, error = %e, "journal append failed");
+            match target.append(timestamp, Some(topic), &frame) {
+                Ok(_) => self.stats.journal_records += 1,
+                Err(e) => error!(stream = ?name, error = %e, "journal append failed"),
             }
             self.touched.insert(name.into_owned());
         }
@@ -655,7 +690,7 @@ impl Storage {
                 continue;
             };
             if stream.needs_sync() {
-                match stream.sync() {
+                match self.stats.log_syncs.time(|| stream.sync()) {
                     Ok(()) => {
                         synced.insert(name);
                     }
@@ -745,7 +780,7 @@ impl Storage {
         self.parts.kv.housekeeping(now);
         for stream in self.log.streams_mut() {
             if stream.sync_due(now) {
-                if let Err(e) = stream.sync() {
+                if let Err(e) = self.stats.log_syncs.time(|| stream.sync()) {
                     error!(stream = stream.name(), error = %e, "interval sync failed");
                 }
             }

@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::{deadline, start_with, Transport};
-use zhub_client::Client;
+use zhub_client::{Client, Group};
 use zhub_worker::Worker;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -110,9 +110,16 @@ fn the_dashboard_shows_a_service_and_its_counter_rising() {
         for _ in 0..2 {
             client.request_bytes("orders.price", b"7").unwrap();
         }
+        let _a = Group::join_open(&client, "dice").unwrap();
+        let _b = Group::join_open(&client, "dice").unwrap();
 
         let marker = "data-service=\"orders.price\"";
         let first = dump_dom(&page, 3000);
+        assert_eq!(
+            attribute(&first, "data-group=\"dice\"", "data-members"),
+            Some(2),
+            "the group is not shown:\n{first}"
+        );
         assert!(first.contains(marker), "the service is not shown:\n{first}");
         assert!(attribute(&first, "<body", "data-updates").unwrap_or(0) >= 1);
         let served = attribute(&first, marker, "data-served").unwrap();
@@ -176,6 +183,13 @@ fn a_screenshot_of_a_busy_dashboard() {
                 .put_bytes(&format!("session/{i}"), &[7; 300], None)
                 .unwrap();
         }
+        let mut members = Vec::new();
+        for (group, size) in [("workers.pool", 4), ("ring", 3), ("replicas", 2)] {
+            for _ in 0..size {
+                members.push(Group::join_open(&client, group).unwrap());
+            }
+        }
+        let _token = members[4].lock(Duration::from_secs(5)).unwrap();
         let running = Arc::new(AtomicBool::new(true));
         let traffic = {
             let running = Arc::clone(&running);
@@ -203,7 +217,7 @@ fn a_screenshot_of_a_busy_dashboard() {
             &page,
             &[
                 &format!("--screenshot={}", file.display()),
-                "--window-size=1366,768",
+                "--window-size=1366,1000",
                 "--virtual-time-budget=8000",
             ],
         );

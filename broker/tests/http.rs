@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{deadline, start_with, TestBroker, Transport};
 use zhub_broker::{Broker, Config};
-use zhub_client::Client;
+use zhub_client::{Client, Group};
 use zhub_worker::Worker;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -121,6 +121,9 @@ fn metrics_parse_and_move_with_traffic() {
             assert_eq!(client.request_bytes("echo", b"hi").unwrap(), b"hi");
         }
         client.log().append_bytes("audit", None, b"one").unwrap();
+        client.kv().put_bytes("k", b"v", None).unwrap();
+        client.kv().put_bytes("k", b"w", None).unwrap();
+        assert_eq!(client.kv().get_bytes("k").unwrap().unwrap(), b"w");
 
         // A publisher's first messages are lost until the broker's subscription reaches it
         // (ZeroMQ's slow joiner): publish until the bus counts one.
@@ -136,17 +139,39 @@ fn metrics_parse_and_move_with_traffic() {
                 "the publish never counted"
             );
         };
+        // A labelled series appears at its first increment: absent before counts as 0.
         let grew = |series: &str, by: f64| {
-            let (b, a) = (sample(&before, series), sample(&after, series));
+            let b = before
+                .iter()
+                .find(|(s, _)| s == series)
+                .map_or(0.0, |(_, v)| *v);
+            let a = sample(&after, series);
             assert!(a >= b + by, "{series}: {b} -> {a}, expected +{by}");
         };
         grew("zhub_bus_messages_in_total", 1.0);
         grew("zhub_requests_received_total", 3.0);
         grew("zhub_service_served_total{service=\"echo\"}", 3.0);
+        grew(
+            "zhub_service_request_duration_seconds_count{service=\"echo\"}",
+            3.0,
+        );
+        grew(
+            "zhub_service_request_duration_seconds_bucket{service=\"echo\",le=\"+Inf\"}",
+            3.0,
+        );
         assert_eq!(
             sample(&after, "zhub_service_workers{service=\"echo\"}"),
             1.0
         );
+        // Under the default `always`, every commit that wrote synced once.
+        grew("zhub_log_requests_total{op=\"append\"}", 1.0);
+        grew("zhub_log_records_appended_total", 1.0);
+        grew("zhub_log_sync_duration_seconds_count", 1.0);
+        grew("zhub_kv_requests_total{op=\"put\"}", 2.0);
+        grew("zhub_kv_requests_total{op=\"get\"}", 1.0);
+        grew("zhub_kv_sync_duration_seconds_count", 2.0);
+        grew("zhub_kv_sync_duration_seconds_bucket{le=\"+Inf\"}", 2.0);
+        assert_eq!(sample(&after, "zhub_kv_refused_total"), 0.0);
         assert_eq!(sample(&after, "zhub_stream_records{stream=\"audit\"}"), 1.0);
         assert_eq!(
             sample(&after, "zhub_stream_next_offset{stream=\"audit\"}"),
@@ -187,6 +212,9 @@ fn json_endpoints_answer_and_kv_pages() {
         assert!(services.as_array().unwrap().is_empty());
         let streams: serde_json::Value = serde_json::from_str(&get(&http, "/api/streams")).unwrap();
         assert!(streams.is_array());
+        let storage: serde_json::Value = serde_json::from_str(&get(&http, "/api/storage")).unwrap();
+        assert_eq!(storage["kv_ops"]["put"], 6, "{storage}");
+        assert!(storage["kv_syncs"]["counts"].is_array(), "{storage}");
 
         let page: serde_json::Value =
             serde_json::from_str(&get(&http, "/api/kv?prefix=cfg.&limit=2")).unwrap();
@@ -214,6 +242,61 @@ fn json_endpoints_answer_and_kv_pages() {
 }
 
 #[test]
+fn groups_are_listed_with_ranks_version_and_token_holder() {
+    deadline(LIMIT, || {
+        let (broker, http) = broker_with_http();
+        let client = Client::connect(&broker.url).unwrap();
+        let mut first = Group::join_open(&client, "team.a").unwrap();
+        let second = Group::join_open(&client, "team.a").unwrap();
+        let _other = Group::join_open(&client, "team.b").unwrap();
+        let _lone = Group::join_open(&client, "solo").unwrap();
+        let (first_id, second_id) = (first.member_id(), second.member_id());
+        let _token = first.lock(Duration::from_secs(5)).unwrap();
+
+        let page: serde_json::Value =
+            serde_json::from_str(&get(&http, "/api/groups?prefix=team.&limit=1")).unwrap();
+        let groups = page["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 1, "{page}");
+        let a = &groups[0];
+        assert_eq!(a["group"], "team.a");
+        let hex = |id: u64| serde_json::Value::String(format!("{id:016x}"));
+        assert_eq!(
+            a["members"],
+            serde_json::Value::Array(vec![hex(first_id), hex(second_id)])
+        );
+        assert_eq!(a["version"], 2);
+        assert_eq!(a["token_holder"], hex(first_id));
+        assert_eq!(page["next"], "team.a");
+
+        let page: serde_json::Value =
+            serde_json::from_str(&get(&http, "/api/groups?prefix=team.&after=team.a")).unwrap();
+        let names: Vec<&str> = page["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["group"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["team.b"]);
+        assert!(page["groups"][0]["token_holder"].is_null());
+        assert!(page["next"].is_null());
+        let all: serde_json::Value = serde_json::from_str(&get(&http, "/api/groups")).unwrap();
+        assert_eq!(all["groups"].as_array().unwrap().len(), 3, "{all}");
+
+        let metrics = parse_metrics(&get(&http, "/metrics"));
+        assert_eq!(sample(&metrics, "zhub_groups"), 3.0);
+        assert_eq!(sample(&metrics, "zhub_groups_truncated"), 0.0);
+        assert_eq!(
+            sample(&metrics, "zhub_group_members{group=\"team.a\"}"),
+            2.0
+        );
+        assert_eq!(
+            sample(&metrics, "zhub_group_view_version{group=\"team.a\"}"),
+            2.0
+        );
+    });
+}
+
+#[test]
 fn bad_paths_parameters_and_methods_are_refused() {
     deadline(LIMIT, || {
         let (_broker, http) = broker_with_http();
@@ -225,6 +308,8 @@ fn bad_paths_parameters_and_methods_are_refused() {
             ("GET", "/api/kv?limit=ten", 400),
             ("GET", "/api/kv?colour=red", 400),
             ("GET", "/api/kv?prefix=%zz", 400),
+            ("GET", "/api/groups?limit=0", 400),
+            ("GET", "/api/groups?member=1", 400),
             ("POST", "/metrics", 405),
             ("DELETE", "/api/kv", 405),
         ] {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
 use tracing::debug;
-use zhub_protocol::builtin::{BrokerInfo, Stats, INFO_SERVICE, STATS_SERVICE};
+use zhub_protocol::builtin::{
+    BrokerInfo, Stats, StorageStats, INFO_SERVICE, STATS_SERVICE, STORAGE_SERVICE,
+};
 use zhub_protocol::bus::{Encoding, PROBE_PREFIX};
 use zhub_protocol::delivery;
 use zhub_protocol::ids::random_u64;
@@ -201,6 +203,15 @@ impl Client {
     /// As for [`Client::request`].
     pub fn stats(&mut self) -> Result<Stats, RequestError> {
         self.request(STATS_SERVICE, &())
+    }
+
+    /// What the broker's storage thread has done: key-value and event log requests by
+    /// operation, and how long its syncs took.
+    ///
+    /// # Errors
+    /// As for [`Client::request`].
+    pub fn storage_stats(&mut self) -> Result<StorageStats, RequestError> {
+        self.request(STORAGE_SERVICE, &())
     }
 
     /// The event log through this client's broker.

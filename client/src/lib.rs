@@ -83,7 +83,7 @@ pub use error::{
     PublishErrorKind, RecvError, RecvErrorKind, RequestError, RequestErrorKind, SubscribeError,
     SubscribeErrorKind,
 };
-pub use group::{Group, GroupMessage, GroupOptions, LaunchEnv, LockGuard, View};
+pub use group::{Group, GroupMessage, GroupOptions, GroupPage, LaunchEnv, LockGuard, View};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, NewRecord, ReadFrom, StoredRecord,
@@ -91,5 +91,6 @@ pub use log::{
 };
 pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};
-pub use zhub_protocol::builtin::{BrokerInfo, Stats};
+pub use zhub_protocol::builtin::{BrokerInfo, Stats, StorageStats};
+pub use zhub_protocol::group::GroupSummary;
 pub use zhub_protocol::{BusHeader, Encoding, ProtocolError};

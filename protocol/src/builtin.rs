@@ -13,6 +13,8 @@ pub const INFO_SERVICE: &str = "zhub.info";
 pub const STATS_SERVICE: &str = "zhub.stats";
 /// `zhub.services`: the services, their workers and queues ([`ServiceInfo`] list).
 pub const SERVICES_SERVICE: &str = "zhub.services";
+/// The storage statistics service's name: its reply is a [`StorageStats`].
+pub const STORAGE_SERVICE: &str = "zhub.storage";
 /// Prefix of the broker's own services; workers cannot register names under it.
 pub const BUILTIN_PREFIX: &str = "zhub.";
 
@@ -144,4 +146,134 @@ pub struct ServiceInfo {
     pub in_flight: u64,
     /// Replies delivered since the broker started.
     pub served: u64,
+    /// How long those replies took, from the request's arrival at the broker to its
+    /// worker's reply.
+    pub latency: LatencyHistogram,
+}
+
+/// What the storage thread has done since the broker started: the `zhub.storage` built-in
+/// service's reply (its request body is empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageStats {
+    /// Key-value requests by `op` (get, put, cas, ...), refused ones included.
+    pub kv_ops: std::collections::BTreeMap<String, u64>,
+    /// Key-value requests refused: malformed, bad names, failed writes.
+    pub kv_refused: u64,
+    /// How long the key-value store's syncs took (one per commit that wrote).
+    pub kv_syncs: LatencyHistogram,
+    /// Event log requests by `op` (append, read, commit, ...), refused ones included.
+    pub log_ops: std::collections::BTreeMap<String, u64>,
+    /// Event log requests refused: malformed, bad names, unknown streams, failed writes.
+    pub log_refused: u64,
+    /// Records appended by clients.
+    pub log_records_appended: u64,
+    /// Records appended from journaled bus messages.
+    pub journal_records: u64,
+    /// How long the event log's syncs took, one per stream synced (group commit: many
+    /// appends share one).
+    pub log_syncs: LatencyHistogram,
+}
+
+/// Upper bounds, in microseconds, of the buckets of a [`LatencyHistogram`]; one more bucket
+/// holds everything slower.
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Durations counted in fixed buckets ([`LATENCY_BOUNDS_US`]), as Prometheus histograms are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative): `counts[i]` took at most
+    /// `LATENCY_BOUNDS_US[i]` and more than the bound before; the last, more than every
+    /// bound. Empty before the first observation.
+    pub counts: Vec<u64>,
+    /// The sum of every observation, in microseconds.
+    pub sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// Counts one duration.
+    pub fn observe(&mut self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if self.counts.len() != LATENCY_BOUNDS_US.len() + 1 {
+            self.counts = vec![0; LATENCY_BOUNDS_US.len() + 1];
+        }
+        let bucket = LATENCY_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.counts[bucket] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Runs `f` and counts how long it took.
+    pub fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        self.observe(start.elapsed());
+        out
+    }
+
+    /// Observations in all.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Observations of at most each bound, in bound order, then the total: what Prometheus
+    /// writes as `_bucket{le=...}`. Empty buckets before the first observation.
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut total = 0;
+        (0..=LATENCY_BOUNDS_US.len())
+            .map(|i| {
+                total += self.counts.get(i).copied().unwrap_or(0);
+                total
+            })
+            .collect()
+    }
+
+    /// The duration below which `q` (0 to 1) of the observations fall, as the upper bound of
+    /// the bucket that holds it; `None` with no observations or when it lies in the last,
+    /// unbounded bucket.
+    pub fn quantile_bound_us(&self, q: f64) -> Option<u64> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
+        let bucket = self.cumulative().iter().position(|&c| c >= rank)?;
+        LATENCY_BOUNDS_US.get(bucket).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latencies_fall_in_the_bucket_of_the_first_bound_not_below_them() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!(h.count(), 0);
+        assert_eq!(h.quantile_bound_us(0.5), None);
+        for us in [50, 100, 101, 900, 20_000_000] {
+            h.observe(Duration::from_micros(us));
+        }
+        assert_eq!(h.count(), 5);
+        assert_eq!(h.counts[0], 2, "50 and 100 are at most 100");
+        assert_eq!(h.counts[1], 1, "101");
+        assert_eq!(h.counts[3], 1, "900 is at most 1000");
+        assert_eq!(
+            h.counts[LATENCY_BOUNDS_US.len()],
+            1,
+            "20 s is past every bound"
+        );
+        assert_eq!(h.sum_us, 50 + 100 + 101 + 900 + 20_000_000);
+        let cumulative = h.cumulative();
+        assert_eq!(cumulative[0], 2);
+        assert_eq!(cumulative[3], 4);
+        assert_eq!(*cumulative.last().unwrap(), 5);
+        assert_eq!(h.quantile_bound_us(0.5), Some(250));
+        assert_eq!(h.quantile_bound_us(0.8), Some(1_000));
+        assert_eq!(h.quantile_bound_us(1.0), None);
+    }
 }

@@ -54,6 +54,20 @@ pub enum GroupRequest {
         /// The group.
         group: String,
     },
+    /// Every group whose name starts with `prefix`, in name order, from the first name after
+    /// `after` (for paging), at most `limit` of them (the broker caps it at
+    /// [`MAX_LIST_GROUPS`]).
+    List {
+        /// Names to list; empty for all.
+        #[serde(default)]
+        prefix: String,
+        /// Resume after this name (the last one of the previous page).
+        #[serde(default)]
+        after: Option<String>,
+        /// Most groups in the reply.
+        #[serde(default = "default_list_limit")]
+        limit: u32,
+    },
     /// Wait for the group's token (the critical section); the reply comes when this member
     /// holds it.
     Lock {
@@ -115,6 +129,39 @@ pub enum GroupReply {
     },
     /// The token went on.
     Unlocked,
+    /// The groups asked for with [`GroupRequest::List`].
+    Groups {
+        /// One summary per group, in name order.
+        groups: Vec<GroupSummary>,
+        /// Whether groups past the last one listed match too (ask again with `after`).
+        more: bool,
+    },
+}
+
+/// Most groups one [`GroupRequest::List`] reply holds.
+pub const MAX_LIST_GROUPS: u32 = 1000;
+
+fn default_list_limit() -> u32 {
+    100
+}
+
+/// A group as [`GroupRequest::List`] shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    /// The group's view: its name, version and members by rank.
+    pub view: View,
+    /// The member holding the token, if one does.
+    #[serde(default)]
+    pub token_holder: Option<u64>,
+    /// Tokens made anew after a holder died.
+    #[serde(default)]
+    pub token_generation: u64,
+    /// Members waiting for the token.
+    #[serde(default)]
+    pub waiting_locks: u32,
+    /// Joins waiting for the group to fill.
+    #[serde(default)]
+    pub waiting_joins: u32,
 }
 
 /// Prefix of every group's bus topics.
@@ -191,6 +238,12 @@ impl crate::names::Named for GroupRequest {
             | GroupRequest::View { group }
             | GroupRequest::Lock { group, .. }
             | GroupRequest::Unlock { group, .. } => crate::names::check_group(group),
+            GroupRequest::List { prefix, after, .. } => {
+                crate::names::check_group_prefix(prefix)?;
+                after
+                    .as_deref()
+                    .map_or(Ok(()), crate::names::check_group_prefix)
+            }
         }
     }
 }

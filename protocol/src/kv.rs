@@ -209,6 +209,23 @@ pub enum KvReply {
     },
 }
 
+impl KvRequest {
+    /// The request's `op`, as it travels.
+    pub fn op(&self) -> &'static str {
+        match self {
+            KvRequest::Get { .. } => "get",
+            KvRequest::Put { .. } => "put",
+            KvRequest::Delete { .. } => "delete",
+            KvRequest::Cas { .. } => "cas",
+            KvRequest::Incr { .. } => "incr",
+            KvRequest::List { .. } => "list",
+            KvRequest::History { .. } => "history",
+            KvRequest::Snapshot { .. } => "snapshot",
+            KvRequest::Changes { .. } => "changes",
+        }
+    }
+}
+
 impl crate::names::Named for KvRequest {
     fn check_names(&self) -> Result<(), crate::ProtocolError> {
         use crate::names::{check_key, check_key_prefix};
@@ -255,12 +272,21 @@ mod tests {
                 max: 100,
                 wait_ms: 0,
             },
+            KvRequest::Get { key: "a".into() },
+            KvRequest::Incr {
+                key: "n".into(),
+                delta: -1,
+            },
+            KvRequest::Snapshot { prefix: "".into() },
         ];
+        #[derive(serde::Deserialize)]
+        struct Tag {
+            op: String,
+        }
         for r in requests {
-            assert_eq!(
-                body::decode::<KvRequest>(&body::encode(&r).unwrap()).unwrap(),
-                r
-            );
+            let bytes = body::encode(&r).unwrap();
+            assert_eq!(body::decode::<Tag>(&bytes).unwrap().op, r.op());
+            assert_eq!(body::decode::<KvRequest>(&bytes).unwrap(), r);
         }
         let reply = KvReply::Mismatch { current: Some(3) };
         assert_eq!(

@@ -290,6 +290,25 @@ pub enum LogReply {
     },
 }
 
+impl LogRequest {
+    /// The request's `op`, as it travels.
+    pub fn op(&self) -> &'static str {
+        match self {
+            LogRequest::Create { .. } => "create",
+            LogRequest::Append { .. } => "append",
+            LogRequest::Read { .. } => "read",
+            LogRequest::Streams => "streams",
+            LogRequest::Delete { .. } => "delete",
+            LogRequest::Commit { .. } => "commit",
+            LogRequest::Position { .. } => "position",
+            LogRequest::Journal { .. } => "journal",
+            LogRequest::Unjournal { .. } => "unjournal",
+            LogRequest::Journals => "journals",
+            LogRequest::Republish { .. } => "republish",
+        }
+    }
+}
+
 impl crate::names::Named for LogRequest {
     fn check_names(&self) -> Result<(), crate::ProtocolError> {
         use crate::names::{check_consumer, check_prefix, check_stream};

@@ -214,6 +214,20 @@ pub fn check_group(name: &str) -> Result<(), ProtocolError> {
     free_text("group", name, 1, MAX_GROUP_LEN, "longer than 200 bytes")
 }
 
+/// Checks a group name prefix (list): as [`check_group`], but it may be empty.
+///
+/// # Errors
+/// [`ProtocolError::InvalidName`] naming the rule broken.
+pub fn check_group_prefix(prefix: &str) -> Result<(), ProtocolError> {
+    free_text(
+        "group prefix",
+        prefix,
+        0,
+        MAX_GROUP_LEN,
+        "longer than 200 bytes",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

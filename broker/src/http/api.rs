@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use zhub_protocol::builtin::{ServiceInfo, SERVICES_SERVICE};
+use zhub_protocol::group::MAX_LIST_GROUPS;
 
 use super::{unavailable, BrokerSource, Reply};
 
@@ -10,6 +11,8 @@ use super::{unavailable, BrokerSource, Reply};
 pub(crate) const KV_MAX_LIMIT: u64 = 1000;
 /// Keys in a `/api/kv` page when `limit` is not given.
 pub(crate) const KV_DEFAULT_LIMIT: u64 = 100;
+/// Groups in a `/api/groups` page when `limit` is not given.
+const GROUPS_DEFAULT_LIMIT: u64 = 100;
 /// Longest value text shown in a `/api/kv` page; longer values are cut (`value_bytes` tells
 /// their length), so that a page of large values stays small.
 const KV_VALUE_PREVIEW: usize = 256;
@@ -107,10 +110,28 @@ pub(crate) fn services(broker: &mut BrokerSource) -> Result<Reply, Reply> {
     Ok(to_json(&list_services(broker)?))
 }
 
+/// `/api/storage`.
+pub(crate) fn storage(broker: &mut BrokerSource) -> Result<Reply, Reply> {
+    Ok(to_json(
+        &broker.ask(|c| c.storage_stats()).map_err(unavailable)?,
+    ))
+}
+
 /// `/api/streams`.
 pub(crate) fn streams(broker: &mut BrokerSource) -> Result<Reply, Reply> {
     let streams = broker.ask(|c| c.log().streams()).map_err(unavailable)?;
     Ok(to_json(&streams))
+}
+
+/// The `limit` parameter: `default` when absent, else a number from 1 to `max`.
+fn limit(query: &Query, default: u64, max: u64) -> Result<u64, String> {
+    match query.get("limit") {
+        None => Ok(default),
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!("limit {text:?}: expected a number from 1 to {max}")),
+        },
+    }
 }
 
 /// One key of a `/api/kv` page.
@@ -139,17 +160,7 @@ pub(crate) fn kv(query: &Query, broker: &mut BrokerSource) -> Result<Reply, Repl
     query.only(&["prefix", "limit", "after"]).map_err(bad)?;
     let prefix = query.get("prefix").unwrap_or("").to_owned();
     let after = query.get("after").map(str::to_owned);
-    let limit = match query.get("limit") {
-        None => KV_DEFAULT_LIMIT,
-        Some(text) => match text.parse::<u64>() {
-            Ok(n) if (1..=KV_MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(bad(format!(
-                    "limit {text:?}: expected a number from 1 to {KV_MAX_LIMIT}"
-                )))
-            }
-        },
-    };
+    let limit = limit(query, KV_DEFAULT_LIMIT, KV_MAX_LIMIT).map_err(bad)?;
     let (entries, more) = broker
         .ask(|c| c.kv().list(&prefix, after.as_deref(), limit))
         .map_err(unavailable)?;
@@ -169,6 +180,65 @@ pub(crate) fn kv(query: &Query, broker: &mut BrokerSource) -> Result<Reply, Repl
         None
     };
     Ok(to_json(&KvPage { keys, next }))
+}
+
+/// One group of a `/api/groups` page. Member ids are 16 hex digits, as the broker logs them
+/// (a 64-bit number does not survive JavaScript's numbers).
+#[derive(Serialize)]
+struct GroupEntry {
+    group: String,
+    version: u64,
+    /// By rank.
+    members: Vec<String>,
+    token_holder: Option<String>,
+    token_generation: u64,
+    waiting_locks: u32,
+    waiting_joins: u32,
+}
+
+/// A `/api/groups` page: pass `next` as `after` for the next one.
+#[derive(Serialize)]
+struct GroupsPage {
+    groups: Vec<GroupEntry>,
+    /// The last group of this page when more follow, else `null`.
+    next: Option<String>,
+}
+
+fn member_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// `/api/groups?prefix=P&limit=N&after=G`.
+pub(crate) fn groups(query: &Query, broker: &mut BrokerSource) -> Result<Reply, Reply> {
+    let bad = |reason: String| Reply::error(400, &reason);
+    query.only(&["prefix", "limit", "after"]).map_err(bad)?;
+    let prefix = query.get("prefix").unwrap_or("").to_owned();
+    let after = query.get("after").map(str::to_owned);
+    let limit = limit(query, GROUPS_DEFAULT_LIMIT, u64::from(MAX_LIST_GROUPS)).map_err(bad)?;
+    // Within MAX_LIST_GROUPS, so it fits.
+    let limit = u32::try_from(limit).unwrap_or(MAX_LIST_GROUPS);
+    let page = broker
+        .ask(|c| c.groups(&prefix, after.as_deref(), limit))
+        .map_err(unavailable)?;
+    let groups: Vec<GroupEntry> = page
+        .groups
+        .into_iter()
+        .map(|g| GroupEntry {
+            members: g.view.members.iter().copied().map(member_hex).collect(),
+            group: g.view.group,
+            version: g.view.version,
+            token_holder: g.token_holder.map(member_hex),
+            token_generation: g.token_generation,
+            waiting_locks: g.waiting_locks,
+            waiting_joins: g.waiting_joins,
+        })
+        .collect();
+    let next = if page.more {
+        groups.last().map(|g| g.group.clone())
+    } else {
+        None
+    };
+    Ok(to_json(&GroupsPage { groups, next }))
 }
 
 /// The value as text, cut at a character boundary, if it is UTF-8.

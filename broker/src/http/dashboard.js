@@ -5,6 +5,9 @@
 const ROWS = 100;
 const HISTORY = 120; // seconds of rates kept for the charts
 const KV_EVERY = 5; // ticks between key-value listings (up to 1000 keys each)
+const GROUPS_EVERY = 2; // ticks between group listings (up to 100 groups each)
+// Upper bounds of the latency histogram's buckets, in microseconds (LATENCY_BOUNDS_US).
+const LATENCY_BOUNDS_US = [100, 250, 500, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7];
 
 const state = {
   prev: null, prevAt: 0, ticks: 0,
@@ -22,6 +25,27 @@ function bytes(n) {
   let i = 0;
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+// The bound of the bucket holding quantile q of a latency histogram, in microseconds; null
+// with no replies, Infinity past the last bound.
+function quantile(latency, q) {
+  const counts = (latency && latency.counts) || [];
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (!total) return null;
+  const rank = Math.max(1, Math.ceil(q * total));
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    seen += counts[i];
+    if (seen >= rank) return i < LATENCY_BOUNDS_US.length ? LATENCY_BOUNDS_US[i] : Infinity;
+  }
+  return Infinity;
+}
+function duration(us) {
+  if (us == null) return "–";
+  if (us === Infinity) return "> 10 s";
+  if (us < 1000) return us + " µs";
+  if (us < 1e6) return us / 1000 + " ms";
+  return us / 1e6 + " s";
 }
 async function get(path) {
   const r = await fetch(path, { cache: "no-store" });
@@ -85,7 +109,11 @@ function renderServices() {
   const { key, desc } = state.sort;
   let rows = state.services;
   if (filter) rows = rows.filter((s) => s.name.toLowerCase().includes(filter));
-  const value = (s) => (key === "rate" ? state.rates.get(s.name) || 0 : s[key]);
+  const value = (s) => {
+    if (key === "rate") return state.rates.get(s.name) || 0;
+    if (key === "p50" || key === "p99") return quantile(s.latency, key === "p50" ? 0.5 : 0.99) ?? -1;
+    return s[key];
+  };
   rows = rows.slice().sort((a, b) => {
     const va = value(a), vb = value(b);
     const c = typeof va === "string" ? va.localeCompare(vb) : va - vb;
@@ -101,12 +129,14 @@ function renderServices() {
       `<td class="num${s.queued ? " hot" : " zero"}">${num(s.queued)}</td>` +
       `<td class="num">${num(s.in_flight)}</td>` +
       `<td class="num">${num(s.served)}</td>` +
-      `<td class="num${r ? "" : " zero"}">${rate(r)}</td></tr>`;
+      `<td class="num${r ? "" : " zero"}">${rate(r)}</td>` +
+      `<td class="num">${duration(quantile(s.latency, 0.5))}</td>` +
+      `<td class="num">${duration(quantile(s.latency, 0.99))}</td></tr>`;
   });
   if (rows.length > shown.length) {
-    html.push(`<tr class="more"><td colspan="7">${num(rows.length - shown.length)} more: filter or sort to see them</td></tr>`);
+    html.push(`<tr class="more"><td colspan="9">${num(rows.length - shown.length)} more: filter or sort to see them</td></tr>`);
   }
-  if (!rows.length) html.push(`<tr class="more"><td colspan="7">${filter ? "no service matches" : "no services yet"}</td></tr>`);
+  if (!rows.length) html.push(`<tr class="more"><td colspan="9">${filter ? "no service matches" : "no services yet"}</td></tr>`);
   $("services").tBodies[0].innerHTML = html.join("");
   $("services-count").textContent = filter ? `${num(rows.length)} of ${num(state.services.length)}` : num(state.services.length);
   document.querySelectorAll("#services th").forEach((th) => th.classList.toggle("sorted", th.dataset.sort === key));
@@ -159,6 +189,19 @@ async function refreshKv() {
   $("kv-count").textContent = page.next ? "first 1,000 keys" : num(page.keys.length) + " keys";
 }
 
+// Members are shown by rank; the token holder by its rank, as the group's members see it.
+async function refreshGroups() {
+  const page = await get("/api/groups?limit=100");
+  $("groups").tBodies[0].innerHTML = page.groups.slice(0, 20).map((g) => {
+    const rank = g.token_holder == null ? -1 : g.members.indexOf(g.token_holder);
+    const token = rank < 0 ? `<span class="muted">free</span>` : `rank ${rank}`;
+    const waiting = g.waiting_locks ? ` <span class="muted small">+${g.waiting_locks} waiting</span>` : "";
+    return `<tr data-group="${esc(g.group)}" data-members="${g.members.length}"><td title="${esc(g.group)}: ${esc(g.members.join(" "))}">${esc(g.group)}</td>` +
+      `<td class="num">${g.members.length}</td><td class="num">v${g.version}</td><td>${token}${waiting}</td></tr>`;
+  }).join("") || `<tr class="more"><td colspan="4">no groups</td></tr>`;
+  $("groups-count").textContent = page.next ? "first 100" : num(page.groups.length);
+}
+
 async function tick() {
   try {
     const [stats, services, streams] = await Promise.all([get("/api/stats"), get("/api/services"), get("/api/streams")]);
@@ -189,6 +232,7 @@ async function tick() {
     drawChart($("chart-bus"), state.bus);
     drawChart($("chart-req"), state.req);
     if (state.ticks % KV_EVERY === 0) await refreshKv();
+    if (state.ticks % GROUPS_EVERY === 0) await refreshGroups();
     state.ticks++;
     document.body.dataset.updates = state.ticks;
     $("status").textContent = "● live";

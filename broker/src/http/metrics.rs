@@ -5,11 +5,21 @@
 //! `\n`). Names follow the `zhub_` prefix, except the process metrics, which use the names
 //! every Prometheus exporter shares (`process_resident_memory_bytes`, `process_open_fds`).
 //!
-//! The broker measures no request latencies, so there is no latency histogram here.
+//! Request latencies are one histogram per service, `zhub_service_request_duration_seconds`,
+//! in the buckets of [`LATENCY_BOUNDS_US`], from a request's arrival at the broker to its
+//! worker's reply (replies only: errors and timeouts are counted in
+//! `zhub_requests_failed_total`). The storage thread's syncs have the same buckets:
+//! `zhub_kv_sync_duration_seconds` and `zhub_log_sync_duration_seconds` (one observation per
+//! stream per commit, shared by every append of that commit). Groups are listed up to
+//! [`MAX_LIST_GROUPS`]; past that, `zhub_groups_truncated` is 1.
 
 use std::fmt::Write as _;
 
-use zhub_protocol::builtin::{ServiceInfo, Stats};
+use zhub_client::GroupPage;
+use zhub_protocol::builtin::{
+    LatencyHistogram, ServiceInfo, Stats, StorageStats, LATENCY_BOUNDS_US,
+};
+use zhub_protocol::group::{GroupSummary, MAX_LIST_GROUPS};
 use zhub_protocol::log::StreamSummary;
 
 use super::{api, unavailable, BrokerSource, Reply};
@@ -22,8 +32,29 @@ pub(crate) fn reply(broker: &mut BrokerSource) -> Result<Reply, Reply> {
     let stats = broker.ask(|c| c.stats()).map_err(unavailable)?;
     let services = api::list_services(broker)?;
     let streams = broker.ask(|c| c.log().streams()).map_err(unavailable)?;
-    let text = render(&stats, &services, &streams, &Process::read());
+    let groups = broker
+        .ask(|c| c.groups("", None, MAX_LIST_GROUPS))
+        .map_err(unavailable)?;
+    let storage = broker.ask(|c| c.storage_stats()).map_err(unavailable)?;
+    let text = render(&Snapshot {
+        stats: &stats,
+        storage: &storage,
+        services: &services,
+        streams: &streams,
+        groups: &groups,
+        process: &Process::read(),
+    });
     Ok(Reply::new(200, CONTENT_TYPE, text))
+}
+
+/// Everything one scrape shows.
+pub(crate) struct Snapshot<'a> {
+    pub(crate) stats: &'a Stats,
+    pub(crate) storage: &'a StorageStats,
+    pub(crate) services: &'a [ServiceInfo],
+    pub(crate) streams: &'a [StreamSummary],
+    pub(crate) groups: &'a GroupPage,
+    pub(crate) process: &'a Process,
 }
 
 /// What the process tells of itself, where the platform does.
@@ -65,6 +96,10 @@ impl Families {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.sample_text(name, labels, &value.to_string());
+    }
+
+    fn sample_text(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
         self.text.push_str(name);
         if !labels.is_empty() {
             self.text.push('{');
@@ -77,6 +112,23 @@ impl Families {
             self.text.push('}');
         }
         let _ = writeln!(self.text, " {value}");
+    }
+
+    /// One histogram's samples: cumulative buckets, `+Inf`, sum (in seconds) and count.
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &LatencyHistogram) {
+        let cumulative = h.cumulative();
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in LATENCY_BOUNDS_US.iter().zip(&cumulative) {
+            let le = seconds(*bound);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket, &with_le, *count);
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&bucket, &with_le, h.count());
+        self.sample_text(&format!("{name}_sum"), labels, &seconds(h.sum_us));
+        self.sample(&format!("{name}_count"), labels, h.count());
     }
 
     /// A family of one unlabelled sample.
@@ -103,6 +155,17 @@ impl Families {
     }
 }
 
+/// Microseconds as seconds, exactly (`0.00025`, `2.5`, `10`).
+fn seconds(us: u64) -> String {
+    let whole = us / 1_000_000;
+    let fraction = us % 1_000_000;
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:06}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
 /// A label value as the text format writes it.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -118,12 +181,15 @@ fn escape(text: &str) -> String {
 }
 
 /// The whole `/metrics` text.
-pub(crate) fn render(
-    stats: &Stats,
-    services: &[ServiceInfo],
-    streams: &[StreamSummary],
-    process: &Process,
-) -> String {
+pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
+    let Snapshot {
+        stats,
+        storage,
+        services,
+        streams,
+        groups,
+        process,
+    } = *snapshot;
     let mut f = Families {
         text: String::with_capacity(4096 + 400 * (services.len() + streams.len())),
     };
@@ -274,6 +340,16 @@ pub(crate) fn render(
         });
     }
 
+    let name = "zhub_service_request_duration_seconds";
+    f.family(
+        name,
+        "histogram",
+        "Time from a request's arrival at the broker to its worker's reply.",
+    );
+    for s in services {
+        f.histogram(name, &[("service", &s.name)], &s.latency);
+    }
+
     f.one(
         "zhub_streams",
         g,
@@ -305,6 +381,87 @@ pub(crate) fn render(
     ] {
         f.each(&name, g, &help, "stream", streams, |s| {
             (s.name.as_str(), of(s))
+        });
+    }
+
+    for (plane, ops, refused, syncs) in [
+        ("kv", &storage.kv_ops, storage.kv_refused, &storage.kv_syncs),
+        (
+            "log",
+            &storage.log_ops,
+            storage.log_refused,
+            &storage.log_syncs,
+        ),
+    ] {
+        let name = format!("zhub_{plane}_requests_total");
+        f.family(
+            &name,
+            c,
+            &format!("Requests to zhub.{plane}, by operation."),
+        );
+        for (op, count) in ops {
+            f.sample(&name, &[("op", op)], *count);
+        }
+        f.one(
+            &format!("zhub_{plane}_refused_total"),
+            c,
+            &format!("Requests to zhub.{plane} refused at once: malformed, bad names, failed."),
+            refused,
+        );
+        let name = format!("zhub_{plane}_sync_duration_seconds");
+        let what = if plane == "kv" {
+            "the key-value store's syncs"
+        } else {
+            "event log stream syncs, one per stream per commit"
+        };
+        f.family(&name, "histogram", &format!("How long {what} took."));
+        f.histogram(&name, &[], syncs);
+    }
+    f.one(
+        "zhub_log_records_appended_total",
+        c,
+        "Records appended by clients.",
+        storage.log_records_appended,
+    );
+    f.one(
+        "zhub_journal_records_total",
+        c,
+        "Records appended from journaled bus messages.",
+        storage.journal_records,
+    );
+
+    f.one(
+        "zhub_groups",
+        g,
+        "Process groups with members (at most the groups listed).",
+        groups.groups.len() as u64,
+    );
+    f.one(
+        "zhub_groups_truncated",
+        g,
+        "1 when there are more groups than one scrape lists.",
+        u64::from(groups.more),
+    );
+    let group = |name: &str, help: &str, of: fn(&GroupSummary) -> u64| {
+        (name.to_owned(), help.to_owned(), of)
+    };
+    for (name, help, of) in [
+        group("zhub_group_members", "Members in the group's view.", |s| {
+            s.view.members.len() as u64
+        }),
+        group(
+            "zhub_group_view_version",
+            "The group's view version: one more at every change of membership.",
+            |s| s.view.version,
+        ),
+        group(
+            "zhub_group_lock_waiters",
+            "Members waiting for the group's token.",
+            |s| u64::from(s.waiting_locks),
+        ),
+    ] {
+        f.each(&name, g, &help, "group", &groups.groups, |s| {
+            (s.view.group.as_str(), of(s))
         });
     }
 
@@ -354,7 +511,14 @@ mod tests {
             workers: 2,
             ..ServiceInfo::default()
         }];
-        let text = render(&Stats::default(), &services, &[], &Process::default());
+        let text = render(&Snapshot {
+            stats: &Stats::default(),
+            storage: &StorageStats::default(),
+            services: &services,
+            streams: &[],
+            groups: &GroupPage::default(),
+            process: &Process::default(),
+        });
         assert!(
             text.contains("zhub_service_workers{service=\"we\\\"ird\\\\name\\nx\"} 2"),
             "{text}"
@@ -365,11 +529,51 @@ mod tests {
                     || line.starts_with("# TYPE ")
                     || line
                         .rsplit_once(' ')
-                        .is_some_and(|(_, v)| v.parse::<u64>().is_ok()),
+                        .is_some_and(|(_, v)| v.parse::<f64>().is_ok()),
                 "{line}"
             );
         }
         assert!(text.contains("# TYPE zhub_bus_dropped_total counter"));
         assert!(text.contains("zhub_bus_dropped_total{reason=\"slow_subscriber\"} 0"));
+    }
+
+    #[test]
+    fn latency_histograms_are_cumulative_in_seconds() {
+        let mut latency = LatencyHistogram::default();
+        for us in [80, 300, 300, 40_000_000] {
+            latency.observe(std::time::Duration::from_micros(us));
+        }
+        let services = vec![ServiceInfo {
+            name: "echo".into(),
+            latency,
+            ..ServiceInfo::default()
+        }];
+        let text = render(&Snapshot {
+            stats: &Stats::default(),
+            storage: &StorageStats::default(),
+            services: &services,
+            streams: &[],
+            groups: &GroupPage::default(),
+            process: &Process::default(),
+        });
+        let name = "zhub_service_request_duration_seconds";
+        for (le, count) in [
+            ("0.0001", 1),
+            ("0.00025", 1),
+            ("0.0005", 3),
+            ("10", 3),
+            ("+Inf", 4),
+        ] {
+            let line = format!("{name}_bucket{{service=\"echo\",le=\"{le}\"}} {count}\n");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        assert!(
+            text.contains(&format!("{name}_sum{{service=\"echo\"}} 40.00068\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{name}_count{{service=\"echo\"}} 4\n")));
+        assert!(text.contains(&format!("# TYPE {name} histogram\n")));
+        assert_eq!(seconds(2_500_000), "2.5");
+        assert_eq!(seconds(0), "0");
     }
 }

@@ -2,9 +2,10 @@
 //! as JSON and the dashboard at `/`, served by one thread of its own.
 //!
 //! That thread is a client of the broker like any other: it asks `zhub.info`, `zhub.stats`,
-//! `zhub.services`, `zhub.log` and `zhub.kv` on the main endpoint, once per HTTP request, so
-//! the request path never waits on HTTP and holds no state for it. A scrape costs the router
-//! three small requests.
+//! `zhub.services`, `zhub.log`, `zhub.kv` and `zhub.group` on the main endpoint, once per HTTP request, so
+//! the request path never waits on HTTP and holds no state for it. A scrape costs five small
+//! requests: three served by the router (`zhub.stats`, `zhub.services`, `zhub.group`), two
+//! by the storage thread (`zhub.log` streams and `zhub.storage`).
 //!
 //! | path | reply |
 //! |------|-------|
@@ -14,7 +15,9 @@
 //! | `/api/stats` | `zhub.stats` |
 //! | `/api/services` | `zhub.services` |
 //! | `/api/streams` | the event log's streams |
+//! | `/api/storage` | `zhub.storage`: key-value and log requests by operation, sync times |
 //! | `/api/kv?prefix=P&limit=N&after=K` | one page of keys (`limit` 1 to 1000, default 100) |
+//! | `/api/groups?prefix=P&limit=N&after=G` | one page of process groups: members by rank (16 hex digits), view version, token holder (`limit` 1 to 1000, default 100) |
 //!
 //! Other paths are answered 404, bad parameters 400, methods other than GET and HEAD 405,
 //! and a broker that does not answer 503.
@@ -234,7 +237,9 @@ pub(crate) fn route(url: &str, broker: &mut BrokerSource) -> Reply {
         "/api/stats" => api::stats(broker),
         "/api/services" => api::services(broker),
         "/api/streams" => api::streams(broker),
+        "/api/storage" => api::storage(broker),
         "/api/kv" => api::kv(&query, broker),
+        "/api/groups" => api::groups(&query, broker),
         _ => return Reply::error(404, &format!("no such path: {path}")),
     };
     result.unwrap_or_else(|failure| failure)

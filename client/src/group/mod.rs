@@ -14,6 +14,7 @@
 mod barrier;
 mod heartbeat;
 mod launch;
+mod list;
 mod lock;
 mod mailbox;
 mod messages;
@@ -26,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use launch::LaunchEnv;
+pub use list::GroupPage;
 pub use lock::LockGuard;
 pub use messages::GroupMessage;
 pub use options::GroupOptions;

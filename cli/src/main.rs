@@ -16,6 +16,7 @@
 //! `zhub bench` and its hidden helper servers are the `zhub-bench` crate's.
 
 mod body;
+mod groups;
 mod kv;
 mod launch;
 mod log;
@@ -70,8 +71,10 @@ enum Command {
     Request(services::RequestArgs),
     /// Serve a service from the shell: echo, or run a command per request.
     Serve(services::ServeArgs),
-    /// List services with their workers, queues and served counts.
+    /// List services with their workers, queues, served counts and latencies.
     Services(services::ServicesArgs),
+    /// List process groups with their members, view versions and token holders.
+    Groups(groups::GroupsArgs),
     /// The event log: streams, create, append, read, tail, replay, consume, delete, journals.
     #[command(subcommand)]
     Log(log::LogCommand),
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Command::Request(args) => services::request(&cli.url, cli.timeout, &args),
         Command::Serve(args) => services::serve(&cli.url, &args),
         Command::Services(args) => services::list(&cli.url, cli.timeout, &args),
+        Command::Groups(args) => groups::list(&cli.url, cli.timeout, &args),
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use zhub_client::RequestOptions;
-use zhub_protocol::builtin::{ServiceInfo, SERVICES_SERVICE};
+use zhub_protocol::builtin::{LatencyHistogram, ServiceInfo, LATENCY_BOUNDS_US, SERVICES_SERVICE};
 use zhub_worker::WorkerOptions;
 
 use crate::body::{self, BodyFlags};
@@ -177,6 +177,23 @@ fn run_command(command: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
+/// The bound of the latency bucket holding quantile `q`: `250us`, `2.5ms`, `>10s`, or `-`
+/// before any reply.
+fn latency_bound(latency: &LatencyHistogram, q: f64) -> String {
+    if latency.count() == 0 {
+        return "-".to_owned();
+    }
+    match latency.quantile_bound_us(q) {
+        Some(us) if us < 1000 => format!("{us}us"),
+        Some(us) if us < 1_000_000 => format!("{}ms", us as f64 / 1000.0),
+        Some(us) => format!("{}s", us as f64 / 1e6),
+        None => format!(
+            ">{}s",
+            LATENCY_BOUNDS_US[LATENCY_BOUNDS_US.len() - 1] / 1_000_000
+        ),
+    }
+}
+
 pub(crate) fn list(url: &str, timeout: Duration, args: &ServicesArgs) -> anyhow::Result<()> {
     let mut client = crate::connect(url, timeout)?;
     let services: Vec<ServiceInfo> = client.request(SERVICES_SERVICE, &())?;
@@ -185,13 +202,21 @@ pub(crate) fn list(url: &str, timeout: Duration, args: &ServicesArgs) -> anyhow:
         return Ok(());
     }
     println!(
-        "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9}",
-        "service", "workers", "idle", "queued", "in-flight", "served"
+        "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "service", "workers", "idle", "queued", "in-flight", "served", "p50<=", "p99<="
     );
     for s in services {
+        let bound = |q| latency_bound(&s.latency, q);
         println!(
-            "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9}",
-            s.name, s.workers, s.idle, s.queued, s.in_flight, s.served
+            "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            s.name,
+            s.workers,
+            s.idle,
+            s.queued,
+            s.in_flight,
+            s.served,
+            bound(0.5),
+            bound(0.99)
         );
     }
     Ok(())

@@ -1,24 +1,26 @@
-//! `zhub request`, `zhub serve`, `zhub services`, and a worker killed mid-request.
+//! `zhub request`, `zhub serve`, `zhub services`, `zhub groups`, and a worker killed mid-request.
 
 mod common;
 
-use common::{deadline, ZHUB};
+use common::{deadline, Reaped, ZHUB};
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use zhub_client::Client;
 use zhub_protocol::builtin::ServiceInfo;
 
-fn serve(url: &str, args: &[&str]) -> Child {
-    Command::new(ZHUB)
+/// `zhub serve ARGS`, killed on drop (also when the test fails).
+fn serve(url: &str, args: &[&str]) -> Reaped {
+    let child = Command::new(ZHUB)
         .arg("serve")
         .args(args)
         .env("ZHUB_URL", url)
         .env("RUST_LOG", "off")
         .stderr(Stdio::null())
         .spawn()
-        .expect("zhub serve starts")
+        .expect("zhub serve starts");
+    Reaped(child)
 }
 
 /// Waits until `service` shows `workers` workers and `in_flight` requests in flight.
@@ -77,7 +79,31 @@ fn request_serve_and_services_from_the_shell() {
             list.iter().any(|s| s.name == "upper" && s.served == 1),
             "{out}"
         );
-        assert!(run(&["services"]).1.contains("in-flight"));
+        let table = run(&["services"]).1;
+        assert!(
+            table.contains("in-flight") && table.contains("p99<="),
+            "{table}"
+        );
+        let upper_row = table.lines().find(|l| l.starts_with("upper")).unwrap();
+        let p50 = upper_row.split_whitespace().nth(6).unwrap();
+        assert!(p50.ends_with("us") || p50.ends_with("ms"), "{upper_row}");
+
+        let member = zhub_client::Group::join_open(&client, "crew").unwrap();
+        let (ok, out, err) = run(&["groups", "--members"]);
+        assert!(ok, "{err}");
+        let row = out.lines().find(|l| l.starts_with("crew")).unwrap();
+        assert_eq!(
+            row.split_whitespace().take(3).collect::<Vec<_>>(),
+            ["crew", "1", "1"],
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("rank 0    {:016x}", member.member_id())),
+            "{out}"
+        );
+        let (ok, out, _) = run(&["groups", "nobody", "--json"]);
+        assert!(ok);
+        assert_eq!(out, "[]");
         for child in [&mut upper, &mut echo] {
             let _ = child.kill();
             let _ = child.wait();

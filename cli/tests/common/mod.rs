@@ -56,6 +56,20 @@ pub fn deadline(limit: Duration, body: impl FnOnce() + Send + 'static) {
 /// left behind, stopped or not, would keep what it inherited (pipes, locks) open.
 pub struct Reaped(pub std::process::Child);
 
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
 impl Drop for Reaped {
     fn drop(&mut self) {
         let _ = self.0.kill();

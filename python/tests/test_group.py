@@ -41,6 +41,22 @@ def test_members_get_ranks_by_arrival_and_one_view(broker):
         assert list(view.members) == [g.member_id for g in groups]
 
 
+def test_groups_are_listed_with_their_views(broker):
+    with members(broker.url, "listed.a", 2) as groups, members(broker.url, "listed.b", 1):
+        with zhub.Client.connect(broker.url) as client:
+            page = client.groups("listed.", limit=1)
+            assert page["more"] is True
+            (first,) = page["groups"]
+            assert first["view"]["group"] == "listed.a"
+            assert list(first["view"]["members"]) == [g.member_id for g in groups]
+            assert first["token_holder"] is None
+            rest = client.groups("listed.", after="listed.a")
+            assert [g["view"]["group"] for g in rest["groups"]] == ["listed.b"]
+            assert rest["more"] is False
+            storage = client.storage_stats()
+            assert "kv_ops" in storage and "log_syncs" in storage
+
+
 def test_publish_broadcast_and_send_to(broker):
     with members(broker.url, "talk", 3) as (a, b, c):
         a.publish("to all")

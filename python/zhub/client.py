@@ -46,6 +46,8 @@ DEFAULT_URL = "tcp://127.0.0.1:5555"
 INFO_SERVICE = "zhub.info"
 STATS_SERVICE = "zhub.stats"
 SERVICES_SERVICE = "zhub.services"
+STORAGE_SERVICE = "zhub.storage"
+GROUP_SERVICE = "zhub.group"
 
 _PROBE_MAX_INTERVAL = 0.2
 _DRAIN_EVERY = 1024
@@ -587,8 +589,23 @@ class Client:
         return self.request(STATS_SERVICE, None)
 
     def services(self) -> list[dict[str, Any]]:
-        """The services, their workers and queues (``zhub.services``)."""
+        """The services, their workers, queues and latency histograms (``zhub.services``)."""
         return self.request(SERVICES_SERVICE, None)
+
+    def storage_stats(self) -> dict[str, Any]:
+        """Key-value and event log requests by operation, and sync time histograms
+        (``zhub.storage``)."""
+        return self.request(STORAGE_SERVICE, None)
+
+    def groups(self, prefix: str = "", after: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """One page of process groups (``zhub.group`` list): ``{"groups": [...], "more": bool}``,
+        each with its ``view`` (members by rank), ``token_holder`` and waiting counts. Pass
+        the last group's name as ``after`` for the next page."""
+        request: dict[str, Any] = {"op": "list", "prefix": prefix, "limit": limit}
+        if after is not None:
+            request["after"] = after
+        reply = self.request(GROUP_SERVICE, request)
+        return {"groups": reply["groups"], "more": reply["more"]}
 
     @property
     def kv(self) -> "Kv":

@@ -6,7 +6,8 @@
 //! data in `--dir`. Each case runs for `--seconds`: `clients` threads, each with its own
 //! client, keep `in_flight` requests outstanding (pipelined, matched by id) and count replies.
 //! Gets read 10 000 preloaded keys; puts write 100-byte values over 10 000 keys per client.
-//! Last, 1M keys of 100-byte values are loaded into the `never` broker and its resident
+//! With `--batch N`, the same clients also send `get_many` and `put_many` requests of N keys
+//! each (their rates count keys, not requests). Last, 1M keys of 100-byte values are loaded into the `never` broker and its resident
 //! memory is compared with the raw bytes of keys and values.
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use anyhow::Context;
 use serde::Serialize;
 use zhub_client::{Client, FsyncPolicy};
 use zhub_protocol::builtin::INFO_SERVICE;
-use zhub_protocol::kv::{KvRequest, KV_SERVICE};
+use zhub_protocol::kv::{KvRequest, KvWrite, KV_SERVICE};
 
 use crate::server::{Server, Transport};
 
@@ -47,6 +48,9 @@ pub struct KvArgs {
     /// Requests in flight per client to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     in_flight: Vec<usize>,
+    /// Also measure batched requests of this many keys (get_many, put_many); 0 skips them.
+    #[arg(long, default_value_t = 0)]
+    batch: usize,
     /// Keys loaded for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     memory_keys: u64,
@@ -59,17 +63,33 @@ enum Op {
     Get,
     PutNever,
     PutAlways,
+    /// `get_many` of `batch` keys.
+    GetMany,
+    /// `put_many` of `batch` keys, under `never` and `always`.
+    PutManyNever,
+    PutManyAlways,
     /// Puts on keys of their own, for the memory run.
     Load,
 }
 
 impl Op {
+    /// Keys one reply stands for.
+    fn keys(self, batch: usize) -> u64 {
+        match self {
+            Op::GetMany | Op::PutManyNever | Op::PutManyAlways => batch as u64,
+            _ => 1,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Op::Echo => "echo (zhub.info)",
             Op::Get => "get",
             Op::PutNever => "put, never",
             Op::PutAlways => "put, always",
+            Op::GetMany => "get_many",
+            Op::PutManyNever => "put_many, never",
+            Op::PutManyAlways => "put_many, always",
             Op::Load => "load",
         }
     }
@@ -80,6 +100,9 @@ struct Case {
     op: Op,
     clients: usize,
     in_flight: usize,
+    /// Keys per request (1 but for the batched ops).
+    batch: usize,
+    /// Keys read or written per second.
     ops_per_sec: f64,
     /// `ops_per_sec` over the echo round trips of the same arrangement.
     vs_echo: f64,
@@ -105,9 +128,29 @@ fn load_key(client: usize, i: u64) -> String {
     format!("mem.{client}.{i:08}")
 }
 
-/// The request body `op` sends as its `i`th request from `client`.
-fn request(op: Op, client: usize, i: u64, value: &[u8]) -> anyhow::Result<(&'static str, Vec<u8>)> {
+/// The request body `op` sends as its `i`th request from `client`; batched ops take `batch`
+/// keys from the `i * batch`th on.
+fn request(
+    op: Op,
+    client: usize,
+    i: u64,
+    value: &[u8],
+    batch: usize,
+) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    let first = i * batch as u64;
     let body = match op {
+        Op::GetMany => KvRequest::GetMany {
+            keys: (first..first + batch as u64).map(|j| key(0, j)).collect(),
+        },
+        Op::PutManyNever | Op::PutManyAlways => KvRequest::WriteMany {
+            writes: (first..first + batch as u64)
+                .map(|j| KvWrite::Put {
+                    key: key(client, j),
+                    value: value.to_vec(),
+                    ttl_ms: None,
+                })
+                .collect(),
+        },
         Op::Echo => return Ok((INFO_SERVICE, Vec::new())),
         Op::Get => KvRequest::Get { key: key(0, i) },
         Op::PutNever | Op::PutAlways => KvRequest::Put {
@@ -124,16 +167,26 @@ fn request(op: Op, client: usize, i: u64, value: &[u8]) -> anyhow::Result<(&'sta
     Ok((KV_SERVICE, zhub_protocol::body::encode(&body)?))
 }
 
-/// Runs `clients` threads keeping `in_flight` requests of `op` outstanding for `seconds`
-/// (or until each has sent `limit`); returns replies per second.
-fn drive(
-    url: &str,
+/// How one case drives the store.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
     op: Op,
     clients: usize,
     in_flight: usize,
-    seconds: f64,
-    limit: Option<u64>,
-) -> anyhow::Result<f64> {
+    /// Keys per batched request.
+    batch: usize,
+}
+
+/// Runs `clients` threads keeping `in_flight` requests of `op` outstanding for `seconds`
+/// (or until each has sent `limit`); returns keys per second.
+fn drive(url: &str, shape: Shape, seconds: f64, limit: Option<u64>) -> anyhow::Result<f64> {
+    let Shape {
+        op,
+        clients,
+        in_flight,
+        batch,
+    } = shape;
+    let per_reply = op.keys(batch);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
@@ -147,7 +200,7 @@ fn drive(
             loop {
                 while client.in_flight() < in_flight && !stop.load(Ordering::Relaxed) && more(sent)
                 {
-                    let (service, body) = request(op, c, sent, &value)?;
+                    let (service, body) = request(op, c, sent, &value, batch)?;
                     client.send_request_bytes(service, &body, TIMEOUT)?;
                     sent += 1;
                 }
@@ -156,7 +209,7 @@ fn drive(
                 }
                 let (_, reply) = client.recv_reply()?;
                 reply.context("request failed")?;
-                done.fetch_add(1, Ordering::Relaxed);
+                done.fetch_add(per_reply, Ordering::Relaxed);
             }
         }));
     }
@@ -193,25 +246,42 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot make a scratch directory in {}", args.dir.display()))?;
     let (never, never_url) = spawn(scratch.path(), FsyncPolicy::Never)?;
     let (always, always_url) = spawn(scratch.path(), FsyncPolicy::Always)?;
+    let shape = |op, clients, in_flight| Shape {
+        op,
+        clients,
+        in_flight,
+        batch: args.batch,
+    };
     // Keys for the gets.
-    drive(&never_url, Op::PutNever, 1, 16, 0.0, Some(KEYS))?;
+    drive(&never_url, shape(Op::PutNever, 1, 16), 0.0, Some(KEYS))?;
 
+    let mut ops = vec![Op::Echo, Op::Get, Op::PutNever, Op::PutAlways];
+    if args.batch > 0 {
+        ops.extend([Op::GetMany, Op::PutManyNever, Op::PutManyAlways]);
+    }
     let mut cases = Vec::new();
     for &clients in &args.clients {
         for &in_flight in &args.in_flight {
-            let echo = drive(&never_url, Op::Echo, clients, in_flight, args.seconds, None)?;
-            for op in [Op::Echo, Op::Get, Op::PutNever, Op::PutAlways] {
+            let echo = drive(
+                &never_url,
+                shape(Op::Echo, clients, in_flight),
+                args.seconds,
+                None,
+            )?;
+            for &op in &ops {
+                let url = match op {
+                    Op::PutAlways | Op::PutManyAlways => &always_url,
+                    _ => &never_url,
+                };
                 let rate = match op {
                     Op::Echo => echo,
-                    Op::PutAlways => {
-                        drive(&always_url, op, clients, in_flight, args.seconds, None)?
-                    }
-                    _ => drive(&never_url, op, clients, in_flight, args.seconds, None)?,
+                    _ => drive(url, shape(op, clients, in_flight), args.seconds, None)?,
                 };
                 cases.push(Case {
                     op,
                     clients,
                     in_flight,
+                    batch: op.keys(args.batch) as usize,
                     ops_per_sec: rate,
                     vs_echo: rate / echo,
                 });
@@ -227,7 +297,7 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
         let before = server.rss().unwrap_or(0);
         let clients = 4;
         let per_client = args.memory_keys.div_ceil(clients as u64);
-        let load_ops_per_sec = drive(&url, Op::Load, clients, 32, 0.0, Some(per_client))?;
+        let load_ops_per_sec = drive(&url, shape(Op::Load, clients, 32), 0.0, Some(per_client))?;
         let after = server.rss().unwrap_or(0);
         let key_len = load_key(0, 0).len() as u64;
         let raw = per_client * clients as u64 * (key_len + VALUE as u64);
@@ -255,15 +325,16 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
         args.seconds
     );
     println!(
-        "{:<18} {:>7} {:>9} {:>12} {:>8}",
-        "case", "clients", "in flight", "ops/s", "x echo"
+        "{:<18} {:>7} {:>9} {:>6} {:>12} {:>8}",
+        "case", "clients", "in flight", "batch", "keys/s", "x echo"
     );
     for c in &cases {
         println!(
-            "{:<18} {:>7} {:>9} {:>12.0} {:>8.2}",
+            "{:<18} {:>7} {:>9} {:>6} {:>12.0} {:>8.2}",
             c.op.name(),
             c.clients,
             c.in_flight,
+            c.batch,
             c.ops_per_sec,
             c.vs_echo
         );

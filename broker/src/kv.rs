@@ -15,7 +15,7 @@ use zhub_eventlog::Fsync;
 use zhub_kvstore::{Change, ChangeKind, Entry, KvConfig, KvError, KvStore};
 use zhub_protocol::builtin::LatencyHistogram;
 use zhub_protocol::bus::{self, BusHeader, Encoding};
-use zhub_protocol::kv::{self, KvChange, KvEntry, KvReply, KvRequest, WATCH_PREFIX};
+use zhub_protocol::kv::{self, KvChange, KvEntry, KvReply, KvRequest, KvWrite, WATCH_PREFIX};
 use zhub_protocol::{body, Status};
 
 use crate::link::Ticket;
@@ -152,6 +152,44 @@ impl KvService {
         }
     }
 
+    /// Applies a batch of writes in order; their revisions leave after this turn's sync.
+    fn write_many(&mut self, ticket: &Ticket, writes: Vec<KvWrite>, now: i64) -> Handled {
+        // Refused whole, before any write, when one of them would be refused.
+        for write in &writes {
+            if let KvWrite::Put { key, value, .. } = write {
+                if let Err(e) = self.store.check_put(key, value) {
+                    return Handled::Reply(Err(e.into()));
+                }
+            }
+        }
+        let mut revisions = Vec::with_capacity(writes.len());
+        for write in writes {
+            let result = match write {
+                KvWrite::Put { key, value, ttl_ms } => {
+                    let ttl = ttl_ms.map(Duration::from_millis);
+                    self.store.put(&key, &value, ttl, now).map(Some)
+                }
+                KvWrite::Delete { key } => self.store.delete(&key, now),
+            };
+            match result {
+                Ok(Some(change)) => {
+                    revisions.push(Some(change.revision));
+                    self.unsynced.push(change);
+                }
+                Ok(None) => revisions.push(None),
+                Err(e) => return self.write(ticket, Err(e)),
+            }
+        }
+        // Only deletes of absent keys: nothing to wait for.
+        let wrote = revisions.iter().any(Option::is_some);
+        let reply = KvReply::Revisions { revisions };
+        if !wrote {
+            return Handled::Reply(Ok(reply));
+        }
+        self.defer(ticket, reply);
+        Handled::Later
+    }
+
     /// Holds a reply until this turn's writes are synced.
     fn defer(&mut self, ticket: &Ticket, reply: KvReply) {
         self.acks.push(Ack {
@@ -255,6 +293,13 @@ impl KvService {
                     Handled::Later
                 }
             }
+            KvRequest::GetMany { keys } => Handled::Reply(Ok(KvReply::Values {
+                entries: keys
+                    .into_iter()
+                    .map(|key| self.store.get(&key, now).map(|e| entry(key, e)))
+                    .collect(),
+            })),
+            KvRequest::WriteMany { writes } => self.write_many(ticket, writes, now),
             KvRequest::Changes {
                 prefix,
                 from,

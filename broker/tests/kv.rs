@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{deadline, kill_while_writing, spawn_broker_with, start, BrokerChild, Transport};
 use zhub_broker::{Broker, Config};
-use zhub_client::{CasOutcome, ChangeKind, Client, ClientOptions, RequestErrorKind};
+use zhub_client::{
+    CasOutcome, ChangeKind, Client, ClientOptions, KvWrite, RequestErrorKind, MAX_BATCH,
+};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -101,6 +103,103 @@ fn bad_keys_and_oversized_values_are_clear_errors() {
         }
         // The store is still fine.
         client.kv().put("ok", &1).unwrap();
+    });
+}
+
+#[test]
+fn batches_read_and_write_many_keys_in_one_request() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let mut client = Client::connect(&broker.url).unwrap();
+        let mut watcher = client.kv().watch("batch.").unwrap();
+        let keys: Vec<String> = (0..100).map(|i| format!("batch.{i:03}")).collect();
+        let values: Vec<Vec<u8>> = (0..100).map(|i| format!("v{i}").into_bytes()).collect();
+        let entries: Vec<(&str, &[u8])> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let revisions = client.kv().put_many(&entries, None).unwrap();
+        assert_eq!(revisions.len(), 100);
+        assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+
+        let mut asked: Vec<&str> = keys.iter().map(String::as_str).collect();
+        asked.insert(50, "batch.missing");
+        let got = client.kv().get_many(&asked).unwrap();
+        assert_eq!(got.len(), 101);
+        assert!(got[50].is_none());
+        for (i, entry) in got.iter().enumerate().filter(|(i, _)| *i != 50) {
+            let n = if i < 50 { i } else { i - 1 };
+            let entry = entry.as_ref().unwrap();
+            assert_eq!(
+                (entry.key.as_str(), &entry.value),
+                (keys[n].as_str(), &values[n])
+            );
+            assert_eq!(entry.revision, revisions[n]);
+        }
+
+        // Writes apply in order: a put then a delete of one key leaves it deleted.
+        let mixed = client
+            .kv()
+            .write_many(vec![
+                KvWrite::Put {
+                    key: "batch.x".into(),
+                    value: b"1".to_vec(),
+                    ttl_ms: None,
+                },
+                KvWrite::Delete {
+                    key: "batch.x".into(),
+                },
+                KvWrite::Delete {
+                    key: "batch.never".into(),
+                },
+            ])
+            .unwrap();
+        assert!(mixed[0].is_some() && mixed[1] > mixed[0] && mixed[2].is_none());
+        assert_eq!(client.kv().get_bytes("batch.x").unwrap(), None);
+        assert_eq!(
+            client.kv().delete_many(&["batch.nothing"]).unwrap(),
+            vec![None]
+        );
+        let deleted = client
+            .kv()
+            .delete_many(&["batch.000", "batch.001"])
+            .unwrap();
+        assert!(deleted.iter().all(Option::is_some));
+
+        // Watchers see every change of a batch, in order.
+        let mut seen = Vec::new();
+        while seen.len() < 104 {
+            let change = watcher
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            seen.push(change.revision);
+        }
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(&seen[..100], &revisions[..]);
+
+        // Refused whole: a value over the limit, a bad key, an empty or an oversized batch.
+        let big = vec![0u8; 2 << 20];
+        let err = client
+            .kv()
+            .put_many(&[("batch.fine", &b"ok"[..]), ("batch.big", &big[..])], None)
+            .unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::Rejected, "{err}");
+        assert_eq!(client.kv().get_bytes("batch.fine").unwrap(), None);
+        let err = client
+            .kv()
+            .put_many(&[("batch.fine", &b"ok"[..]), ("bad\nkey", &b"x"[..])], None)
+            .unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::BadRequest, "{err}");
+        assert_eq!(client.kv().get_bytes("batch.fine").unwrap(), None);
+        let err = client.kv().get_many(&[]).unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::BadRequest, "{err}");
+        let many: Vec<String> = (0..=MAX_BATCH).map(|i| format!("k{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let err = client.kv().get_many(&many).unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::BadRequest, "{err}");
+        assert!(err.to_string().contains("batch size"), "{err}");
     });
 }
 
@@ -298,6 +397,62 @@ fn acknowledged_puts_survive_sigkill(extra: &'static [&'static str]) {
             assert!(entry.revision >= *revision, "{key} went back in time");
             if entry.revision == *revision {
                 assert_eq!(&entry.value, value);
+            }
+        }
+    });
+}
+
+/// Every write of an acknowledged batch survives a SIGKILL of the broker (under `always`,
+/// the batch was synced once before its acknowledgement).
+#[test]
+fn acknowledged_batches_survive_sigkill_of_the_broker() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, url) = spawn_broker_with(dir.path(), &[]);
+        let acked: Vec<Vec<(String, u64, Vec<u8>)>> =
+            kill_while_writing(&mut child, &url, 4, 200, |c, w, i| {
+                let writes: Vec<(String, Vec<u8>)> = (0..20)
+                    .map(|j| {
+                        let key = format!("w{w}.k{}", (i * 20 + j) % 500);
+                        (key, format!("{w}/{i}/{j}").into_bytes())
+                    })
+                    .collect();
+                let entries: Vec<(&str, &[u8])> = writes
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect();
+                let revisions = c.kv().put_many(&entries, None).ok()?;
+                Some(
+                    writes
+                        .into_iter()
+                        .zip(revisions)
+                        .map(|((k, v), r)| (k, r, v))
+                        .collect(),
+                )
+            });
+        // Each key's last acknowledged write (its writer's acknowledgements come in order).
+        let mut last: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+        for (key, revision, value) in acked.into_iter().flatten() {
+            last.insert(key, (revision, value));
+        }
+
+        let (child, url) = spawn_broker_with(dir.path(), &[]);
+        let _child = BrokerChild(child);
+        let mut client = ClientOptions::new()
+            .timeout(Duration::from_secs(10))
+            .connect(&url)
+            .unwrap();
+        let keys: Vec<&String> = last.keys().collect();
+        for chunk in keys.chunks(500) {
+            let asked: Vec<&str> = chunk.iter().map(|k| k.as_str()).collect();
+            let got = client.kv().get_many(&asked).unwrap();
+            for (key, entry) in asked.iter().zip(got) {
+                let (revision, value) = &last[*key];
+                let entry = entry.unwrap_or_else(|| panic!("acknowledged key {key} lost"));
+                assert!(entry.revision >= *revision, "{key} went back in time");
+                if entry.revision == *revision {
+                    assert_eq!(&entry.value, value);
+                }
             }
         }
     });

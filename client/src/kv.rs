@@ -24,7 +24,7 @@ const CHANGES_BATCH: u64 = 1000;
 /// How long a replica's request for changes waits for one.
 const CHANGES_WAIT: Duration = Duration::from_millis(500);
 
-fn protocol(detail: &str) -> RequestError {
+pub(crate) fn protocol(detail: &str) -> RequestError {
     RequestError::new(RequestErrorKind::Protocol, detail)
 }
 
@@ -32,7 +32,7 @@ fn codec(e: ProtocolError) -> RequestError {
     RequestError::with_source(RequestErrorKind::Codec, "value", e)
 }
 
-fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
+pub(crate) fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
     ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
 }
 
@@ -62,7 +62,7 @@ impl<'a> Kv<'a> {
         Kv { client }
     }
 
-    fn call(&mut self, request: &KvRequest) -> Result<KvReply, RequestError> {
+    pub(crate) fn call(&mut self, request: &KvRequest) -> Result<KvReply, RequestError> {
         let timeout = self.client.timeout();
         self.call_with(request, timeout)
     }

@@ -71,6 +71,7 @@ mod client;
 mod error;
 mod group;
 mod kv;
+mod kv_batch;
 mod log;
 mod options;
 mod publisher;
@@ -85,6 +86,7 @@ pub use error::{
 };
 pub use group::{Group, GroupMessage, GroupOptions, GroupPage, LaunchEnv, LockGuard, View};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
+pub use kv_batch::{KvWrite, MAX_BATCH};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, NewRecord, ReadFrom, StoredRecord,
     StreamSettings, StreamSummary,

@@ -851,6 +851,16 @@ impl KvStore {
     }
 
     fn check_write(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        self.check_put(key, value)?;
+        self.check_writable()
+    }
+
+    /// Whether a put of `value` at `key` passes the store's limits (key rules, value size),
+    /// without writing: so that a batch can be refused whole before any of it is written.
+    ///
+    /// # Errors
+    /// [`KvError::BadKey`] or [`KvError::ValueTooLarge`].
+    pub fn check_put(&self, key: &str, value: &[u8]) -> Result<()> {
         check_key(key, self.config.max_key_bytes)?;
         if value.len() > self.value_limit {
             return Err(KvError::ValueTooLarge {
@@ -858,7 +868,7 @@ impl KvStore {
                 limit: self.value_limit,
             });
         }
-        self.check_writable()
+        Ok(())
     }
 
     /// A write or sync of the change log failed. The log has cut itself back to its last

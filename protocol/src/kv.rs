@@ -19,6 +19,40 @@ pub const KV_SERVICE: &str = "zhub.kv";
 /// Topic prefix of the change messages: the key follows it.
 pub const WATCH_PREFIX: &str = "$zhub.kv.";
 
+/// Most keys of one [`KvRequest::GetMany`] and writes of one [`KvRequest::WriteMany`].
+pub const MAX_BATCH: usize = 10_000;
+
+/// One write of a [`KvRequest::WriteMany`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum KvWrite {
+    /// Set the key, as [`KvRequest::Put`].
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Time to live in milliseconds; none for no expiry.
+        #[serde(default)]
+        ttl_ms: Option<u64>,
+    },
+    /// Delete the key, as [`KvRequest::Delete`].
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+impl KvWrite {
+    /// The key written.
+    pub fn key(&self) -> &str {
+        match self {
+            KvWrite::Put { key, .. } | KvWrite::Delete { key } => key,
+        }
+    }
+}
+
 /// A request to the key-value store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -86,6 +120,21 @@ pub enum KvRequest {
     Snapshot {
         /// The prefix.
         prefix: String,
+    },
+    /// Several keys' entries at once (at most [`MAX_BATCH`]); answered with
+    /// [`KvReply::Values`].
+    GetMany {
+        /// The keys, in the order of the reply's slots.
+        keys: Vec<String>,
+    },
+    /// Several writes at once (at most [`MAX_BATCH`]), applied in order and acknowledged
+    /// together once durable (one sync for all of them under `always`); answered with
+    /// [`KvReply::Revisions`]. A batch with a bad key or a value over the limit is refused
+    /// whole, before any write. A failure of the disk in the middle fails the reply, and the
+    /// writes before it may then be kept or not, as after a crash.
+    WriteMany {
+        /// The writes, in order.
+        writes: Vec<KvWrite>,
     },
     /// Changes under a prefix from revision `from` on, waiting up to `wait_ms` when there are
     /// none yet: how a replica follows the store.
@@ -202,6 +251,16 @@ pub enum KvReply {
         /// The revision to ask from next.
         next: u64,
     },
+    /// The entries of a [`KvRequest::GetMany`], one slot per key asked, in order.
+    Values {
+        /// `None` where the key is absent.
+        entries: Vec<Option<KvEntry>>,
+    },
+    /// The revisions of a [`KvRequest::WriteMany`], one per write, in order.
+    Revisions {
+        /// `None` for a delete of a key that was absent.
+        revisions: Vec<Option<u64>>,
+    },
     /// The changes asked for were compacted away: start again from a snapshot.
     Compacted {
         /// The oldest revision still held.
@@ -222,7 +281,23 @@ impl KvRequest {
             KvRequest::History { .. } => "history",
             KvRequest::Snapshot { .. } => "snapshot",
             KvRequest::Changes { .. } => "changes",
+            KvRequest::GetMany { .. } => "get_many",
+            KvRequest::WriteMany { .. } => "write_many",
         }
+    }
+}
+
+/// A batch holds 1 to [`MAX_BATCH`] items.
+fn check_batch(len: usize) -> Result<(), crate::ProtocolError> {
+    if (1..=MAX_BATCH).contains(&len) {
+        Ok(())
+    } else {
+        Err(crate::ProtocolError::OutOfRange {
+            field: "batch size",
+            value: len as u64,
+            min: 1,
+            max: MAX_BATCH as u64,
+        })
     }
 }
 
@@ -242,6 +317,14 @@ impl crate::names::Named for KvRequest {
             }
             KvRequest::Snapshot { prefix } | KvRequest::Changes { prefix, .. } => {
                 check_key_prefix(prefix)
+            }
+            KvRequest::GetMany { keys } => {
+                check_batch(keys.len())?;
+                keys.iter().try_for_each(|k| check_key(k))
+            }
+            KvRequest::WriteMany { writes } => {
+                check_batch(writes.len())?;
+                writes.iter().try_for_each(|w| check_key(w.key()))
             }
         }
     }

@@ -53,6 +53,26 @@ def test_every_operation(broker):
             assert caught.value.kind is RequestErrorKind.BAD_REQUEST
 
 
+def test_batches(broker):
+    with zhub.Client.connect(broker.url) as client:
+        kv = client.kv
+        revisions = kv.put_many({f"b.{i}": str(i).encode() for i in range(10)})
+        assert len(revisions) == 10 and revisions == sorted(revisions)
+        entries = kv.get_many(["b.3", "b.none", "b.9"])
+        assert entries[1] is None
+        assert (entries[0].value, entries[0].revision) == (b"3", revisions[3])
+        assert entries[2].value == b"9"
+        deleted = kv.delete_many(["b.0", "b.absent"])
+        assert deleted[0] is not None and deleted[1] is None
+        with pytest.raises(zhub.RequestError) as caught:
+            kv.put_many([("b.ok", b"x"), ("bad\x01", b"y")])
+        assert caught.value.kind is RequestErrorKind.BAD_REQUEST
+        assert kv.get_bytes("b.ok") is None
+        with pytest.raises(zhub.RequestError) as caught:
+            kv.get_many([])
+        assert caught.value.kind is RequestErrorKind.BAD_REQUEST
+
+
 def test_a_watch_sees_every_change_after_it_returns(broker):
     with zhub.Client.connect(broker.url) as client:
         with client.kv.watch("w.") as watcher:

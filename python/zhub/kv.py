@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Union
 
 from . import _wire as wire
 from .errors import RecvError, RecvErrorKind, RequestError, RequestErrorKind
@@ -173,6 +173,39 @@ class Kv:
         if reply["result"] == "revision":
             return reply["revision"]
         raise _protocol("put")
+
+    def get_many(self, keys: Sequence[str]) -> List[Optional[KvEntry]]:
+        """The entries of ``keys`` in one request, in their order, ``None`` where absent
+        (1 to 10,000 keys). Raises ``RequestError`` (``BAD_REQUEST`` for an invalid key or
+        batch size)."""
+        reply = self._call({"op": "get_many", "keys": list(keys)})
+        if reply["result"] == "values" and len(reply["entries"]) == len(keys):
+            return [None if e is None else KvEntry.from_wire(e) for e in reply["entries"]]
+        raise _protocol("get_many")
+
+    def put_many(self, entries: Mapping[str, bytes] | Sequence[tuple[str, bytes]], *, ttl: Optional[float] = None) -> List[int]:
+        """Sets every key to its raw value in one request; returns the revisions in order,
+        once all are durable (one sync for the batch under ``always``). A bad key or an
+        oversized value refuses the whole batch before any write; a disk failure in the
+        middle fails the call, and earlier writes may then be kept or lost, as after a
+        crash."""
+        pairs = list(entries.items()) if isinstance(entries, Mapping) else list(entries)
+        writes = [{"op": "put", "key": k, "value": bytes(v), "ttl_ms": _ttl_ms(ttl)} for k, v in pairs]
+        revisions = self._write_many(writes)
+        if any(r is None for r in revisions):
+            raise _protocol("put_many")
+        return revisions
+
+    def delete_many(self, keys: Sequence[str]) -> List[Optional[int]]:
+        """Deletes every key in one request; the revisions in order, ``None`` where a key
+        was absent."""
+        return self._write_many([{"op": "delete", "key": k} for k in keys])
+
+    def _write_many(self, writes: List[dict[str, Any]]) -> List[Optional[int]]:
+        reply = self._call({"op": "write_many", "writes": writes})
+        if reply["result"] == "revisions" and len(reply["revisions"]) == len(writes):
+            return list(reply["revisions"])
+        raise _protocol("write_many")
 
     def delete(self, key: str) -> Optional[int]:
         """Deletes the key; returns the change's revision, or ``None`` when it was absent."""

@@ -53,6 +53,8 @@ struct Case {
     policy: &'static str,
     appenders: usize,
     batch: usize,
+    /// Appends in flight per appender.
+    window: usize,
     records_per_sec: f64,
     /// `records_per_sec` over the disk's `fdatasync` rate.
     vs_fdatasync: f64,
@@ -74,13 +76,13 @@ enum Until {
 }
 
 /// Appends `batch`-record requests of `value`-byte records from `appenders` threads, each
-/// with its own client, until `until`; returns what was acknowledged per second: (records,
-/// MB of values).
+/// with its own client (and, with a `window` over 1, that many single-record appends in
+/// flight instead), until `until`; returns what was acknowledged per second: (records, MB
+/// of values).
 fn append_run(
     url: &str,
     stream: &str,
-    appenders: usize,
-    batch: usize,
+    (appenders, batch, window): (usize, usize, usize),
     value: usize,
     until: Until,
 ) -> anyhow::Result<(f64, f64)> {
@@ -93,6 +95,16 @@ fn append_run(
         let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
         threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
             let payload = vec![0x5au8; value];
+            if window > 1 {
+                let mut appender = client.log().appender(&stream, window);
+                while !stop.load(Ordering::Relaxed) {
+                    appender.append_bytes(None, &payload)?;
+                    let count = appender.take_acked().len() as u64;
+                    acked.fetch_add(count, Ordering::Relaxed);
+                }
+                acked.fetch_add(appender.flush()?.len() as u64, Ordering::Relaxed);
+                return Ok(());
+            }
             while !stop.load(Ordering::Relaxed) {
                 let records = (0..batch)
                     .map(|_| NewRecord {
@@ -176,23 +188,25 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
     }
     let round_trips_per_sec = round_trips as f64 / start.elapsed().as_secs_f64();
 
-    let plan: [(&'static str, FsyncPolicy, usize, usize); 6] = [
-        ("never", FsyncPolicy::Never, 1, 1),
-        ("never", FsyncPolicy::Never, 8, 1),
-        ("always", FsyncPolicy::Always, 1, 1),
-        ("always", FsyncPolicy::Always, 8, 1),
-        ("never", FsyncPolicy::Never, 8, 64),
-        ("always", FsyncPolicy::Always, 8, 64),
+    // (policy, appenders, records per request, requests in flight per appender)
+    let plan: [(&'static str, FsyncPolicy, usize, usize, usize); 8] = [
+        ("never", FsyncPolicy::Never, 1, 1, 1),
+        ("never", FsyncPolicy::Never, 8, 1, 1),
+        ("always", FsyncPolicy::Always, 1, 1, 1),
+        ("always", FsyncPolicy::Always, 8, 1, 1),
+        ("always", FsyncPolicy::Always, 1, 1, 64),
+        ("never", FsyncPolicy::Never, 1, 1, 64),
+        ("never", FsyncPolicy::Never, 8, 64, 1),
+        ("always", FsyncPolicy::Always, 8, 64, 1),
     ];
     let mut cases = Vec::new();
-    for (i, (policy, fsync, appenders, batch)) in plan.into_iter().enumerate() {
+    for (i, (policy, fsync, appenders, batch, window)) in plan.into_iter().enumerate() {
         let stream = format!("bench-{i}");
         create(&mut client, &stream, fsync)?;
         let (rate, _) = append_run(
             &main,
             &stream,
-            appenders,
-            batch,
+            (appenders, batch, window),
             VALUE,
             Until::Seconds(args.seconds),
         )?;
@@ -200,6 +214,7 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
             policy,
             appenders,
             batch,
+            window,
             records_per_sec: rate,
             vs_fdatasync: rate / fdatasync,
         });
@@ -212,8 +227,7 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
         let (_, append_mb_per_sec) = append_run(
             &main,
             "bench-memory",
-            8,
-            16,
+            (8, 16, 1),
             BIG_VALUE,
             Until::Bytes(target),
         )?;
@@ -272,18 +286,18 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
     println!("\nthe engine in-process:");
     println!("{engine}");
     println!(
-        "\nthrough the broker (ipc), {:.0} s per case, one request in flight per appender:",
+        "\nthrough the broker (ipc), {:.0} s per case; window: appends in flight per appender:",
         args.seconds
     );
     println!(
-        "{:<8} {:>9} {:>6} {:>14} {:>14}",
-        "policy", "appenders", "batch", "records/s", "x fdatasync"
+        "{:<8} {:>9} {:>6} {:>6} {:>14} {:>14}",
+        "policy", "appenders", "batch", "window", "records/s", "x fdatasync"
     );
     println!("(a round trip to the built-in zhub.info, 1 client: {round_trips_per_sec:.0}/s)");
     for c in &cases {
         println!(
-            "{:<8} {:>9} {:>6} {:>14.0} {:>14.1}",
-            c.policy, c.appenders, c.batch, c.records_per_sec, c.vs_fdatasync
+            "{:<8} {:>9} {:>6} {:>6} {:>14.0} {:>14.1}",
+            c.policy, c.appenders, c.batch, c.window, c.records_per_sec, c.vs_fdatasync
         );
     }
     println!("replay through the broker: {replayed} records, {replay_mb:.1} MB/s of values");

@@ -156,6 +156,121 @@ fn a_long_poll_returns_as_soon_as_records_arrive() {
 
 /// Eight clients append with `fsync = always` while the broker is killed with SIGKILL; after a
 /// restart every acknowledged offset holds exactly the bytes acknowledged for it.
+/// One producer with 64 appends in flight: every record lands, in the order given, and
+/// the acknowledgements come back in that order; the window bounds what is in flight; a
+/// failure stops the appender and is reported.
+#[test]
+fn a_pipelined_appender_keeps_order_and_its_window() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let mut client = Client::connect(&broker.url).unwrap();
+        client
+            .log()
+            .create("piped", StreamSettings::default())
+            .unwrap();
+        let mut offsets = Vec::new();
+        {
+            let mut appender = client.log().appender("piped", 64);
+            for i in 0..2000u32 {
+                appender
+                    .append_bytes(None, format!("record {i}").as_bytes())
+                    .unwrap();
+                assert!(appender.in_flight() <= 64);
+                offsets.extend(appender.take_acked());
+            }
+            offsets.extend(appender.flush().unwrap());
+            assert_eq!(appender.in_flight(), 0);
+        }
+        assert_eq!(offsets, (0..2000).collect::<Vec<u64>>());
+        let records: Vec<_> = client
+            .log()
+            .read("piped", 0)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(records.len(), 2000);
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.value, format!("record {i}").into_bytes());
+        }
+
+        // A record over the stream's limit fails its append; the appender then takes no more,
+        // and the client is free for other requests.
+        let settings = StreamSettings {
+            max_record_bytes: Some(64),
+            ..StreamSettings::default()
+        };
+        client.log().create("small", settings).unwrap();
+        let mut appender = client.log().appender("small", 8);
+        appender.append_bytes(None, b"fits").unwrap();
+        appender.append_bytes(None, &[0u8; 1000]).unwrap();
+        let err = appender.flush().unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::Rejected, "{err}");
+        assert_eq!(appender.take_acked(), vec![0]);
+        let err = appender.append_bytes(None, b"more").unwrap_err();
+        assert!(err.to_string().contains("earlier append failed"), "{err}");
+        drop(appender);
+        assert_eq!(client.in_flight(), 0);
+        assert!(client.log().streams().unwrap().len() >= 2);
+    });
+}
+
+/// Acknowledged pipelined appends survive SIGKILL of the broker like single ones: under
+/// `always`, each acknowledgement came after the sync that covers its record.
+#[test]
+fn acknowledged_pipelined_appends_survive_sigkill_of_the_broker() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, url) = spawn_broker(dir.path());
+        Client::connect(&url)
+            .unwrap()
+            .log()
+            .create("durable", StreamSettings::default())
+            .unwrap();
+        // Each call appends 32 records through a window of 16 and reports what was
+        // acknowledged (the batch is cut short by the kill).
+        let acked: Vec<Vec<(u64, Vec<u8>)>> =
+            kill_while_writing(&mut child, &url, 2, 100, |c, w, i| {
+                let values: Vec<Vec<u8>> = (0..32)
+                    .map(|j| format!("writer {w} batch {i} record {j}").into_bytes())
+                    .collect();
+                let mut appender = c.log().appender("durable", 16);
+                let mut acked = Vec::new();
+                for value in &values {
+                    if appender.append_bytes(None, value).is_err() {
+                        break;
+                    }
+                    acked.extend(appender.take_acked());
+                }
+                let _ = appender.flush().map(|more| acked.extend(more));
+                acked.extend(appender.take_acked());
+                let pairs: Vec<(u64, Vec<u8>)> = acked.into_iter().zip(values).collect();
+                (!pairs.is_empty()).then_some(pairs)
+            });
+
+        let (child, url) = spawn_broker(dir.path());
+        let _child = BrokerChild(child);
+        let mut client = ClientOptions::new()
+            .timeout(Duration::from_secs(10))
+            .connect(&url)
+            .unwrap();
+        let stored: HashMap<u64, Vec<u8>> = client
+            .log()
+            .read("durable", 0)
+            .map(|r| r.map(|r| (r.offset, r.value)))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut checked = 0;
+        for (offset, value) in acked.iter().flatten() {
+            assert_eq!(
+                stored.get(offset),
+                Some(value),
+                "acknowledged offset {offset} lost or changed"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 100, "only {checked} acknowledged");
+    });
+}
+
 #[test]
 fn acknowledged_appends_survive_sigkill_of_the_broker() {
     deadline(LIMIT, || {

@@ -443,11 +443,28 @@ impl Client {
         timeout: Duration,
     ) -> Result<Vec<Vec<u8>>, RequestError> {
         let id = self.send(service, body, timeout)?;
-        let until = self
-            .outstanding
-            .get(&id)
-            .copied()
-            .unwrap_or_else(Instant::now);
+        self.wait_reply(id, || format!("{service}: no reply within {timeout:?}"))
+    }
+
+    /// Waits for the reply to request `id` (sent with [`Client::send_request_bytes`] or by
+    /// this client itself), keeping replies to other requests in flight for
+    /// [`Client::recv_reply`]. When no reply comes before the request's deadline, the error
+    /// says `timed_out()`.
+    pub(crate) fn wait_reply(
+        &mut self,
+        id: u64,
+        timed_out: impl FnOnce() -> String,
+    ) -> Result<Vec<Vec<u8>>, RequestError> {
+        if let Some(reply) = self.stash.remove(&id) {
+            self.outstanding.remove(&id);
+            return outcome(reply);
+        }
+        let Some(until) = self.outstanding.get(&id).copied() else {
+            return Err(RequestError::new(
+                RequestErrorKind::BadRequest,
+                format!("request {id} is not in flight"),
+            ));
+        };
         loop {
             match self.next_reply(until)? {
                 Some(reply) if reply.id == id => {
@@ -463,10 +480,7 @@ impl Client {
                 ),
                 None => {
                     self.outstanding.remove(&id);
-                    return Err(RequestError::new(
-                        RequestErrorKind::TimedOut,
-                        format!("{service}: no reply within {timeout:?}"),
-                    ));
+                    return Err(RequestError::new(RequestErrorKind::TimedOut, timed_out()));
                 }
             }
         }

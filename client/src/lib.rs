@@ -73,6 +73,7 @@ mod group;
 mod kv;
 mod kv_batch;
 mod log;
+mod log_appender;
 mod options;
 mod publisher;
 mod subscriber;
@@ -91,6 +92,7 @@ pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, NewRecord, ReadFrom, StoredRecord,
     StreamSettings, StreamSummary,
 };
+pub use log_appender::Appender;
 pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};
 pub use zhub_protocol::builtin::{BrokerInfo, Stats, StorageStats};

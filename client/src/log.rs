@@ -18,7 +18,7 @@ const BATCH_BYTES: u64 = 1 << 20;
 
 /// The event log, reached through a [`Client`] (see [`Client::log`]).
 pub struct Log<'a> {
-    client: &'a mut Client,
+    pub(crate) client: &'a mut Client,
 }
 
 fn protocol(detail: &str) -> RequestError {

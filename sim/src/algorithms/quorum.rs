@@ -221,9 +221,31 @@ fn keep(store: &mut Store, key: u64, tag: Tag, value: Option<u64>) {
     }
 }
 
+/// A replica's registers in brief, by key: `k3=7 v2.n1` (key 3 holds 7, version 2 by n1).
+pub(crate) fn describe_store(store: &Store) -> String {
+    let mut keys: Vec<_> = store.iter().collect();
+    keys.sort_unstable_by_key(|(key, _)| **key);
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|(key, ((version, writer), value))| {
+            let value = value.map_or("-".to_string(), |v| v.to_string());
+            format!("k{key}={value} v{version}.n{}", writer + 1)
+        })
+        .collect();
+    if parts.is_empty() {
+        "empty".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
 impl Node for Register {
     type Msg = Msg;
     type Store = Store;
+
+    fn describe(&self, store: &Store) -> String {
+        describe_store(store)
+    }
 
     fn on_client(&mut self, ctx: &mut Ctx<'_, Self>, request: RequestId, op: Op) {
         let all: Vec<NodeId> = ctx.all().collect();

@@ -352,6 +352,7 @@ impl Plan {
             for (time, fault) in list {
                 let at = format!("{prefix}{time}ns");
                 let readable = Duration::from_nanos(*time);
+                let fault = fault.to_string();
                 text.push_str(&format!("{at:<16} {fault:<24} # {readable:?}\n"));
             }
         }

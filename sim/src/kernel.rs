@@ -24,6 +24,15 @@
 //! append-log) get a settling time: every fault is healed (links, crashed and paused nodes,
 //! skews; the nemesis rests) and after [`SimConfig::settle`] the clients issue the final reads
 //! of [`crate::workload::Generator::final_ops`], each asked again until it succeeds.
+//!
+//! # Live runs
+//! [`Live`] is a run in the caller's hands ([`LiveRun`]: advance the clock, step, look at a
+//! [`Snapshot`], inject a fault); [`run`] is the same loop taken to its end at once, so the
+//! two cannot drift apart. Messages carry a number (how many were sent before them) that
+//! [`Fault::Drop`] names. A fault injected at clock `t` runs after every event due by `t`
+//! and is recorded in [`RunResult::actions`]; replayed as [`SimConfig::actions`], each runs
+//! after every other event of its instant, which puts it back where it was taken. Actions
+//! are taken in any phase: unlike the nemesis, they do not rest once the operations are spent.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};

@@ -177,8 +177,9 @@
     if (snap.over) {
       playing = false;
       for (const id of ["play", "step", "tick", "end"]) $(id).disabled = true;
-      if (historyAt !== snap.now) refreshHistory();
     }
+    // Paused (or over), the history beside shows the clock's instant, checked.
+    if (!playing && historyAt !== snap.now) refreshHistory();
     $("play").textContent = playing ? "❚❚ Pause" : "▶ Play";
   }
 
@@ -205,12 +206,12 @@
     playing = on && !(state && state.snapshot.over);
     lastWall = performance.now();
     $("play").textContent = playing ? "❚❚ Pause" : "▶ Play";
-    if (!playing) refreshHistory();
+    if (!playing && state && historyAt !== state.snapshot.now) refreshHistory();
   }
 
   $("play").addEventListener("click", () => setPlaying(!playing));
-  $("step").addEventListener("click", async () => { setPlaying(false); await load("POST", "/api/advance?step=1"); refreshHistory(); });
-  $("tick").addEventListener("click", async () => { setPlaying(false); await load("POST", "/api/advance?by=1000000"); refreshHistory(); });
+  $("step").addEventListener("click", () => { setPlaying(false); load("POST", "/api/advance?step=1"); });
+  $("tick").addEventListener("click", () => { setPlaying(false); load("POST", "/api/advance?by=1000000"); });
   $("end").addEventListener("click", async () => { setPlaying(false); notice("running to the end…"); await load("POST", "/api/advance?end=1"); notice(""); });
   $("refresh").addEventListener("click", refreshHistory);
   document.addEventListener("keydown", (e) => {
@@ -246,5 +247,5 @@
     }
   });
 
-  load("GET", "/api/state").then(() => { refreshHistory(); requestAnimationFrame(frame); });
+  load("GET", "/api/state").then(() => requestAnimationFrame(frame));
 })();

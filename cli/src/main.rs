@@ -24,6 +24,7 @@ mod pubsub;
 mod render;
 mod services;
 mod sim;
+mod sim_live;
 mod stats;
 mod time;
 mod watch;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use zhub_sim::algorithms::{self, Algorithm};
 use zhub_sim::check::{registers, stats, workloads};
-use zhub_sim::faults::{parse_schedule, Latency, LinkConfig, Nemesis, NemesisKind};
+use zhub_sim::faults::{parse_plan, Latency, LinkConfig, Nemesis, NemesisKind, Plan};
 use zhub_sim::{RunResult, SimConfig, Workload};
 
 /// How long the register checker may search before it answers "unknown".
@@ -40,7 +40,7 @@ pub(crate) enum SimCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RunArgs {
     /// The algorithm (see `zhub sim list`).
-    algorithm: String,
+    pub(crate) algorithm: String,
     /// Nodes.
     #[arg(long, default_value_t = 5)]
     nodes: usize,
@@ -87,17 +87,28 @@ pub(crate) struct RunArgs {
     nemesis_file: Option<PathBuf>,
     /// Write the history, as JSON lines, to this file.
     #[arg(long, conflicts_with = "seeds")]
-    history: Option<PathBuf>,
+    pub(crate) history: Option<PathBuf>,
     /// Write the run as one self-contained HTML page: the history as a timeline with the
     /// linearization or the violation marked, and a Lamport diagram of the messages.
     #[arg(long, value_name = "FILE.html", conflicts_with = "seeds")]
-    report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     /// Run the seed twice and fail unless both runs are the same, event for event.
     #[arg(long)]
     check_determinism: bool,
     /// Encode every node message with serde_json, as a real transport would.
     #[arg(long)]
     serialize: bool,
+    /// Serve the run live in a web page at IP:PORT (port 0: any free one, printed): nodes,
+    /// messages in flight, clients, and the history; pause, step, speed; a click drops a
+    /// message, cuts or heals a link, crashes or restarts a node. Each click is an action of
+    /// the run's trace, and the command that replays the run is printed when it ends.
+    #[arg(long, value_name = "IP:PORT", conflicts_with_all = ["seeds", "check_determinism"])]
+    pub(crate) serve: Option<String>,
+    /// With --serve: where to write the schedule file that replays the run's actions
+    /// (default zhub-sim-ALGORITHM-seedSEED.txt in the current directory; written only when
+    /// the page took actions).
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub(crate) save_actions: Option<PathBuf>,
     /// Child processes of a sweep (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
@@ -157,6 +168,9 @@ pub(crate) fn run(command: &SimCommand, timeout: Option<Duration>) -> anyhow::Re
             match (args.seeds, args.shard) {
                 (Some(range), Some(shard)) => run_shard(algorithm, &config, range, shard),
                 (Some(range), None) => sweep(args, range),
+                (None, _) if args.serve.is_some() => {
+                    crate::sim_live::serve(args, algorithm, config)
+                }
                 (None, _) => run_one(args, algorithm, &config),
             }
         }
@@ -180,7 +194,7 @@ fn list() {
     }
 }
 
-fn config(
+pub(crate) fn config(
     args: &RunArgs,
     algorithm: &Algorithm,
     timeout: Option<Duration>,
@@ -201,13 +215,13 @@ fn config(
     if args.nodes > MAX_NODES || args.clients > MAX_CLIENTS {
         bail!("at most {MAX_NODES} nodes and {MAX_CLIENTS} clients");
     }
-    let schedule = match &args.nemesis_file {
+    let plan = match &args.nemesis_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            parse_schedule(&text, args.nodes).map_err(|e| anyhow!("{}: {e}", path.display()))?
+            parse_plan(&text, args.nodes).map_err(|e| anyhow!("{}: {e}", path.display()))?
         }
-        None => Vec::new(),
+        None => Plan::default(),
     };
     Ok(SimConfig {
         nodes: args.nodes,
@@ -226,11 +240,12 @@ fn config(
         nemesis: Nemesis {
             kinds: NemesisKind::parse_list(&args.nemesis).map_err(|e| anyhow!("--nemesis: {e}"))?,
             interval: args.nemesis_interval,
-            schedule,
+            schedule: plan.faults,
         },
+        actions: plan.actions,
         serialize: args.serialize,
-        // The report draws every message; other runs need not keep them.
-        record_messages: args.report.is_some(),
+        // The report and the live page draw every message; other runs need not keep them.
+        record_messages: args.report.is_some() || args.serve.is_some(),
         ..SimConfig::default()
     })
 }
@@ -341,7 +356,7 @@ impl RunStatsSansWall {
     }
 }
 
-fn print_summary(algorithm: &Algorithm, config: &SimConfig, result: &RunResult) {
+pub(crate) fn print_summary(algorithm: &Algorithm, config: &SimConfig, result: &RunResult) {
     let s = &result.stats;
     let nemesis: Vec<&str> = config
         .nemesis
@@ -369,10 +384,11 @@ fn print_summary(algorithm: &Algorithm, config: &SimConfig, result: &RunResult) 
         } else {
             nemesis.join(",")
         },
-        if config.nemesis.schedule.is_empty() {
-            String::new()
-        } else {
-            format!(" + {} scheduled", config.nemesis.schedule.len())
+        match (config.nemesis.schedule.len(), result.actions.len()) {
+            (0, 0) => String::new(),
+            (scheduled, 0) => format!(" + {scheduled} scheduled"),
+            (0, actions) => format!(" + {actions} actions"),
+            (scheduled, actions) => format!(" + {scheduled} scheduled + {actions} actions"),
         }
     );
     let invoked = s.ops_ok + s.ops_fail + s.ops_info;
@@ -403,6 +419,15 @@ fn print_summary(algorithm: &Algorithm, config: &SimConfig, result: &RunResult) 
 
 /// The command that replays one seed of a sweep, or a failed run.
 fn replay(args: &RunArgs, seed: u64) -> String {
+    let _ = args;
+    let mut words = command_without(&["--seeds", "--seed", "--shard", "--jobs"]);
+    words.push(format!("--seed {seed}"));
+    words.join(" ")
+}
+
+/// This command's words, `zhub` first, without the flags named (each with its value),
+/// quoted where they hold a space.
+pub(crate) fn command_without(flags: &[&str]) -> Vec<String> {
     let mut words = vec!["zhub".to_string()];
     let mut skip = false;
     for arg in std::env::args().skip(1) {
@@ -411,7 +436,7 @@ fn replay(args: &RunArgs, seed: u64) -> String {
             continue;
         }
         let flag = arg.split('=').next().unwrap_or("");
-        if ["--seeds", "--seed", "--shard", "--jobs"].contains(&flag) {
+        if flags.contains(&flag) {
             skip = !arg.contains('=');
             continue;
         }
@@ -421,9 +446,7 @@ fn replay(args: &RunArgs, seed: u64) -> String {
             arg
         });
     }
-    let _ = args;
-    words.push(format!("--seed {seed}"));
-    words.join(" ")
+    words
 }
 
 /// A child of a sweep: every N-th seed, one line each.

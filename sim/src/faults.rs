@@ -21,7 +21,27 @@
 //! 6s    resume n3
 //! 7s    skew n2 -50ms                # n2's clock reads 50 ms behind
 //! 8s    loss 0.2                     # every link's loss rate from now on
+//! 9s    unblock n1 n2                # n1's messages reach n2 again (one way)
+//! 9s    drop #17                     # message 17 is lost, if still in flight
 //! ```
+//!
+//! Messages are numbered in the order they are sent, from 0 (a duplicate's copy takes the
+//! next number): `#17` is the eighteenth message handed to the network, the gateway's
+//! included. The live view (`zhub sim run --serve`) shows each message's number.
+//!
+//! # Actions
+//! A time written with a leading `@` marks an *action*, a fault taken by hand in a live run:
+//!
+//! ```text
+//! @12345678ns  drop #17
+//! @40000000ns  crash n3
+//! ```
+//!
+//! A plain timed fault runs in its turn among the events of its instant; an action runs
+//! after every other event of its instant, which is where a live run took it (after
+//! handling everything due by then). Live runs write their actions this way, in whole
+//! nanoseconds, so that `--nemesis-file` replays them exactly ([`parse_plan`] reads both
+//! kinds; [`crate::kernel::SimConfig::actions`] holds the actions).
 
 use std::fmt;
 use std::time::Duration;
@@ -157,6 +177,13 @@ pub enum Fault {
         /// The receiver that no longer hears it.
         to: NodeId,
     },
+    /// Make the link from one node to another whole again, one way only.
+    Unblock {
+        /// The sender whose messages get through again.
+        from: NodeId,
+        /// The receiver.
+        to: NodeId,
+    },
     /// Make every link whole.
     Heal,
     /// Stop a node: its in-memory state is lost, its storage kept, messages to it dropped.
@@ -171,6 +198,9 @@ pub enum Fault {
     Skew(NodeId, i64),
     /// Set every link's loss rate.
     Loss(f64),
+    /// Lose the message with this number (see the module docs), if it is still in flight
+    /// (or held by a paused node); otherwise nothing.
+    Drop(u64),
 }
 
 impl fmt::Display for Fault {
@@ -187,6 +217,7 @@ impl fmt::Display for Fault {
                 write!(f, "partition {}", groups.join(" | "))
             }
             Fault::Block { from, to } => write!(f, "block n{} n{}", from + 1, to + 1),
+            Fault::Unblock { from, to } => write!(f, "unblock n{} n{}", from + 1, to + 1),
             Fault::Heal => write!(f, "heal"),
             Fault::Crash(n) => write!(f, "crash n{}", n + 1),
             Fault::Restart(n) => write!(f, "restart n{}", n + 1),
@@ -194,6 +225,7 @@ impl fmt::Display for Fault {
             Fault::Resume(n) => write!(f, "resume n{}", n + 1),
             Fault::Skew(n, by) => write!(f, "skew n{} {by}ns", n + 1),
             Fault::Loss(p) => write!(f, "loss {p}"),
+            Fault::Drop(number) => write!(f, "drop #{number}"),
         }
     }
 }
@@ -303,20 +335,69 @@ fn node_name(word: &str, nodes: usize) -> Result<NodeId, String> {
     Ok(n - 1)
 }
 
-/// Reads a schedule file's text (see the module docs) for a run of `nodes` nodes.
+/// A schedule file's faults: timed faults, and actions (see the module docs).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Plan {
+    /// Timed faults, by time: [`Nemesis::schedule`].
+    pub faults: Vec<(u64, Fault)>,
+    /// Actions, by time: [`crate::kernel::SimConfig::actions`].
+    pub actions: Vec<(u64, Fault)>,
+}
+
+impl Plan {
+    /// The plan as a schedule file reads it back exactly: every time in whole nanoseconds.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        for (prefix, list) in [("", &self.faults), ("@", &self.actions)] {
+            for (time, fault) in list {
+                let at = format!("{prefix}{time}ns");
+                let readable = Duration::from_nanos(*time);
+                let fault = fault.to_string();
+                text.push_str(&format!("{at:<16} {fault:<24} # {readable:?}\n"));
+            }
+        }
+        text
+    }
+}
+
+/// A line without its comment: from a `#` that no digit follows (`drop #17` keeps its `#`).
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let end = (0..bytes.len())
+        .find(|&i| bytes[i] == b'#' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+        .unwrap_or(bytes.len());
+    line[..end].trim()
+}
+
+/// Reads a time: a duration, or a whole number of nanoseconds (`12345678ns`) read exactly.
+fn parse_time(word: &str) -> Result<u64, String> {
+    if let Some(digits) = word.strip_suffix("ns") {
+        if let Ok(ns) = digits.parse::<u64>() {
+            return Ok(ns);
+        }
+    }
+    Ok(nanos(parse_duration(word)?))
+}
+
+/// Reads a schedule file's text (see the module docs) for a run of `nodes` nodes: its timed
+/// faults and its actions.
 ///
 /// # Errors
 /// A line that is not a timed fault, with its number.
-pub fn parse_schedule(text: &str, nodes: usize) -> Result<Vec<(u64, Fault)>, String> {
-    let mut schedule = Vec::new();
+pub fn parse_plan(text: &str, nodes: usize) -> Result<Plan, String> {
+    let mut plan = Plan::default();
     for (index, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
+        let line = strip_comment(line);
         if line.is_empty() {
             continue;
         }
         let at = |e: String| format!("line {}: {e}", index + 1);
         let words: Vec<&str> = line.split_whitespace().collect();
-        let time = nanos(parse_duration(words[0]).map_err(at)?);
+        let (action, time) = match words[0].strip_prefix('@') {
+            Some(rest) => (true, rest),
+            None => (false, words[0]),
+        };
+        let time = parse_time(time).map_err(at)?;
         let args = &words[1..];
         let one = |i: usize| -> Result<NodeId, String> {
             node_name(args.get(i).copied().unwrap_or(""), nodes).map_err(at)
@@ -341,6 +422,10 @@ pub fn parse_schedule(text: &str, nodes: usize) -> Result<Vec<(u64, Fault)>, Str
                 from: one(1)?,
                 to: one(2)?,
             },
+            Some("unblock") => Fault::Unblock {
+                from: one(1)?,
+                to: one(2)?,
+            },
             Some("heal") => Fault::Heal,
             Some("crash") => Fault::Crash(one(1)?),
             Some("restart") => Fault::Restart(one(1)?),
@@ -352,7 +437,7 @@ pub fn parse_schedule(text: &str, nodes: usize) -> Result<Vec<(u64, Fault)>, Str
                     Some(rest) => (true, rest),
                     None => (false, by),
                 };
-                let ns = nanos(parse_duration(by).map_err(at)?) as i64;
+                let ns = parse_time(by).map_err(at)? as i64;
                 Fault::Skew(one(1)?, if negative { -ns } else { ns })
             }
             Some("loss") => {
@@ -363,12 +448,38 @@ pub fn parse_schedule(text: &str, nodes: usize) -> Result<Vec<(u64, Fault)>, Str
                     .ok_or_else(|| at("loss takes a rate from 0 to 1".into()))?;
                 Fault::Loss(p)
             }
+            Some("drop") => {
+                let number = args
+                    .get(1)
+                    .and_then(|n| n.trim_start_matches('#').parse().ok())
+                    .ok_or_else(|| at("drop takes a message number: drop #17".into()))?;
+                Fault::Drop(number)
+            }
             other => return Err(at(format!("unknown fault {other:?}"))),
         };
-        schedule.push((time, fault));
+        if action {
+            plan.actions.push((time, fault));
+        } else {
+            plan.faults.push((time, fault));
+        }
     }
-    schedule.sort_by_key(|(t, _)| *t);
-    Ok(schedule)
+    plan.faults.sort_by_key(|(t, _)| *t);
+    plan.actions.sort_by_key(|(t, _)| *t);
+    Ok(plan)
+}
+
+/// Reads a schedule file's text (see the module docs) for a run of `nodes` nodes, every line
+/// a plain timed fault.
+///
+/// # Errors
+/// A line that is not a timed fault, with its number, or an action (`@` time: see
+/// [`parse_plan`]).
+pub fn parse_schedule(text: &str, nodes: usize) -> Result<Vec<(u64, Fault)>, String> {
+    let plan = parse_plan(text, nodes)?;
+    if !plan.actions.is_empty() {
+        return Err("the schedule has actions (@ times), which parse_plan reads".into());
+    }
+    Ok(plan.faults)
 }
 
 #[cfg(test)]

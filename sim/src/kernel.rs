@@ -24,10 +24,22 @@
 //! append-log) get a settling time: every fault is healed (links, crashed and paused nodes,
 //! skews; the nemesis rests) and after [`SimConfig::settle`] the clients issue the final reads
 //! of [`crate::workload::Generator::final_ops`], each asked again until it succeeds.
+//!
+//! # Live runs
+//! [`Live`] is a run in the caller's hands ([`LiveRun`]: advance the clock, step, look at a
+//! [`Snapshot`], inject a fault); [`run`] is the same loop taken to its end at once, so the
+//! two cannot drift apart. Messages carry a number (how many were sent before them) that
+//! [`Fault::Drop`] names. A fault injected at clock `t` runs after every event due by `t`
+//! and is recorded in [`RunResult::actions`]; replayed as [`SimConfig::actions`], each runs
+//! after every other event of its instant, which puts it back where it was taken. Actions
+//! are taken in any phase: unlike the nemesis, they do not rest once the operations are spent.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fmt::Debug;
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use crate::faults::{Fault, LinkConfig, Nemesis};
 use crate::history::{Event, EventType, History, Process};
@@ -40,8 +52,6 @@ use crate::workload::{Generator, Op, Outcome, Workload};
 const GATEWAY: usize = usize::MAX;
 /// How many times, in all, final reads are asked again after failing.
 const MAX_FINAL_RETRIES: u32 = 100;
-/// No message record (recording is off).
-const NO_RECORD: u32 = u32::MAX;
 
 /// Everything a run depends on besides the algorithm: the same config and seed give the same
 /// run.
@@ -67,6 +77,10 @@ pub struct SimConfig {
     pub links: Vec<((NodeId, NodeId), LinkConfig)>,
     /// The faults injected during the run.
     pub nemesis: Nemesis,
+    /// Faults taken by hand in a [`Live`] run (its [`RunResult::actions`]), in nanoseconds
+    /// since the start: each runs after every other event of its instant, as it did live, so
+    /// that a run replays exactly from its seed and its actions.
+    pub actions: Vec<(u64, Fault)>,
     /// Keep a [`MessageRecord`] of every message (for reports; costs time and memory).
     pub record_messages: bool,
     /// Encode and decode every node message with serde_json as it is sent, as a real
@@ -95,6 +109,7 @@ impl Default for SimConfig {
             link: LinkConfig::default(),
             links: Vec::new(),
             nemesis: Nemesis::default(),
+            actions: Vec::new(),
             record_messages: false,
             serialize: false,
             settle: Duration::from_secs(1),
@@ -104,7 +119,7 @@ impl Default for SimConfig {
 }
 
 /// The figures of a run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunStats {
     /// Operations that completed `ok`.
     pub ops_ok: u64,
@@ -145,6 +160,9 @@ pub struct RunResult {
     pub messages: Vec<MessageRecord>,
     /// Every fault applied, with its time in nanoseconds, in order (whatever the recording).
     pub faults: Vec<(u64, Fault)>,
+    /// The faults taken by hand ([`Live::inject`], or [`SimConfig::actions`] replayed), with
+    /// their times: what [`SimConfig::actions`] takes to replay the run.
+    pub actions: Vec<(u64, Fault)>,
     /// The run's figures.
     pub stats: RunStats,
 }
@@ -163,7 +181,10 @@ enum Ev<M> {
         from: usize,
         to: usize,
         payload: Payload<M>,
-        record: u32,
+        /// The message's number: how many messages were sent before it (see [`Fault::Drop`]).
+        number: u64,
+        /// When it was sent.
+        sent: u64,
     },
     Timer {
         node: NodeId,
@@ -236,12 +257,16 @@ enum Phase {
 struct Current {
     seq: u64,
     op: Op,
+    /// When it was invoked.
+    since: u64,
 }
 
 struct Client {
     process: Process,
     current: Option<Current>,
     seq: u64,
+    /// The history index of its last completion.
+    last: Option<usize>,
 }
 
 /// FNV-1a, 64 bits, over little-endian words.
@@ -272,6 +297,8 @@ enum Loss {
     Link = 1,
     Partition = 2,
     Down = 3,
+    /// Dropped by hand ([`Fault::Drop`]).
+    Dropped = 4,
 }
 
 struct Sim<N: Node, F> {
@@ -305,6 +332,17 @@ struct Sim<N: Node, F> {
     faults: Vec<(u64, Fault)>,
     stats: RunStats,
     trace: TraceHash,
+    /// The faults to take by hand, sorted by time, and how many have been taken.
+    plan: Vec<(u64, Fault)>,
+    planned: usize,
+    /// The faults taken by hand so far.
+    actions: Vec<(u64, Fault)>,
+    /// Messages sent so far: the next one's number.
+    next_message: u64,
+    /// Messages in flight that [`Fault::Drop`] dooms: lost when they arrive.
+    doomed: HashSet<u64>,
+    /// The queue ran dry, or reached the time limit.
+    ended: bool,
 }
 
 fn name(addr: usize) -> String {
@@ -327,6 +365,19 @@ fn label(text: String) -> String {
     format!("{}...", &text[..end])
 }
 
+/// What a message says, as records and snapshots show it.
+fn payload_text<M: Debug>(payload: &Payload<M>) -> String {
+    match payload {
+        Payload::Peer { msg, wire } => match wire {
+            Wire::Plain => format!("{msg:?}"),
+            Wire::Call(id) => format!("{msg:?} #{id}"),
+            Wire::Reply(id) => format!("{msg:?} re #{id}"),
+        },
+        Payload::Request { id, op } => format!("{op:?} req {id}"),
+        Payload::Answer { id, outcome } => format!("{outcome:?} req {id}"),
+    }
+}
+
 /// A duration around `mean`: uniform from half of it to one and a half times it.
 fn around(rng: &mut Rng, mean: u64) -> u64 {
     rng.range(mean / 2, mean + mean / 2).max(1)
@@ -338,51 +389,315 @@ fn nanos(d: Duration) -> u64 {
 
 /// Runs one simulation of the nodes `factory` builds (`factory(id, nodes)`, called at start
 /// and at each restart) under `config`, to the end of its operations or its time limit.
+///
+/// The same loop as a [`Live`] run's, taken to its end at once.
 pub fn run<N: Node>(config: &SimConfig, factory: impl FnMut(NodeId, usize) -> N) -> RunResult {
-    let started = Instant::now();
-    let nodes = config.nodes.max(1);
-    let mut sim = Sim {
-        config: SimConfig {
-            nodes,
-            ..config.clone()
-        },
-        factory,
-        rng: Rng::new(config.seed),
-        now: 0,
-        seq: 0,
-        queue: BinaryHeap::new(),
-        slots: Vec::new(),
-        blocked: vec![false; nodes * nodes],
-        loss: None,
-        clients: Vec::new(),
-        finished_clients: 0,
-        next_process: config.clients as Process,
-        generator: Generator::new(config.workload, config.keys, nodes),
-        issued: 0,
-        phase: Phase::Main,
-        final_ops: std::collections::VecDeque::new(),
-        final_retries: 0,
-        requests: HashMap::new(),
-        next_request: 0,
-        round_robin: 0,
-        leader: None,
-        out: Vec::new(),
-        history: History::new(),
-        messages: Vec::new(),
-        faults: Vec::new(),
-        stats: RunStats::default(),
-        trace: TraceHash::new(),
-    };
-    sim.start();
-    sim.run_loop();
-    sim.stats.sim_time = sim.now;
-    sim.stats.trace_hash = sim.trace.0;
-    sim.stats.wall_nanos = nanos(started.elapsed());
-    RunResult {
-        history: sim.history,
-        messages: sim.messages,
-        faults: sim.faults,
-        stats: sim.stats,
+    Live::new(config, factory).into_result()
+}
+
+/// Why a [`LiveRun`] refused a fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    /// The run is over: nothing more happens in it.
+    #[error("the run is over")]
+    Over,
+    /// The fault names a node the run does not have.
+    #[error("the run has no node n{}", .0 + 1)]
+    NoNode(NodeId),
+    /// A link from a node to itself, which no fault can cut.
+    #[error("n{} to itself is not a link", .0 + 1)]
+    SelfLink(NodeId),
+    /// [`Fault::Drop`] of a message that is not in flight (delivered, lost, or never sent).
+    #[error("message #{0} is not in flight")]
+    NotInFlight(u64),
+}
+
+/// A node as [`Snapshot`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    /// Its index.
+    pub id: NodeId,
+    /// Its name, `n1`, `n2`, ...
+    pub name: String,
+    /// `up`, `paused` or `crashed`.
+    pub status: &'static str,
+    /// What [`Node::describe`] says of it (empty while crashed).
+    pub state: String,
+    /// Its clock's skew, in nanoseconds.
+    pub skew: i64,
+    /// Whether it is the node the gateway takes for the leader.
+    pub leader: bool,
+}
+
+/// A message in flight, as [`Snapshot`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InFlight {
+    /// Its number, for [`Fault::Drop`].
+    pub number: u64,
+    /// The sender: `n1`, ..., or `gw`, the gateway.
+    pub from: String,
+    /// The receiver.
+    pub to: String,
+    /// When it was sent, in nanoseconds.
+    pub sent: u64,
+    /// When it is due; for one held by a paused node, when the node was reached.
+    pub due: u64,
+    /// Whether it waits at a paused node.
+    pub held: bool,
+    /// What it says, cut short.
+    pub label: String,
+}
+
+/// A client as [`Snapshot`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClientView {
+    /// Its index.
+    pub id: usize,
+    /// The history process it records as now.
+    pub process: Process,
+    /// The operation it waits on, if any.
+    pub current: Option<String>,
+    /// When that operation was invoked.
+    pub since: Option<u64>,
+    /// Its last completed operation and what came of it.
+    pub last: Option<String>,
+}
+
+/// A fault with its time, as [`Snapshot`] lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimedFault {
+    /// When, in nanoseconds.
+    pub time: u64,
+    /// The fault, as a schedule file writes it.
+    pub fault: String,
+}
+
+/// Everything a live view draws at one instant of a [`LiveRun`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// The clock, in nanoseconds.
+    pub now: u64,
+    /// Whether the run is over.
+    pub over: bool,
+    /// `ops` (clients issuing), `settling` (healed, before final reads), `final reads`, or
+    /// `over`.
+    pub phase: &'static str,
+    /// Operations issued, and the run's total.
+    pub issued: u64,
+    /// The run's operations in all.
+    pub ops: u64,
+    /// The nodes.
+    pub nodes: Vec<NodeView>,
+    /// Messages in flight, by number, at most [`Snapshot::MAX_MESSAGES`].
+    pub messages: Vec<InFlight>,
+    /// Messages in flight left out beyond that.
+    pub more_messages: usize,
+    /// Cut links, one way each: (from, to).
+    pub cut: Vec<(NodeId, NodeId)>,
+    /// The clients.
+    pub clients: Vec<ClientView>,
+    /// The faults taken by hand, in order.
+    pub actions: Vec<TimedFault>,
+    /// The last faults applied (the nemesis's and the hand's), at most
+    /// [`Snapshot::MAX_FAULTS`], newest last.
+    pub faults: Vec<TimedFault>,
+    /// The run's figures so far (the trace hash so far, no wall time).
+    pub stats: RunStats,
+}
+
+impl Snapshot {
+    /// Messages in flight a snapshot lists at most.
+    pub const MAX_MESSAGES: usize = 500;
+    /// Recent faults a snapshot lists at most.
+    pub const MAX_FAULTS: usize = 50;
+}
+
+/// A run of any algorithm, driven step by step (what `zhub sim run --serve` drives): the
+/// object-safe face of [`Live`].
+pub trait LiveRun {
+    /// The clock, in nanoseconds since the start.
+    fn now(&self) -> u64;
+
+    /// Whether the run is over: its operations (and final reads) done, its queue dry, or
+    /// its time limit reached.
+    fn is_over(&self) -> bool;
+
+    /// Handles every event (and planned action) due at or before `t`, then sets the clock
+    /// to `t` unless the run ended first; returns how many it handled.
+    fn advance_to(&mut self, t: u64) -> u64;
+
+    /// Handles the next event (or planned action), moving the clock to it; false when the
+    /// run is over.
+    fn step(&mut self) -> bool;
+
+    /// Applies `fault` now, after every event due by now, and records it as an action.
+    ///
+    /// # Errors
+    /// The run is over, the fault names a node the run lacks or a link from a node to
+    /// itself, or it drops a message that is not in flight; nothing is applied or recorded.
+    fn inject(&mut self, fault: Fault) -> Result<(), LiveError>;
+
+    /// What a view draws now.
+    fn snapshot(&self) -> Snapshot;
+
+    /// The history so far.
+    fn history(&self) -> &History;
+
+    /// Every message so far, indexed by number, when [`SimConfig::record_messages`] is on.
+    fn messages(&self) -> &[MessageRecord];
+
+    /// Runs to the end (with no more actions than planned) and returns the result.
+    fn finish(self: Box<Self>) -> RunResult;
+}
+
+/// One run taken a step at a time: the kernel [`run`] itself drives, here with the clock in
+/// the caller's hands and faults taken by hand ([`LiveRun::inject`]).
+///
+/// # Replaying a live run
+/// An action taken at clock `t` runs after every event at or before `t`. Handed back as
+/// [`SimConfig::actions`], each runs at the same point again (after every other event of its
+/// instant), so the same seed and actions give the same run, trace hash and history.
+///
+/// ```
+/// use zhub_sim::algorithms::quorum::Register;
+/// use zhub_sim::faults::Fault;
+/// use zhub_sim::kernel::{Live, LiveRun};
+/// use zhub_sim::{run, SimConfig};
+///
+/// let config = SimConfig { ops: 100, seed: 5, ..SimConfig::default() };
+/// let factory = |_, _| Register::new(zhub_sim::algorithms::abd::MODE);
+/// let mut live = Live::new(&config, factory);
+/// live.advance_to(20_000_000);
+/// live.inject(Fault::Crash(2)).unwrap();
+/// live.advance_to(60_000_000);
+/// live.inject(Fault::Restart(2)).unwrap();
+/// let result = live.into_result();
+///
+/// let replay = run(&SimConfig { actions: result.actions.clone(), ..config }, factory);
+/// assert_eq!(replay.stats.trace_hash, result.stats.trace_hash);
+/// assert_eq!(replay.history, result.history);
+/// ```
+pub struct Live<N: Node, F> {
+    sim: Sim<N, F>,
+    started: Instant,
+}
+
+impl<N: Node, F: FnMut(NodeId, usize) -> N> Live<N, F> {
+    /// Starts a run of the nodes `factory` builds under `config`: nodes started, clients
+    /// ready, the clock at 0 and nothing else handled.
+    pub fn new(config: &SimConfig, factory: F) -> Self {
+        let started = Instant::now();
+        let nodes = config.nodes.max(1);
+        let mut plan = config.actions.clone();
+        plan.sort_by_key(|(time, _)| *time);
+        let mut sim = Sim {
+            config: SimConfig {
+                nodes,
+                ..config.clone()
+            },
+            factory,
+            rng: Rng::new(config.seed),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            blocked: vec![false; nodes * nodes],
+            loss: None,
+            clients: Vec::new(),
+            finished_clients: 0,
+            next_process: config.clients as Process,
+            generator: Generator::new(config.workload, config.keys, nodes),
+            issued: 0,
+            phase: Phase::Main,
+            final_ops: std::collections::VecDeque::new(),
+            final_retries: 0,
+            requests: HashMap::new(),
+            next_request: 0,
+            round_robin: 0,
+            leader: None,
+            out: Vec::new(),
+            history: History::new(),
+            messages: Vec::new(),
+            faults: Vec::new(),
+            stats: RunStats::default(),
+            trace: TraceHash::new(),
+            plan,
+            planned: 0,
+            actions: Vec::new(),
+            next_message: 0,
+            doomed: HashSet::new(),
+            ended: false,
+        };
+        sim.start();
+        Live { sim, started }
+    }
+
+    /// Runs to the end and returns the result (what [`LiveRun::finish`] does, unboxed).
+    pub fn into_result(mut self) -> RunResult {
+        while self.sim.next(u64::MAX) {}
+        let mut sim = self.sim;
+        sim.stats.sim_time = sim.now;
+        sim.stats.trace_hash = sim.trace.0;
+        sim.stats.wall_nanos = nanos(self.started.elapsed());
+        RunResult {
+            history: sim.history,
+            messages: sim.messages,
+            faults: sim.faults,
+            actions: sim.actions,
+            stats: sim.stats,
+        }
+    }
+}
+
+impl<N: Node, F: FnMut(NodeId, usize) -> N> LiveRun for Live<N, F> {
+    fn now(&self) -> u64 {
+        self.sim.now
+    }
+
+    fn is_over(&self) -> bool {
+        self.sim.over()
+    }
+
+    fn advance_to(&mut self, t: u64) -> u64 {
+        let before = self.sim.stats.events + self.sim.planned as u64;
+        while self.sim.next(t) {}
+        if !self.sim.over() {
+            self.sim.now = self.sim.now.max(t);
+        }
+        self.sim.stats.events + self.sim.planned as u64 - before
+    }
+
+    fn step(&mut self) -> bool {
+        self.sim.next(u64::MAX)
+    }
+
+    fn inject(&mut self, fault: Fault) -> Result<(), LiveError> {
+        // An action comes after every event of its instant, here as in a replay.
+        let now = self.sim.now;
+        self.advance_to(now);
+        if self.sim.over() {
+            return Err(LiveError::Over);
+        }
+        self.sim.check(&fault)?;
+        self.sim.take_action(fault);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.sim.snapshot()
+    }
+
+    fn history(&self) -> &History {
+        &self.sim.history
+    }
+
+    fn messages(&self) -> &[MessageRecord] {
+        &self.sim.messages
+    }
+
+    fn finish(self: Box<Self>) -> RunResult {
+        self.into_result()
     }
 }
 
@@ -428,23 +743,226 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 process: c as Process,
                 current: None,
                 seq: 0,
+                last: None,
             });
             self.schedule(0, Ev::ClientNext(c));
         }
     }
 
-    fn run_loop(&mut self) {
+    /// Whether the run is over: clients done (and not settling), or the queue ended.
+    fn over(&self) -> bool {
+        self.ended || (self.phase != Phase::Settling && self.finished_clients >= self.clients.len())
+    }
+
+    /// Handles the next thing due at or before `until`: a planned action, which runs after
+    /// every event of its instant, or else the next event. False when nothing is due by
+    /// then or the run is over.
+    fn next(&mut self, until: u64) -> bool {
+        if self.over() {
+            return false;
+        }
         let limit = nanos(self.config.time_limit);
-        while self.phase == Phase::Settling || self.finished_clients < self.clients.len() {
-            let Some(next) = self.queue.pop() else {
-                break;
-            };
-            if next.time > limit {
-                break;
+        let event = self.queue.peek().map(|e| e.time);
+        if let Some(&(time, _)) = self.plan.get(self.planned) {
+            if event.is_none_or(|e| time < e) {
+                if time > limit {
+                    self.ended = true;
+                    return false;
+                }
+                if time > until {
+                    return false;
+                }
+                let fault = self.plan[self.planned].1.clone();
+                self.planned += 1;
+                self.now = self.now.max(time);
+                self.take_action(fault);
+                return true;
             }
-            self.now = next.time;
-            self.stats.events += 1;
-            self.handle(next.ev);
+        }
+        match event {
+            Some(time) if time > limit => {
+                self.ended = true;
+                false
+            }
+            Some(time) if time > until => false,
+            Some(_) => {
+                let Some(next) = self.queue.pop() else {
+                    return false;
+                };
+                self.now = next.time;
+                self.stats.events += 1;
+                self.handle(next.ev);
+                true
+            }
+            None => {
+                self.ended = true;
+                false
+            }
+        }
+    }
+
+    /// Applies a fault taken by hand and records it.
+    fn take_action(&mut self, fault: Fault) {
+        self.actions.push((self.now, fault.clone()));
+        self.apply_fault(fault);
+    }
+
+    /// Whether a fault fits this run (see [`LiveRun::inject`]).
+    fn check(&self, fault: &Fault) -> Result<(), LiveError> {
+        let nodes = self.config.nodes;
+        let node = |n: NodeId| {
+            if n < nodes {
+                Ok(())
+            } else {
+                Err(LiveError::NoNode(n))
+            }
+        };
+        match fault {
+            Fault::Partition(groups) => groups.iter().flatten().try_for_each(|&n| node(n)),
+            Fault::Block { from, to } | Fault::Unblock { from, to } => {
+                node(*from)?;
+                node(*to)?;
+                if from == to {
+                    return Err(LiveError::SelfLink(*from));
+                }
+                Ok(())
+            }
+            Fault::Crash(n)
+            | Fault::Restart(n)
+            | Fault::Pause(n)
+            | Fault::Resume(n)
+            | Fault::Skew(n, _) => node(*n),
+            Fault::Drop(number) => {
+                if self.in_flight(*number) {
+                    Ok(())
+                } else {
+                    Err(LiveError::NotInFlight(*number))
+                }
+            }
+            Fault::Heal | Fault::Loss(_) => Ok(()),
+        }
+    }
+
+    /// Whether message `number` is on its way, or held by a paused node, and not doomed.
+    fn in_flight(&self, number: u64) -> bool {
+        let is = |ev: &Ev<N::Msg>| matches!(ev, Ev::Deliver { number: n, .. } if *n == number);
+        !self.doomed.contains(&number)
+            && (self.queue.iter().any(|s| is(&s.ev))
+                || self.slots.iter().any(|slot| slot.held.iter().any(is)))
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut messages: Vec<InFlight> = Vec::new();
+        let mut view = |ev: &Ev<N::Msg>, due: u64, held: bool| {
+            if let Ev::Deliver {
+                from,
+                to,
+                payload,
+                number,
+                sent,
+            } = ev
+            {
+                if !self.doomed.contains(number) {
+                    messages.push(InFlight {
+                        number: *number,
+                        from: name(*from),
+                        to: name(*to),
+                        sent: *sent,
+                        due,
+                        held,
+                        label: label(payload_text(payload)),
+                    });
+                }
+            }
+        };
+        for scheduled in self.queue.iter() {
+            view(&scheduled.ev, scheduled.time, false);
+        }
+        for slot in &self.slots {
+            for ev in &slot.held {
+                view(ev, self.now, true);
+            }
+        }
+        messages.sort_by_key(|m| m.number);
+        let more_messages = messages.len().saturating_sub(Snapshot::MAX_MESSAGES);
+        messages.truncate(Snapshot::MAX_MESSAGES);
+        let nodes = self.config.nodes;
+        let cut = (0..nodes)
+            .flat_map(|a| (0..nodes).map(move |b| (a, b)))
+            .filter(|&(a, b)| self.blocked[a * nodes + b])
+            .collect();
+        let timed = |(time, fault): &(u64, Fault)| TimedFault {
+            time: *time,
+            fault: fault.to_string(),
+        };
+        let completion = |index: usize| {
+            let event = &self.history.events[index];
+            let kind = match event.kind {
+                EventType::Ok => "ok",
+                EventType::Fail => "fail",
+                EventType::Info => "info",
+                EventType::Invoke => "invoke",
+            };
+            let key = event.key.map(|k| format!(" k{k}")).unwrap_or_default();
+            format!("{}{key} {} {kind}", event.f, event.value)
+        };
+        Snapshot {
+            now: self.now,
+            over: self.over(),
+            phase: match (self.over(), self.phase) {
+                (true, _) => "over",
+                (false, Phase::Main) => "ops",
+                (false, Phase::Settling) => "settling",
+                (false, Phase::Final) => "final reads",
+            },
+            issued: self.issued,
+            ops: self.config.ops,
+            nodes: self
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(id, slot)| NodeView {
+                    id,
+                    name: name(id),
+                    status: match (&slot.node, slot.paused) {
+                        (None, _) => "crashed",
+                        (Some(_), true) => "paused",
+                        (Some(_), false) => "up",
+                    },
+                    state: slot
+                        .node
+                        .as_ref()
+                        .map(|node| label(node.describe(&slot.store)))
+                        .unwrap_or_default(),
+                    skew: slot.skew,
+                    leader: self.leader == Some(id),
+                })
+                .collect(),
+            messages,
+            more_messages,
+            cut,
+            clients: self
+                .clients
+                .iter()
+                .enumerate()
+                .map(|(id, client)| ClientView {
+                    id,
+                    process: client.process,
+                    current: client.current.as_ref().map(|c| format!("{:?}", c.op)),
+                    since: client.current.as_ref().map(|c| c.since),
+                    last: client.last.map(completion),
+                })
+                .collect(),
+            actions: self.actions.iter().map(timed).collect(),
+            faults: self.faults[self.faults.len().saturating_sub(Snapshot::MAX_FAULTS)..]
+                .iter()
+                .map(timed)
+                .collect(),
+            stats: RunStats {
+                sim_time: self.now,
+                trace_hash: self.trace.0,
+                ..self.stats.clone()
+            },
         }
     }
 
@@ -454,8 +972,9 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 from,
                 to,
                 payload,
-                record,
-            } => self.deliver(from, to, payload, record),
+                number,
+                sent,
+            } => self.deliver(from, to, payload, number, sent),
             Ev::Timer { node, id, tag } => {
                 let slot = &mut self.slots[node];
                 if slot.node.is_none() {
@@ -522,7 +1041,14 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         }
     }
 
-    fn record(&mut self, process: Process, kind: EventType, op: &Op, value: serde_json::Value) {
+    /// Appends an event to the history; its index.
+    fn record(
+        &mut self,
+        process: Process,
+        kind: EventType,
+        op: &Op,
+        value: serde_json::Value,
+    ) -> usize {
         self.trace.words(&[6, self.now, process, kind as u64]);
         self.history.push(Event {
             process,
@@ -532,6 +1058,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
             value,
             time: self.now,
         });
+        self.history.events.len() - 1
     }
 
     fn client_next(&mut self, c: usize) {
@@ -571,6 +1098,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         self.clients[c].current = Some(Current {
             seq,
             op: op.clone(),
+            since: self.now,
         });
         self.transmit(GATEWAY, node, Payload::Request { id, op });
         let deadline = self.now + nanos(self.config.timeout);
@@ -613,25 +1141,28 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
             self.final_retries += 1;
             self.final_ops.push_back(current.op.clone());
         }
-        match outcome {
+        let last = match outcome {
             Some(Outcome::Ok(value)) => {
                 self.stats.ops_ok += 1;
                 let result = current.op.result(&value);
-                self.record(process, EventType::Ok, &current.op, result);
+                self.record(process, EventType::Ok, &current.op, result)
             }
             Some(Outcome::Fail(_)) => {
                 self.stats.ops_fail += 1;
-                self.record(process, EventType::Fail, &current.op, current.op.argument());
+                self.record(process, EventType::Fail, &current.op, current.op.argument())
             }
             Some(Outcome::Unknown) | None => {
                 self.stats.ops_info += 1;
-                self.record(process, EventType::Info, &current.op, current.op.argument());
+                let last =
+                    self.record(process, EventType::Info, &current.op, current.op.argument());
                 // An indefinite operation may still take effect at any time: the process that
                 // issued it stays open forever, and the client goes on as a new one.
                 self.clients[c].process = self.next_process;
                 self.next_process += 1;
+                last
             }
-        }
+        };
+        self.clients[c].last = Some(last);
         self.schedule(self.now, Ev::ClientNext(c));
     }
 
@@ -658,33 +1189,28 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
             .words(&[2, self.now, from as u64, to as u64, why as u64]);
     }
 
-    fn new_record(&mut self, from: usize, to: usize, payload: &Payload<N::Msg>) -> u32 {
-        if !self.config.record_messages {
-            return NO_RECORD;
+    /// Numbers a new message (or copy of one), and records it when recording is on: the
+    /// record's index is the number.
+    fn new_message(&mut self, from: usize, to: usize, payload: &Payload<N::Msg>) -> u64 {
+        let number = self.next_message;
+        self.next_message += 1;
+        if self.config.record_messages {
+            self.messages.push(MessageRecord {
+                from: name(from),
+                to: name(to),
+                sent: self.now,
+                delivered: None,
+                label: label(payload_text(payload)),
+            });
         }
-        let text = match payload {
-            Payload::Peer { msg, wire } => match wire {
-                Wire::Plain => format!("{msg:?}"),
-                Wire::Call(id) => format!("{msg:?} #{id}"),
-                Wire::Reply(id) => format!("{msg:?} re #{id}"),
-            },
-            Payload::Request { id, op } => format!("{op:?} req {id}"),
-            Payload::Answer { id, outcome } => format!("{outcome:?} req {id}"),
-        };
-        self.messages.push(MessageRecord {
-            from: name(from),
-            to: name(to),
-            sent: self.now,
-            delivered: None,
-            label: label(text),
-        });
-        u32::try_from(self.messages.len() - 1).unwrap_or(NO_RECORD)
+        number
     }
 
     /// Puts a message on the link from `from` to `to`: lost, delayed, or duplicated.
     fn transmit(&mut self, from: usize, to: usize, payload: Payload<N::Msg>) {
         self.stats.sent += 1;
-        let record = self.new_record(from, to, &payload);
+        let number = self.new_message(from, to, &payload);
+        let sent = self.now;
         if from == to {
             // A node's message to itself never leaves it: no latency, no faults.
             self.schedule(
@@ -693,7 +1219,8 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     from,
                     to,
                     payload,
-                    record,
+                    number,
+                    sent,
                 },
             );
             return;
@@ -712,7 +1239,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         let duplicate = from != GATEWAY && to != GATEWAY && self.rng.chance(link.duplicate);
         if duplicate {
             self.stats.duplicated += 1;
-            let copy = self.new_record(from, to, &payload);
+            let copy = self.new_message(from, to, &payload);
             let delay = self.delay(&link);
             self.schedule(
                 self.now + delay,
@@ -720,7 +1247,8 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     from,
                     to,
                     payload: payload.clone(),
-                    record: copy,
+                    number: copy,
+                    sent,
                 },
             );
         }
@@ -731,7 +1259,8 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 from,
                 to,
                 payload,
-                record,
+                number,
+                sent,
             },
         );
     }
@@ -744,19 +1273,33 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         delay
     }
 
-    fn delivered(&mut self, from: usize, to: usize, record: u32) {
+    fn delivered(&mut self, from: usize, to: usize, number: u64) {
         self.stats.delivered += 1;
         self.trace.words(&[1, self.now, from as u64, to as u64]);
-        if record != NO_RECORD {
-            if let Some(r) = self.messages.get_mut(record as usize) {
+        if self.config.record_messages {
+            if let Some(r) = usize::try_from(number)
+                .ok()
+                .and_then(|i| self.messages.get_mut(i))
+            {
                 r.delivered = Some(self.now);
             }
         }
     }
 
-    fn deliver(&mut self, from: usize, to: usize, payload: Payload<N::Msg>, record: u32) {
+    fn deliver(
+        &mut self,
+        from: usize,
+        to: usize,
+        payload: Payload<N::Msg>,
+        number: u64,
+        sent: u64,
+    ) {
+        if !self.doomed.is_empty() && self.doomed.remove(&number) {
+            self.lost(from, to, Loss::Dropped);
+            return;
+        }
         if to == GATEWAY {
-            self.delivered(from, to, record);
+            self.delivered(from, to, number);
             if let Payload::Answer { id, outcome } = payload {
                 if let Some((client, seq)) = self.requests.remove(&id) {
                     let current = self.clients[client].current.as_ref();
@@ -777,7 +1320,8 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 from,
                 to,
                 payload,
-                record,
+                number,
+                sent,
             });
             return;
         }
@@ -786,7 +1330,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
             self.lost(from, to, Loss::Partition);
             return;
         }
-        self.delivered(from, to, record);
+        self.delivered(from, to, number);
         match payload {
             Payload::Peer { msg, wire } => match wire {
                 Wire::Plain => self.call(to, None, |n, ctx| n.on_message(ctx, from, msg)),
@@ -922,6 +1466,11 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     self.blocked[from * nodes + to] = true;
                 }
             }
+            Fault::Unblock { from, to } => {
+                if from < nodes && to < nodes {
+                    self.blocked[from * nodes + to] = false;
+                }
+            }
             Fault::Heal => self.blocked.iter_mut().for_each(|b| *b = false),
             Fault::Crash(n) => {
                 if let Some(slot) = self.slots.get_mut(n) {
@@ -958,6 +1507,11 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 }
             }
             Fault::Loss(p) => self.loss = Some(p),
+            Fault::Drop(number) => {
+                if self.in_flight(number) {
+                    self.doomed.insert(number);
+                }
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`algorithms`] — the examples, one file each, and their table.
 //! - [`rng`] — the run's one seeded generator, stable across versions.
-//! - [`kernel`] — the discrete-event queue, the network, the gateway and the clients: [`run`].
+//! - [`kernel`] — the discrete-event queue, the network, the gateway and the clients: [`run`],
+//!   and [`kernel::Live`], the same run taken a step at a time with faults taken by hand.
 //! - [`node`] — the trait an algorithm implements, its context, and quorum waits.
 //! - [`faults`] — link behaviour, faults, the nemesis and its schedule files.
 //! - [`workload`] — operations, answers, and how both read in a history.

@@ -88,6 +88,13 @@ pub trait Node: Sized {
     fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: TimerId, tag: u64) {
         let _ = (ctx, timer, tag);
     }
+
+    /// A line about the node's state, for a live view (`zhub sim run --serve`): what it
+    /// holds in memory and in `store`, briefly. Empty by default; never called in a plain run.
+    fn describe(&self, store: &Self::Store) -> String {
+        let _ = store;
+        String::new()
+    }
 }
 
 /// How a node message travels: plain, as a request awaiting a reply, or as that reply.

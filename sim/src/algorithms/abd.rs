@@ -8,7 +8,7 @@
 //! refused: it needs consensus.
 
 use super::quorum::{Mode, Read, Register};
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::Need;
 
 /// ABD's replication.
@@ -21,4 +21,9 @@ pub const MODE: Mode = Mode {
 /// Runs ABD under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Register::new(MODE))
+}
+
+/// Starts ABD under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Register::new(MODE)))
 }

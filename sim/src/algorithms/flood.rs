@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::{Ctx, Node, NodeId, RequestId, TimerId};
 use crate::workload::{Op, Outcome, Value};
 
@@ -86,4 +86,9 @@ impl Node for Flood {
 /// Runs flooding broadcast under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Flood)
+}
+
+/// Starts flooding broadcast under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Flood))
 }

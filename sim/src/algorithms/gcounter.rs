@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::{Ctx, Node, NodeId, RequestId, TimerId};
 use crate::workload::{Op, Outcome, Value};
 
@@ -26,6 +26,10 @@ impl Node for GCounter {
     /// Every slot the sender knows.
     type Msg = Vec<u64>;
     type Store = Vec<u64>;
+
+    fn describe(&self, store: &Vec<u64>) -> String {
+        format!("total {}, slots {store:?}", store.iter().sum::<u64>())
+    }
 
     fn on_start(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.set_timer(GOSSIP_EVERY, 0);
@@ -65,4 +69,9 @@ impl Node for GCounter {
 /// Runs the G-counter under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| GCounter)
+}
+
+/// Starts the G-counter under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| GCounter))
 }

@@ -2,7 +2,7 @@
 //! its counter `k` in storage, so that a restarted node never repeats an id. Always
 //! available, whatever the network does.
 
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::{Ctx, Node, NodeId, RequestId};
 use crate::workload::{Op, Outcome, Value};
 
@@ -32,4 +32,9 @@ impl Node for Ids {
 /// Runs the id generator under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Ids)
+}
+
+/// Starts the id generator under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Ids))
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::quorum::{Store, Tag};
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::{CallId, Ctx, Gather, Need, Node, NodeId, ReplyTo, RequestId, TimerId};
 use crate::workload::{Op, Outcome, Value};
 
@@ -80,6 +80,8 @@ pub struct Leader {
     forwarded: HashMap<CallId, (RequestId, Op)>,
     /// Forwards already carried out: a duplicate is not carried out twice.
     seen: HashSet<RequestId>,
+    /// Whom the failure detector named leader when last reviewed (for [`Node::describe`]).
+    named: Option<NodeId>,
 }
 
 fn keep(store: &mut Store, key: u64, tag: Tag, value: Option<u64>) {
@@ -108,6 +110,7 @@ impl Leader {
 
     /// Starts or stops leading as the failure detector now says.
     fn review(&mut self, ctx: &mut Ctx<'_, Self>) {
+        self.named = Some(self.leader(ctx));
         let leading = self.leader(ctx) == ctx.me() && self.has_majority(ctx);
         if !leading {
             self.ready = false;
@@ -197,6 +200,18 @@ impl Leader {
 impl Node for Leader {
     type Msg = Msg;
     type Store = Store;
+
+    fn describe(&self, store: &Store) -> String {
+        let leader = self
+            .named
+            .map_or("leader ?".to_string(), |n| format!("leader n{}", n + 1));
+        let role = match (self.ready, self.syncing) {
+            (true, _) => ", serving",
+            (false, true) => ", syncing",
+            (false, false) => "",
+        };
+        format!("{leader}{role}; {}", super::quorum::describe_store(store))
+    }
 
     fn on_start(&mut self, ctx: &mut Ctx<'_, Self>) {
         // Everyone is presumed alive at start, so that the lowest node leads from the outset.
@@ -311,4 +326,9 @@ impl Node for Leader {
 /// Runs the leader register under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Leader::default())
+}
+
+/// Starts the leader register under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Leader::default()))
 }

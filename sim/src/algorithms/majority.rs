@@ -7,7 +7,7 @@
 //! faults, it shows under loss and partitions, which is what the checker is for.
 
 use super::quorum::{Mode, Read, Register};
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::Need;
 
 /// The replication: ABD's without the read's write-back.
@@ -20,4 +20,9 @@ pub const MODE: Mode = Mode {
 /// Runs versioned majority quorums under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Register::new(MODE))
+}
+
+/// Starts versioned majority quorums under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Register::new(MODE)))
 }

@@ -14,7 +14,7 @@ pub mod quorum;
 pub mod read_any;
 pub mod sync_all;
 
-use crate::kernel::{RunResult, SimConfig};
+use crate::kernel::{LiveRun, RunResult, SimConfig};
 use crate::workload::Workload;
 
 /// An algorithm `zhub sim run` can run.
@@ -30,6 +30,8 @@ pub struct Algorithm {
     pub about: &'static str,
     /// Runs it.
     pub run: fn(&SimConfig) -> RunResult,
+    /// Starts it, to drive step by step (the same run as `run`'s, given the same actions).
+    pub live: fn(&SimConfig) -> Box<dyn LiveRun>,
 }
 
 /// Every algorithm, in the order `zhub sim list` prints them.
@@ -40,6 +42,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "ABD quorum register: majority reads with write-back, majority writes",
         run: abd::run,
+        live: abd::live,
     },
     Algorithm {
         name: "leader",
@@ -47,6 +50,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "single leader with failover, no leases: a cut-off leader serves stale reads",
         run: leader::run,
+        live: leader::live,
     },
     Algorithm {
         name: "majority",
@@ -54,6 +58,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "versioned majority quorums without read write-back (distributed-game)",
         run: majority::run,
+        live: majority::live,
     },
     Algorithm {
         name: "sync-all",
@@ -61,6 +66,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "synchronous replication to all nodes, local reads (distributed-game)",
         run: sync_all::run,
+        live: sync_all::live,
     },
     Algorithm {
         name: "read-any",
@@ -68,6 +74,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "wrong on purpose: majority writes, reads from any one replica",
         run: read_any::run,
+        live: read_any::live,
     },
     Algorithm {
         name: "gcounter",
@@ -75,6 +82,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "grow-only counter CRDT gossiped every 50 ms: reads may lag, and are caught",
         run: gcounter::run,
+        live: gcounter::live,
     },
     Algorithm {
         name: "primary-counter",
@@ -82,6 +90,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "a counter on one fixed primary, n1",
         run: primary::run,
+        live: primary::live,
     },
     Algorithm {
         name: "flood",
@@ -89,6 +98,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "broadcast by flooding, repaired by gossip",
         run: flood::run,
+        live: flood::live,
     },
     Algorithm {
         name: "ids",
@@ -96,6 +106,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "unique ids as counter * nodes + node, counter in storage",
         run: ids::run,
+        live: ids::live,
     },
     Algorithm {
         name: "primary-log",
@@ -103,6 +114,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "append-only log on one fixed primary, n1",
         run: primary::run,
+        live: primary::live,
     },
 ];
 

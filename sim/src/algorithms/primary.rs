@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::{CallId, Ctx, Node, NodeId, RequestId};
 use crate::workload::{Op, Outcome, Value};
 
@@ -63,6 +63,19 @@ impl Node for Primary {
     type Msg = Msg;
     type Store = Store;
 
+    fn describe(&self, store: &Store) -> String {
+        let relaying = format!("{} relayed", self.relayed.len());
+        if store.done.is_empty() && store.lists.is_empty() && store.total == 0 {
+            return relaying;
+        }
+        let appended: usize = store.lists.values().map(Vec::len).sum();
+        format!(
+            "total {}, {} lists of {appended} items; {relaying}",
+            store.total,
+            store.lists.len()
+        )
+    }
+
     fn on_client(&mut self, ctx: &mut Ctx<'_, Self>, request: RequestId, op: Op) {
         if ctx.me() == PRIMARY {
             let outcome = apply(ctx.storage(), &op);
@@ -114,4 +127,9 @@ impl Node for Primary {
 /// Runs the primary under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Primary::default())
+}
+
+/// Starts the primary under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Primary::default()))
 }

@@ -221,9 +221,33 @@ fn keep(store: &mut Store, key: u64, tag: Tag, value: Option<u64>) {
     }
 }
 
+/// A replica's registers in brief, by key: `k3=7 v2.n1` (key 3 holds 7, version 2 by n1;
+/// `k4=-`: never written).
+pub(crate) fn describe_store(store: &Store) -> String {
+    let mut keys: Vec<_> = store.iter().collect();
+    keys.sort_unstable_by_key(|(key, _)| **key);
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|(key, ((version, writer), value))| match value {
+            Some(value) if *version > 0 => format!("k{key}={value} v{version}.n{}", writer + 1),
+            // Asked about, never written.
+            _ => format!("k{key}=-"),
+        })
+        .collect();
+    if parts.is_empty() {
+        "empty".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
 impl Node for Register {
     type Msg = Msg;
     type Store = Store;
+
+    fn describe(&self, store: &Store) -> String {
+        describe_store(store)
+    }
 
     fn on_client(&mut self, ctx: &mut Ctx<'_, Self>, request: RequestId, op: Op) {
         let all: Vec<NodeId> = ctx.all().collect();

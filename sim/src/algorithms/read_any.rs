@@ -4,7 +4,7 @@
 //! tests make sure it does, with the seed it prints.
 
 use super::quorum::{Mode, Read, Register};
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::Need;
 
 /// The replication: ABD's writes, local reads.
@@ -17,4 +17,9 @@ pub const MODE: Mode = Mode {
 /// Runs the wrong-on-purpose register under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Register::new(MODE))
+}
+
+/// Starts the wrong-on-purpose register under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Register::new(MODE)))
 }

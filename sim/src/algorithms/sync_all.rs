@@ -7,7 +7,7 @@
 //! a replica that has it, then a read at one that has not, see new then old.
 
 use super::quorum::{Mode, Read, Register};
-use crate::kernel::{run as simulate, RunResult, SimConfig};
+use crate::kernel::{run as simulate, Live, LiveRun, RunResult, SimConfig};
 use crate::node::Need;
 
 /// The replication: own version plus one, kept by all, reads local.
@@ -20,4 +20,9 @@ pub const MODE: Mode = Mode {
 /// Runs synchronous replication to all under `config`.
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Register::new(MODE))
+}
+
+/// Starts synchronous replication to all under `config`, to drive step by step.
+pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
+    Box::new(Live::new(config, |_, _| Register::new(MODE)))
 }

@@ -70,7 +70,7 @@ pub fn write_html(
     messages: &[MessageRecord],
     register: Option<&RegisterReport>,
 ) -> io::Result<()> {
-    let data = page_data(title, history, messages, register);
+    let data = data(title, history, messages, register);
     let data = serde_json::to_string(&data).map_err(io::Error::from)?;
     let data = data.replace('<', "\\u003c");
     let page = PAGE
@@ -102,7 +102,10 @@ fn shown(value: &Value) -> String {
     cut
 }
 
-fn page_data(
+/// The data a report page embeds (see the module docs for its fields): what
+/// [`write_html`] writes into the page, and what a live view (`zhub sim run --serve`) serves
+/// as JSON.
+pub fn data(
     title: &str,
     history: &History,
     messages: &[MessageRecord],

@@ -402,6 +402,68 @@ fn acknowledged_puts_survive_sigkill(extra: &'static [&'static str]) {
     });
 }
 
+/// A put of 1,000 keys in one request, SIGKILL of the broker right after its
+/// acknowledgement: every key is there after the restart, at its revision.
+#[test]
+fn a_thousand_key_batch_survives_sigkill_right_after_its_acknowledgement() {
+    deadline(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, url) = spawn_broker_with(dir.path(), &[]);
+        let mut child = BrokerChild(child);
+        let keys: Vec<String> = (0..1000).map(|i| format!("bulk.{i:04}")).collect();
+        let entries: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), k.as_bytes())).collect();
+        let revisions = Client::connect(&url)
+            .unwrap()
+            .kv()
+            .put_many(&entries, None)
+            .unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+
+        let (child, url) = spawn_broker_with(dir.path(), &[]);
+        let _child = BrokerChild(child);
+        let mut client = Client::connect(&url).unwrap();
+        let asked: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let got = client.kv().get_many(&asked).unwrap();
+        for ((key, entry), revision) in keys.iter().zip(got).zip(revisions) {
+            let entry = entry.unwrap_or_else(|| panic!("acknowledged key {key} lost"));
+            assert_eq!(
+                (entry.value.as_slice(), entry.revision),
+                (key.as_bytes(), revision)
+            );
+        }
+    });
+}
+
+/// A batch body of the wrong shape is a clear bad request, and the store goes on.
+#[test]
+fn malformed_batch_bodies_are_bad_requests() {
+    deadline(LIMIT, || {
+        let broker = start(Transport::Ipc);
+        let mut client = Client::connect(&broker.url).unwrap();
+        #[derive(serde::Serialize)]
+        struct Odd {
+            op: &'static str,
+            writes: u32,
+        }
+        let body = zhub_protocol::body::encode(&Odd {
+            op: "write_many",
+            writes: 5,
+        })
+        .unwrap();
+        let err = client.request_bytes("zhub.kv", &body).unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::BadRequest, "{err}");
+        let unknown = zhub_protocol::body::encode(&Odd {
+            op: "get_most",
+            writes: 1,
+        })
+        .unwrap();
+        let err = client.request_bytes("zhub.kv", &unknown).unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::BadRequest, "{err}");
+        assert_eq!(client.kv().get_many(&["a"]).unwrap(), vec![None]);
+    });
+}
+
 /// Every write of an acknowledged batch survives a SIGKILL of the broker (under `always`,
 /// the batch was synced once before its acknowledgement).
 #[test]

@@ -218,10 +218,17 @@ fn bench_log_reports_every_figure() {
             "{v}"
         );
         let appends = v["broker"]["appends"].as_array().unwrap();
-        assert_eq!(appends.len(), 6);
+        assert_eq!(appends.len(), 8);
         for case in appends {
             assert!(case["records_per_sec"].as_f64().unwrap() > 0.0, "{case}");
         }
+        // The pipelined cases: one appender, 64 appends in flight.
+        assert!(
+            appends
+                .iter()
+                .any(|c| c["window"] == 64 && c["appenders"] == 1 && c["policy"] == "always"),
+            "{v}"
+        );
         assert!(
             v["broker"]["memory"]["appended_mb"].as_f64().unwrap() >= 10.0,
             "{v}"

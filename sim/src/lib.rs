@@ -6,6 +6,8 @@
 //! - [`rng`] — the run's one seeded generator, stable across versions.
 //! - [`kernel`] — the discrete-event queue, the network, the gateway and the clients: [`run`].
 //! - [`node`] — the trait an algorithm implements, its context, and quorum waits.
+//! - [`host`] — one node run outside the kernel, for a real transport: inputs in, encoded
+//!   messages and answers out (`zhub sim serve`).
 //! - [`faults`] — link behaviour, faults, the nemesis and its schedule files.
 //! - [`workload`] — operations, answers, and how both read in a history.
 //! - [`history`] — what clients invoked and what they saw, and its JSON-lines form.
@@ -64,6 +66,7 @@ pub mod algorithms;
 pub mod check;
 pub mod faults;
 pub mod history;
+pub mod host;
 pub mod kernel;
 pub mod node;
 pub mod report;

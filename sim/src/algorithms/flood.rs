@@ -87,3 +87,8 @@ impl Node for Flood {
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| Flood)
 }
+
+/// One node of it behind a [`crate::host::Host`], for `zhub sim serve`.
+pub fn host(id: crate::node::NodeId, nodes: usize, seed: u64) -> Box<dyn crate::host::NodeHost> {
+    crate::host::boxed(id, nodes, seed, Flood)
+}

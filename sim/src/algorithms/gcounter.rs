@@ -66,3 +66,8 @@ impl Node for GCounter {
 pub fn run(config: &SimConfig) -> RunResult {
     simulate(config, |_, _| GCounter)
 }
+
+/// One node of it behind a [`crate::host::Host`], for `zhub sim serve`.
+pub fn host(id: crate::node::NodeId, nodes: usize, seed: u64) -> Box<dyn crate::host::NodeHost> {
+    crate::host::boxed(id, nodes, seed, GCounter)
+}

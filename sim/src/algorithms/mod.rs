@@ -14,7 +14,9 @@ pub mod quorum;
 pub mod read_any;
 pub mod sync_all;
 
+use crate::host::NodeHost;
 use crate::kernel::{RunResult, SimConfig};
+use crate::node::NodeId;
 use crate::workload::Workload;
 
 /// An algorithm `zhub sim run` can run.
@@ -30,6 +32,9 @@ pub struct Algorithm {
     pub about: &'static str,
     /// Runs it.
     pub run: fn(&SimConfig) -> RunResult,
+    /// One of its nodes behind a host, outside the kernel: `host(id, nodes, seed)` (see
+    /// [`crate::host`]).
+    pub host: fn(NodeId, usize, u64) -> Box<dyn NodeHost>,
 }
 
 /// Every algorithm, in the order `zhub sim list` prints them.
@@ -40,6 +45,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "ABD quorum register: majority reads with write-back, majority writes",
         run: abd::run,
+        host: abd::host,
     },
     Algorithm {
         name: "leader",
@@ -47,6 +53,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "single leader with failover, no leases: a cut-off leader serves stale reads",
         run: leader::run,
+        host: leader::host,
     },
     Algorithm {
         name: "majority",
@@ -54,6 +61,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "versioned majority quorums without read write-back (distributed-game)",
         run: majority::run,
+        host: majority::host,
     },
     Algorithm {
         name: "sync-all",
@@ -61,6 +69,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "synchronous replication to all nodes, local reads (distributed-game)",
         run: sync_all::run,
+        host: sync_all::host,
     },
     Algorithm {
         name: "read-any",
@@ -68,6 +77,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "wrong on purpose: majority writes, reads from any one replica",
         run: read_any::run,
+        host: read_any::host,
     },
     Algorithm {
         name: "gcounter",
@@ -75,6 +85,7 @@ pub const ALL: &[Algorithm] = &[
         correct: false,
         about: "grow-only counter CRDT gossiped every 50 ms: reads may lag, and are caught",
         run: gcounter::run,
+        host: gcounter::host,
     },
     Algorithm {
         name: "primary-counter",
@@ -82,6 +93,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "a counter on one fixed primary, n1",
         run: primary::run,
+        host: primary::host,
     },
     Algorithm {
         name: "flood",
@@ -89,6 +101,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "broadcast by flooding, repaired by gossip",
         run: flood::run,
+        host: flood::host,
     },
     Algorithm {
         name: "ids",
@@ -96,6 +109,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "unique ids as counter * nodes + node, counter in storage",
         run: ids::run,
+        host: ids::host,
     },
     Algorithm {
         name: "primary-log",
@@ -103,6 +117,7 @@ pub const ALL: &[Algorithm] = &[
         correct: true,
         about: "append-only log on one fixed primary, n1",
         run: primary::run,
+        host: primary::host,
     },
 ];
 

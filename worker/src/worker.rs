@@ -56,7 +56,7 @@ pub struct Waker {
 impl Waker {
     /// Wakes the worker.
     pub fn wake(&self) {
-        // A full queue already holds a wake: nothing is lost by dropping this one.
+        // A full queue holds wakes already: nothing is lost by dropping this one.
         let _ = self.socket.send(&b""[..], zmq::DONTWAIT);
     }
 }
@@ -151,9 +151,11 @@ impl Worker {
         let stop = context.socket(zmq::PULL)?;
         stop.set_linger(0)?;
         stop.bind(STOP_ENDPOINT)?;
+        // Default high-water marks: with a queue of one, a wake sent just after the worker
+        // drained the queue can be refused before the pipe learns it has room again, and be
+        // lost while the worker waits. Wakes are drained whole, so many cost one return.
         let wake = context.socket(zmq::PULL)?;
         wake.set_linger(0)?;
-        wake.set_rcvhwm(1)?;
         wake.bind(WAKE_ENDPOINT)?;
         Ok(Worker {
             wake,
@@ -194,7 +196,6 @@ impl Worker {
     pub fn waker(&self) -> Result<Waker, WorkerError> {
         let socket = self.session.context.socket(zmq::PUSH)?;
         socket.set_linger(0)?;
-        socket.set_sndhwm(1)?;
         socket.connect(WAKE_ENDPOINT)?;
         Ok(Waker { socket })
     }

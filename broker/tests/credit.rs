@@ -244,3 +244,32 @@ fn a_waker_ends_a_wait_for_requests_early_and_requests_still_come() {
         assert_eq!(client.join().unwrap(), b"ho");
     });
 }
+
+#[test]
+fn no_wake_is_lost_however_closely_wakes_follow_waits() {
+    // A lost wake leaves the wait below blocked for an hour: the deadline catches it.
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Ipc, |_| {});
+        let mut worker = WorkerOptions::new().connect(&broker.url, "woken").unwrap();
+        let waker = worker.waker().unwrap();
+        let (events, inbox) = std::sync::mpsc::channel::<u32>();
+        let (acks, acked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            for i in 0..2000 {
+                events.send(i).unwrap();
+                waker.wake();
+                acked.recv().unwrap();
+            }
+        });
+        let mut seen = 0;
+        while seen < 2000 {
+            assert!(worker.recv_timeout(Duration::from_secs(3600)).unwrap().is_none());
+            while let Ok(i) = inbox.try_recv() {
+                assert_eq!(i, seen);
+                seen += 1;
+                acks.send(()).unwrap();
+            }
+        }
+        other.join().unwrap();
+    });
+}

@@ -263,7 +263,10 @@ fn no_wake_is_lost_however_closely_wakes_follow_waits() {
         });
         let mut seen = 0;
         while seen < 2000 {
-            assert!(worker.recv_timeout(Duration::from_secs(3600)).unwrap().is_none());
+            assert!(worker
+                .recv_timeout(Duration::from_secs(3600))
+                .unwrap()
+                .is_none());
             while let Ok(i) = inbox.try_recv() {
                 assert_eq!(i, seen);
                 seen += 1;

@@ -4,7 +4,7 @@
 //! answers to clients, leader announcements), and says when it next needs the time.
 //!
 //! Like the kernel it has no sockets, threads or clock: the caller passes the time (its own
-//! clock since the node started) and carries the outputs. Both build a node's [`Ctx`] through
+//! clock since the node started) and carries the outputs. Both build a node's [`Ctx`](crate::Ctx) through
 //! the same books and follow the same rules: a call gets its reply or its timeout, the first
 //! of the two and once; a late or duplicate reply is dropped; a cancelled timer never fires;
 //! a node's message to itself is delivered at once, without leaving it, after the handler
@@ -20,11 +20,11 @@
 //! | field   | type              | meaning                                                  |
 //! |---------|-------------------|----------------------------------------------------------|
 //! | `msg`   | the node's `Msg`  | the message itself, as serde_json writes it              |
-//! | `call`  | integer or absent | a request ([`Ctx::request`]) awaiting a reply: its id    |
+//! | `call`  | integer or absent | a request ([`Ctx::request`](crate::Ctx::request)) awaiting a reply: its id    |
 //! | `reply` | integer or absent | the reply to the request of this id                      |
 //!
 //! At most one of `call` and `reply` is present; without either the message is plain
-//! ([`Ctx::send`]). The sender and the receiver are the transport's to say (in
+//! ([`Ctx::send`](crate::Ctx::send)). The sender and the receiver are the transport's to say (in
 //! `zhub sim serve`, the topic).
 //!
 //! ```text
@@ -451,7 +451,7 @@ mod tests {
     }
 
     fn only_send(out: &mut Vec<Output>) -> (NodeId, Vec<u8>) {
-        match out.drain(..).collect::<Vec<_>>().as_slice() {
+        match std::mem::take(out).as_slice() {
             [Output::Send { to, bytes }] => (*to, bytes.clone()),
             other => panic!("expected one send, got {other:?}"),
         }

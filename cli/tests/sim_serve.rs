@@ -161,6 +161,38 @@ fn abd_passes_with_a_minority_cut_off_by_zhub_fault_partition() {
 }
 
 #[test]
+fn the_checker_catches_read_any_reading_a_cut_off_replica() {
+    deadline(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path());
+        let url = broker.info().main.clone();
+        ok(&zhub(
+            &url,
+            &["fault", "partition", "--run", "t3", "n1", "n2,n3"],
+        ));
+        // Writes reach n2 and n3; reads the gateway sends n1 see none of them.
+        let (success, out, err) = serve(
+            &url,
+            dir.path(),
+            &[
+                "read-any",
+                "--nodes",
+                "3",
+                "--ops",
+                "200",
+                "--run",
+                "t3",
+                "--timeout",
+                "300ms",
+            ],
+        );
+        assert!(!success, "{out}");
+        assert!(out.contains("check        not linearizable"), "{out}");
+        assert!(err.contains("the check failed"), "{err}");
+    });
+}
+
+#[test]
 fn zhub_fault_says_how_to_allow_faults_on_a_broker_without_them() {
     deadline(Duration::from_secs(30), || {
         let dir = tempfile::tempdir().unwrap();

@@ -192,6 +192,52 @@ fn the_checker_catches_read_any_reading_a_cut_off_replica() {
     });
 }
 
+/// Waits until services under `prefix` number `count` and each has `workers` workers.
+fn wait_for_workers(client: &mut Client, prefix: &str, count: usize, workers: u64) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let services: Vec<zhub_protocol::builtin::ServiceInfo> =
+            client.request("zhub.services", &()).unwrap();
+        let ours: Vec<_> = services
+            .iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .collect();
+        if ours.len() == count && ours.iter().all(|s| s.workers == workers) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{prefix}: want {count} services with {workers} workers, have {ours:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_nodes_stop_when_zhub_sim_serve_is_killed() {
+    deadline(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path());
+        let url = broker.info().main.clone();
+        let mut serve = Reaped(
+            Command::new(ZHUB)
+                .args(["sim", "serve", "abd", "--ops", "100000000", "--run", "t4"])
+                .env("ZHUB_URL", &url)
+                .env("RUST_LOG", "off")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut client = Client::connect(&url).unwrap();
+        wait_for_workers(&mut client, "sim.t4.", 3, 1);
+        serve.0.kill().unwrap();
+        serve.0.wait().unwrap();
+        // Each node saw its stdin close, and left the broker.
+        wait_for_workers(&mut client, "sim.t4.", 3, 0);
+    });
+}
+
 #[test]
 fn zhub_fault_says_how_to_allow_faults_on_a_broker_without_them() {
     deadline(Duration::from_secs(30), || {

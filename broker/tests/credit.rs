@@ -276,3 +276,31 @@ fn no_wake_is_lost_however_closely_wakes_follow_waits() {
         other.join().unwrap();
     });
 }
+
+#[test]
+fn a_reply_after_the_worker_stopped_is_refused_rather_than_left_hanging() {
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Ipc, |_| {});
+        let mut worker = WorkerOptions::new()
+            .concurrency(2)
+            .connect(&broker.url, "stopping")
+            .unwrap();
+        let url = broker.url.clone();
+        let client = std::thread::spawn(move || {
+            let mut client = Client::connect(&url).unwrap();
+            let _ = client.request_bytes("stopping", b"x");
+        });
+        let request = loop {
+            if let Some(request) = worker.recv_timeout(Duration::from_secs(5)).unwrap() {
+                break request;
+            }
+        };
+        worker.stopper().stop();
+        while worker.recv_timeout(Duration::from_secs(5)).is_ok() {}
+        assert!(matches!(
+            worker.reply(&request, b"late"),
+            Err(zhub_worker::WorkerError::Stopped)
+        ));
+        client.join().unwrap();
+    });
+}

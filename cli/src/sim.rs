@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -314,26 +314,12 @@ fn run_one(args: &RunArgs, algorithm: &Algorithm, config: &SimConfig) -> anyhow:
         }
     }
     if let Some(path) = &args.history {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        result
-            .history
-            .write_jsonl(BufWriter::new(file))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_history(path, &result)?;
     }
     let judgement = judge(config, &result);
     if let Some(path) = &args.report {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let title = format!("zhub sim: {}, seed {}", algorithm.name, config.seed);
-        zhub_sim::report::write_html(
-            BufWriter::new(file),
-            &title,
-            &result.history,
-            &result.messages,
-            judgement.register.as_ref(),
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        write_report(path, &title, &result, &judgement)?;
     }
     print_summary(algorithm, config, &result);
     if args.check_determinism {
@@ -347,6 +333,33 @@ fn run_one(args: &RunArgs, algorithm: &Algorithm, config: &SimConfig) -> anyhow:
         );
     }
     Ok(())
+}
+
+/// Writes a run's history, as JSON lines, to `path`.
+pub(crate) fn write_history(path: &Path, result: &RunResult) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    result
+        .history
+        .write_jsonl(BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a run as one HTML page to `path`, with the checker's findings marked.
+pub(crate) fn write_report(
+    path: &Path,
+    title: &str,
+    result: &RunResult,
+    judgement: &Judgement,
+) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    zhub_sim::report::write_html(
+        BufWriter::new(file),
+        title,
+        &result.history,
+        &result.messages,
+        judgement.register.as_ref(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A run's figures but for its wall time, which alone may differ between two runs.

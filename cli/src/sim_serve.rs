@@ -29,7 +29,7 @@
 //! memory: a node process that dies loses it, unlike a simulated crash.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +42,7 @@ use tracing::{debug, warn};
 use zhub_client::{Client, RequestErrorKind};
 use zhub_protocol::builtin::{ServiceInfo, SERVICES_SERVICE};
 use zhub_sim::algorithms::{self, Algorithm};
-use zhub_sim::history::{Event, EventType, History, Process};
+use zhub_sim::history::{completion, Event, EventType, History, Process};
 use zhub_sim::host::{route, Output};
 use zhub_sim::rng::Rng;
 use zhub_sim::workload::Generator;
@@ -189,13 +189,17 @@ pub(crate) fn node(url: &str, timeout: Duration, args: &NodeArgs) -> anyhow::Res
         .concurrency(NODE_CONCURRENCY)
         .connect(url, &service(&args.run, me))?;
     let stopper = worker.stopper();
-    // The serving process closes our stdin when it is done, or when it dies.
+    // The serving process closes our stdin when it is done, or when it dies. A node left
+    // behind would hold what it inherited (a test's locks, say): it stops, and if it has
+    // not within STOP_GRACE, it exits.
     std::thread::Builder::new()
         .name("zhub-sim-stdin".into())
         .spawn(move || {
             let mut sink = [0u8; 64];
             while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
             stopper.stop();
+            std::thread::sleep(STOP_GRACE);
+            std::process::exit(0);
         })?;
     let (inbox, messages) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(INBOX);
     let waker = worker.waker()?;
@@ -236,7 +240,10 @@ pub(crate) fn node(url: &str, timeout: Duration, args: &NodeArgs) -> anyhow::Res
                 }
                 Output::Answer { request, outcome } => {
                     if let Some(req) = pending.remove(&request) {
-                        worker.reply(&req, &serde_json::to_vec(&outcome)?)?;
+                        match worker.reply(&req, &serde_json::to_vec(&outcome)?) {
+                            Err(zhub_worker::WorkerError::Stopped) => return Ok(()),
+                            other => other?,
+                        }
                     }
                 }
                 Output::Leader => {
@@ -256,7 +263,10 @@ pub(crate) fn node(url: &str, timeout: Duration, args: &NodeArgs) -> anyhow::Res
                     pending.insert(id, request);
                     host.client(started.elapsed(), id, op, &mut out);
                 }
-                Err(e) => worker.fail(&request, &format!("not a client operation: {e}"))?,
+                Err(e) => match worker.fail(&request, &format!("not a client operation: {e}")) {
+                    Err(zhub_worker::WorkerError::Stopped) => return Ok(()),
+                    other => other?,
+                },
             },
             Ok(None) => {}
             Err(zhub_worker::WorkerError::Stopped) => return Ok(()),
@@ -388,14 +398,9 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     fn record(&mut self, process: Process, kind: EventType, op: &Op, value: serde_json::Value) {
-        self.history.push(Event {
-            process,
-            kind,
-            f: op.f().to_string(),
-            key: op.key(),
-            value,
-            time: nanos(self.started.elapsed()),
-        });
+        let time = nanos(self.started.elapsed());
+        self.history
+            .push(Event::new(process, kind, op, value, time));
     }
 
     /// The client's next operation, if any is left in this phase.
@@ -458,24 +463,18 @@ impl Driver<'_> {
             self.final_retries += 1;
             self.final_ops.push_back(op.clone());
         }
-        match outcome {
-            Some(Outcome::Ok(value)) => {
-                self.stats.ops_ok += 1;
-                let result = op.result(&value);
-                self.record(process, EventType::Ok, &op, result);
-            }
-            Some(Outcome::Fail(_)) => {
-                self.stats.ops_fail += 1;
-                self.record(process, EventType::Fail, &op, op.argument());
-            }
-            Some(Outcome::Unknown) | None => {
-                self.stats.ops_info += 1;
-                self.record(process, EventType::Info, &op, op.argument());
-                // As in the kernel: the indefinite operation's process stays open, and the
-                // client goes on as a new one.
-                self.clients[c].process = self.next_process;
-                self.next_process += 1;
-            }
+        let (kind, value) = completion(&op, outcome.as_ref());
+        match kind {
+            EventType::Ok => self.stats.ops_ok += 1,
+            EventType::Fail => self.stats.ops_fail += 1,
+            _ => self.stats.ops_info += 1,
+        }
+        self.record(process, kind, &op, value);
+        if kind == EventType::Info {
+            // As in the kernel: the indefinite operation's process stays open, and the
+            // client goes on as a new one.
+            self.clients[c].process = self.next_process;
+            self.next_process += 1;
         }
     }
 
@@ -614,29 +613,15 @@ pub(crate) fn serve(
     drop(nodes);
 
     if let Some(path) = &args.history {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        result
-            .history
-            .write_jsonl(BufWriter::new(file))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::sim::write_history(path, &result)?;
     }
     let judgement = crate::sim::judge(&config, &result);
     if let Some(path) = &args.report {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
         let title = format!(
             "zhub sim serve: {}, run {run}, seed {}",
             algorithm.name, args.seed
         );
-        zhub_sim::report::write_html(
-            BufWriter::new(file),
-            &title,
-            &result.history,
-            &result.messages,
-            judgement.register.as_ref(),
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::sim::write_report(path, &title, &result, &judgement)?;
     }
     println!(
         "{}: {} nodes (processes), {} clients, {} workload, seed {}",

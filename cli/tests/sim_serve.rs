@@ -94,20 +94,7 @@ fn abd_passes_on_the_real_broker_and_its_history_reads_back() {
             .contains("<html"));
         // Every node process went away with the run: their services have no workers left.
         let mut client = Client::connect(&url).unwrap();
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let services: Vec<zhub_protocol::builtin::ServiceInfo> =
-                client.request("zhub.services", &()).unwrap();
-            if services
-                .iter()
-                .filter(|s| s.name.starts_with("sim.t1."))
-                .all(|s| s.workers == 0)
-            {
-                break;
-            }
-            assert!(Instant::now() < until, "node workers still registered");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_gone(&mut client, "sim.t1.");
     });
 }
 
@@ -192,8 +179,12 @@ fn the_checker_catches_read_any_reading_a_cut_off_replica() {
     });
 }
 
-/// Waits until services under `prefix` number `count` and each has `workers` workers.
-fn wait_for_workers(client: &mut Client, prefix: &str, count: usize, workers: u64) {
+/// Waits until the services under `prefix` satisfy `want` (given those listed).
+fn wait_for_services(
+    client: &mut Client,
+    prefix: &str,
+    want: impl Fn(&[&zhub_protocol::builtin::ServiceInfo]) -> bool,
+) {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let services: Vec<zhub_protocol::builtin::ServiceInfo> =
@@ -202,15 +193,17 @@ fn wait_for_workers(client: &mut Client, prefix: &str, count: usize, workers: u6
             .iter()
             .filter(|s| s.name.starts_with(prefix))
             .collect();
-        if ours.len() == count && ours.iter().all(|s| s.workers == workers) {
+        if want(&ours) {
             return;
         }
-        assert!(
-            Instant::now() < until,
-            "{prefix}: want {count} services with {workers} workers, have {ours:?}"
-        );
+        assert!(Instant::now() < until, "{prefix}: not yet, {ours:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until no service under `prefix` has a worker (or is listed at all).
+fn wait_until_gone(client: &mut Client, prefix: &str) {
+    wait_for_services(client, prefix, |ours| ours.iter().all(|s| s.workers == 0));
 }
 
 #[test]
@@ -230,11 +223,13 @@ fn the_nodes_stop_when_zhub_sim_serve_is_killed() {
                 .unwrap(),
         );
         let mut client = Client::connect(&url).unwrap();
-        wait_for_workers(&mut client, "sim.t4.", 3, 1);
+        wait_for_services(&mut client, "sim.t4.", |ours| {
+            ours.len() == 3 && ours.iter().all(|s| s.workers == 1)
+        });
         serve.0.kill().unwrap();
         serve.0.wait().unwrap();
         // Each node saw its stdin close, and left the broker.
-        wait_for_workers(&mut client, "sim.t4.", 3, 0);
+        wait_until_gone(&mut client, "sim.t4.");
     });
 }
 

@@ -30,7 +30,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::faults::{Fault, LinkConfig, Nemesis};
-use crate::history::{Event, EventType, History, Process};
+use crate::history::{completion, Event, EventType, History, Process};
 use crate::node::{Action, Books, Ctx, Node, NodeId, RequestId, Wire};
 use crate::rng::Rng;
 use crate::trace::MessageRecord;
@@ -519,14 +519,8 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
 
     fn record(&mut self, process: Process, kind: EventType, op: &Op, value: serde_json::Value) {
         self.trace.words(&[6, self.now, process, kind as u64]);
-        self.history.push(Event {
-            process,
-            kind,
-            f: op.f().to_string(),
-            key: op.key(),
-            value,
-            time: self.now,
-        });
+        self.history
+            .push(Event::new(process, kind, op, value, self.now));
     }
 
     fn client_next(&mut self, c: usize) {
@@ -601,24 +595,18 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
             self.final_retries += 1;
             self.final_ops.push_back(current.op.clone());
         }
-        match outcome {
-            Some(Outcome::Ok(value)) => {
-                self.stats.ops_ok += 1;
-                let result = current.op.result(&value);
-                self.record(process, EventType::Ok, &current.op, result);
-            }
-            Some(Outcome::Fail(_)) => {
-                self.stats.ops_fail += 1;
-                self.record(process, EventType::Fail, &current.op, current.op.argument());
-            }
-            Some(Outcome::Unknown) | None => {
-                self.stats.ops_info += 1;
-                self.record(process, EventType::Info, &current.op, current.op.argument());
-                // An indefinite operation may still take effect at any time: the process that
-                // issued it stays open forever, and the client goes on as a new one.
-                self.clients[c].process = self.next_process;
-                self.next_process += 1;
-            }
+        let (kind, value) = completion(&current.op, outcome.as_ref());
+        match kind {
+            EventType::Ok => self.stats.ops_ok += 1,
+            EventType::Fail => self.stats.ops_fail += 1,
+            _ => self.stats.ops_info += 1,
+        }
+        self.record(process, kind, &current.op, value);
+        if kind == EventType::Info {
+            // An indefinite operation may still take effect at any time: the process that
+            // issued it stays open forever, and the client goes on as a new one.
+            self.clients[c].process = self.next_process;
+            self.next_process += 1;
         }
         self.schedule(self.now, Ev::ClientNext(c));
     }

@@ -231,6 +231,23 @@ impl Worker {
         self.threaded.as_ref().ok_or(WorkerError::Stopped)
     }
 
+    /// Hands a reply (or a failure) to the I/O thread. Once that thread has stopped nothing
+    /// reads its socket, and a send would block for ever: `Stopped` instead.
+    fn send_app(&mut self, frames: Vec<Vec<u8>>) -> Result<(), WorkerError> {
+        self.threaded()?;
+        let threaded = self.threaded.as_ref().ok_or(WorkerError::Stopped)?;
+        loop {
+            if threaded.io.is_finished() {
+                return Err(WorkerError::Stopped);
+            }
+            // Wake every 100 ms to notice an I/O thread that ended.
+            if threaded.app.poll(zmq::POLLOUT, 100)? > 0 {
+                threaded.app.send_multipart(frames, 0)?;
+                return Ok(());
+            }
+        }
+    }
+
     /// Waits for the next request (threaded mode: heartbeats continue in the background
     /// until [`Worker::reply`]).
     ///
@@ -311,7 +328,7 @@ impl Worker {
             request.client.clone(),
             reason.as_bytes().to_vec(),
         ];
-        self.threaded()?.app.send_multipart(frames, 0)?;
+        self.send_app(frames)?;
         Ok(())
     }
 
@@ -327,7 +344,7 @@ impl Worker {
         let mut frames = Vec::with_capacity(1 + body.len());
         frames.push(request.client.clone());
         frames.extend(body);
-        self.threaded()?.app.send_multipart(frames, 0)?;
+        self.send_app(frames)?;
         self.served += 1;
         Ok(())
     }

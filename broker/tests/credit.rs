@@ -288,7 +288,8 @@ fn a_reply_after_the_worker_stopped_is_refused_rather_than_left_hanging() {
         let url = broker.url.clone();
         let client = std::thread::spawn(move || {
             let mut client = Client::connect(&url).unwrap();
-            let _ = client.request_bytes("stopping", b"x");
+            let quick = zhub_client::RequestOptions::new().timeout(Duration::from_millis(500));
+            let _ = client.request_bytes_with("stopping", b"x", &quick);
         });
         let request = loop {
             if let Some(request) = worker.recv_timeout(Duration::from_secs(5)).unwrap() {

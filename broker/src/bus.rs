@@ -47,6 +47,7 @@ use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
 use zhub_protocol::delivery::{self, ADDRESS_LEN, INLINE_MAX};
 
+use crate::fault_rules::{FaultGate, Verdict};
 use crate::interest::{Interest, Member};
 use crate::journal::JournalTap;
 use crate::ratelimit::Sparse;
@@ -84,6 +85,9 @@ pub(crate) struct BusCounters {
     subscriptions: AtomicU64,
     subscribers: AtomicU64,
     refused_subscriptions: AtomicU64,
+    fault_dropped: AtomicU64,
+    fault_delayed: AtomicU64,
+    fault_held: AtomicU64,
 }
 
 impl BusCounters {
@@ -97,10 +101,13 @@ impl BusCounters {
                 malformed: self.malformed.load(Relaxed),
                 slow_subscriber: self.slow_subscriber.load(Relaxed),
                 slow_plain_subscriber: self.slow_plain_subscriber.load(Relaxed),
+                fault: self.fault_dropped.load(Relaxed),
             },
             subscriptions: self.subscriptions.load(Relaxed),
             subscribers: self.subscribers.load(Relaxed),
             refused_subscriptions: self.refused_subscriptions.load(Relaxed),
+            fault_delayed: self.fault_delayed.load(Relaxed),
+            fault_held: self.fault_held.load(Relaxed),
         }
     }
 
@@ -118,6 +125,9 @@ impl BusCounters {
         self.subscribers.store(c.subscribers, Relaxed);
         self.refused_subscriptions
             .store(c.refused_subscriptions, Relaxed);
+        self.fault_dropped.store(c.dropped.fault, Relaxed);
+        self.fault_delayed.store(c.fault_delayed, Relaxed);
+        self.fault_held.store(c.fault_held, Relaxed);
     }
 }
 
@@ -284,6 +294,8 @@ pub(crate) struct BusSockets {
     pub(crate) republish: zmq::Socket,
     /// Copies of journaled messages to the storage thread.
     pub(crate) tap: JournalTap,
+    /// The fault rules of `zhub.fault`, and the messages they hold back.
+    pub(crate) faults: FaultGate,
 }
 
 /// The loop's state besides its sockets.
@@ -318,6 +330,7 @@ pub(crate) fn run(
         mut deliver,
         mut republish,
         mut tap,
+        mut faults,
     } = sockets;
     let xsub_raw = xsub.as_mut_ptr();
     let out = Outputs {
@@ -347,11 +360,12 @@ pub(crate) fn run(
             republish.as_poll_item(zmq::POLLIN),
             deliver.as_poll_item(zmq::POLLIN),
         ];
-        let timeout = if plane.owed.is_empty() {
-            -1
-        } else {
-            NOTICE_INTERVAL.as_millis() as i64
+        let notice = (!plane.owed.is_empty()).then(|| Instant::now() + NOTICE_INTERVAL);
+        let wake = match (notice, faults.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
+        let timeout = wake.map_or(-1, |at| crate::wake::poll_timeout(Instant::now(), at));
         match zmq::poll(&mut items, timeout) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
             Err(e) => return Err(e),
@@ -367,10 +381,13 @@ pub(crate) fn run(
             plane.read_subscriptions(&deliver)?;
         }
         if items[0].is_readable() {
-            plane.forward_batch(&mut msg, xsub_raw, out, Some(&mut tap))?;
+            plane.forward_batch(&mut msg, xsub_raw, out, Some(&mut tap), Some(&mut faults))?;
         }
         if items[3].is_readable() {
-            plane.forward_batch(&mut msg, republish_raw, out, None)?;
+            plane.forward_batch(&mut msg, republish_raw, out, None, None)?;
+        }
+        if faults.next_due().is_some() {
+            plane.release_held(&mut msg, &mut faults, out, &mut tap)?;
         }
         if !plane.owed.is_empty() && plane.last_notice.elapsed() >= NOTICE_INTERVAL {
             plane.send_notices(out.deliver)?;
@@ -399,14 +416,15 @@ impl Plane {
         }
     }
 
-    /// Forwards up to [`BATCH`] waiting messages from `input`, giving each to the journal
-    /// `tap` first when there is one.
+    /// Forwards up to [`BATCH`] waiting messages from `input`, each judged by the fault
+    /// rules first when `faults` is given, and given to the journal `tap` when there is one.
     fn forward_batch(
         &mut self,
         msg: &mut RawMessage,
         input: *mut c_void,
         out: Outputs,
         mut tap: Option<&mut JournalTap>,
+        mut faults: Option<&mut FaultGate>,
     ) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
             match msg.recv(input, zmq::DONTWAIT) {
@@ -431,29 +449,83 @@ impl Plane {
             };
             self.c.messages_in += 1;
             self.c.bytes_in += len;
-            if let Some(tap) = tap.as_deref_mut() {
-                tap.tap(msg.data(), topic_len)?;
-            }
-            self.interest.matching(
-                &msg.data()[..topic_len],
-                &mut self.matching,
-                &mut self.members,
-            );
-            for at in 0..self.matching.len() {
-                let id = self.matching[at];
-                if !self.send_copy(id, msg, out.deliver)? {
-                    self.missed(id);
+            if let Some(gate) = faults.as_deref_mut().filter(|g| g.has_rules()) {
+                match gate.judge(&msg.data()[..topic_len], Instant::now()) {
+                    Verdict::Pass => {}
+                    Verdict::Drop => {
+                        self.c.dropped.fault += 1;
+                        continue;
+                    }
+                    Verdict::Hold(due) => {
+                        if gate.hold(due, msg.data()) {
+                            self.c.fault_delayed += 1;
+                        } else {
+                            self.c.dropped.fault += 1;
+                            self.fault("fault rules hold too many messages: one dropped");
+                        }
+                        self.c.fault_held = gate.held() as u64;
+                        continue;
+                    }
                 }
             }
-            if !self.members.is_empty() {
-                self.deliver_to_queues(msg, out.deliver)?;
-            }
-            if self.plain_prefixes > 0 {
-                self.send_plain(msg, out.plain)?;
-            }
-            self.c.messages_out += 1;
-            self.c.bytes_out += len;
+            self.deliver(msg, topic_len, out, tap.as_deref_mut())?;
         }
+        Ok(())
+    }
+
+    /// Delivers the held messages now due, as if just published (journaled then too).
+    fn release_held(
+        &mut self,
+        msg: &mut RawMessage,
+        faults: &mut FaultGate,
+        out: Outputs,
+        tap: &mut JournalTap,
+    ) -> Result<(), zmq::Error> {
+        let now = Instant::now();
+        while let Some(held) = faults.pop_due(now) {
+            msg.fill(&held.frame, &[])?;
+            // Checked on arrival; the frame is unchanged.
+            let Some(topic_len) = topic_len(msg.data()) else {
+                continue;
+            };
+            self.deliver(msg, topic_len, out, Some(tap))?;
+        }
+        self.c.fault_held = faults.held() as u64;
+        Ok(())
+    }
+
+    /// Hands one well-formed message on: to the journal tap, the matching subscribers, one
+    /// member of each matching queue group, and the plain subscribers.
+    fn deliver(
+        &mut self,
+        msg: &mut RawMessage,
+        topic_len: usize,
+        out: Outputs,
+        tap: Option<&mut JournalTap>,
+    ) -> Result<(), zmq::Error> {
+        let len = msg.data().len() as u64;
+        if let Some(tap) = tap {
+            tap.tap(msg.data(), topic_len)?;
+        }
+        self.interest.matching(
+            &msg.data()[..topic_len],
+            &mut self.matching,
+            &mut self.members,
+        );
+        for at in 0..self.matching.len() {
+            let id = self.matching[at];
+            if !self.send_copy(id, msg, out.deliver)? {
+                self.missed(id);
+            }
+        }
+        if !self.members.is_empty() {
+            self.deliver_to_queues(msg, out.deliver)?;
+        }
+        if self.plain_prefixes > 0 {
+            self.send_plain(msg, out.plain)?;
+        }
+        self.c.messages_out += 1;
+        self.c.bytes_out += len;
         Ok(())
     }
 

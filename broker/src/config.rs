@@ -108,6 +108,10 @@ pub struct Config {
     /// Address of the HTTP endpoint (`/metrics`, `/api/...`, the dashboard at `/`), as
     /// `IP:PORT` (port 0: one chosen by the OS, told in `zhub.info`); `None`: no HTTP.
     pub http: Option<String>,
+    /// Whether `zhub.fault` may add rules that drop or delay bus messages (for testing
+    /// distributed programs under faults); off by default, so that a broker in service is
+    /// never one request away from losing its traffic.
+    pub allow_faults: bool,
 }
 
 /// Default heartbeat interval between broker and workers.
@@ -158,6 +162,7 @@ impl Default for Config {
             kv_fsync: DEFAULT_KV_FSYNC,
             max_streams: DEFAULT_MAX_STREAMS,
             http: None,
+            allow_faults: false,
         }
     }
 }
@@ -403,6 +408,7 @@ impl Config {
         if args.http.is_some() {
             config.http = args.http;
         }
+        config.allow_faults |= args.allow_faults;
         config.journal.extend(args.journal);
         Ok(config)
     }
@@ -507,6 +513,10 @@ pub struct Args {
     /// (e.g. 127.0.0.1:8222); off unless given.
     #[arg(long, value_name = "IP:PORT")]
     pub http: Option<String>,
+    /// Let `zhub fault` (the `zhub.fault` service) drop and delay bus messages on chosen
+    /// topics, for tests under real faults; off unless given.
+    #[arg(long)]
+    pub allow_faults: bool,
 }
 
 impl Args {
@@ -648,6 +658,11 @@ mod tests {
         assert_eq!(c.kv_fsync, FsyncPolicy::Interval { ms: 50 });
         std::fs::write(&path, "kv_fsync = \"sometimes\"\n").unwrap();
         assert!(Config::from_file(&path).is_err());
+        assert!(!Config::default().allow_faults);
+        std::fs::write(&path, "allow_faults = true\n").unwrap();
+        assert!(Config::from_file(&path).unwrap().allow_faults);
+        let c = Config::from_command_line(["zhub-broker", "--allow-faults"]).unwrap();
+        assert!(c.allow_faults);
     }
 
     #[test]

@@ -41,6 +41,8 @@
 //! - `storage` — the storage thread serving `zhub.log` with group commit.
 //! - `consumers` — consumer groups' committed positions.
 //! - `journal` — durable topics: the routes and the bus thread's tap.
+//! - `fault_rules` — `zhub.fault`: rules that drop or delay bus messages, and the bus
+//!   thread's queue of delayed ones (only with `allow_faults`).
 //! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
 //! - `limits` — the open file limit, raised at start, and the streams kept open under it.
 //! - `http` — the HTTP endpoint: `/metrics`, `/api/...` and the dashboard.
@@ -54,6 +56,7 @@ pub mod config;
 mod consumers;
 pub mod endpoint;
 pub mod error;
+mod fault_rules;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod filters;
@@ -189,6 +192,7 @@ impl Broker {
         republish_out.connect(bus::REPUBLISH_ENDPOINT)?;
 
         let journals = Arc::new(journal::JournalTable::default());
+        let fault_table = Arc::new(fault_rules::FaultTable::new(config.allow_faults));
         let counters = Arc::new(bus::BusCounters::default());
         let bus_counters = Arc::clone(&counters);
         let bus_sockets = bus::BusSockets {
@@ -197,6 +201,7 @@ impl Broker {
             deliver,
             republish: republish_in,
             tap: journal::JournalTap::new(Arc::clone(&journals), journal_out),
+            faults: fault_rules::FaultGate::new(Arc::clone(&fault_table)),
         };
         broker.spawn("zhub-bus", move |control| {
             bus::run(bus_sockets, control, bus_counters)
@@ -240,6 +245,7 @@ impl Broker {
             services,
             link::StorageLink::new(router_storage, storage_down, hwm),
             config.max_message,
+            fault_table,
         );
         broker.spawn("zhub-router", move |control| router.run(control))?;
         if let Some(mut server) = http.take() {

@@ -18,6 +18,7 @@ use tracing::debug;
 use zhub_protocol::builtin::{
     BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
 };
+use zhub_protocol::fault::FAULT_SERVICE;
 use zhub_protocol::group::{GroupRequest, GROUP_SERVICE};
 use zhub_protocol::ids::hex;
 use zhub_protocol::mdp::{self, ClientMessage, MMI_PREFIX, MMI_SERVICE};
@@ -26,6 +27,7 @@ use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
+use crate::fault_rules::FaultTable;
 use crate::groups::{Answer, Groups};
 use crate::link::{StorageLink, StorageReply, StorageRequest, StorageService, Ticket};
 use crate::ratelimit::{peer_fault, Sparse};
@@ -65,6 +67,8 @@ pub(crate) struct Router {
     groups: Groups<Ticket>,
     /// Peers' faults and failed sends, logged sparsely.
     faults: Sparse,
+    /// The rules of `zhub.fault`, shared with the bus thread.
+    fault_rules: Arc<FaultTable>,
 }
 
 /// What a built-in service answered.
@@ -85,6 +89,7 @@ impl Router {
         config: ServiceConfig,
         storage: StorageLink,
         max_message: usize,
+        fault_rules: Arc<FaultTable>,
     ) -> Self {
         let now = Instant::now();
         Router {
@@ -100,6 +105,7 @@ impl Router {
             storage,
             groups: Groups::default(),
             faults: Sparse::default(),
+            fault_rules,
         }
     }
 
@@ -381,6 +387,13 @@ impl Router {
             INFO_SERVICE => body::encode(&self.info),
             STATS_SERVICE => body::encode(&self.stats()),
             SERVICES_SERVICE => body::encode(&self.services.list()),
+            FAULT_SERVICE => {
+                let request = request_body.first().map_or(&[][..], Vec::as_slice);
+                return match self.fault_rules.handle(request) {
+                    Ok(bytes) => Builtin::Body(vec![bytes]),
+                    Err((status, reason)) => Builtin::Error(status, reason),
+                };
+            }
             MMI_SERVICE => {
                 let asked = request_body
                     .first()

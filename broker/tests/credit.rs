@@ -190,3 +190,118 @@ fn sigkill_of_a_worker_holding_four_requests_serves_all_four_elsewhere() {
         serving.join().unwrap().unwrap();
     });
 }
+
+#[test]
+fn a_waker_ends_a_wait_for_requests_early_and_requests_still_come() {
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Ipc, |_| {});
+        let mut worker = WorkerOptions::new()
+            .concurrency(2)
+            .connect(&broker.url, "woken")
+            .unwrap();
+        let waker = worker.waker().unwrap();
+        // Woken before the wait: the wait returns at once, and the wakes merge into one.
+        waker.wake();
+        waker.wake();
+        let started = std::time::Instant::now();
+        assert!(worker
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap()
+            .is_none());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Most likely mid-wait; before it would do as well (nothing waits on this pause).
+        let other = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            waker.wake();
+            waker
+        });
+        let started = std::time::Instant::now();
+        assert!(worker
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap()
+            .is_none());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let _waker = other.join().unwrap();
+        // A wait with nothing to wake it lasts its timeout.
+        let started = std::time::Instant::now();
+        assert!(worker
+            .recv_timeout(Duration::from_millis(150))
+            .unwrap()
+            .is_none());
+        assert!(started.elapsed() >= Duration::from_millis(150));
+
+        let url = broker.url.clone();
+        let client = std::thread::spawn(move || {
+            let mut client = Client::connect(&url).unwrap();
+            client.request_bytes("woken", b"hi").unwrap()
+        });
+        let request = loop {
+            if let Some(request) = worker.recv_timeout(Duration::from_secs(5)).unwrap() {
+                break request;
+            }
+        };
+        worker.reply(&request, b"ho").unwrap();
+        assert_eq!(client.join().unwrap(), b"ho");
+    });
+}
+
+#[test]
+fn no_wake_is_lost_however_closely_wakes_follow_waits() {
+    // A lost wake leaves the wait below blocked for an hour: the deadline catches it.
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Ipc, |_| {});
+        let mut worker = WorkerOptions::new().connect(&broker.url, "woken").unwrap();
+        let waker = worker.waker().unwrap();
+        let (events, inbox) = std::sync::mpsc::channel::<u32>();
+        let (acks, acked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            for i in 0..2000 {
+                events.send(i).unwrap();
+                waker.wake();
+                acked.recv().unwrap();
+            }
+        });
+        let mut seen = 0;
+        while seen < 2000 {
+            assert!(worker
+                .recv_timeout(Duration::from_secs(3600))
+                .unwrap()
+                .is_none());
+            while let Ok(i) = inbox.try_recv() {
+                assert_eq!(i, seen);
+                seen += 1;
+                acks.send(()).unwrap();
+            }
+        }
+        other.join().unwrap();
+    });
+}
+
+#[test]
+fn a_reply_after_the_worker_stopped_is_refused_rather_than_left_hanging() {
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Ipc, |_| {});
+        let mut worker = WorkerOptions::new()
+            .concurrency(2)
+            .connect(&broker.url, "stopping")
+            .unwrap();
+        let url = broker.url.clone();
+        let client = std::thread::spawn(move || {
+            let mut client = Client::connect(&url).unwrap();
+            let quick = zhub_client::RequestOptions::new().timeout(Duration::from_millis(500));
+            let _ = client.request_bytes_with("stopping", b"x", &quick);
+        });
+        let request = loop {
+            if let Some(request) = worker.recv_timeout(Duration::from_secs(5)).unwrap() {
+                break request;
+            }
+        };
+        worker.stopper().stop();
+        while worker.recv_timeout(Duration::from_secs(5)).is_ok() {}
+        assert!(matches!(
+            worker.reply(&request, b"late"),
+            Err(zhub_worker::WorkerError::Stopped)
+        ));
+        client.join().unwrap();
+    });
+}

@@ -9,6 +9,8 @@
 //! - `kv.rs` — `zhub kv`.
 //! - `launch.rs` — `zhub launch`: N processes as one group.
 //! - `sim.rs` — `zhub sim`: the simulator's algorithms, runs, checks and seed sweeps.
+//! - `sim_serve.rs` — `zhub sim serve`: an algorithm's nodes as processes on a broker.
+//! - `fault.rs` — `zhub fault`: the broker's fault rules, and partitions of served runs.
 //! - `render.rs` — bodies and headers as text and JSON.
 //! - `body.rs` — the body conventions of `request` and `serve` (plain, JSON, MessagePack).
 //! - `time.rs` — times as RFC 3339 or "10m ago", in and out.
@@ -16,6 +18,7 @@
 //! `zhub bench` and its hidden helper servers are the `zhub-bench` crate's.
 
 mod body;
+mod fault;
 mod groups;
 mod kv;
 mod launch;
@@ -25,6 +28,7 @@ mod render;
 mod services;
 mod sim;
 mod sim_live;
+mod sim_serve;
 mod stats;
 mod time;
 mod watch;
@@ -84,9 +88,14 @@ enum Command {
     Kv(kv::KvCommand),
     /// Start N processes of a command as one process group, their output prefixed by rank.
     Launch(launch::LaunchArgs),
-    /// Simulate distributed algorithms under faults, deterministically, and check them.
+    /// Simulate distributed algorithms under faults, deterministically, and check them; or
+    /// run their nodes as processes on a broker (`zhub sim serve`).
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Make the broker drop or delay messages on chosen topics (brokers started with
+    /// --allow-faults): add, list, clear, and partition/heal a `zhub sim serve` run.
+    #[command(subcommand)]
+    Fault(fault::FaultCommand),
     /// Measure throughput and latency, beside raw libzmq in the same run.
     #[command(subcommand)]
     Bench(zhub_bench::BenchCommand),
@@ -130,7 +139,8 @@ fn main() -> ExitCode {
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),
-        Command::Sim(command) => sim::run(&command, timeout_given.then_some(cli.timeout)),
+        Command::Sim(command) => sim::run(&cli.url, &command, timeout_given.then_some(cli.timeout)),
+        Command::Fault(command) => fault::run(&cli.url, cli.timeout, &command),
         Command::Bench(command) => zhub_bench::run(&command),
         Command::BenchHelper(helper) => zhub_bench::serve(&helper),
     };

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -34,6 +34,14 @@ pub(crate) enum SimCommand {
     /// Run an algorithm under faults, print a summary and the checker's verdict (exit 1 when
     /// the check fails). `--timeout` is each client operation's timeout here (default 500ms).
     Run(Box<RunArgs>),
+    /// Run an algorithm's nodes as processes on the broker at --url, with clients over the
+    /// broker, and check their history as `run` does (exit 1 when the check fails). The
+    /// broker's fault rules act on the nodes' messages: `zhub fault partition --run RUN ...`.
+    /// `--timeout` is each client operation's timeout here (default 500ms).
+    Serve(Box<crate::sim_serve::ServeArgs>),
+    /// One node of `zhub sim serve` (started by it).
+    #[command(hide = true)]
+    Node(crate::sim_serve::NodeArgs),
 }
 
 /// Arguments of `zhub sim run`.
@@ -153,9 +161,22 @@ fn parse_workload(text: &str) -> Result<Workload, String> {
     })
 }
 
-/// Runs a `zhub sim` command; `timeout` is `--timeout` when it was given.
-pub(crate) fn run(command: &SimCommand, timeout: Option<Duration>) -> anyhow::Result<()> {
+/// Runs a `zhub sim` command against the broker at `url` (for `serve` and `node`);
+/// `timeout` is `--timeout` when it was given.
+pub(crate) fn run(
+    url: &str,
+    command: &SimCommand,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    let broker_timeout = timeout.unwrap_or(Duration::from_secs(5));
     match command {
+        SimCommand::Serve(args) => crate::sim_serve::serve(
+            url,
+            broker_timeout,
+            timeout.unwrap_or(DEFAULT_OP_TIMEOUT),
+            args,
+        ),
+        SimCommand::Node(args) => crate::sim_serve::node(url, broker_timeout, args),
         SimCommand::List => {
             list();
             Ok(())
@@ -308,26 +329,12 @@ fn run_one(args: &RunArgs, algorithm: &Algorithm, config: &SimConfig) -> anyhow:
         }
     }
     if let Some(path) = &args.history {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        result
-            .history
-            .write_jsonl(BufWriter::new(file))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_history(path, &result)?;
     }
     let judgement = judge(config, &result);
     if let Some(path) = &args.report {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let title = format!("zhub sim: {}, seed {}", algorithm.name, config.seed);
-        zhub_sim::report::write_html(
-            BufWriter::new(file),
-            &title,
-            &result.history,
-            &result.messages,
-            judgement.register.as_ref(),
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        write_report(path, &title, &result, &judgement)?;
     }
     print_summary(algorithm, config, &result);
     if args.check_determinism {
@@ -341,6 +348,33 @@ fn run_one(args: &RunArgs, algorithm: &Algorithm, config: &SimConfig) -> anyhow:
         );
     }
     Ok(())
+}
+
+/// Writes a run's history, as JSON lines, to `path`.
+pub(crate) fn write_history(path: &Path, result: &RunResult) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    result
+        .history
+        .write_jsonl(BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a run as one HTML page to `path`, with the checker's findings marked.
+pub(crate) fn write_report(
+    path: &Path,
+    title: &str,
+    result: &RunResult,
+    judgement: &Judgement,
+) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    zhub_sim::report::write_html(
+        BufWriter::new(file),
+        title,
+        &result.history,
+        &result.messages,
+        judgement.register.as_ref(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A run's figures but for its wall time, which alone may differ between two runs.
@@ -391,11 +425,7 @@ pub(crate) fn print_summary(algorithm: &Algorithm, config: &SimConfig, result: &
             (scheduled, actions) => format!(" + {scheduled} scheduled + {actions} actions"),
         }
     );
-    let invoked = s.ops_ok + s.ops_fail + s.ops_info;
-    println!(
-        "ops          {invoked}: {} ok, {} fail, {} info",
-        s.ops_ok, s.ops_fail, s.ops_info
-    );
+    println!("{}", ops_line(s));
     println!(
         "messages     {} sent, {} delivered, {} dropped, {} duplicated",
         s.sent, s.delivered, s.dropped, s.duplicated
@@ -410,7 +440,22 @@ pub(crate) fn print_summary(algorithm: &Algorithm, config: &SimConfig, result: &
         s.delivered as f64 / wall.as_secs_f64().max(1e-9)
     );
     println!("trace        {:016x}", s.trace_hash);
-    let summary = stats::summarise(&result.history).to_string();
+    print_history_stats(&result.history);
+}
+
+/// The operations' outcomes, as `zhub sim run` and `zhub sim serve` print them.
+pub(crate) fn ops_line(s: &zhub_sim::RunStats) -> String {
+    let invoked = s.ops_ok + s.ops_fail + s.ops_info;
+    format!(
+        "ops          {invoked}: {} ok, {} fail, {} info",
+        s.ops_ok, s.ops_fail, s.ops_info
+    )
+}
+
+/// The history's availability and latency figures, as `zhub sim run` and `zhub sim serve`
+/// print them.
+pub(crate) fn print_history_stats(history: &zhub_sim::history::History) {
+    let summary = stats::summarise(history).to_string();
     for (i, line) in summary.lines().enumerate() {
         let head = if i == 0 { "stats" } else { "" };
         println!("{head:<12} {line}");

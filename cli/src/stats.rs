@@ -99,19 +99,24 @@ fn counters(url: &str, version: &str, stats: &Stats) -> String {
     );
     let _ = writeln!(
         out,
-        "bus      messages_in {}, bytes_in {}, messages_out {}, bytes_out {}, subscribers {}, subscriptions {}, refused_subscriptions {}",
+        "bus      messages_in {}, bytes_in {}, messages_out {}, bytes_out {}, subscribers {}, subscriptions {}, refused_subscriptions {}, fault_delayed {}, fault_held {}",
         bus.messages_in,
         bus.bytes_in,
         bus.messages_out,
         bus.bytes_out,
         bus.subscribers,
         bus.subscriptions,
-        bus.refused_subscriptions
+        bus.refused_subscriptions,
+        bus.fault_delayed,
+        bus.fault_held
     );
     let _ = writeln!(
         out,
-        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}",
-        bus.dropped.slow_subscriber, bus.dropped.slow_plain_subscriber, bus.dropped.malformed
+        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}, fault {}",
+        bus.dropped.slow_subscriber,
+        bus.dropped.slow_plain_subscriber,
+        bus.dropped.malformed,
+        bus.dropped.fault
     );
     let r = &stats.requests;
     let _ = writeln!(

@@ -80,6 +80,10 @@ pub struct BusStats {
     pub subscribers: u64,
     /// Subscriptions refused: malformed, too long, or over a limit (see the README).
     pub refused_subscriptions: u64,
+    /// Messages held back by fault rules ([`crate::fault`]), in all.
+    pub fault_delayed: u64,
+    /// Of those, messages held right now.
+    pub fault_held: u64,
 }
 
 /// Messages the bus did not deliver, by reason.
@@ -96,6 +100,9 @@ pub struct BusDrops {
     /// each. A lower bound: ZeroMQ skips such a subscriber without a word until it has caught
     /// up, so what it loses then is not seen.
     pub slow_plain_subscriber: u64,
+    /// Messages dropped by fault rules ([`crate::fault`]), or because the broker already
+    /// held as many delayed messages as it may.
+    pub fault: u64,
 }
 
 /// Counters of the request path.

@@ -37,6 +37,7 @@
 //! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
 //! - [`log`] — the `zhub.log` service's requests and replies.
 //! - [`kv`] — the `zhub.kv` service's requests and replies, and its change messages.
+//! - [`fault`] — the `zhub.fault` service: rules that drop or delay bus messages.
 //! - [`group`] — the `zhub.group` service: process groups' membership and views.
 //! - [`names`] — the rule of each kind of name (services, topics, streams, keys, groups).
 //! - [`subject`] — topics as `.`-separated tokens, and filters: prefixes and NATS-style
@@ -53,6 +54,7 @@ pub mod bus;
 pub mod delivery;
 pub mod duration;
 pub mod error;
+pub mod fault;
 pub mod group;
 pub mod ids;
 pub mod kv;

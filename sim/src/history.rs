@@ -38,6 +38,8 @@ use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::workload::{Op, Outcome};
+
 /// A process: one client's identity in a history.
 pub type Process = u64;
 
@@ -73,6 +75,38 @@ pub struct Event {
     pub value: serde_json::Value,
     /// Nanoseconds since the run began.
     pub time: u64,
+}
+
+impl Event {
+    /// The event of `process` about `op`, with `value` (see the table above), at `time`.
+    pub fn new(
+        process: Process,
+        kind: EventType,
+        op: &Op,
+        value: serde_json::Value,
+        time: u64,
+    ) -> Event {
+        Event {
+            process,
+            kind,
+            f: op.f().to_string(),
+            key: op.key(),
+            value,
+            time,
+        }
+    }
+}
+
+/// How an operation's completion reads in a history, given what came of it (`None`: no
+/// answer, a timeout): `ok` with its result, `fail`, or `info` (indefinite) with its
+/// argument. The simulator's clients and `zhub sim serve`'s both record by this rule; after
+/// an `info` the client goes on as a new process.
+pub fn completion(op: &Op, outcome: Option<&Outcome>) -> (EventType, serde_json::Value) {
+    match outcome {
+        Some(Outcome::Ok(value)) => (EventType::Ok, op.result(value)),
+        Some(Outcome::Fail(_)) => (EventType::Fail, op.argument()),
+        Some(Outcome::Unknown) | None => (EventType::Info, op.argument()),
+    }
 }
 
 /// A whole history, in order.

@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::faults::{Fault, LinkConfig, Nemesis};
-use crate::history::{Event, EventType, History, Process};
-use crate::node::{Action, Ctx, Node, NodeId, RequestId, Wire};
+use crate::history::{completion, Event, EventType, History, Process};
+use crate::node::{Action, Books, Ctx, Node, NodeId, RequestId, Wire};
 use crate::rng::Rng;
 use crate::trace::MessageRecord;
 use crate::workload::{Generator, Op, Outcome, Workload};
@@ -239,11 +239,8 @@ struct Slot<N: Node> {
     /// Events that reached the node while it was paused, in order.
     held: Vec<Ev<N::Msg>>,
     skew: i64,
-    /// Ids of timers and calls, never reused, so an event of a past life finds nothing.
-    next_id: u64,
-    /// Calls awaiting a reply: call id -> the node called.
-    calls: HashMap<u64, NodeId>,
-    timers: HashSet<u64>,
+    /// Ids, calls and timers, by the rules the host shares.
+    books: Books,
 }
 
 /// Where a run is: its operations, the settling after them, the final reads.
@@ -720,9 +717,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 paused: false,
                 held: Vec::new(),
                 skew: 0,
-                next_id: 0,
-                calls: HashMap::new(),
-                timers: HashSet::new(),
+                books: Books::default(),
             });
         }
         for id in 0..self.config.nodes {
@@ -984,7 +979,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     slot.held.push(Ev::Timer { node, id, tag });
                     return;
                 }
-                if slot.timers.remove(&id) {
+                if slot.books.fire_timer(id) {
                     self.trace.words(&[3, self.now, node as u64, tag]);
                     self.call(node, None, |n, ctx| {
                         n.on_timer(ctx, crate::node::TimerId(id), tag)
@@ -1000,7 +995,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     slot.held.push(Ev::CallTimeout { node, call });
                     return;
                 }
-                if let Some(target) = slot.calls.remove(&call) {
+                if let Some(target) = slot.books.end_call(call) {
                     self.trace.words(&[4, self.now, node as u64]);
                     self.call(node, None, |n, ctx| {
                         n.on_reply(ctx, crate::node::CallId(call), target, None)
@@ -1050,14 +1045,8 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         value: serde_json::Value,
     ) -> usize {
         self.trace.words(&[6, self.now, process, kind as u64]);
-        self.history.push(Event {
-            process,
-            kind,
-            f: op.f().to_string(),
-            key: op.key(),
-            value,
-            time: self.now,
-        });
+        self.history
+            .push(Event::new(process, kind, op, value, self.now));
         self.history.events.len() - 1
     }
 
@@ -1084,14 +1073,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         let seq = client.seq;
         let process = client.process;
         self.record(process, EventType::Invoke, &op, op.argument());
-        let node = match (op.target(), self.leader) {
-            (Some(node), _) => (node as usize).min(self.config.nodes - 1),
-            (None, Some(leader)) => leader,
-            (None, None) => {
-                self.round_robin = (self.round_robin + 1) % self.config.nodes;
-                self.round_robin
-            }
-        };
+        let node = crate::host::route(&op, self.leader, &mut self.round_robin, self.config.nodes);
         let id = self.next_request;
         self.next_request += 1;
         self.requests.insert(id, (c, seq));
@@ -1141,27 +1123,19 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
             self.final_retries += 1;
             self.final_ops.push_back(current.op.clone());
         }
-        let last = match outcome {
-            Some(Outcome::Ok(value)) => {
-                self.stats.ops_ok += 1;
-                let result = current.op.result(&value);
-                self.record(process, EventType::Ok, &current.op, result)
-            }
-            Some(Outcome::Fail(_)) => {
-                self.stats.ops_fail += 1;
-                self.record(process, EventType::Fail, &current.op, current.op.argument())
-            }
-            Some(Outcome::Unknown) | None => {
-                self.stats.ops_info += 1;
-                let last =
-                    self.record(process, EventType::Info, &current.op, current.op.argument());
-                // An indefinite operation may still take effect at any time: the process that
-                // issued it stays open forever, and the client goes on as a new one.
-                self.clients[c].process = self.next_process;
-                self.next_process += 1;
-                last
-            }
-        };
+        let (kind, value) = completion(&current.op, outcome.as_ref());
+        match kind {
+            EventType::Ok => self.stats.ops_ok += 1,
+            EventType::Fail => self.stats.ops_fail += 1,
+            _ => self.stats.ops_info += 1,
+        }
+        let last = self.record(process, kind, &current.op, value);
+        if kind == EventType::Info {
+            // An indefinite operation may still take effect at any time: the process that
+            // issued it stays open forever, and the client goes on as a new one.
+            self.clients[c].process = self.next_process;
+            self.next_process += 1;
+        }
         self.clients[c].last = Some(last);
         self.schedule(self.now, Ev::ClientNext(c));
     }
@@ -1338,7 +1312,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     n.on_message(ctx, from, msg)
                 }),
                 Wire::Reply(call) => {
-                    if self.slots[to].calls.remove(&call).is_some() {
+                    if self.slots[to].books.end_call(call).is_some() {
                         self.call(to, None, |n, ctx| {
                             n.on_reply(ctx, crate::node::CallId(call), from, Some(msg))
                         });
@@ -1366,16 +1340,15 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
         let Some(node) = slot.node.as_mut() else {
             return;
         };
-        let mut ctx = Ctx {
-            me: id,
+        let mut ctx = slot.books.ctx(
+            id,
             nodes,
-            now: now.saturating_add_signed(slot.skew),
-            store: &mut slot.store,
-            rng: &mut self.rng,
-            out: &mut self.out,
-            next_id: &mut slot.next_id,
+            now.saturating_add_signed(slot.skew),
+            &mut slot.store,
+            &mut self.rng,
+            &mut self.out,
             replying_to,
-        };
+        );
         f(node, &mut ctx);
         let mut out = std::mem::take(&mut self.out);
         for action in out.drain(..) {
@@ -1385,6 +1358,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
     }
 
     fn act(&mut self, id: NodeId, action: Action<N::Msg>) {
+        self.slots[id].books.note(&action);
         match action {
             Action::Send { to, msg, wire } => {
                 if to >= self.config.nodes {
@@ -1421,7 +1395,6 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                 after,
                 tag,
             } => {
-                self.slots[id].timers.insert(timer);
                 self.schedule(
                     self.now.saturating_add(after),
                     Ev::Timer {
@@ -1431,11 +1404,8 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     },
                 );
             }
-            Action::CancelTimer(timer) => {
-                self.slots[id].timers.remove(&timer);
-            }
-            Action::CallTimeout { call, to, after } => {
-                self.slots[id].calls.insert(call, to);
+            Action::CancelTimer(_) => {}
+            Action::CallTimeout { call, after, .. } => {
                 self.schedule(
                     self.now.saturating_add(after),
                     Ev::CallTimeout { node: id, call },
@@ -1477,8 +1447,7 @@ impl<N: Node, F: FnMut(NodeId, usize) -> N> Sim<N, F> {
                     slot.node = None;
                     slot.paused = false;
                     slot.held.clear();
-                    slot.calls.clear();
-                    slot.timers.clear();
+                    slot.books.clear();
                 }
             }
             Fault::Restart(n) => {

@@ -7,6 +7,8 @@
 //! - [`kernel`] — the discrete-event queue, the network, the gateway and the clients: [`run`],
 //!   and [`kernel::Live`], the same run taken a step at a time with faults taken by hand.
 //! - [`node`] — the trait an algorithm implements, its context, and quorum waits.
+//! - [`host`] — one node run outside the kernel, for a real transport: inputs in, encoded
+//!   messages and answers out (`zhub sim serve`).
 //! - [`faults`] — link behaviour, faults, the nemesis and its schedule files.
 //! - [`workload`] — operations, answers, and how both read in a history.
 //! - [`history`] — what clients invoked and what they saw, and its JSON-lines form.
@@ -65,6 +67,7 @@ pub mod algorithms;
 pub mod check;
 pub mod faults;
 pub mod history;
+pub mod host;
 pub mod kernel;
 pub mod node;
 pub mod report;

@@ -11,7 +11,7 @@
 //! elsewhere, and do not iterate a `HashMap` where the order can reach a message (use a
 //! `BTreeMap`): std's maps are seeded afresh in every process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -129,6 +129,77 @@ pub(crate) enum Action<M> {
         after: u64,
     },
     Leader,
+}
+
+/// What the runtime keeps for a node beside the node itself: the ids it hands out, its calls
+/// awaiting a reply and its timers not yet fired. The kernel and the [`crate::host`] keep one
+/// per node and apply the same rules through it: a call gets its reply or its timeout, the
+/// first of the two and only once (a late or duplicate reply finds nothing); a cancelled
+/// timer never fires; ids are never reused, so an event of a node's past life finds nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Books {
+    next_id: u64,
+    /// Calls awaiting a reply: call id -> the node called.
+    calls: HashMap<u64, NodeId>,
+    timers: HashSet<u64>,
+}
+
+impl Books {
+    /// A context for one input of node `me`, whose actions go to `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn ctx<'a, N: Node>(
+        &'a mut self,
+        me: NodeId,
+        nodes: usize,
+        now: u64,
+        store: &'a mut N::Store,
+        rng: &'a mut Rng,
+        out: &'a mut Vec<Action<N::Msg>>,
+        replying_to: Option<(NodeId, u64)>,
+    ) -> Ctx<'a, N> {
+        Ctx {
+            me,
+            nodes,
+            now,
+            store,
+            rng,
+            out,
+            next_id: &mut self.next_id,
+            replying_to,
+        }
+    }
+
+    /// Notes the timers and calls an action sets or cancels, before the runtime carries it out.
+    pub(crate) fn note<M>(&mut self, action: &Action<M>) {
+        match *action {
+            Action::Timer { id, .. } => {
+                self.timers.insert(id);
+            }
+            Action::CancelTimer(id) => {
+                self.timers.remove(&id);
+            }
+            Action::CallTimeout { call, to, .. } => {
+                self.calls.insert(call, to);
+            }
+            Action::Send { .. } | Action::Answer { .. } | Action::Leader => {}
+        }
+    }
+
+    /// A reply or the timeout of `call` came: the node called, the first time; `None` after.
+    pub(crate) fn end_call(&mut self, call: u64) -> Option<NodeId> {
+        self.calls.remove(&call)
+    }
+
+    /// Timer `id` is due: true the first time, unless it was cancelled.
+    pub(crate) fn fire_timer(&mut self, id: u64) -> bool {
+        self.timers.remove(&id)
+    }
+
+    /// The node crashed: its calls and timers are gone (ids go on counting).
+    pub(crate) fn clear(&mut self) {
+        self.calls.clear();
+        self.timers.clear();
+    }
 }
 
 /// What a node can do while handling one input. The kernel makes one per call.

@@ -44,7 +44,7 @@
 //!
 //! # Layout
 //! Everything public is at the crate root; the source files behind it are:
-//! - `worker.rs` — [`Worker`], [`Request`], [`Stopper`].
+//! - `worker.rs` — [`Worker`], [`Request`], [`Stopper`], [`Waker`].
 //! - `options.rs` — [`WorkerOptions`].
 //! - `io.rs` — the MDP session loop: registration, heartbeats, reconnection, framing.
 //! - `pool.rs` — the handler threads of [`Worker::run`] for a worker with a concurrency.
@@ -59,4 +59,4 @@ mod worker;
 
 pub use error::WorkerError;
 pub use options::WorkerOptions;
-pub use worker::{Request, Stopper, Worker};
+pub use worker::{Request, Stopper, Waker, Worker};

@@ -41,6 +41,25 @@ pub struct Stopper {
 const STOP_ENDPOINT: &str = "inproc://worker-stop";
 /// The application side of the threaded mode.
 const APP_ENDPOINT: &str = "inproc://worker-app";
+/// Where [`Waker`]s wake a waiting `recv_timeout` (PULL, bound by the worker).
+const WAKE_ENDPOINT: &str = "inproc://worker-wake";
+
+/// Makes a [`Worker::recv_timeout`] in progress, or the next one, return `Ok(None)` at once,
+/// so that an application can wait for requests and for its other events (messages taken on
+/// another thread, say) in one loop: the other thread queues its event, then wakes the
+/// worker. Made by [`Worker::waker`]; `Send`, for use on one other thread. Wakes that come
+/// while nobody waits are merged into one.
+pub struct Waker {
+    socket: zmq::Socket,
+}
+
+impl Waker {
+    /// Wakes the worker.
+    pub fn wake(&self) {
+        // A full queue holds wakes already: nothing is lost by dropping this one.
+        let _ = self.socket.send(&b""[..], zmq::DONTWAIT);
+    }
+}
 
 impl Stopper {
     /// Asks the worker to stop.
@@ -84,6 +103,8 @@ pub struct Worker {
     stop: Option<zmq::Socket>,
     threaded: Option<Threaded>,
     stopper: Stopper,
+    /// Wakes from [`Waker`]s.
+    wake: zmq::Socket,
     served: u64,
 }
 
@@ -130,7 +151,14 @@ impl Worker {
         let stop = context.socket(zmq::PULL)?;
         stop.set_linger(0)?;
         stop.bind(STOP_ENDPOINT)?;
+        // Default high-water marks: with a queue of one, a wake sent just after the worker
+        // drained the queue can be refused before the pipe learns it has room again, and be
+        // lost while the worker waits. Wakes are drained whole, so many cost one return.
+        let wake = context.socket(zmq::PULL)?;
+        wake.set_linger(0)?;
+        wake.bind(WAKE_ENDPOINT)?;
         Ok(Worker {
+            wake,
             stopper: Stopper {
                 context: context.clone(),
             },
@@ -159,6 +187,17 @@ impl Worker {
     /// A handle that stops this worker from another thread.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
+    }
+
+    /// A handle that wakes this worker's [`Worker::recv_timeout`] from another thread.
+    ///
+    /// # Errors
+    /// A ZeroMQ failure.
+    pub fn waker(&self) -> Result<Waker, WorkerError> {
+        let socket = self.session.context.socket(zmq::PUSH)?;
+        socket.set_linger(0)?;
+        socket.connect(WAKE_ENDPOINT)?;
+        Ok(Waker { socket })
     }
 
     /// Starts the background I/O thread of the threaded mode, once.
@@ -192,6 +231,23 @@ impl Worker {
         self.threaded.as_ref().ok_or(WorkerError::Stopped)
     }
 
+    /// Hands a reply (or a failure) to the I/O thread. Once that thread has stopped nothing
+    /// reads its socket, and a send would block for ever: `Stopped` instead.
+    fn send_app(&mut self, frames: Vec<Vec<u8>>) -> Result<(), WorkerError> {
+        self.threaded()?;
+        let threaded = self.threaded.as_ref().ok_or(WorkerError::Stopped)?;
+        loop {
+            if threaded.io.is_finished() {
+                return Err(WorkerError::Stopped);
+            }
+            // Wake every 100 ms to notice an I/O thread that ended.
+            if threaded.app.poll(zmq::POLLOUT, 100)? > 0 {
+                threaded.app.send_multipart(frames, 0)?;
+                return Ok(());
+            }
+        }
+    }
+
     /// Waits for the next request (threaded mode: heartbeats continue in the background
     /// until [`Worker::reply`]).
     ///
@@ -205,21 +261,35 @@ impl Worker {
         }
     }
 
-    /// Waits up to `timeout` for the next request; `Ok(None)` when none came.
+    /// Waits up to `timeout` for the next request; `Ok(None)` when none came, or when a
+    /// [`Waker`] woke it.
     ///
     /// # Errors
     /// [`WorkerError::Stopped`] once the worker is stopped.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Request>, WorkerError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let threaded = self.threaded()?;
+            self.threaded()?;
+            let threaded = self.threaded.as_ref().ok_or(WorkerError::Stopped)?;
             if threaded.io.is_finished() {
                 return Err(WorkerError::Stopped);
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             // Wake at least every 100 ms to notice an I/O thread that ended.
             let slice = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).min(100);
-            if threaded.app.poll(zmq::POLLIN, slice)? > 0 {
+            let mut items = [
+                threaded.app.as_poll_item(zmq::POLLIN),
+                self.wake.as_poll_item(zmq::POLLIN),
+            ];
+            zmq::poll(&mut items, slice)?;
+            let (request, woken) = (items[0].is_readable(), items[1].is_readable());
+            if woken {
+                while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
+                if !request {
+                    return Ok(None);
+                }
+            }
+            if request {
                 let mut frames = threaded.app.recv_multipart(0)?;
                 if frames.len() >= 2 && frames[0] == REQUEST_MARK {
                     let body = frames.split_off(2);
@@ -258,7 +328,7 @@ impl Worker {
             request.client.clone(),
             reason.as_bytes().to_vec(),
         ];
-        self.threaded()?.app.send_multipart(frames, 0)?;
+        self.send_app(frames)?;
         Ok(())
     }
 
@@ -274,7 +344,7 @@ impl Worker {
         let mut frames = Vec::with_capacity(1 + body.len());
         frames.push(request.client.clone());
         frames.extend(body);
-        self.threaded()?.app.send_multipart(frames, 0)?;
+        self.send_app(frames)?;
         self.served += 1;
         Ok(())
     }

@@ -235,9 +235,22 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         ("malformed", bus.dropped.malformed),
         ("slow_subscriber", bus.dropped.slow_subscriber),
         ("slow_plain_subscriber", bus.dropped.slow_plain_subscriber),
+        ("fault", bus.dropped.fault),
     ] {
         f.sample("zhub_bus_dropped_total", &[("reason", reason)], value);
     }
+    f.one(
+        "zhub_bus_fault_delayed_total",
+        c,
+        "Bus messages held back by zhub.fault rules.",
+        bus.fault_delayed,
+    );
+    f.one(
+        "zhub_bus_fault_held",
+        g,
+        "Bus messages held back by zhub.fault rules right now.",
+        bus.fault_held,
+    );
     f.one(
         "zhub_bus_subscriptions",
         g,

@@ -14,7 +14,9 @@ pub mod quorum;
 pub mod read_any;
 pub mod sync_all;
 
+use crate::host::NodeHost;
 use crate::kernel::{LiveRun, RunResult, SimConfig};
+use crate::node::NodeId;
 use crate::workload::Workload;
 
 /// An algorithm `zhub sim run` can run.
@@ -32,6 +34,9 @@ pub struct Algorithm {
     pub run: fn(&SimConfig) -> RunResult,
     /// Starts it, to drive step by step (the same run as `run`'s, given the same actions).
     pub live: fn(&SimConfig) -> Box<dyn LiveRun>,
+    /// One of its nodes behind a host, outside the kernel: `host(id, nodes, seed)` (see
+    /// [`crate::host`]).
+    pub host: fn(NodeId, usize, u64) -> Box<dyn NodeHost>,
 }
 
 /// Every algorithm, in the order `zhub sim list` prints them.
@@ -43,6 +48,7 @@ pub const ALL: &[Algorithm] = &[
         about: "ABD quorum register: majority reads with write-back, majority writes",
         run: abd::run,
         live: abd::live,
+        host: abd::host,
     },
     Algorithm {
         name: "leader",
@@ -51,6 +57,7 @@ pub const ALL: &[Algorithm] = &[
         about: "single leader with failover, no leases: a cut-off leader serves stale reads",
         run: leader::run,
         live: leader::live,
+        host: leader::host,
     },
     Algorithm {
         name: "majority",
@@ -59,6 +66,7 @@ pub const ALL: &[Algorithm] = &[
         about: "versioned majority quorums without read write-back (distributed-game)",
         run: majority::run,
         live: majority::live,
+        host: majority::host,
     },
     Algorithm {
         name: "sync-all",
@@ -67,6 +75,7 @@ pub const ALL: &[Algorithm] = &[
         about: "synchronous replication to all nodes, local reads (distributed-game)",
         run: sync_all::run,
         live: sync_all::live,
+        host: sync_all::host,
     },
     Algorithm {
         name: "read-any",
@@ -75,6 +84,7 @@ pub const ALL: &[Algorithm] = &[
         about: "wrong on purpose: majority writes, reads from any one replica",
         run: read_any::run,
         live: read_any::live,
+        host: read_any::host,
     },
     Algorithm {
         name: "gcounter",
@@ -83,6 +93,7 @@ pub const ALL: &[Algorithm] = &[
         about: "grow-only counter CRDT gossiped every 50 ms: reads may lag, and are caught",
         run: gcounter::run,
         live: gcounter::live,
+        host: gcounter::host,
     },
     Algorithm {
         name: "primary-counter",
@@ -91,6 +102,7 @@ pub const ALL: &[Algorithm] = &[
         about: "a counter on one fixed primary, n1",
         run: primary::run,
         live: primary::live,
+        host: primary::host,
     },
     Algorithm {
         name: "flood",
@@ -99,6 +111,7 @@ pub const ALL: &[Algorithm] = &[
         about: "broadcast by flooding, repaired by gossip",
         run: flood::run,
         live: flood::live,
+        host: flood::host,
     },
     Algorithm {
         name: "ids",
@@ -107,6 +120,7 @@ pub const ALL: &[Algorithm] = &[
         about: "unique ids as counter * nodes + node, counter in storage",
         run: ids::run,
         live: ids::live,
+        host: ids::host,
     },
     Algorithm {
         name: "primary-log",
@@ -115,6 +129,7 @@ pub const ALL: &[Algorithm] = &[
         about: "append-only log on one fixed primary, n1",
         run: primary::run,
         live: primary::live,
+        host: primary::host,
     },
 ];
 

@@ -26,3 +26,8 @@ pub fn run(config: &SimConfig) -> RunResult {
 pub fn live(config: &SimConfig) -> Box<dyn LiveRun> {
     Box::new(Live::new(config, |_, _| Register::new(MODE)))
 }
+
+/// One node of it behind a [`crate::host::Host`], for `zhub sim serve`.
+pub fn host(id: crate::node::NodeId, nodes: usize, seed: u64) -> Box<dyn crate::host::NodeHost> {
+    crate::host::boxed(id, nodes, seed, Register::new(MODE))
+}

@@ -517,6 +517,18 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
 mod tests {
     use super::*;
 
+    /// The text for these services and nothing else.
+    fn render_services(services: &[ServiceInfo]) -> String {
+        render(&Snapshot {
+            stats: &Stats::default(),
+            storage: &StorageStats::default(),
+            services,
+            streams: &[],
+            groups: &GroupPage::default(),
+            process: &Process::default(),
+        })
+    }
+
     #[test]
     fn label_values_are_escaped_and_every_line_parses() {
         let services = vec![ServiceInfo {
@@ -524,14 +536,7 @@ mod tests {
             workers: 2,
             ..ServiceInfo::default()
         }];
-        let text = render(&Snapshot {
-            stats: &Stats::default(),
-            storage: &StorageStats::default(),
-            services: &services,
-            streams: &[],
-            groups: &GroupPage::default(),
-            process: &Process::default(),
-        });
+        let text = render_services(&services);
         assert!(
             text.contains("zhub_service_workers{service=\"we\\\"ird\\\\name\\nx\"} 2"),
             "{text}"
@@ -561,14 +566,7 @@ mod tests {
             latency,
             ..ServiceInfo::default()
         }];
-        let text = render(&Snapshot {
-            stats: &Stats::default(),
-            storage: &StorageStats::default(),
-            services: &services,
-            streams: &[],
-            groups: &GroupPage::default(),
-            process: &Process::default(),
-        });
+        let text = render_services(&services);
         let name = "zhub_service_request_duration_seconds";
         for (le, count) in [
             ("0.0001", 1),

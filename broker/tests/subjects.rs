@@ -287,7 +287,10 @@ fn a_full_member_passes_its_turn_on() {
             "a full member's turns went to the other: {missed} dropped (stuck {stuck_got}, \
              busy {busy_got}, missed by busy {busy_missed})"
         );
-        assert!(stuck_got < WINDOW, "stuck {stuck_got}, busy {busy_got}");
+        // The stuck member took only what fits between the broker and it: both queues plus
+        // the kernel's socket buffers, whose size depends on the machine (31 of these 64 KiB
+        // messages seen once, 8 or fewer usually). Far from the half it would be offered.
+        assert!(stuck_got < N / 4, "stuck {stuck_got}, busy {busy_got}");
     });
 }
 

@@ -109,6 +109,26 @@ impl<T> Group<T> {
         self.version += 1;
     }
 
+    /// Answers every join waiting for a size the group has now reached, with the view as it
+    /// is: the arrival that fills the group answers them at once, so a member that leaves
+    /// right after cannot leave them waiting for a size that is gone.
+    fn answer_filled(&mut self, name: &str, now: Instant) -> Vec<Answer<T>> {
+        let size = self.members.len();
+        let (filled, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| size >= w.expected);
+        self.waiting = still;
+        let view = self.view(name);
+        filled
+            .into_iter()
+            .map(|w| {
+                // Its silence limit counts from now: until this answer, it was waiting.
+                self.touch(w.member, now);
+                (w.token, Ok(GroupReply::View { view: view.clone() }))
+            })
+            .collect()
+    }
+
     fn view(&self, name: &str) -> View {
         View {
             group: name.to_owned(),
@@ -185,6 +205,7 @@ impl<T> Groups<T> {
                     });
                     g.version += 1;
                     info!(?group, member = %format_args!("{member:016x}"), size = g.members.len(), version = g.version, "member joined");
+                    self.passed.extend(g.answer_filled(&group, now));
                 }
                 let expected = expected.map_or(0, |e| e as usize);
                 if g.members.len() < expected {
@@ -349,15 +370,12 @@ impl<T> Groups<T> {
                 out.push((w.token, Err((Status::TimedOut, reason))));
             }
             out.extend(g.pass_token());
+            out.extend(g.answer_filled(name, now));
             let size = g.members.len();
             let mut still = Vec::new();
             let mut gave_up = Vec::new();
             for w in std::mem::take(&mut g.waiting) {
-                if size >= w.expected {
-                    // Its silence limit counts from now: until this answer, it was waiting.
-                    g.touch(w.member, now);
-                    out.push((w.token, Ok(GroupReply::View { view: g.view(name) })));
-                } else if now >= w.deadline {
+                if now >= w.deadline {
                     let reason = format!(
                         "group {name:?} has {size} of the {} members the join waited for",
                         w.expected
@@ -454,6 +472,28 @@ mod tests {
         // Joining again is a heartbeat, not a new arrival.
         let again = view_of(g.handle(t0, 4, minute, join(10, Some(3))));
         assert_eq!(again, third);
+    }
+
+    #[test]
+    fn the_join_that_fills_a_group_answers_the_waiting_ones_before_anyone_can_leave() {
+        let mut g: Groups<u32> = Groups::default();
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(g.handle(t0, 1, minute, join(1, Some(2))).is_none());
+        let full = view_of(g.handle(t0, 2, minute, join(2, Some(2))));
+        let passed = g.take_passed();
+        assert!(
+            matches!(passed.as_slice(), [(1, Ok(GroupReply::View { view }))] if *view == full),
+            "{:?}",
+            passed.iter().map(|a| &a.1).collect::<Vec<_>>()
+        );
+        // The second member leaves in the same turn of the router, before any tick.
+        let leave = GroupRequest::Leave {
+            group: "dice".into(),
+            member: 2,
+        };
+        assert!(g.handle(t0, 3, minute, leave).is_some());
+        assert!(g.tick(t0 + minute).is_empty(), "nothing left to time out");
     }
 
     fn listed(

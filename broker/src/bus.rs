@@ -509,6 +509,7 @@ impl Plane {
         }
         self.interest.matching(
             &msg.data()[..topic_len],
+            false,
             &mut self.matching,
             &mut self.members,
         );

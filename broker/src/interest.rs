@@ -6,6 +6,11 @@
 //! already applied each one to its own connection there, where only the address matters (it
 //! is what an envelope matches); the filters are matched here ([`crate::filters`]).
 //!
+//! Peer brokers subscribe here too, with peer interests: they get only the messages published
+//! at this broker. The table also keeps the filters its own subscribers hold (zhub and plain
+//! alike), counted, and notes each filter that comes or goes ([`Interest::take_changes`]), for
+//! the bus thread to declare this broker's interest to its peers in turn.
+//!
 //! Everything here comes from the network, so it is bounded: a filter is at most
 //! [`MAX_TOPIC_LEN`] bytes (the XPUB cuts off a peer sending a longer subscription), a zhub
 //! subscriber holds at most [`MAX_PREFIXES_PER_SUBSCRIBER`] filters and memberships together
@@ -91,6 +96,15 @@ impl Queues {
     }
 }
 
+/// What a subscription holding a filter is.
+#[derive(Clone, Copy)]
+enum Kind<'a> {
+    /// A zhub subscriber's own interest.
+    Direct,
+    /// A membership of this queue group.
+    Queue(&'a [u8]),
+}
+
 /// The table. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Interest {
@@ -100,6 +114,13 @@ pub(crate) struct Interest {
     /// Filters of queue memberships, held by (group, subscriber).
     queued: Filters<Member>,
     queues: Queues,
+    /// Filters of peer brokers' interests, held by subscriber id.
+    peers: Filters<u64>,
+    /// Filters this broker's own subscribers hold (interests, queue memberships and plain
+    /// prefixes), with their holders counted: what it declares to its peers.
+    exported: HashMap<Box<[u8]>, usize>,
+    /// Exported filters that came (`true`) or went since the last [`Interest::take_changes`].
+    changes: Vec<(bool, Box<[u8]>)>,
 }
 
 impl Interest {
@@ -128,12 +149,15 @@ impl Interest {
             Ok(Subscription::Plain(_)) => {
                 return Err("plain subscription on the deliver endpoint");
             }
-            Ok(Subscription::Interest { subscriber, prefix }) => (subscriber, prefix, None),
+            Ok(Subscription::Interest { subscriber, prefix }) => {
+                (subscriber, prefix, Some(Kind::Direct))
+            }
             Ok(Subscription::Queue {
                 subscriber,
                 group,
                 filter,
-            }) => (subscriber, filter, Some(group)),
+            }) => (subscriber, filter, Some(Kind::Queue(group))),
+            Ok(Subscription::Peer { subscriber, filter }) => (subscriber, filter, None),
         };
         if filter.len() > MAX_TOPIC_LEN {
             return Err("subscription filter too long");
@@ -153,13 +177,51 @@ impl Interest {
         }
         slot.held.push(held.into());
         match group {
-            None => self.direct.add(filter, subscriber),
-            Some(group) => {
+            Some(Kind::Direct) => self.direct.add(filter, subscriber),
+            Some(Kind::Queue(group)) => {
                 let number = self.queues.join(group);
                 self.queued.add(filter, (number, subscriber));
             }
+            None => self.peers.add(filter, subscriber),
+        }
+        if group.is_some() {
+            self.export(filter, true);
         }
         Ok(())
+    }
+
+    /// Counts a holder of `filter` among this broker's own subscribers, coming or going, and
+    /// notes the filter's first holder and its last.
+    fn export(&mut self, filter: &[u8], held: bool) {
+        if held {
+            let n = self.exported.entry(filter.into()).or_default();
+            *n += 1;
+            if *n == 1 {
+                self.changes.push((true, filter.into()));
+            }
+        } else if let Some(n) = self.exported.get_mut(filter) {
+            *n -= 1;
+            if *n == 0 {
+                self.exported.remove(filter);
+                self.changes.push((false, filter.into()));
+            }
+        }
+    }
+
+    /// Takes a plain subscriber's first subscription to `prefix`, or the last unsubscription
+    /// (ZeroMQ passes on only those), for the filters declared to peers.
+    pub(crate) fn plain(&mut self, prefix: &[u8], subscribed: bool) {
+        self.export(prefix, subscribed);
+    }
+
+    /// The filters that came (`true`) or went since the last call, in order.
+    pub(crate) fn take_changes(&mut self) -> Vec<(bool, Box<[u8]>)> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Every filter this broker's own subscribers hold (declared to a peer from scratch).
+    pub(crate) fn exported(&self) -> impl Iterator<Item = &[u8]> {
+        self.exported.keys().map(|k| &**k)
     }
 
     /// Takes an unsubscription: from a subscriber, or from the XPUB for each subscription of a
@@ -180,9 +242,9 @@ impl Interest {
                 }
                 return;
             }
-            Subscription::Interest { subscriber, .. } | Subscription::Queue { subscriber, .. } => {
-                subscriber
-            }
+            Subscription::Interest { subscriber, .. }
+            | Subscription::Queue { subscriber, .. }
+            | Subscription::Peer { subscriber, .. } => subscriber,
         };
         let Some(slot) = self.subscribers.get_mut(&subscriber) else {
             return;
@@ -197,23 +259,51 @@ impl Interest {
     /// Removes one subscription that was taken (its whole bytes, address included).
     fn forget(&mut self, data: &[u8], id: u64) {
         match delivery::parse_subscription(data) {
-            Ok(Subscription::Interest { prefix, .. }) => self.direct.remove(prefix, id),
+            Ok(Subscription::Interest { prefix, .. }) => {
+                self.direct.remove(prefix, id);
+                self.export(prefix, false);
+            }
             Ok(Subscription::Queue { group, filter, .. }) => {
                 if let Some(number) = self.queues.leave(group) {
                     self.queued.remove(filter, (number, id));
                 }
+                self.export(filter, false);
             }
+            Ok(Subscription::Peer { filter, .. }) => self.peers.remove(filter, id),
             _ => {}
         }
     }
 
-    /// Puts in `direct` every zhub subscriber with an interest matching `topic`, each once,
-    /// and in `queued` every queue group member with a membership matching it, each once,
-    /// sorted so that each group's members are together.
-    pub(crate) fn matching(&self, topic: &[u8], direct: &mut Vec<u64>, queued: &mut Vec<Member>) {
+    /// Puts in `direct` every zhub subscriber with an interest matching `topic`, each once
+    /// (and every peer broker with one, unless the message came `from_peer`), and in
+    /// `queued` every queue group member with a membership matching it, each once, sorted so
+    /// that each group's members are together.
+    pub(crate) fn matching(
+        &self,
+        topic: &[u8],
+        from_peer: bool,
+        direct: &mut Vec<u64>,
+        queued: &mut Vec<Member>,
+    ) {
         direct.clear();
         queued.clear();
         self.direct.matching(topic, direct);
+        if !from_peer && !self.peers.is_empty() {
+            let own = direct.len();
+            self.peers.matching(topic, direct);
+            if direct.len() > own {
+                // A peer holding several matching filters gets the message once.
+                direct[own..].sort_unstable();
+                let mut seen = own;
+                for i in own..direct.len() {
+                    if i == own || direct[i] != direct[seen - 1] {
+                        direct[seen] = direct[i];
+                        seen += 1;
+                    }
+                }
+                direct.truncate(seen);
+            }
+        }
         if !self.queued.is_empty() {
             self.queued.matching(topic, queued);
             queued.sort_unstable();
@@ -239,9 +329,10 @@ impl Interest {
         self.subscribers.len()
     }
 
-    /// Distinct filters held by zhub subscribers, plain interests and queue memberships.
+    /// Distinct filters held by zhub subscribers, plain interests and queue memberships, and
+    /// by peer brokers.
     pub(crate) fn distinct_prefixes(&self) -> usize {
-        self.direct.distinct() + self.queued.distinct()
+        self.direct.distinct() + self.queued.distinct() + self.peers.distinct()
     }
 
     /// Queue groups with at least one member.
@@ -254,18 +345,18 @@ impl Interest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zhub_protocol::delivery::{address, interest, queue_interest};
+    use zhub_protocol::delivery::{address, interest, peer_interest, queue_interest};
 
     fn matching(table: &Interest, topic: &str) -> Vec<u64> {
         let (mut out, mut queued) = (Vec::new(), Vec::new());
-        table.matching(topic.as_bytes(), &mut out, &mut queued);
+        table.matching(topic.as_bytes(), false, &mut out, &mut queued);
         out.sort_unstable();
         out
     }
 
     fn members(table: &Interest, topic: &str) -> Vec<Member> {
         let (mut out, mut queued) = (Vec::new(), Vec::new());
-        table.matching(topic.as_bytes(), &mut out, &mut queued);
+        table.matching(topic.as_bytes(), false, &mut out, &mut queued);
         queued
     }
 
@@ -351,6 +442,66 @@ mod tests {
         t.unsubscribe(&address(3));
         assert_eq!(t.queue_groups(), 0);
         assert!(members(&t, "jobs.a").is_empty());
+    }
+
+    #[test]
+    fn peers_get_only_local_messages_and_see_each_filter_once() {
+        let mut t = Interest::default();
+        for id in [1, 2, 9] {
+            t.subscribe(&address(id)).unwrap();
+        }
+        t.subscribe(&interest(1, b"orders.")).unwrap();
+        t.subscribe(&interest(2, b"orders.")).unwrap();
+        t.subscribe(&queue_interest(2, b"w", b"jobs.>")).unwrap();
+        t.plain(b"logs.", true);
+        let mut came: Vec<_> = t.take_changes();
+        came.sort();
+        let filters = |v: &[(bool, Box<[u8]>)]| -> Vec<(bool, Vec<u8>)> {
+            v.iter().map(|(b, f)| (*b, f.to_vec())).collect()
+        };
+        assert_eq!(
+            filters(&came),
+            vec![
+                (true, b"jobs.>".to_vec()),
+                (true, b"logs.".to_vec()),
+                (true, b"orders.".to_vec())
+            ],
+            "each filter once, however many hold it"
+        );
+        // A peer's interests are not declared back to peers.
+        t.subscribe(&peer_interest(9, b"orders.")).unwrap();
+        t.subscribe(&peer_interest(9, b"orders.>")).unwrap();
+        assert!(t.take_changes().is_empty());
+        let (mut out, mut queued) = (Vec::new(), Vec::new());
+        t.matching(b"orders.eu", false, &mut out, &mut queued);
+        out.sort_unstable();
+        assert_eq!(
+            out,
+            vec![1, 2, 9],
+            "the peer once, though two filters match"
+        );
+        t.matching(b"orders.eu", true, &mut out, &mut queued);
+        out.sort_unstable();
+        assert_eq!(out, vec![1, 2], "a message from a peer goes to no peer");
+
+        t.unsubscribe(&interest(1, b"orders."));
+        assert!(t.take_changes().is_empty(), "still held by 2");
+        t.unsubscribe(&address(2));
+        t.plain(b"logs.", false);
+        let mut went = t.take_changes();
+        went.sort();
+        assert_eq!(
+            filters(&went),
+            vec![
+                (false, b"jobs.>".to_vec()),
+                (false, b"logs.".to_vec()),
+                (false, b"orders.".to_vec())
+            ]
+        );
+        assert_eq!(t.exported().count(), 0);
+        t.unsubscribe(&address(9));
+        t.matching(b"orders.eu", false, &mut out, &mut queued);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! | `0x00`, id (8)                            | the subscriber's address: its envelopes match it |
 //! | `0x00`, id (8), `0x01`, filter (0..=1024) | interest in the topics `filter` matches          |
 //! | `0x00`, id (8), `0x02`, n (1), queue group (n), filter (0..=1024) | membership of a queue group for the topics `filter` matches |
+//! | `0x00`, id (8), `0x03`, filter (0..=1024) | a peer broker's interest: only messages published at this broker, never those that came from another peer, go to it |
 //!
 //! A filter is a topic prefix or a subject pattern ([`crate::subject`]). A message goes to
 //! every subscriber with a matching interest, and to one member of each queue group with a
@@ -61,6 +62,8 @@ pub const ADDRESS_LEN: usize = 9;
 pub const INTEREST_MARK: u8 = 0x01;
 /// The byte after the address that marks a queue group membership.
 pub const QUEUE_MARK: u8 = 0x02;
+/// The byte after the address that marks a peer broker's interest (see [`peer_interest`]).
+pub const PEER_MARK: u8 = 0x03;
 /// Length of an envelope.
 pub const ENVELOPE_LEN: usize = ADDRESS_LEN + 8;
 /// Longest bus frame the broker sends in the envelope's frame; longer ones follow it in a
@@ -82,6 +85,15 @@ pub fn interest(subscriber: u64, prefix: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&address(subscriber));
     out.push(INTEREST_MARK);
     out.extend_from_slice(prefix);
+    out
+}
+
+/// The subscription that declares a peer broker's interest in the topics `filter` matches:
+/// the broker sends it the messages published there and none that came from its own peers,
+/// so that in a full mesh of brokers every message crosses one link at most.
+pub fn peer_interest(subscriber: u64, filter: &[u8]) -> Vec<u8> {
+    let mut out = interest(subscriber, filter);
+    out[ADDRESS_LEN] = PEER_MARK;
     out
 }
 
@@ -159,6 +171,14 @@ pub enum Subscription<'a> {
         /// The filter, as for [`Subscription::Interest`].
         filter: &'a [u8],
     },
+    /// A peer broker's interest in the topics a filter matches, for messages published at
+    /// this broker only.
+    Peer {
+        /// The peer's subscriber id.
+        subscriber: u64,
+        /// The filter, as for [`Subscription::Interest`].
+        filter: &'a [u8],
+    },
     /// A plain ZeroMQ subscription to a topic prefix.
     Plain(&'a [u8]),
 }
@@ -182,6 +202,10 @@ pub fn parse_subscription(data: &[u8]) -> Result<Subscription<'_>, ProtocolError
                 Some(&INTEREST_MARK) => Ok(Subscription::Interest {
                     subscriber,
                     prefix: &data[ADDRESS_LEN + 1..],
+                }),
+                Some(&PEER_MARK) => Ok(Subscription::Peer {
+                    subscriber,
+                    filter: &data[ADDRESS_LEN + 1..],
                 }),
                 Some(&QUEUE_MARK) => {
                     let rest = &data[ADDRESS_LEN + 1..];
@@ -234,6 +258,13 @@ mod tests {
             Ok(Subscription::Interest {
                 subscriber: id,
                 prefix: b""
+            })
+        );
+        assert_eq!(
+            parse_subscription(&peer_interest(id, b"orders.>")),
+            Ok(Subscription::Peer {
+                subscriber: id,
+                filter: b"orders.>"
             })
         );
         assert_eq!(

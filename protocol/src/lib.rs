@@ -34,6 +34,8 @@
 //!   deadlines and status codes.
 //! - [`builtin`] — names and MessagePack bodies of the broker's built-in services
 //!   (`zhub.info`, `zhub.stats`).
+//! - [`cluster`] — the link between peer brokers (`ZHL01`): greetings, heartbeats, service
+//!   capacity, forwarded requests and their answers.
 //! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
 //! - [`log`] — the `zhub.log` service's requests and replies.
 //! - [`kv`] — the `zhub.kv` service's requests and replies, and its change messages.
@@ -51,6 +53,7 @@
 pub mod body;
 pub mod builtin;
 pub mod bus;
+pub mod cluster;
 pub mod delivery;
 pub mod duration;
 pub mod error;

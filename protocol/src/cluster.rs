@@ -1,0 +1,360 @@
+//! The cluster link between peer brokers (`ZHL01`): greetings, heartbeats, service capacity,
+//! and requests forwarded to a peer's workers with their answers.
+//!
+//! A broker binds a ROUTER at its cluster endpoint; for each peer it is told of, it connects
+//! a DEALER there. Either side of a link may send any command; a link is in use once the
+//! connecting side's `HELLO` was answered with `WELCOME`. The bodies of `HELLO`, `WELCOME` and
+//! `CAPACITY` are MessagePack; every other field is a fixed-size big-endian integer.
+//!
+//! | frame | HELLO / WELCOME | HEARTBEAT           | CAPACITY    | FORWARD        | ANSWER        | BYE |
+//! |-------|-----------------|---------------------|-------------|----------------|---------------|-----|
+//! | 0     | `ZHL01`         | `ZHL01`             | `ZHL01`     | `ZHL01`        | `ZHL01`       | `ZHL01` |
+//! | 1     | `0x01` / `0x02` | `0x03`              | `0x04`      | `0x05`         | `0x06`        | `0x07` |
+//! | 2     | [`PeerHello`]   | sent at, µs (8)     | [`Capacity`]| token (8)      | token (8)     |     |
+//! | 3     |                 | echoed stamp, µs (8)|             | timeout, ms (4)| status (2)    |     |
+//! | 4     |                 | held for, µs (8)    |             | service        | body...       |     |
+//! | 5...  |                 |                     |             | body...        |               |     |
+//!
+//! A heartbeat echoes the stamp of the last heartbeat its sender heard on that link and how
+//! long it held it, so that each side measures the link's round trip without clocks agreeing.
+//! A forwarded request's token is the forwarding broker's own; its answer carries it back.
+//! A broker never forwards a request that came from a peer (one hop inside a zone).
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::check_service;
+use crate::{body, ProtocolError, Status};
+
+/// First frame of every cluster-link message.
+pub const SIGNATURE: &[u8] = b"ZHL01";
+/// Version of the link protocol a broker speaks, in [`PeerHello::version`].
+pub const VERSION: u32 = 1;
+
+const CMD_HELLO: u8 = 0x01;
+const CMD_WELCOME: u8 = 0x02;
+const CMD_HEARTBEAT: u8 = 0x03;
+const CMD_CAPACITY: u8 = 0x04;
+const CMD_FORWARD: u8 = 0x05;
+const CMD_ANSWER: u8 = 0x06;
+const CMD_BYE: u8 = 0x07;
+
+/// Longest broker or zone name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Most services one `CAPACITY` message may carry.
+pub const MAX_CAPACITY_ENTRIES: usize = 10_000;
+
+/// Who a broker is, sent on every new link (in `HELLO`, answered with the same in `WELCOME`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerHello {
+    /// Link protocol version ([`VERSION`]).
+    pub version: u32,
+    /// The broker's random id, fixed for its process.
+    pub id: u64,
+    /// Random per start of the broker: a new session means every state learned from the
+    /// old one is void.
+    pub session: u64,
+    /// The broker's name (`--name`).
+    pub name: String,
+    /// Its zone (`--zone`).
+    pub zone: String,
+    /// Its deliver endpoint, where the peer subscribes to what is published there.
+    pub deliver: String,
+    /// How often it heartbeats each link, in milliseconds.
+    pub heartbeat_ms: u64,
+}
+
+/// Services a broker's workers serve and their total credit (requests they take at once);
+/// credit 0 means the service is gone. With `reset`, the list replaces everything the peer
+/// knew of the sender's services; without, it changes the services it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Capacity {
+    /// Whether the list is complete.
+    pub reset: bool,
+    /// `(service, credit)` pairs.
+    pub services: Vec<(String, u32)>,
+}
+
+/// Timing stamps of a heartbeat (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// When it was sent, in the sender's clock (µs).
+    pub sent_us: u64,
+    /// The `sent_us` of the last heartbeat the sender heard on this link (0: none yet).
+    pub echo_us: u64,
+    /// How long the sender held that echoed heartbeat before this one (µs).
+    pub held_us: u64,
+}
+
+/// One cluster-link message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkMessage {
+    /// The connecting side's greeting.
+    Hello(PeerHello),
+    /// The answer to a greeting.
+    Welcome(PeerHello),
+    /// Liveness and round trip.
+    Heartbeat(Beat),
+    /// Service capacity, complete or changed.
+    Capacity(Capacity),
+    /// A request for one of the receiver's local workers.
+    Forward {
+        /// The sender's token for the request.
+        token: u64,
+        /// Time left before the request's deadline.
+        timeout_ms: u32,
+        /// The service.
+        service: String,
+        /// The request body frames.
+        body: Vec<Vec<u8>>,
+    },
+    /// The answer to a forwarded request: a reply (`Status::Ok`) or an error with its reason
+    /// as the one body frame.
+    Answer {
+        /// The token of the `FORWARD`.
+        token: u64,
+        /// Its status.
+        status: Status,
+        /// Reply frames, or the reason.
+        body: Vec<Vec<u8>>,
+    },
+    /// The sender closes this link.
+    Bye,
+}
+
+fn word<const N: usize>(frame: &[u8], field: &'static str) -> Result<[u8; N], ProtocolError> {
+    frame.try_into().map_err(|_| ProtocolError::FieldSize {
+        field,
+        expected: N,
+        got: frame.len(),
+    })
+}
+
+fn count(frames: &[Vec<u8>], what: &'static str, min: usize) -> Result<(), ProtocolError> {
+    if frames.len() < min {
+        return Err(ProtocolError::FrameCount {
+            what,
+            expected: min,
+            got: frames.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_hello(hello: &PeerHello) -> Result<(), ProtocolError> {
+    for (what, name) in [("broker name", &hello.name), ("zone", &hello.zone)] {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+            return Err(ProtocolError::InvalidName {
+                what,
+                name: name.chars().take(64).collect(),
+                reason: "1 to 64 characters without control characters",
+            });
+        }
+    }
+    Ok(())
+}
+
+impl LinkMessage {
+    /// Encodes the message's frames.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Encode`] if a MessagePack body cannot be encoded.
+    pub fn encode(&self) -> Result<Vec<Vec<u8>>, ProtocolError> {
+        let head = |cmd: u8| vec![SIGNATURE.to_vec(), vec![cmd]];
+        Ok(match self {
+            LinkMessage::Hello(h) => [head(CMD_HELLO), vec![body::encode(h)?]].concat(),
+            LinkMessage::Welcome(h) => [head(CMD_WELCOME), vec![body::encode(h)?]].concat(),
+            LinkMessage::Heartbeat(b) => {
+                let mut frames = head(CMD_HEARTBEAT);
+                for v in [b.sent_us, b.echo_us, b.held_us] {
+                    frames.push(v.to_be_bytes().to_vec());
+                }
+                frames
+            }
+            LinkMessage::Capacity(c) => [head(CMD_CAPACITY), vec![body::encode(c)?]].concat(),
+            LinkMessage::Forward {
+                token,
+                timeout_ms,
+                service,
+                body,
+            } => {
+                let mut frames = head(CMD_FORWARD);
+                frames.push(token.to_be_bytes().to_vec());
+                frames.push(timeout_ms.to_be_bytes().to_vec());
+                frames.push(service.as_bytes().to_vec());
+                frames.extend(body.iter().cloned());
+                frames
+            }
+            LinkMessage::Answer {
+                token,
+                status,
+                body,
+            } => {
+                let mut frames = head(CMD_ANSWER);
+                frames.push(token.to_be_bytes().to_vec());
+                frames.push(status.code().to_be_bytes().to_vec());
+                frames.extend(body.iter().cloned());
+                frames
+            }
+            LinkMessage::Bye => head(CMD_BYE),
+        })
+    }
+
+    /// Decodes a message from its frames. Everything from a peer is checked: names, counts
+    /// and sizes.
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] describing the first thing wrong with the frames.
+    pub fn decode(frames: &[Vec<u8>]) -> Result<Self, ProtocolError> {
+        count(frames, "cluster message", 2)?;
+        if frames[0] != SIGNATURE {
+            return Err(ProtocolError::UnknownProtocol(frames[0].clone()));
+        }
+        let [cmd] = word::<1>(&frames[1], "command")?;
+        Ok(match cmd {
+            CMD_HELLO | CMD_WELCOME => {
+                count(frames, "hello", 3)?;
+                let hello: PeerHello = body::decode(&frames[2])?;
+                check_hello(&hello)?;
+                if cmd == CMD_HELLO {
+                    LinkMessage::Hello(hello)
+                } else {
+                    LinkMessage::Welcome(hello)
+                }
+            }
+            CMD_HEARTBEAT => {
+                count(frames, "heartbeat", 5)?;
+                let v = |i: usize, f| word::<8>(&frames[i], f).map(u64::from_be_bytes);
+                LinkMessage::Heartbeat(Beat {
+                    sent_us: v(2, "sent at")?,
+                    echo_us: v(3, "echo")?,
+                    held_us: v(4, "held for")?,
+                })
+            }
+            CMD_CAPACITY => {
+                count(frames, "capacity", 3)?;
+                let capacity: Capacity = body::decode(&frames[2])?;
+                if capacity.services.len() > MAX_CAPACITY_ENTRIES {
+                    return Err(ProtocolError::OutOfRange {
+                        field: "capacity entries",
+                        value: capacity.services.len() as u64,
+                        min: 0,
+                        max: MAX_CAPACITY_ENTRIES as u64,
+                    });
+                }
+                for (service, _) in &capacity.services {
+                    check_service(service)?;
+                }
+                LinkMessage::Capacity(capacity)
+            }
+            CMD_FORWARD => {
+                count(frames, "forward", 5)?;
+                let service =
+                    std::str::from_utf8(&frames[4]).map_err(|_| ProtocolError::InvalidName {
+                        what: "service",
+                        name: String::from_utf8_lossy(&frames[4]).into_owned(),
+                        reason: "not UTF-8",
+                    })?;
+                check_service(service)?;
+                LinkMessage::Forward {
+                    token: u64::from_be_bytes(word(&frames[2], "token")?),
+                    timeout_ms: u32::from_be_bytes(word(&frames[3], "timeout")?),
+                    service: service.to_owned(),
+                    body: frames[5..].to_vec(),
+                }
+            }
+            CMD_ANSWER => {
+                count(frames, "answer", 4)?;
+                LinkMessage::Answer {
+                    token: u64::from_be_bytes(word(&frames[2], "token")?),
+                    status: Status::from_code(u16::from_be_bytes(word(&frames[3], "status")?))?,
+                    body: frames[4..].to_vec(),
+                }
+            }
+            CMD_BYE => LinkMessage::Bye,
+            other => return Err(ProtocolError::UnknownCommand(other)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> PeerHello {
+        PeerHello {
+            version: VERSION,
+            id: 7,
+            session: 9,
+            name: "B1".into(),
+            zone: "eu".into(),
+            deliver: "tcp://127.0.0.1:5557".into(),
+            heartbeat_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let messages = [
+            LinkMessage::Hello(hello()),
+            LinkMessage::Welcome(hello()),
+            LinkMessage::Heartbeat(Beat {
+                sent_us: 1,
+                echo_us: 2,
+                held_us: 3,
+            }),
+            LinkMessage::Capacity(Capacity {
+                reset: true,
+                services: vec![("print".into(), 4), ("afficher".into(), 0)],
+            }),
+            LinkMessage::Forward {
+                token: 42,
+                timeout_ms: 1500,
+                service: "print".into(),
+                body: vec![b"a".to_vec(), Vec::new()],
+            },
+            LinkMessage::Answer {
+                token: 42,
+                status: Status::TimedOut,
+                body: vec![b"late".to_vec()],
+            },
+            LinkMessage::Bye,
+        ];
+        for m in messages {
+            let frames = m.encode().unwrap();
+            assert_eq!(LinkMessage::decode(&frames).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        let good = LinkMessage::Forward {
+            token: 1,
+            timeout_ms: 1,
+            service: "s".into(),
+            body: vec![],
+        }
+        .encode()
+        .unwrap();
+        // Every prefix of a good message, and every frame cut or grown by a byte.
+        for n in 0..good.len() {
+            assert!(LinkMessage::decode(&good[..n]).is_err());
+        }
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i].push(0xff);
+            let _ = LinkMessage::decode(&bad);
+            bad[i].clear();
+            let _ = LinkMessage::decode(&bad);
+        }
+        let mut bad_name = hello();
+        bad_name.name = "x".repeat(MAX_NAME_LEN + 1);
+        let frames = LinkMessage::Hello(bad_name).encode().unwrap();
+        assert!(LinkMessage::decode(&frames).is_err());
+        let garbage = vec![SIGNATURE.to_vec(), vec![CMD_HELLO], vec![0xc1, 0xff]];
+        assert!(LinkMessage::decode(&garbage).is_err());
+        assert!(LinkMessage::decode(&[SIGNATURE.to_vec(), vec![0x99]]).is_err());
+        assert!(LinkMessage::decode(&[b"ZHC01".to_vec(), vec![CMD_BYE]]).is_err());
+    }
+}

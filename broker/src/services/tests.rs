@@ -1,0 +1,390 @@
+//! The service layer's state machine under an injected clock.
+
+use super::*;
+
+fn config() -> ServiceConfig {
+    ServiceConfig {
+        heartbeat: Duration::from_millis(100),
+        liveness: 3,
+        max_queue: 2,
+        max_queue_bytes: 100,
+        max_deadline: Duration::from_secs(3600),
+        max_attempts: 2,
+        mdp_timeout: Duration::from_secs(10),
+    }
+}
+
+struct Fixture {
+    s: Services,
+    stats: RequestStats,
+    t0: Instant,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let t0 = Instant::now();
+        Fixture {
+            s: Services::new(config(), t0),
+            stats: RequestStats::default(),
+            t0,
+        }
+    }
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+    fn ready(&mut self, ms: u64, worker: &str, service: &str) {
+        self.ready_with(ms, worker, service, 1);
+    }
+    fn ready_with(&mut self, ms: u64, worker: &str, service: &str, credit: u32) {
+        let frames = WorkerCommand::Ready {
+            service: service.into(),
+            credit,
+        }
+        .encode();
+        assert!(self
+            .s
+            .worker_message(self.at(ms), &mut self.stats, worker.as_bytes(), &frames));
+    }
+    fn request(&mut self, ms: u64, client: &str, id: u64, service: &str, timeout_ms: u64) {
+        let now = self.at(ms);
+        let submission = Submission {
+            client: client.as_bytes(),
+            origin: Origin::Native(id),
+            service,
+            body: vec![id.to_be_bytes().to_vec()],
+            timeout: Duration::from_millis(timeout_ms),
+        };
+        self.s.submit(now, &mut self.stats, submission);
+    }
+    /// The worker replies to the request it was last sent; returns that token.
+    fn reply(&mut self, ms: u64, worker: &str, token: Vec<u8>) {
+        let frames = WorkerCommand::Reply {
+            client: token,
+            body: vec![b"done".to_vec()],
+        }
+        .encode();
+        assert!(self
+            .s
+            .worker_message(self.at(ms), &mut self.stats, worker.as_bytes(), &frames));
+    }
+    fn out(&mut self) -> Vec<(String, Vec<Vec<u8>>)> {
+        self.s
+            .take_outbox()
+            .into_iter()
+            .map(|o| (String::from_utf8(o.identity).unwrap(), o.frames))
+            .collect()
+    }
+}
+
+fn token_of(frames: &[Vec<u8>]) -> Vec<u8> {
+    match WorkerCommand::decode(frames).unwrap() {
+        WorkerCommand::Request { client, .. } => client,
+        other => panic!("expected a request, got {other:?}"),
+    }
+}
+
+fn reply_of(frames: &[Vec<u8>]) -> Reply {
+    Reply::decode(frames).unwrap()
+}
+
+#[test]
+fn idle_workers_are_used_least_recently_first() {
+    let mut f = Fixture::new();
+    for w in ["w1", "w2", "w3"] {
+        f.ready(0, w, "echo");
+    }
+    let mut order = Vec::new();
+    for i in 0..9 {
+        f.request(1, "c", i, "echo", 1000);
+        let (worker, frames) = f.out().pop().unwrap();
+        order.push(worker.clone());
+        f.reply(2, &worker, token_of(&frames));
+        let (client, frames) = f.out().pop().unwrap();
+        assert_eq!((client.as_str(), reply_of(&frames).id), ("c", i));
+    }
+    assert_eq!(
+        order,
+        ["w1", "w2", "w3", "w1", "w2", "w3", "w1", "w2", "w3"]
+    );
+}
+
+/// The requests sent to each worker, in order: (worker, token, request id in the body).
+fn requests_of(out: &[(String, Vec<Vec<u8>>)]) -> Vec<(String, Vec<u8>, u64)> {
+    out.iter()
+        .filter_map(|(worker, frames)| match WorkerCommand::decode(frames) {
+            Ok(WorkerCommand::Request { client, body }) => {
+                let id = u64::from_be_bytes(body[0].as_slice().try_into().unwrap());
+                Some((worker.clone(), client, id))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_worker_with_credit_holds_that_many_requests_and_replies_in_any_order() {
+    let mut f = Fixture::new();
+    f.s.config.max_queue = 10;
+    f.s.config.max_queue_bytes = 1000;
+    f.ready_with(0, "w", "svc", 4);
+    for id in 1..=5 {
+        f.request(1, &format!("c{id}"), id, "svc", 1000);
+    }
+    let sent = requests_of(&f.out());
+    let ids: Vec<u64> = sent.iter().map(|(_, _, id)| *id).collect();
+    assert_eq!(
+        ids,
+        [1, 2, 3, 4],
+        "four in flight before any reply; the fifth waits"
+    );
+    assert_eq!(f.s.list()[0].in_flight, 4);
+    assert_eq!((f.s.list()[0].idle, f.s.list()[0].queued), (0, 1));
+    // Replies in the reverse order reach their own clients; the first freed slot takes
+    // the waiting request.
+    for (_, token, id) in sent.iter().rev() {
+        f.reply(2, "w", token.clone());
+        let out = f.out();
+        let (client, frames) = out
+            .iter()
+            .find(|(who, _)| who != "w")
+            .expect("a reply to a client");
+        assert_eq!(
+            (client.clone(), reply_of(frames).id),
+            (format!("c{id}"), *id)
+        );
+        if *id == 4 {
+            assert_eq!(requests_of(&out).len(), 1, "the fifth request goes out");
+        }
+    }
+    assert_eq!(f.s.list()[0].in_flight, 1);
+    assert_eq!(f.s.list()[0].idle, 1);
+    assert_eq!(f.s.list()[0].served, 4);
+}
+
+#[test]
+fn workers_with_free_credit_are_used_least_recently_first() {
+    let mut f = Fixture::new();
+    f.s.config.max_queue = 10;
+    f.s.config.max_queue_bytes = 1000;
+    f.ready_with(0, "a", "svc", 2);
+    f.ready_with(0, "b", "svc", 1);
+    f.ready_with(0, "c", "svc", 3);
+    for id in 1..=7 {
+        f.request(1, "client", id, "svc", 1000);
+    }
+    let sent = requests_of(&f.out());
+    let order: Vec<&str> = sent.iter().map(|(w, _, _)| w.as_str()).collect();
+    // a, b, c in turn; then b is full, so a and c; then a is full, so c alone.
+    assert_eq!(order, ["a", "b", "c", "a", "c", "c"]);
+    // A reply from full b puts it back, last in line, and it takes the waiting request.
+    f.reply(2, "b", sent[1].1.clone());
+    let next = requests_of(&f.out());
+    assert_eq!((next[0].0.as_str(), next[0].2), ("b", 7));
+}
+
+#[test]
+fn every_request_a_dead_worker_held_goes_to_another_in_order() {
+    let mut f = Fixture::new();
+    f.s.config.max_queue = 10;
+    f.s.config.max_queue_bytes = 1000;
+    f.ready_with(0, "dead", "svc", 4);
+    for id in 1..=4 {
+        f.request(1, &format!("c{id}"), id, "svc", 5000);
+    }
+    assert_eq!(requests_of(&f.out()).len(), 4);
+    f.ready_with(2, "alive", "svc", 4);
+    assert!(f.out().is_empty(), "no request waits");
+    let frames = WorkerCommand::Disconnect.encode();
+    assert!(f.s.worker_message(f.at(3), &mut f.stats, b"dead", &frames));
+    let sent = requests_of(&f.out());
+    let ids: Vec<(&str, u64)> = sent.iter().map(|(w, _, id)| (w.as_str(), *id)).collect();
+    assert_eq!(
+        ids,
+        [("alive", 1), ("alive", 2), ("alive", 3), ("alive", 4)]
+    );
+    assert_eq!(f.stats.requeued, 4);
+    for (_, token, id) in &sent {
+        f.reply(4, "alive", token.clone());
+        let out = f.out();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].0.clone(), reply_of(&out[0].1).id),
+            (format!("c{id}"), *id)
+        );
+    }
+    assert_eq!(f.s.list()[0].in_flight, 0);
+}
+
+#[test]
+fn requests_wait_for_a_worker_then_time_out_as_no_service() {
+    let mut f = Fixture::new();
+    f.request(0, "c", 1, "later", 250);
+    f.request(0, "c", 2, "never", 250);
+    assert!(f.out().is_empty());
+    f.ready(100, "w", "later");
+    let out = f.out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, "w", "the waiting request goes to the new worker");
+    // Before the silent worker's expiry (100 + 3 x 100 ms), at the deadlines.
+    f.s.tick(f.at(250), &mut f.stats);
+    let replies: Vec<Reply> = f
+        .out()
+        .iter()
+        .filter(|(id, _)| id == "c")
+        .map(|(_, fr)| reply_of(fr))
+        .collect();
+    // Request 1 is with the worker; its deadline answers the client "timed out".
+    let statuses: Vec<(u64, Status)> = replies.iter().map(|r| (r.id, r.status)).collect();
+    assert!(statuses.contains(&(2, Status::NoService)), "{statuses:?}");
+    assert!(statuses.contains(&(1, Status::TimedOut)), "{statuses:?}");
+    assert_eq!(f.stats.timed_out, 2);
+}
+
+#[test]
+fn bytes_held_per_service_are_bounded_and_released_when_answered() {
+    let mut f = Fixture::new();
+    let big = |id: u64| Submission {
+        client: b"c",
+        origin: Origin::Native(id),
+        service: "svc",
+        body: vec![vec![0; 60]],
+        timeout: Duration::from_millis(100),
+    };
+    let now = f.at(0);
+    f.s.submit(now, &mut f.stats, big(1));
+    f.s.submit(now, &mut f.stats, big(2));
+    let out = f.out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(reply_of(&out[0].1).status, Status::Busy, "120 bytes > 100");
+    // Once the first is answered (timed out), its bytes are free again.
+    f.s.tick(f.at(100), &mut f.stats);
+    f.out();
+    f.s.submit(f.at(101), &mut f.stats, big(3));
+    assert!(f.out().is_empty(), "accepted and waiting");
+}
+
+#[test]
+fn deadlines_are_cut_to_the_longest_allowed() {
+    let mut f = Fixture::new();
+    f.request(0, "c", 1, "svc", 49 * 24 * 3600 * 1000);
+    assert_eq!(f.s.next_wakeup(), f.at(100), "the heartbeat comes first");
+    let hour = 3600 * 1000;
+    f.s.tick(f.at(hour), &mut f.stats);
+    let out = f.out();
+    assert_eq!(reply_of(&out[0].1).status, Status::NoService);
+}
+
+#[test]
+fn a_full_queue_answers_busy_at_once() {
+    let mut f = Fixture::new();
+    f.request(0, "c", 1, "svc", 1000);
+    f.request(0, "c", 2, "svc", 1000);
+    f.request(0, "c", 3, "svc", 1000);
+    let out = f.out();
+    assert_eq!(out.len(), 1);
+    let reply = reply_of(&out[0].1);
+    assert_eq!((reply.id, reply.status), (3, Status::Busy));
+}
+
+#[test]
+fn a_silent_worker_is_expired_and_its_request_served_by_another() {
+    let mut f = Fixture::new();
+    f.ready(0, "dead", "svc");
+    f.request(1, "c", 7, "svc", 5000);
+    let (worker, _) = f.out().pop().unwrap();
+    assert_eq!(worker, "dead");
+    f.ready(50, "alive", "svc");
+    // "alive" keeps heartbeating; "dead" says nothing for liveness x heartbeat.
+    for ms in (100..=400).step_by(100) {
+        let hb = WorkerCommand::Heartbeat.encode();
+        assert!(f.s.worker_message(f.at(ms), &mut f.stats, b"alive", &hb));
+        f.s.tick(f.at(ms), &mut f.stats);
+    }
+    let out = f.out();
+    assert!(out
+        .iter()
+        .any(|(id, fr)| id == "dead"
+            && WorkerCommand::decode(fr).unwrap() == WorkerCommand::Disconnect));
+    let (_, request) = out
+        .iter()
+        .find(|(id, fr)| {
+            id == "alive" && matches!(WorkerCommand::decode(fr), Ok(WorkerCommand::Request { .. }))
+        })
+        .expect("request handed to the live worker");
+    f.reply(450, "alive", token_of(request));
+    let (client, frames) = f.out().pop().unwrap();
+    assert_eq!(
+        (client.as_str(), reply_of(&frames).status),
+        ("c", Status::Ok)
+    );
+    assert_eq!((f.stats.workers_expired, f.stats.requeued), (1, 1));
+    // A late reply from the expired worker is not delivered twice.
+    assert!(f.s.worker_message(
+        f.at(460),
+        &mut f.stats,
+        b"dead",
+        &WorkerCommand::Reply {
+            client: token_of(request),
+            body: vec![]
+        }
+        .encode()
+    ));
+    assert!(f.out().iter().all(|(id, _)| id != "c"));
+}
+
+#[test]
+fn attempts_are_bounded() {
+    let mut f = Fixture::new();
+    f.request(0, "c", 9, "svc", 60_000);
+    for (i, w) in ["a", "b"].into_iter().enumerate() {
+        f.ready(i as u64, w, "svc");
+        let (worker, _) = f.out().pop().unwrap();
+        assert_eq!(worker, w);
+        // The worker dies holding the request.
+        let frames = WorkerCommand::Disconnect.encode();
+        assert!(f
+            .s
+            .worker_message(f.at(i as u64 + 1), &mut f.stats, w.as_bytes(), &frames));
+    }
+    let out = f.out();
+    let reply = reply_of(&out.last().unwrap().1);
+    assert_eq!((reply.id, reply.status), (9, Status::WorkerFailed));
+}
+
+#[test]
+fn protocol_errors_disconnect_workers() {
+    let mut f = Fixture::new();
+    // Unknown worker heartbeating (from before a restart): asked to reconnect.
+    assert!(f.s.worker_message(
+        f.at(0),
+        &mut f.stats,
+        b"ghost",
+        &WorkerCommand::Heartbeat.encode()
+    ));
+    assert_eq!(
+        WorkerCommand::decode(&f.out()[0].1).unwrap(),
+        WorkerCommand::Disconnect
+    );
+    // READY twice, garbage, a reserved name: disconnected.
+    f.ready(0, "w", "svc");
+    let again = WorkerCommand::Ready {
+        service: "svc".into(),
+        credit: 1,
+    }
+    .encode();
+    assert!(!f.s.worker_message(f.at(1), &mut f.stats, b"w", &again));
+    assert!(!f.s.has_workers("svc"));
+    assert!(!f.s.worker_message(
+        f.at(2),
+        &mut f.stats,
+        b"x",
+        &[b"MDPW01".to_vec(), vec![0x7f]]
+    ));
+    let reserved = WorkerCommand::Ready {
+        service: "zhub.info".into(),
+        credit: 1,
+    }
+    .encode();
+    assert!(f.s.worker_message(f.at(3), &mut f.stats, b"r", &reserved));
+    assert!(!f.s.has_workers("zhub.info"));
+}

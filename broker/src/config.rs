@@ -112,7 +112,39 @@ pub struct Config {
     /// distributed programs under faults); off by default, so that a broker in service is
     /// never one request away from losing its traffic.
     pub allow_faults: bool,
+    /// This broker's name among its peers (`zhub peers`, `--broker NAME`); `None`: `zhub-`
+    /// and the first hex digits of its random id.
+    pub name: Option<String>,
+    /// The zone this broker belongs to; brokers of one zone form a full mesh.
+    pub zone: String,
+    /// Cluster endpoint (ROUTER) where peer brokers connect; `None`: this broker accepts no
+    /// peer links (it may still connect to peers).
+    pub cluster: Option<String>,
+    /// Peer brokers to link to: in TOML, `[[peer]]` tables with `endpoint`, each a peer's
+    /// cluster endpoint.
+    pub peer: Vec<PeerConfig>,
+    /// Interval of heartbeats on each cluster link; a peer silent for
+    /// `cluster_liveness` of them is dropped, and what it held is dispatched again.
+    #[serde(with = "duration_text")]
+    pub cluster_heartbeat: Duration,
+    /// Heartbeat intervals a peer may stay silent before it is dropped.
+    pub cluster_liveness: u32,
 }
+
+/// A peer broker to link to (`[[peer]]` in TOML, `--peer` on the command line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's cluster endpoint (`tcp://HOST:PORT` or `ipc://PATH`).
+    pub endpoint: String,
+}
+
+/// Default zone.
+pub const DEFAULT_ZONE: &str = "default";
+/// Default interval of heartbeats on cluster links.
+pub const DEFAULT_CLUSTER_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Default heartbeats a peer may miss: a silent peer is dropped within 3 s.
+pub const DEFAULT_CLUSTER_LIVENESS: u32 = 3;
 
 /// Default heartbeat interval between broker and workers.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(2500);
@@ -163,6 +195,12 @@ impl Default for Config {
             max_streams: DEFAULT_MAX_STREAMS,
             http: None,
             allow_faults: false,
+            name: None,
+            zone: DEFAULT_ZONE.to_owned(),
+            cluster: None,
+            peer: Vec::new(),
+            cluster_heartbeat: DEFAULT_CLUSTER_HEARTBEAT,
+            cluster_liveness: DEFAULT_CLUSTER_LIVENESS,
         }
     }
 }
@@ -325,6 +363,28 @@ impl Config {
         if let FsyncPolicy::Interval { ms } = self.kv_fsync {
             in_range("kv_fsync", ms, limits::KV_FSYNC_INTERVAL_MS)?;
         }
+        if let Some(cluster) = &self.cluster {
+            crate::endpoint::check("cluster", cluster)?;
+        }
+        for peer in &self.peer {
+            crate::endpoint::check("peer", &peer.endpoint)?;
+        }
+        for (name, value) in [("name", self.name.as_deref()), ("zone", Some(&*self.zone))] {
+            let Some(value) = value else { continue };
+            let max = zhub_protocol::cluster::MAX_NAME_LEN;
+            if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+                return Err(BrokerError::Setting {
+                    name,
+                    reason: format!("{value:?}: 1 to {max} characters without control characters"),
+                });
+            }
+        }
+        in_range(
+            "cluster_heartbeat",
+            self.cluster_heartbeat,
+            limits::HEARTBEAT,
+        )?;
+        in_range("cluster_liveness", self.cluster_liveness, limits::LIVENESS)?;
         for route in &self.journal {
             let refuse = |reason: String| BrokerError::Setting {
                 name: "journal",
@@ -409,6 +469,18 @@ impl Config {
             config.http = args.http;
         }
         config.allow_faults |= args.allow_faults;
+        flags_override!(zone, cluster_heartbeat, cluster_liveness);
+        if args.name.is_some() {
+            config.name = args.name;
+        }
+        if args.cluster.is_some() {
+            config.cluster = args.cluster;
+        }
+        config.peer.extend(
+            args.peer
+                .into_iter()
+                .map(|endpoint| PeerConfig { endpoint }),
+        );
         config.journal.extend(args.journal);
         Ok(config)
     }
@@ -517,6 +589,26 @@ pub struct Args {
     /// topics, for tests under real faults; off unless given.
     #[arg(long)]
     pub allow_faults: bool,
+    /// This broker's name among its peers [default: zhub- and the start of its random id].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The zone this broker belongs to; brokers of one zone form a full mesh.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+    /// Cluster endpoint (ROUTER) where peer brokers connect, e.g. tcp://127.0.0.1:5560; off
+    /// unless given.
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+    /// A peer broker's cluster endpoint to link to; repeatable, added to the config file's
+    /// `[[peer]]` tables.
+    #[arg(long, value_name = "URL")]
+    pub peer: Vec<String>,
+    /// Interval of heartbeats on each cluster link.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub cluster_heartbeat: Option<Duration>,
+    /// Heartbeats a peer may miss before it is dropped and what it held dispatched again.
+    #[arg(long, value_name = "N")]
+    pub cluster_liveness: Option<u32>,
 }
 
 impl Args {
@@ -524,7 +616,7 @@ impl Args {
     /// [`Config::default`], so that the defaults have one source.
     pub fn command_with_defaults() -> clap::Command {
         let d = Config::default();
-        let defaults: [(&str, String); 20] = [
+        let defaults: [(&str, String); 23] = [
             ("listen", d.listen),
             ("publish", d.publish),
             ("subscribe", d.subscribe),
@@ -545,6 +637,9 @@ impl Args {
             ("mdp_timeout", duration_text(d.mdp_timeout)),
             ("kv_fsync", d.kv_fsync.to_string()),
             ("max_streams", d.max_streams.to_string()),
+            ("zone", d.zone),
+            ("cluster_heartbeat", duration_text(d.cluster_heartbeat)),
+            ("cluster_liveness", d.cluster_liveness.to_string()),
         ];
         // Shown in the help only: a flag's value overrides the config file when it is given,
         // and a default here would look given.

@@ -219,7 +219,8 @@ impl Interest {
         std::mem::take(&mut self.changes)
     }
 
-    /// Every filter this broker's own subscribers hold (declared to a peer from scratch).
+    /// Every filter this broker's own subscribers hold.
+    #[cfg(test)]
     pub(crate) fn exported(&self) -> impl Iterator<Item = &[u8]> {
         self.exported.keys().map(|k| &**k)
     }

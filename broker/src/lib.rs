@@ -28,15 +28,21 @@
 //!                   event log and key-value store, group commit
 //!  bus thread --journal tap--> storage thread --republish--> bus thread   (durable topics)
 //!  HTTP (--http) <-> /metrics, /api, dashboard: a client of the main endpoint  ("zhub-http")
+//!  peer brokers <-> ROUTER (cluster endpoint) / DEALER per peer: driven by the router thread;
+//!                   the bus thread subscribes to each peer's deliver endpoint (federation)
 //! ```
 //!
 //! # Layout
 //! - [`config`] — settings from defaults, a TOML file and flags.
 //! - [`endpoint`] — endpoint checks and binding.
-//! - `bus` — the publish/subscribe proxy loop and its counters.
+//! - `bus` — the publish/subscribe proxy loop and its counters; `bus::peers`, its links to
+//!   peer brokers' deliver endpoints; `bus::raw`, ZeroMQ messages below the `zmq` crate.
+//! - `cluster` — federation: the cluster link's sockets; `cluster::links`, its sessions,
+//!   greetings and heartbeats.
 //! - `interest` — the bus's table of subscribers and prefixes, and topic matching.
 //! - `router` — the request loop on the main endpoint and the built-in services.
-//! - `services` — named services: queues, workers, heartbeats, deadlines, retries.
+//! - `services` — named services: queues, workers, heartbeats, deadlines, retries;
+//!   `services::peers`, peer brokers as workers of the services they serve.
 //! - `groups` — process groups (`zhub.group`): arrival ranks, views, heartbeats.
 //! - `storage` — the storage thread serving `zhub.log` with group commit.
 //! - `consumers` — consumer groups' committed positions.
@@ -52,6 +58,7 @@
 #![deny(missing_docs)]
 
 mod bus;
+mod cluster;
 pub mod config;
 mod consumers;
 pub mod endpoint;
@@ -141,6 +148,26 @@ impl Broker {
         deliver.set_linger(0)?;
         deliver.set_sndhwm(config.subscribe_hwm)?;
         bus::limit(&xsub, &xpub, &deliver, bus::max_frame(config.max_message))?;
+        let cluster_socket = match &config.cluster {
+            Some(_) => {
+                let socket = context.socket(zmq::ROUTER)?;
+                socket.set_linger(0)?;
+                socket.set_router_mandatory(true)?;
+                // A peer whose connection dropped and came back takes its routing id over at
+                // once, instead of being refused until the old connection times out.
+                socket.set_router_handover(true)?;
+                socket.set_maxmsgsize(router::frame_ceiling(config.max_message))?;
+                socket.set_sndhwm(cluster::LINK_HWM)?;
+                socket.set_rcvhwm(cluster::LINK_HWM)?;
+                Some(socket)
+            }
+            None => None,
+        };
+        let broker_id = zhub_protocol::ids::random_u64();
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("zhub-{:06x}", broker_id >> 40));
         let mut http = config
             .http
             .as_deref()
@@ -158,11 +185,20 @@ impl Broker {
                 .as_ref()
                 .map(|h| format!("http://{}", h.address()))
                 .unwrap_or_default(),
+            name: name.clone(),
+            zone: config.zone.clone(),
+            cluster: match (&cluster_socket, &config.cluster) {
+                (Some(socket), Some(endpoint)) => endpoint::bind(socket, "cluster", endpoint)?,
+                _ => String::new(),
+            },
         };
         info!(endpoint = %info.main, "main endpoint listening");
         info!(endpoint = %info.publish, "publish endpoint listening");
         info!(endpoint = %info.subscribe, "subscribe endpoint listening");
         info!(endpoint = %info.deliver, "deliver endpoint listening");
+        if !info.cluster.is_empty() {
+            info!(endpoint = %info.cluster, broker = %info.name, zone = %info.zone, "cluster endpoint listening");
+        }
         bus::setup(&xsub)?;
 
         let mut broker = Broker {
@@ -195,6 +231,7 @@ impl Broker {
         let fault_table = Arc::new(fault_rules::FaultTable::new(config.allow_faults));
         let counters = Arc::new(bus::BusCounters::default());
         let bus_counters = Arc::clone(&counters);
+        let peer_links = bus::peers::PeerLinks::new(&broker.context, config.subscribe_hwm)?;
         let bus_sockets = bus::BusSockets {
             xsub,
             xpub,
@@ -202,6 +239,7 @@ impl Broker {
             republish: republish_in,
             tap: journal::JournalTap::new(Arc::clone(&journals), journal_out),
             faults: fault_rules::FaultGate::new(Arc::clone(&fault_table)),
+            peers: peer_links,
         };
         broker.spawn("zhub-bus", move |control| {
             bus::run(bus_sockets, control, bus_counters)
@@ -238,15 +276,43 @@ impl Broker {
         broker.spawn_watched("zhub-storage", Some(storage_watch), move |control| {
             storage.run(control)
         })?;
-        let router = router::Router::new(
-            router,
+        let cluster = if cluster_socket.is_some() || !config.peer.is_empty() {
+            let me = zhub_protocol::cluster::PeerHello {
+                version: zhub_protocol::cluster::VERSION,
+                id: broker_id,
+                session: zhub_protocol::ids::random_u64(),
+                name,
+                zone: config.zone.clone(),
+                deliver: info.deliver.clone(),
+                heartbeat_ms: u64::try_from(config.cluster_heartbeat.as_millis())
+                    .unwrap_or(u64::MAX),
+            };
+            let endpoints = config.peer.iter().map(|p| p.endpoint.clone()).collect();
+            let links = cluster::links::Links::new(
+                me,
+                endpoints,
+                config.cluster_heartbeat,
+                config.cluster_liveness,
+                std::time::Instant::now(),
+            );
+            Some(cluster::Cluster::new(
+                broker.context.clone(),
+                cluster_socket,
+                links,
+            )?)
+        } else {
+            None
+        };
+        let router = router::Router::new(router::RouterParts {
+            socket: router,
             info,
-            counters,
-            services,
-            link::StorageLink::new(router_storage, storage_down, hwm),
-            config.max_message,
-            fault_table,
-        );
+            bus: counters,
+            config: services,
+            storage: link::StorageLink::new(router_storage, storage_down, hwm),
+            max_message: config.max_message,
+            fault_rules: fault_table,
+            cluster,
+        });
         broker.spawn("zhub-router", move |control| router.run(control))?;
         if let Some(mut server) = http.take() {
             server.serve(&broker.info.main)?;

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 use zhub_protocol::builtin::{
-    BrokerInfo, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE,
+    BrokerInfo, Peers, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, PEERS_SERVICE,
+    SERVICES_SERVICE, STATS_SERVICE,
 };
+use zhub_protocol::cluster::LinkMessage;
 use zhub_protocol::fault::FAULT_SERVICE;
 use zhub_protocol::group::{GroupRequest, GROUP_SERVICE};
 use zhub_protocol::ids::hex;
@@ -27,6 +29,7 @@ use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
+use crate::cluster::{Cluster, Inbound};
 use crate::fault_rules::FaultTable;
 use crate::groups::{Answer, Groups};
 use crate::link::{StorageLink, StorageReply, StorageRequest, StorageService, Ticket};
@@ -69,6 +72,8 @@ pub(crate) struct Router {
     faults: Sparse,
     /// The rules of `zhub.fault`, shared with the bus thread.
     fault_rules: Arc<FaultTable>,
+    /// The links to peer brokers, when this broker has any.
+    cluster: Option<Cluster>,
 }
 
 /// What a built-in service answered.
@@ -81,16 +86,31 @@ enum Builtin {
     Error(Status, String),
 }
 
+/// What the request thread is made of.
+pub(crate) struct RouterParts {
+    /// The main endpoint, bound.
+    pub socket: zmq::Socket,
+    pub info: BrokerInfo,
+    pub bus: Arc<BusCounters>,
+    pub config: ServiceConfig,
+    pub storage: StorageLink,
+    pub max_message: usize,
+    pub fault_rules: Arc<FaultTable>,
+    pub cluster: Option<Cluster>,
+}
+
 impl Router {
-    pub(crate) fn new(
-        socket: zmq::Socket,
-        info: BrokerInfo,
-        bus: Arc<BusCounters>,
-        config: ServiceConfig,
-        storage: StorageLink,
-        max_message: usize,
-        fault_rules: Arc<FaultTable>,
-    ) -> Self {
+    pub(crate) fn new(parts: RouterParts) -> Self {
+        let RouterParts {
+            socket,
+            info,
+            bus,
+            config,
+            storage,
+            max_message,
+            fault_rules,
+            cluster,
+        } = parts;
         let now = Instant::now();
         Router {
             socket,
@@ -106,6 +126,7 @@ impl Router {
             groups: Groups::default(),
             faults: Sparse::default(),
             fault_rules,
+            cluster,
         }
     }
 
@@ -117,21 +138,34 @@ impl Router {
             if let Some(at) = self.groups.next_wakeup() {
                 wake = wake.min(at);
             }
+            if let Some(cluster) = &self.cluster {
+                wake = wake.min(cluster.next_wakeup());
+            }
             let timeout = crate::wake::poll_timeout(now, wake);
             let [replies, down] = self.storage.poll_items();
-            let mut items = [
+            let mut items = vec![
                 self.socket.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
                 replies,
                 down,
             ];
+            if let Some(cluster) = &self.cluster {
+                items.extend(cluster.poll_items());
+            }
             match zmq::poll(&mut items, timeout) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e),
             }
-            let readable = items.map(|i| i.is_readable());
+            let readable: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
+            drop(items);
             if readable[1] {
                 return Ok(());
+            }
+            if readable[4..].contains(&true) {
+                if let Some(cluster) = &mut self.cluster {
+                    let inbound = cluster.read(Instant::now(), &readable[4..]);
+                    self.cluster_inbound(inbound);
+                }
             }
             if readable[2] {
                 self.storage_replies();
@@ -157,7 +191,75 @@ impl Router {
             for answer in self.groups.tick(Instant::now()) {
                 self.answer_group(answer);
             }
+            if let Some(cluster) = &mut self.cluster {
+                let inbound = cluster.tick(Instant::now());
+                self.cluster_inbound(inbound);
+            }
+            if let Some(changes) = self.services.take_capacity_changes() {
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.broadcast(&LinkMessage::Capacity(changes));
+                }
+            }
             self.flush();
+        }
+    }
+
+    /// Acts on what came over the cluster link.
+    fn cluster_inbound(&mut self, inbound: Vec<Inbound>) {
+        for message in inbound {
+            let now = Instant::now();
+            match message {
+                Inbound::Up(hello) => {
+                    let capacity = LinkMessage::Capacity(self.services.local_capacity());
+                    if let Some(cluster) = &mut self.cluster {
+                        cluster.send_message(hello.id, &capacity);
+                    }
+                }
+                Inbound::Down(hello) => self.services.drop_peer(now, &mut self.stats, hello.id),
+                Inbound::Capacity {
+                    peer,
+                    name,
+                    capacity,
+                } => self
+                    .services
+                    .peer_capacity(now, &mut self.stats, peer, &name, capacity),
+                Inbound::Forward {
+                    peer,
+                    token,
+                    timeout,
+                    service,
+                    body,
+                } => {
+                    let submission = Submission {
+                        client: &[],
+                        origin: Origin::Peer { peer, token },
+                        service: &service,
+                        body,
+                        timeout: timeout.min(self.max_deadline),
+                    };
+                    let answer = match self.route(now, submission) {
+                        Builtin::ForWorkers => continue,
+                        Builtin::Body(body) => (Status::Ok, body),
+                        Builtin::Error(status, reason) => (status, vec![reason.into_bytes()]),
+                    };
+                    let message = LinkMessage::Answer {
+                        token,
+                        status: answer.0,
+                        body: answer.1,
+                    };
+                    if let Some(cluster) = &mut self.cluster {
+                        cluster.send_message(peer, &message);
+                    }
+                }
+                Inbound::Answer {
+                    peer,
+                    token,
+                    status,
+                    body,
+                } => self
+                    .services
+                    .peer_answer(now, &mut self.stats, peer, token, status, body),
+            }
         }
     }
 
@@ -387,6 +489,14 @@ impl Router {
             INFO_SERVICE => body::encode(&self.info),
             STATS_SERVICE => body::encode(&self.stats()),
             SERVICES_SERVICE => body::encode(&self.services.list()),
+            PEERS_SERVICE => match &self.cluster {
+                Some(cluster) => body::encode(&cluster.peers(Instant::now())),
+                None => body::encode(&Peers {
+                    name: self.info.name.clone(),
+                    zone: self.info.zone.clone(),
+                    ..Peers::default()
+                }),
+            },
             FAULT_SERVICE => {
                 let request = request_body.first().map_or(&[][..], Vec::as_slice);
                 return match self.fault_rules.handle(request) {
@@ -440,15 +550,36 @@ impl Router {
                 return;
             }
             let mut gone = Vec::new();
-            for Outgoing { identity, frames } in outbox {
-                if !self.send(&identity, frames) {
-                    gone.push(identity);
+            let mut unsent = Vec::new();
+            for Outgoing {
+                identity,
+                frames,
+                peer,
+            } in outbox
+            {
+                match peer {
+                    None => {
+                        if !self.send(&identity, frames) {
+                            gone.push(identity);
+                        }
+                    }
+                    Some(peer) => {
+                        let forwarded = zhub_protocol::cluster::forwarded_token(&frames);
+                        let sent = self.cluster.as_mut().is_some_and(|c| c.send(peer, frames));
+                        if let (false, Some(token)) = (sent, forwarded) {
+                            unsent.push((peer, token));
+                        }
+                    }
                 }
             }
             let now = Instant::now();
             for identity in gone {
                 self.services
                     .remove_worker(now, &mut self.stats, &identity, false);
+            }
+            for (peer, token) in unsent {
+                self.services
+                    .forward_failed(now, &mut self.stats, peer, token);
             }
         }
     }

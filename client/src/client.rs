@@ -111,6 +111,7 @@ impl Client {
             deliver: String::new(),
             max_message: 0,
             http: String::new(),
+            ..BrokerInfo::default()
         };
         let mut client = Client::open(shared_context(), unknown, options)?;
         let info: BrokerInfo = client
@@ -141,6 +142,9 @@ impl Client {
             main: url.to_owned(),
             version: info.version,
             http: info.http,
+            name: info.name,
+            zone: info.zone,
+            cluster: info.cluster,
         };
         debug!(broker = ?client.info, "connected");
         Ok(client)

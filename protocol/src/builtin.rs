@@ -15,11 +15,13 @@ pub const STATS_SERVICE: &str = "zhub.stats";
 pub const SERVICES_SERVICE: &str = "zhub.services";
 /// The storage statistics service's name: its reply is a [`StorageStats`].
 pub const STORAGE_SERVICE: &str = "zhub.storage";
+/// The links to peer brokers and the peers in session (empty body); replies [`Peers`].
+pub const PEERS_SERVICE: &str = "zhub.peers";
 /// Prefix of the broker's own services; workers cannot register names under it.
 pub const BUILTIN_PREFIX: &str = "zhub.";
 
 /// Reply body of [`INFO_SERVICE`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     /// Broker version (the crate version it was built from).
     pub version: String,
@@ -40,6 +42,15 @@ pub struct BrokerInfo {
     /// The broker's HTTP endpoint (`http://IP:PORT`, as bound), or empty when it serves none.
     #[serde(default)]
     pub http: String,
+    /// The broker's name among its peers.
+    #[serde(default)]
+    pub name: String,
+    /// Its zone.
+    #[serde(default)]
+    pub zone: String,
+    /// Its cluster endpoint, as bound, or empty when it accepts no peer links.
+    #[serde(default)]
+    pub cluster: String,
 }
 
 /// Reply body of [`STATS_SERVICE`].
@@ -84,6 +95,9 @@ pub struct BusStats {
     pub fault_delayed: u64,
     /// Of those, messages held right now.
     pub fault_held: u64,
+    /// Of `messages_in`, messages that peer brokers sent (published there, for subscribers
+    /// here).
+    pub from_peers: u64,
 }
 
 /// Messages the bus did not deliver, by reason.
@@ -103,6 +117,9 @@ pub struct BusDrops {
     /// Messages dropped by fault rules ([`crate::fault`]), or because the broker already
     /// held as many delayed messages as it may.
     pub fault: u64,
+    /// Messages a peer broker dropped for this one (its queue there was full), as the
+    /// peer reported them.
+    pub peer: u64,
 }
 
 /// Counters of the request path.
@@ -156,6 +173,58 @@ pub struct ServiceInfo {
     /// How long those replies took, from the request's arrival at the broker to its
     /// worker's reply.
     pub latency: LatencyHistogram,
+    /// Peer brokers that serve it too (requests go to them when no local worker is free).
+    #[serde(default)]
+    pub peers: Vec<ServicePeer>,
+}
+
+/// Reply body of [`PEERS_SERVICE`]: this broker and its links to peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Peers {
+    /// This broker's name.
+    pub name: String,
+    /// Its zone.
+    pub zone: String,
+    /// Its random id, in hex.
+    pub id: String,
+    /// Every link: outgoing ones (to configured peers) first.
+    pub links: Vec<PeerLink>,
+    /// Messages on cluster links that could not be decoded (each closed its link).
+    pub malformed: u64,
+}
+
+/// One link to a peer broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerLink {
+    /// Whether this broker opened it (to a configured peer).
+    pub outgoing: bool,
+    /// The configured endpoint of an outgoing link; the peer's routing id of an incoming one.
+    pub endpoint: String,
+    /// The peer's name, once it greeted; empty before.
+    pub broker: String,
+    /// The peer's zone.
+    pub zone: String,
+    /// `up` (greeted, carrying traffic), `standby` (greeted, the other link carries it) or
+    /// `connecting`.
+    pub state: String,
+    /// Last measured round trip on the link, in microseconds (0: not yet).
+    pub rtt_us: u64,
+    /// How long the peer's session has been up, in milliseconds.
+    pub up_ms: u64,
+}
+
+/// A peer broker serving a service, as this broker sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServicePeer {
+    /// The peer's name.
+    pub broker: String,
+    /// The requests its workers take at once, in all, as it said.
+    pub credit: u64,
+    /// Requests this broker has forwarded to it and not yet had answered.
+    pub in_flight: u64,
 }
 
 /// What the storage thread has done since the broker started: the `zhub.storage` built-in

@@ -278,6 +278,17 @@ impl LinkMessage {
     }
 }
 
+/// The token of an encoded `FORWARD`, without decoding the rest; `None` for any other
+/// message.
+pub fn forwarded_token(frames: &[Vec<u8>]) -> Option<u64> {
+    match frames {
+        [sig, cmd, token, ..] if sig == SIGNATURE && cmd[..] == [CMD_FORWARD] => {
+            word::<8>(token, "token").ok().map(u64::from_be_bytes)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +335,11 @@ mod tests {
         for m in messages {
             let frames = m.encode().unwrap();
             assert_eq!(LinkMessage::decode(&frames).unwrap(), m);
+            let token = match m {
+                LinkMessage::Forward { token, .. } => Some(token),
+                _ => None,
+            };
+            assert_eq!(forwarded_token(&frames), token);
         }
     }
 

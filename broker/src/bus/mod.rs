@@ -35,6 +35,7 @@
 //! thread, and the storage thread's republished messages come in on an inproc socket and go
 //! out like any other (without being journaled again).
 
+pub(crate) mod peers;
 mod raw;
 
 use std::ffi::c_void;
@@ -45,7 +46,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
-use zhub_protocol::delivery::{self, ADDRESS_LEN, INLINE_MAX};
+use zhub_protocol::delivery::{self, ADDRESS_LEN, ENVELOPE_LEN, INLINE_MAX};
 
 use crate::fault_rules::{FaultGate, Verdict};
 use crate::interest::{Interest, Member};
@@ -89,6 +90,8 @@ pub(crate) struct BusCounters {
     fault_dropped: AtomicU64,
     fault_delayed: AtomicU64,
     fault_held: AtomicU64,
+    from_peers: AtomicU64,
+    peer_dropped: AtomicU64,
 }
 
 impl BusCounters {
@@ -103,12 +106,14 @@ impl BusCounters {
                 slow_subscriber: self.slow_subscriber.load(Relaxed),
                 slow_plain_subscriber: self.slow_plain_subscriber.load(Relaxed),
                 fault: self.fault_dropped.load(Relaxed),
+                peer: self.peer_dropped.load(Relaxed),
             },
             subscriptions: self.subscriptions.load(Relaxed),
             subscribers: self.subscribers.load(Relaxed),
             refused_subscriptions: self.refused_subscriptions.load(Relaxed),
             fault_delayed: self.fault_delayed.load(Relaxed),
             fault_held: self.fault_held.load(Relaxed),
+            from_peers: self.from_peers.load(Relaxed),
         }
     }
 
@@ -129,6 +134,8 @@ impl BusCounters {
         self.fault_dropped.store(c.dropped.fault, Relaxed);
         self.fault_delayed.store(c.fault_delayed, Relaxed);
         self.fault_held.store(c.fault_held, Relaxed);
+        self.from_peers.store(c.from_peers, Relaxed);
+        self.peer_dropped.store(c.dropped.peer, Relaxed);
     }
 }
 
@@ -174,6 +181,8 @@ pub(crate) struct BusSockets {
     pub(crate) tap: JournalTap,
     /// The fault rules of `zhub.fault`, and the messages they hold back.
     pub(crate) faults: FaultGate,
+    /// The links to peer brokers' deliver endpoints.
+    pub(crate) peers: peers::PeerLinks,
 }
 
 /// The loop's state besides its sockets.
@@ -209,6 +218,7 @@ pub(crate) fn run(
         mut republish,
         mut tap,
         mut faults,
+        mut peers,
     } = sockets;
     let xsub_raw = xsub.as_mut_ptr();
     let out = Outputs {
@@ -216,6 +226,7 @@ pub(crate) fn run(
         deliver: deliver.as_mut_ptr(),
     };
     let republish_raw = republish.as_mut_ptr();
+    let peers_raw = peers.sub.as_mut_ptr();
     set_nodrop(out.plain, true)?;
     set_nodrop(out.deliver, true)?;
     let mut plane = Plane {
@@ -237,6 +248,8 @@ pub(crate) fn run(
             control.as_poll_item(zmq::POLLIN),
             republish.as_poll_item(zmq::POLLIN),
             deliver.as_poll_item(zmq::POLLIN),
+            peers.sub.as_poll_item(zmq::POLLIN),
+            peers.control.as_poll_item(zmq::POLLIN),
         ];
         let notice = (!plane.owed.is_empty()).then(|| Instant::now() + NOTICE_INTERVAL);
         let wake = match (notice, faults.next_due()) {
@@ -248,20 +261,31 @@ pub(crate) fn run(
             Ok(_) | Err(zmq::Error::EINTR) => {}
             Err(e) => return Err(e),
         }
-        if items[2].is_readable() {
+        let [publishers, plain, control_in, republished, zhub_subs, from_peers, peer_changes] =
+            items.map(|i| i.is_readable());
+        if control_in {
             counters.store(&plane.c);
             return Ok(());
         }
-        if items[1].is_readable() {
+        if peer_changes {
+            peers.read_control()?;
+        }
+        if plain {
             plane.read_plain_subscriptions(&xpub)?;
         }
-        if items[4].is_readable() {
+        if zhub_subs {
             plane.read_subscriptions(&deliver)?;
         }
-        if items[0].is_readable() {
+        if plain || zhub_subs {
+            peers.declare(plane.interest.take_changes())?;
+        }
+        if from_peers {
+            plane.forward_from_peers(&mut msg, peers_raw, out, &mut tap)?;
+        }
+        if publishers {
             plane.forward_batch(&mut msg, xsub_raw, out, Some(&mut tap), Some(&mut faults))?;
         }
-        if items[3].is_readable() {
+        if republished {
             plane.forward_batch(&mut msg, republish_raw, out, None, None)?;
         }
         if faults.next_due().is_some() {
@@ -346,7 +370,64 @@ impl Plane {
                     }
                 }
             }
-            self.deliver(msg, topic_len, out, tap.as_deref_mut())?;
+            // A message published again from a journal was sent to the peers the first time.
+            let to_peers = tap.is_some();
+            self.deliver(msg, topic_len, to_peers, out, tap.as_deref_mut())?;
+        }
+        Ok(())
+    }
+
+    /// Delivers up to [`BATCH`] messages that peer brokers sent: addressed copies (see
+    /// [`zhub_protocol::delivery`]), whose bus frames go to this broker's own subscribers
+    /// only. A peer's drop count for this broker is counted as dropped here.
+    fn forward_from_peers(
+        &mut self,
+        msg: &mut RawMessage,
+        input: *mut c_void,
+        out: Outputs,
+        tap: &mut JournalTap,
+    ) -> Result<(), zmq::Error> {
+        for _ in 0..BATCH {
+            match msg.recv(input, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            let Ok(envelope) = delivery::decode_envelope(msg.data()) else {
+                while msg.more() {
+                    msg.recv(input, 0)?;
+                }
+                self.c.dropped.malformed += 1;
+                self.fault("malformed message from a peer broker dropped");
+                continue;
+            };
+            self.c.dropped.peer += envelope.missed;
+            if msg.data().len() > ENVELOPE_LEN {
+                let frame = msg.data()[ENVELOPE_LEN..].to_vec();
+                msg.fill(&frame, &[])?;
+            } else if msg.more() {
+                msg.recv(input, 0)?;
+            } else {
+                // A notice: the peer's drop count alone.
+                continue;
+            }
+            if msg.more() {
+                while msg.more() {
+                    msg.recv(input, 0)?;
+                }
+                self.c.dropped.malformed += 1;
+                self.fault("malformed message from a peer broker dropped");
+                continue;
+            }
+            let Some(topic_len) = topic_len(msg.data()) else {
+                self.c.dropped.malformed += 1;
+                self.fault("malformed bus frame from a peer broker dropped");
+                continue;
+            };
+            self.c.messages_in += 1;
+            self.c.from_peers += 1;
+            self.c.bytes_in += msg.data().len() as u64;
+            self.deliver(msg, topic_len, false, out, Some(tap))?;
         }
         Ok(())
     }
@@ -366,18 +447,20 @@ impl Plane {
             let Some(topic_len) = topic_len(msg.data()) else {
                 continue;
             };
-            self.deliver(msg, topic_len, out, Some(tap))?;
+            self.deliver(msg, topic_len, true, out, Some(tap))?;
         }
         self.c.fault_held = faults.held() as u64;
         Ok(())
     }
 
-    /// Hands one well-formed message on: to the journal tap, the matching subscribers, one
-    /// member of each matching queue group, and the plain subscribers.
+    /// Hands one well-formed message on: to the journal tap, the matching subscribers (and
+    /// peer brokers, when `to_peers`), one member of each matching queue group, and the
+    /// plain subscribers.
     fn deliver(
         &mut self,
         msg: &mut RawMessage,
         topic_len: usize,
+        to_peers: bool,
         out: Outputs,
         tap: Option<&mut JournalTap>,
     ) -> Result<(), zmq::Error> {
@@ -387,7 +470,7 @@ impl Plane {
         }
         self.interest.matching(
             &msg.data()[..topic_len],
-            false,
+            !to_peers,
             &mut self.matching,
             &mut self.members,
         );
@@ -564,9 +647,16 @@ impl Plane {
             let Some(frame) = self.next_subscription(xpub)? else {
                 break;
             };
-            match frame.first() {
-                Some(1) => self.plain_prefixes += 1,
-                _ => self.plain_prefixes = self.plain_prefixes.saturating_sub(1),
+            match frame.split_first() {
+                Some((1, prefix)) => {
+                    self.plain_prefixes += 1;
+                    self.interest.plain(prefix, true);
+                }
+                Some((_, prefix)) => {
+                    self.plain_prefixes = self.plain_prefixes.saturating_sub(1);
+                    self.interest.plain(prefix, false);
+                }
+                None => {}
             }
         }
         self.c.subscriptions = self.interest.distinct_prefixes() as u64 + self.plain_prefixes;

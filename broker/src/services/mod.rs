@@ -16,6 +16,14 @@
 //! queue exactly when it holds fewer requests than its credit. A request goes to the worker at
 //! the head of `free` (the one used least recently); that worker goes to the back of `free`
 //! if it still has credit, and drops out of it if not, until a reply frees a slot.
+//!
+//! A peer broker serving a service counts as one worker of it here, whose credit is what
+//! the peer says its own workers take at once ([`peers`]). Local workers come first: a
+//! request goes to a peer only when no local worker has free credit, and a request that came
+//! from a peer never goes to another (one hop). When a peer goes, the requests it held are
+//! dispatched again, as for any worker that dies.
+
+mod peers;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -55,6 +63,8 @@ enum Answer {
     Reply(Vec<Vec<u8>>),
     /// The failure it reported (already made printable by the codec).
     Failed(String),
+    /// A peer broker's error for a request forwarded to it, passed on as it is.
+    Status(Status, String),
 }
 
 /// Who asked, and so how to answer.
@@ -64,6 +74,14 @@ pub(crate) enum Origin {
     Native(u64),
     /// A Majordomo client: plain MDP replies, no error replies (MDP has none).
     Mdp,
+    /// A peer broker that forwarded the request: the answer goes back over the cluster link
+    /// with the peer's token.
+    Peer {
+        /// The peer's broker id.
+        peer: u64,
+        /// The peer's token for the request.
+        token: u64,
+    },
 }
 
 /// A request from a client, as the router hands it over.
@@ -75,11 +93,31 @@ pub(crate) struct Submission<'a> {
     pub timeout: Duration,
 }
 
-/// A message for the router to send: `[identity, "", frames...]`.
+/// A message for the router to send: `[identity, "", frames...]` on the main endpoint, or,
+/// with `peer`, cluster-link frames to that peer broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Outgoing {
     pub identity: Vec<u8>,
     pub frames: Vec<Vec<u8>>,
+    pub peer: Option<u64>,
+}
+
+impl Outgoing {
+    fn local(identity: Vec<u8>, frames: Vec<Vec<u8>>) -> Self {
+        Outgoing {
+            identity,
+            frames,
+            peer: None,
+        }
+    }
+
+    fn peer(peer: u64, frames: Vec<Vec<u8>>) -> Self {
+        Outgoing {
+            identity: Vec::new(),
+            frames,
+            peer: Some(peer),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -110,9 +148,16 @@ struct Service {
     /// Bytes of the bodies of this service's pending requests (waiting or with a worker):
     /// the broker keeps each body until the request is answered, for retries.
     held_bytes: usize,
-    /// Workers with free credit, the one used least recently first.
+    /// Local workers with free credit, the one used least recently first.
     free: VecDeque<Vec<u8>>,
+    /// Peer brokers with free credit for it, the one used least recently first.
+    remote_free: VecDeque<Vec<u8>>,
+    /// Local workers.
     workers: usize,
+    /// Peer brokers serving it.
+    remotes: usize,
+    /// Total credit of the local workers: what peers are told.
+    credit: usize,
     /// Requests held by this service's workers.
     in_flight: usize,
     served: u64,
@@ -128,6 +173,8 @@ struct Worker {
     credit: usize,
     /// Tokens of the requests it holds, oldest first; never more than `credit`.
     held: Vec<u64>,
+    /// The peer broker it stands for (id and name), when it is one.
+    remote: Option<(u64, String)>,
 }
 
 /// The service layer's state. Plain structs, owned by the router thread.
@@ -142,6 +189,8 @@ pub(crate) struct Services {
     outbox: Vec<Outgoing>,
     /// Workers' faults, logged sparsely.
     faults: Sparse,
+    /// Services whose local credit changed since [`Services::take_capacity_changes`].
+    capacity_changed: Vec<String>,
 }
 
 impl Services {
@@ -156,6 +205,7 @@ impl Services {
             next_token: 1,
             outbox: Vec::new(),
             faults: Sparse::default(),
+            capacity_changed: Vec::new(),
         }
     }
 
@@ -166,7 +216,9 @@ impl Services {
 
     /// Whether `service` has at least one worker (`mmi.service`).
     pub(crate) fn has_workers(&self, service: &str) -> bool {
-        self.services.get(service).is_some_and(|s| s.workers > 0)
+        self.services
+            .get(service)
+            .is_some_and(|s| s.workers > 0 || s.remotes > 0)
     }
 
     /// When the router must call [`Services::tick`] next.
@@ -241,7 +293,7 @@ impl Services {
             let Some(svc) = self.services.get_mut(service) else {
                 return;
             };
-            if svc.free.is_empty() || svc.live == 0 {
+            if (svc.free.is_empty() && svc.remote_free.is_empty()) || svc.live == 0 {
                 return;
             }
             let Some(token) = svc.requests.pop_front() else {
@@ -257,7 +309,18 @@ impl Services {
                 self.expire(token);
                 continue;
             }
-            let Some(identity) = svc.free.pop_front() else {
+            let from_peer = matches!(pending.origin, Origin::Peer { .. });
+            let (free, is_remote) = if !svc.free.is_empty() {
+                (&mut svc.free, false)
+            } else if !from_peer {
+                (&mut svc.remote_free, true)
+            } else {
+                // Only peers are free, and a request from a peer goes to no other peer: it
+                // waits, first in line, for a local worker.
+                svc.requests.push_front(token);
+                return;
+            };
+            let Some(identity) = free.pop_front() else {
                 return;
             };
             let Some(worker) = self.workers.get_mut(&identity) else {
@@ -271,16 +334,31 @@ impl Services {
             pending.attempts += 1;
             worker.held.push(token);
             if worker.held.len() < worker.credit {
-                svc.free.push_back(identity.clone());
+                free.push_back(identity.clone());
             }
-            let request = WorkerCommand::Request {
-                client: token.to_be_bytes().to_vec(),
-                body: pending.body.clone(),
-            };
-            self.outbox.push(Outgoing {
-                identity,
-                frames: request.encode(),
-            });
+            match &worker.remote {
+                Some((peer, _)) if is_remote => {
+                    let left = pending.deadline.saturating_duration_since(now);
+                    let forward = zhub_protocol::cluster::LinkMessage::Forward {
+                        token,
+                        timeout_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX),
+                        service: service.to_owned(),
+                        body: pending.body.clone(),
+                    };
+                    // Encoding a forward writes no MessagePack: it cannot fail.
+                    if let Ok(frames) = forward.encode() {
+                        self.outbox.push(Outgoing::peer(*peer, frames));
+                    }
+                }
+                _ => {
+                    let request = WorkerCommand::Request {
+                        client: token.to_be_bytes().to_vec(),
+                        body: pending.body.clone(),
+                    };
+                    self.outbox
+                        .push(Outgoing::local(identity, request.encode()));
+                }
+            }
         }
     }
 
@@ -301,6 +379,10 @@ impl Services {
                 return false;
             }
         };
+        if peers::is_remote_identity(identity) {
+            // Not reachable: no connection on the main endpoint has such an identity.
+            return false;
+        }
         let known = self.workers.contains_key(identity);
         if let Some(worker) = self.workers.get_mut(identity) {
             // Any traffic from a worker shows it is alive.
@@ -329,10 +411,10 @@ impl Services {
                 // A worker we do not know (say, from before a broker restart): tell it to
                 // reconnect and register again.
                 debug!(worker = %hex(identity), "message from unregistered worker; asked to reconnect");
-                self.outbox.push(Outgoing {
-                    identity: identity.to_vec(),
-                    frames: WorkerCommand::Disconnect.encode(),
-                });
+                self.outbox.push(Outgoing::local(
+                    identity.to_vec(),
+                    WorkerCommand::Disconnect.encode(),
+                ));
             }
         }
         true
@@ -343,10 +425,10 @@ impl Services {
             || service.starts_with(zhub_protocol::mdp::MMI_PREFIX)
         {
             peer_fault!(self.faults, "worker asked for a reserved service name; disconnected", worker = %hex(identity), ?service);
-            self.outbox.push(Outgoing {
-                identity: identity.to_vec(),
-                frames: WorkerCommand::Disconnect.encode(),
-            });
+            self.outbox.push(Outgoing::local(
+                identity.to_vec(),
+                WorkerCommand::Disconnect.encode(),
+            ));
             return;
         }
         // The codec bounds a credit to 1..=MAX_CREDIT; clamp again so that this state never
@@ -355,7 +437,9 @@ impl Services {
         info!(worker = %hex(identity), ?service, credit, "worker ready");
         let svc = self.services.entry(service.clone()).or_default();
         svc.workers += 1;
+        svc.credit += credit;
         svc.free.push_back(identity.to_vec());
+        self.capacity_changed.push(service.clone());
         self.workers.insert(
             identity.to_vec(),
             Worker {
@@ -363,6 +447,7 @@ impl Services {
                 expiry: now + self.config.heartbeat * self.config.liveness,
                 credit,
                 held: Vec::with_capacity(credit.min(64)),
+                remote: None,
             },
         );
         self.dispatch(now, &service);
@@ -394,13 +479,22 @@ impl Services {
         worker.held.remove(slot);
         let was_full = worker.held.len() + 1 == worker.credit;
         let service = worker.service.clone();
+        let remote = worker.remote.is_some();
         if let Some(svc) = self.services.get_mut(&service) {
             svc.in_flight = svc.in_flight.saturating_sub(1);
             if was_full {
-                svc.free.push_back(identity.to_vec());
+                if remote {
+                    svc.remote_free.push_back(identity.to_vec());
+                } else {
+                    svc.free.push_back(identity.to_vec());
+                }
             }
         }
         match (self.take_pending(token), answer) {
+            (Some(pending), Answer::Status(status, reason)) => {
+                debug!(?service, status = status.code(), %reason, "peer broker answered an error");
+                self.answer_error(&pending.client, pending.origin, &service, status, reason);
+            }
             (Some(pending), Answer::Failed(reason)) => {
                 stats.worker_failed += 1;
                 debug!(worker = %hex(identity), ?service, %reason, "worker reported a failure");
@@ -418,18 +512,26 @@ impl Services {
                     svc.latency
                         .observe(now.saturating_duration_since(pending.received));
                 }
-                let frames = match pending.origin {
-                    Origin::Native(id) => Reply::ok(id, body).encode(),
-                    Origin::Mdp => ClientMessage {
-                        service: service.clone(),
-                        body,
+                let out = match pending.origin {
+                    Origin::Native(id) => {
+                        Outgoing::local(pending.client, Reply::ok(id, body).encode())
                     }
-                    .encode(),
+                    Origin::Mdp => Outgoing::local(
+                        pending.client,
+                        ClientMessage {
+                            service: service.clone(),
+                            body,
+                        }
+                        .encode(),
+                    ),
+                    Origin::Peer { peer, token } => {
+                        let Some(out) = peers::answer(peer, token, Status::Ok, body) else {
+                            return;
+                        };
+                        out
+                    }
                 };
-                self.outbox.push(Outgoing {
-                    identity: pending.client,
-                    frames,
-                });
+                self.outbox.push(out);
             }
             // The request timed out while the worker served it; the client has its answer.
             (None, _) => debug!(token, "late reply dropped"),
@@ -446,20 +548,31 @@ impl Services {
         identity: &[u8],
         disconnect: bool,
     ) {
-        if disconnect {
-            self.outbox.push(Outgoing {
-                identity: identity.to_vec(),
-                frames: WorkerCommand::Disconnect.encode(),
-            });
+        if disconnect && !peers::is_remote_identity(identity) {
+            self.outbox.push(Outgoing::local(
+                identity.to_vec(),
+                WorkerCommand::Disconnect.encode(),
+            ));
         }
         let Some(worker) = self.workers.remove(identity) else {
             return;
         };
-        info!(worker = %hex(identity), service = ?worker.service, "worker removed");
+        if let Some((_, broker)) = &worker.remote {
+            info!(broker = %broker, service = ?worker.service, "peer no longer serves service here");
+        } else {
+            info!(worker = %hex(identity), service = ?worker.service, "worker removed");
+        }
         if let Some(svc) = self.services.get_mut(&worker.service) {
-            svc.workers -= 1;
             svc.in_flight = svc.in_flight.saturating_sub(worker.held.len());
-            svc.free.retain(|i| i != identity);
+            if worker.remote.is_some() {
+                svc.remotes -= 1;
+                svc.remote_free.retain(|i| i != identity);
+            } else {
+                svc.workers -= 1;
+                svc.credit = svc.credit.saturating_sub(worker.credit);
+                svc.free.retain(|i| i != identity);
+                self.capacity_changed.push(worker.service.clone());
+            }
         }
         // Newest first, each to the head of the queue: the oldest ends up first in line.
         for &token in worker.held.iter().rev() {
@@ -514,7 +627,7 @@ impl Services {
             return;
         };
         let svc = self.services.get_mut(&pending.service);
-        let has_workers = svc.as_ref().is_some_and(|s| s.workers > 0);
+        let has_workers = svc.as_ref().is_some_and(|s| s.workers > 0 || s.remotes > 0);
         if let (true, Some(svc)) = (pending.queued, svc) {
             svc.live -= 1;
             svc.stale += 1;
@@ -549,11 +662,9 @@ impl Services {
     }
 
     fn forget_if_unused(&mut self, service: &str) {
-        if self
-            .services
-            .get(service)
-            .is_some_and(|s| s.workers == 0 && s.live == 0 && s.served == 0)
-        {
+        if self.services.get(service).is_some_and(|s| {
+            s.workers == 0 && s.remotes == 0 && s.in_flight == 0 && s.live == 0 && s.served == 0
+        }) {
             self.services.remove(service);
         }
     }
@@ -567,10 +678,16 @@ impl Services {
         reason: String,
     ) {
         match origin {
-            Origin::Native(id) => self.outbox.push(Outgoing {
-                identity: client.to_vec(),
-                frames: Reply::error(id, status, reason).encode(),
-            }),
+            Origin::Native(id) => self.outbox.push(Outgoing::local(
+                client.to_vec(),
+                Reply::error(id, status, reason).encode(),
+            )),
+            Origin::Peer { peer, token } => {
+                let body = vec![reason.into_bytes()];
+                if let Some(out) = peers::answer(peer, token, status, body) {
+                    self.outbox.push(out);
+                }
+            }
             // Majordomo has no error replies: the client's own timeout tells it.
             Origin::Mdp => {
                 debug!(service, status = status.code(), %reason, "request from MDP client dropped")
@@ -582,10 +699,11 @@ impl Services {
     pub(crate) fn tick(&mut self, now: Instant, stats: &mut RequestStats) {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat;
+            // A peer's liveness is the cluster link's business, not the worker heartbeat's.
             let expired: Vec<Vec<u8>> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.expiry <= now)
+                .filter(|(_, w)| w.remote.is_none() && w.expiry <= now)
                 .map(|(id, _)| id.clone())
                 .collect();
             for identity in expired {
@@ -593,11 +711,11 @@ impl Services {
                 stats.workers_expired += 1;
                 self.remove_worker(now, stats, &identity, true);
             }
-            for identity in self.workers.keys() {
-                self.outbox.push(Outgoing {
-                    identity: identity.clone(),
-                    frames: WorkerCommand::Heartbeat.encode(),
-                });
+            for (identity, _) in self.workers.iter().filter(|(_, w)| w.remote.is_none()) {
+                self.outbox.push(Outgoing::local(
+                    identity.clone(),
+                    WorkerCommand::Heartbeat.encode(),
+                ));
             }
         }
         while let Some(Reverse((deadline, token))) = self.deadlines.peek().copied() {
@@ -629,6 +747,11 @@ impl Services {
                 in_flight: s.in_flight as u64,
                 served: s.served,
                 latency: s.latency.clone(),
+                peers: if s.remotes > 0 {
+                    self.peers_serving(name)
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

@@ -388,3 +388,173 @@ fn protocol_errors_disconnect_workers() {
     assert!(f.s.worker_message(f.at(3), &mut f.stats, b"r", &reserved));
     assert!(!f.s.has_workers("zhub.info"));
 }
+
+/// What went to peers: (peer, decoded link message).
+fn to_peers(out: Vec<Outgoing>) -> Vec<(u64, zhub_protocol::cluster::LinkMessage)> {
+    out.into_iter()
+        .filter_map(|o| {
+            o.peer.map(|p| {
+                (
+                    p,
+                    zhub_protocol::cluster::LinkMessage::decode(&o.frames).unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn capacity(reset: bool, services: &[(&str, u32)]) -> zhub_protocol::cluster::Capacity {
+    zhub_protocol::cluster::Capacity {
+        reset,
+        services: services
+            .iter()
+            .map(|(s, c)| ((*s).to_owned(), *c))
+            .collect(),
+    }
+}
+
+#[test]
+fn peers_serve_when_no_local_worker_is_free_and_give_back_what_they_held() {
+    use zhub_protocol::cluster::LinkMessage;
+    let mut f = Fixture::new();
+    let now = f.at(0);
+    f.s.peer_capacity(now, &mut f.stats, 7, "b", capacity(true, &[("echo", 2)]));
+    f.ready(0, "w1", "echo");
+    // The local worker first; then the peer, up to its credit; then the queue.
+    for id in 0..4 {
+        f.request(1, "c", id, "echo", 1000);
+    }
+    let out = f.s.take_outbox();
+    let local = out.iter().filter(|o| o.peer.is_none()).count();
+    let forwarded = to_peers(out);
+    assert_eq!(local, 1);
+    assert_eq!(forwarded.len(), 2, "the peer's credit is 2");
+    let tokens: Vec<u64> = forwarded
+        .iter()
+        .map(|(peer, m)| match m {
+            LinkMessage::Forward {
+                token,
+                service,
+                timeout_ms,
+                ..
+            } => {
+                assert_eq!((*peer, service.as_str()), (7, "echo"));
+                assert!(*timeout_ms <= 1000);
+                *token
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(f.s.list()[0].peers[0].in_flight, 2);
+    // An answer frees the credit: the waiting request goes out, and the reply to its client.
+    f.s.peer_answer(
+        f.at(2),
+        &mut f.stats,
+        7,
+        tokens[0],
+        Status::Ok,
+        vec![b"hi".to_vec()],
+    );
+    let out = f.s.take_outbox();
+    assert!(out
+        .iter()
+        .any(|o| o.identity == b"c" && reply_of(&o.frames).body == [b"hi"]));
+    assert_eq!(
+        to_peers(out).len(),
+        1,
+        "the fourth request went to the peer"
+    );
+    // The peer goes: what it held goes back to the queue, and the local worker gets one.
+    f.s.drop_peer(f.at(3), &mut f.stats, 7);
+    assert!(f.s.list()[0].peers.is_empty());
+    assert_eq!(f.s.list()[0].queued, 2, "two wait for the local worker");
+    // A late answer from the dead peer is dropped, never a second reply.
+    f.s.peer_answer(
+        f.at(4),
+        &mut f.stats,
+        7,
+        tokens[1],
+        Status::Ok,
+        vec![b"late".to_vec()],
+    );
+    assert!(f.s.take_outbox().is_empty());
+}
+
+#[test]
+fn a_request_from_a_peer_never_goes_to_another_peer() {
+    let mut f = Fixture::new();
+    let now = f.at(0);
+    f.s.peer_capacity(now, &mut f.stats, 8, "c", capacity(true, &[("echo", 5)]));
+    let submission = Submission {
+        client: &[],
+        origin: Origin::Peer { peer: 7, token: 99 },
+        service: "echo",
+        body: vec![b"x".to_vec()],
+        timeout: Duration::from_millis(100),
+    };
+    f.s.submit(now, &mut f.stats, submission);
+    assert!(f.s.take_outbox().is_empty(), "it waits for a local worker");
+    f.ready(1, "w1", "echo");
+    let (worker, frames) = f.out().pop().unwrap();
+    assert_eq!(worker, "w1");
+    f.reply(2, "w1", token_of(&frames));
+    let answers = to_peers(f.s.take_outbox());
+    assert!(matches!(
+        answers.as_slice(),
+        [(
+            7,
+            zhub_protocol::cluster::LinkMessage::Answer {
+                token: 99,
+                status: Status::Ok,
+                ..
+            }
+        )]
+    ));
+    // Unanswered, it times out with the answer going back to the peer.
+    let submission = Submission {
+        client: &[],
+        origin: Origin::Peer {
+            peer: 7,
+            token: 100,
+        },
+        service: "none",
+        body: vec![],
+        timeout: Duration::from_millis(10),
+    };
+    f.s.submit(f.at(3), &mut f.stats, submission);
+    f.s.tick(f.at(20), &mut f.stats);
+    let answers = to_peers(f.s.take_outbox());
+    assert!(matches!(
+        answers.as_slice(),
+        [(
+            7,
+            zhub_protocol::cluster::LinkMessage::Answer {
+                token: 100,
+                status: Status::NoService,
+                ..
+            }
+        )]
+    ));
+}
+
+#[test]
+fn local_capacity_changes_are_reported_once_per_service() {
+    let mut f = Fixture::new();
+    f.ready_with(0, "w1", "echo", 4);
+    f.ready(0, "w2", "echo");
+    f.ready(0, "w3", "other");
+    let changes = f.s.take_capacity_changes().unwrap();
+    assert_eq!(
+        changes.services,
+        vec![("echo".into(), 5), ("other".into(), 1)]
+    );
+    assert!(f.s.take_capacity_changes().is_none());
+    let now = f.at(1);
+    f.s.remove_worker(now, &mut f.stats, b"w3", false);
+    let changes = f.s.take_capacity_changes().unwrap();
+    assert_eq!(changes.services, vec![("other".into(), 0)]);
+    assert_eq!(f.s.local_capacity().services, vec![("echo".into(), 5)]);
+    // A peer claiming a reserved name, or a client speaking with a peer's identity, is ignored.
+    f.s.peer_capacity(now, &mut f.stats, 9, "x", capacity(true, &[("zhub.kv", 3)]));
+    assert!(f.s.list().iter().all(|s| s.name != "zhub.kv"));
+}

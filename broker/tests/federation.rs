@@ -1,0 +1,336 @@
+//! Brokers that peer: services served across brokers, pub/sub interest across a mesh, and
+//! what happens when a peer dies, restarts or sends garbage.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::{deadline, start_with, TestBroker, Transport};
+use zhub_client::{Client, RequestErrorKind, RequestOptions};
+use zhub_protocol::builtin::{Peers, ServiceInfo, PEERS_SERVICE, SERVICES_SERVICE};
+use zhub_worker::Worker;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A broker named `name` with a cluster endpoint of its own, linked to `peers` (cluster
+/// endpoints), with fast heartbeats so that a dead peer is noticed in 300 ms.
+fn node(name: &str, peers: &[&str]) -> TestBroker {
+    let name = name.to_owned();
+    let peers: Vec<String> = peers.iter().map(|p| (*p).to_owned()).collect();
+    start_with(Transport::Tcp, move |c| {
+        c.name = Some(name);
+        c.cluster = Some("tcp://127.0.0.1:*".into());
+        c.peer = peers
+            .into_iter()
+            .map(|endpoint| zhub_broker::config::PeerConfig { endpoint })
+            .collect();
+        c.cluster_heartbeat = Duration::from_millis(100);
+        c.cluster_liveness = 3;
+    })
+}
+
+fn cluster_of(b: &TestBroker) -> String {
+    b.broker.as_ref().unwrap().info().cluster.clone()
+}
+
+/// Waits until `client`'s broker has `n` peers in session, each up.
+fn wait_for_peers(client: &mut Client, n: usize) -> Peers {
+    loop {
+        let peers: Peers = client.request(PEERS_SERVICE, &()).unwrap();
+        let mut up: Vec<&str> = peers
+            .links
+            .iter()
+            .filter(|l| l.state == "up")
+            .map(|l| l.broker.as_str())
+            .collect();
+        up.sort_unstable();
+        up.dedup();
+        if up.len() == n {
+            return peers;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Waits until `client`'s broker knows `service` is served by peer `broker`.
+fn wait_for_route(client: &mut Client, service: &str, broker: &str) {
+    loop {
+        let services: Vec<ServiceInfo> = client.request(SERVICES_SERVICE, &()).unwrap();
+        if services
+            .iter()
+            .any(|s| s.name == service && s.peers.iter().any(|p| p.broker == broker))
+        {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A worker for `service` on `url` whose replies say which node served them.
+fn worker(url: &str, service: &str, node: &'static str) -> std::thread::JoinHandle<()> {
+    let worker = Worker::connect(url, service).unwrap();
+    std::thread::spawn(move || {
+        let _ = worker.run(move |body| [node.as_bytes(), b":", body].concat());
+    })
+}
+
+/// Seed 003's M1-P2: node 1 runs only `print`, node 2 only `afficher`; a client of either
+/// node is served by the node that has the service.
+#[test]
+fn services_specialised_per_node_serve_clients_of_every_node() {
+    deadline(LIMIT, || {
+        let n1 = node("node1", &[]);
+        let n2 = node("node2", &[&cluster_of(&n1)]);
+        let _p = worker(&n1.url, "print", "node1");
+        let _a = worker(&n2.url, "afficher", "node2");
+        let mut c1 = Client::connect(&n1.url).unwrap();
+        let mut c2 = Client::connect(&n2.url).unwrap();
+        wait_for_peers(&mut c1, 1);
+        wait_for_peers(&mut c2, 1);
+        // A request sent before the route is known waits for it, as for a late worker.
+        assert_eq!(
+            c1.request_bytes("afficher", b"bonjour").unwrap(),
+            b"node2:bonjour"
+        );
+        assert_eq!(c2.request_bytes("print", b"hello").unwrap(), b"node1:hello");
+        assert_eq!(
+            c2.request_bytes("afficher", b"local").unwrap(),
+            b"node2:local"
+        );
+        let services: Vec<ServiceInfo> = c1.request(SERVICES_SERVICE, &()).unwrap();
+        let afficher = services.iter().find(|s| s.name == "afficher").unwrap();
+        assert_eq!(afficher.workers, 0, "no local worker on node 1");
+        assert_eq!(afficher.peers.len(), 1);
+        assert_eq!(afficher.peers[0].broker, "node2");
+        assert_eq!(afficher.peers[0].credit, 1);
+        // An unknown service is still "no such service", from every node, in time.
+        let quick = RequestOptions::new().timeout(Duration::from_millis(300));
+        let err = c1.request_bytes_with("nobody", b"", &quick).unwrap_err();
+        assert_eq!(err.kind(), RequestErrorKind::NoService, "{err}");
+    });
+}
+
+/// Local workers come first: with a free local worker, nothing crosses the link.
+#[test]
+fn local_workers_are_preferred_to_peers() {
+    deadline(LIMIT, || {
+        let n1 = node("a", &[]);
+        let n2 = node("b", &[&cluster_of(&n1)]);
+        let _local = worker(&n1.url, "echo", "a");
+        let _remote = worker(&n2.url, "echo", "b");
+        let mut c1 = Client::connect(&n1.url).unwrap();
+        wait_for_route(&mut c1, "echo", "b");
+        for _ in 0..50 {
+            assert_eq!(c1.request_bytes("echo", b"x").unwrap(), b"a:x");
+        }
+    });
+}
+
+/// Many clients on one node, workers on the other: every request answered once, and the
+/// peer's capacity is used (requests in flight at the peer at once).
+#[test]
+fn many_clients_are_served_by_a_peers_workers_each_exactly_once() {
+    deadline(LIMIT, || {
+        let n1 = node("front", &[]);
+        let n2 = node("back", &[&cluster_of(&n1)]);
+        let _w: Vec<_> = (0..3).map(|_| worker(&n2.url, "work", "back")).collect();
+        let mut probe = Client::connect(&n1.url).unwrap();
+        loop {
+            let services: Vec<ServiceInfo> = probe.request(SERVICES_SERVICE, &()).unwrap();
+            let credit = services
+                .iter()
+                .find(|s| s.name == "work")
+                .and_then(|s| s.peers.first())
+                .map_or(0, |p| p.credit);
+            if credit == 3 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let clients: Vec<_> = (0..6)
+            .map(|c| {
+                let url = n1.url.clone();
+                std::thread::spawn(move || {
+                    let mut client = Client::connect(&url).unwrap();
+                    for i in 0..100 {
+                        let body = format!("{c}-{i}");
+                        let reply = client.request_bytes("work", body.as_bytes()).unwrap();
+                        assert_eq!(reply, format!("back:{body}").into_bytes());
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        let services: Vec<ServiceInfo> = probe.request(SERVICES_SERVICE, &()).unwrap();
+        let work = services.iter().find(|s| s.name == "work").unwrap();
+        assert_eq!(work.served, 600, "each reply passed on once");
+        assert_eq!(work.in_flight, 0);
+    });
+}
+
+/// A peer that dies holding forwarded requests: each client gets one answer before its
+/// deadline: from a worker elsewhere once the peer is declared dead.
+#[test]
+fn a_peer_that_dies_holding_requests_loses_none_of_them() {
+    deadline(LIMIT, || {
+        let n1 = node("survivor", &[]);
+        let mut n2 = node("doomed", &[&cluster_of(&n1)]);
+        // The doomed node's worker takes requests and never answers.
+        let sink = Worker::connect(&n2.url, "slow").unwrap();
+        let sink_stop = sink.stopper();
+        let sink_thread = std::thread::spawn(move || {
+            let _ = sink.run(|_| {
+                std::thread::sleep(Duration::from_secs(3600));
+                Vec::new()
+            });
+        });
+        let mut c1 = Client::connect(&n1.url).unwrap();
+        wait_for_route(&mut c1, "slow", "doomed");
+        let id = c1
+            .send_request_bytes("slow", b"held", Duration::from_secs(20))
+            .unwrap();
+        // Wait until the doomed node holds it.
+        loop {
+            let services: Vec<ServiceInfo> = c1.request(SERVICES_SERVICE, &()).unwrap();
+            if services
+                .iter()
+                .any(|s| s.name == "slow" && s.peers.iter().any(|p| p.in_flight == 1))
+            {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let started = Instant::now();
+        n2.shutdown();
+        sink_stop.stop();
+        drop(sink_thread);
+        // A worker on the survivor takes the request over once the peer is declared dead.
+        let _rescue = worker(&n1.url, "slow", "survivor");
+        let (got, reply) = c1.recv_reply().unwrap();
+        assert_eq!(got, id);
+        assert_eq!(reply.unwrap(), b"survivor:held");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    });
+}
+
+/// Three brokers in a full mesh, a subscriber and a publisher on each: every subscriber gets
+/// every message of every publisher exactly once, in each publisher's order, with its header
+/// as published (publisher id and sequence), so gap detection works across brokers.
+#[test]
+fn a_full_mesh_delivers_each_message_to_each_subscriber_once() {
+    deadline(LIMIT, || {
+        let a = node("a", &[]);
+        let b = node("b", &[&cluster_of(&a)]);
+        let c = node("c", &[&cluster_of(&a), &cluster_of(&b)]);
+        let urls = [a.url.clone(), b.url.clone(), c.url.clone()];
+        for url in &urls {
+            wait_for_peers(&mut Client::connect(url).unwrap(), 2);
+        }
+        let mut subscribers: Vec<_> = urls
+            .iter()
+            .map(|u| {
+                let mut client = Client::connect(u).unwrap();
+                let sub = client.subscribe(&["mesh."]).unwrap();
+                (client, sub)
+            })
+            .collect();
+        let mut publishers: Vec<Client> =
+            urls.iter().map(|u| Client::connect(u).unwrap()).collect();
+        let ids: Vec<u64> = publishers.iter().map(Client::publisher_id).collect();
+        // Interest takes a moment to cross the links: probe until every subscriber has heard
+        // every publisher once.
+        let mut heard = vec![HashSet::new(); 3];
+        while heard.iter().any(|h| h.len() < 3) {
+            for p in &mut publishers {
+                p.publish_bytes("mesh.probe", b"").unwrap();
+            }
+            for (i, (_, sub)) in subscribers.iter_mut().enumerate() {
+                while let Some(m) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
+                    heard[i].insert(m.header().publisher);
+                }
+            }
+        }
+        const N: u64 = 2000;
+        for p in &mut publishers {
+            for i in 0..N {
+                p.publish_bytes("mesh.data", &i.to_be_bytes()).unwrap();
+            }
+            p.publish_bytes("mesh.end", b"").unwrap();
+        }
+        for (i, (_, sub)) in subscribers.iter_mut().enumerate() {
+            let mut got: HashMap<u64, Vec<u64>> = HashMap::new();
+            let mut ended = 0;
+            while ended < 3 {
+                let m = sub
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("subscriber {i} stalled: {got:?}"));
+                match m.topic() {
+                    "mesh.data" => {
+                        let v = u64::from_be_bytes(m.body().try_into().unwrap());
+                        got.entry(m.header().publisher).or_default().push(v);
+                    }
+                    "mesh.end" => ended += 1,
+                    _ => {}
+                }
+            }
+            for id in &ids {
+                let values = got.remove(id).unwrap_or_default();
+                assert_eq!(
+                    values,
+                    (0..N).collect::<Vec<_>>(),
+                    "subscriber {i}, publisher {id:x}: each once, in order"
+                );
+            }
+            assert!(got.is_empty(), "nobody else published");
+            assert_eq!(sub.gaps(), 0, "no sequence gap seen at subscriber {i}");
+        }
+    });
+}
+
+/// A subscriber that goes takes its interest with it: the peers stop sending.
+#[test]
+fn interest_follows_subscribers_across_the_link() {
+    deadline(LIMIT, || {
+        let a = node("a", &[]);
+        let b = node("b", &[&cluster_of(&a)]);
+        let mut pa = Client::connect(&a.url).unwrap();
+        wait_for_peers(&mut pa, 1);
+        let mut cb = Client::connect(&b.url).unwrap();
+        let mut sub = cb.subscribe(&["only.this"]).unwrap();
+        loop {
+            pa.publish_bytes("only.this", b"probe").unwrap();
+            pa.publish_bytes("not.that", b"x").unwrap();
+            if let Some(m) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
+                assert_eq!(m.topic(), "only.this", "no interest, nothing sent");
+                break;
+            }
+        }
+        let stats = |c: &mut Client| c.stats().unwrap().bus;
+        let before = stats(&mut pa);
+        assert_eq!(
+            before.from_peers, 0,
+            "a has no subscribers: b sent nothing to it"
+        );
+        drop(sub);
+        drop(cb);
+        // Once b's subscriber is gone, a stops sending: b's count of messages from peers
+        // stops growing.
+        let mut cb = Client::connect(&b.url).unwrap();
+        let mut last = stats(&mut cb).from_peers;
+        let mut still = 0;
+        while still < 20 {
+            pa.publish_bytes("only.this", b"after").unwrap();
+            let now = stats(&mut cb).from_peers;
+            if now == last {
+                still += 1;
+            } else {
+                still = 0;
+                last = now;
+            }
+        }
+    });
+}

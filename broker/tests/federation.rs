@@ -334,3 +334,99 @@ fn interest_follows_subscribers_across_the_link() {
         }
     });
 }
+
+/// The broker others connect to restarts on the same endpoints: its peers' links notice,
+/// greet the new one, and services and interest are learned again from scratch.
+#[test]
+fn a_restarted_peer_is_learned_anew() {
+    deadline(LIMIT, || {
+        let mut hub = node("hub", &[]);
+        let info = hub.broker.as_ref().unwrap().info().clone();
+        let edge = node("edge", &[&info.cluster]);
+        let _w = worker(&edge.url, "edge.svc", "edge");
+        let mut c = Client::connect(&hub.url).unwrap();
+        wait_for_route(&mut c, "edge.svc", "edge");
+        drop(c);
+        hub.shutdown();
+        // The same endpoints and data directory, a new process's session.
+        let data_dir = hub.dir.path().join("data");
+        let config = zhub_broker::Config {
+            listen: info.main.clone(),
+            publish: info.publish.clone(),
+            subscribe: info.subscribe.clone(),
+            deliver: info.deliver.clone(),
+            data_dir,
+            name: Some("hub".into()),
+            cluster: Some(info.cluster.clone()),
+            cluster_heartbeat: Duration::from_millis(100),
+            ..zhub_broker::Config::default()
+        };
+        let again = zhub_broker::Broker::start(&config).unwrap();
+        let mut c = Client::connect(&info.main).unwrap();
+        wait_for_route(&mut c, "edge.svc", "edge");
+        assert_eq!(c.request_bytes("edge.svc", b"back").unwrap(), b"edge:back");
+        // Interest too: a subscriber on the new hub hears what the edge publishes.
+        let mut sub = c.subscribe(&["edge."]).unwrap();
+        let mut p = Client::connect(&edge.url).unwrap();
+        loop {
+            p.publish_bytes("edge.news", b"hi").unwrap();
+            if sub
+                .recv_timeout(Duration::from_millis(20))
+                .unwrap()
+                .is_some()
+            {
+                break;
+            }
+        }
+        drop(sub);
+        drop(c);
+        again.shutdown();
+    });
+}
+
+/// Garbage on the cluster endpoint closes that link, counted, and harms nothing else.
+#[test]
+fn garbage_on_the_cluster_link_is_dropped_without_harm() {
+    deadline(LIMIT, || {
+        let a = node("a", &[]);
+        let b = node("b", &[&cluster_of(&a)]);
+        let _w = worker(&b.url, "svc", "b");
+        let ctx = zmq::Context::new();
+        let raw = ctx.socket(zmq::DEALER).unwrap();
+        raw.set_linger(0).unwrap();
+        raw.set_rcvtimeo(5000).unwrap();
+        raw.connect(&cluster_of(&a)).unwrap();
+        let junk: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"nonsense".to_vec()],
+            vec![b"ZHL01".to_vec()],
+            vec![b"ZHL01".to_vec(), vec![0x01], vec![0xc1, 0x00, 0xff]],
+            vec![
+                b"ZHL01".to_vec(),
+                vec![0x05],
+                vec![1; 8],
+                vec![0; 4],
+                b"svc".to_vec(),
+            ],
+            vec![b"ZHL01".to_vec(), vec![0x99]],
+            vec![],
+        ];
+        for message in &junk {
+            if !message.is_empty() {
+                raw.send_multipart(message.clone(), 0).unwrap();
+            }
+        }
+        // Each is answered BYE (or nothing); none is served.
+        let bye = zhub_protocol::cluster::LinkMessage::Bye.encode().unwrap();
+        let first = raw.recv_multipart(0).unwrap();
+        assert_eq!(first, bye);
+        let mut c = Client::connect(&a.url).unwrap();
+        wait_for_route(&mut c, "svc", "b");
+        assert_eq!(c.request_bytes("svc", b"still").unwrap(), b"b:still");
+        let peers: Peers = c.request(PEERS_SERVICE, &()).unwrap();
+        assert!(peers.malformed >= 3, "{peers:?}");
+        assert!(peers
+            .links
+            .iter()
+            .any(|l| l.broker == "b" && l.state == "up"));
+    });
+}

@@ -1,6 +1,6 @@
 //! zhub-bench: zhub's benchmarks, each beside raw libzmq or the disk doing the same thing in
 //! the same run, reported as ratios. The `zhub` command runs them as `zhub bench pubsub`,
-//! `request`, `log`, `kv`, `sim` and `sim-check` (the simulator's kernel and checker, which
+//! `request`, `federation`, `log`, `kv`, `sim` and `sim-check` (the simulator's kernel and checker, which
 //! have no raw counterpart).
 //!
 //! A bench starts its servers (a zhub broker, a raw libzmq proxy or router) as child
@@ -33,6 +33,8 @@
 //! - `pubsub` — `bench pubsub`, beside raw libzmq's proxy (the `bench-raw-proxy` helper).
 //! - `request` — `bench request`, beside a raw ROUTER/ROUTER broker (the `bench-raw-router`
 //!   helper).
+//! - `federation` — `bench federation`: requests and pub/sub across a peer hop, beside one
+//!   broker and a raw ROUTER hop.
 //! - `log` — `bench log`, in-process and through a broker, beside the disk.
 //! - `engine` — the event log engine in-process beside the disk's own rates, for `bench log`.
 //! - `kv` — `bench kv`, beside a built-in service's round trip.
@@ -42,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod engine;
+mod federation;
 mod kv;
 mod log;
 mod pubsub;
@@ -51,6 +54,7 @@ mod server;
 mod sim;
 mod sim_check;
 
+pub use federation::FederationArgs;
 pub use kv::KvArgs;
 pub use log::LogArgs;
 pub use pubsub::{PubsubArgs, RawProxyArgs};
@@ -65,6 +69,9 @@ pub enum BenchCommand {
     /// Publish -> subscribe throughput through zhub and through raw libzmq
     /// (PUB -> XSUB/XPUB proxy -> SUB), 100 B and 16 KiB, over tcp and ipc.
     Pubsub(PubsubArgs),
+    /// Requests and pub/sub across one peer hop between two brokers, beside the same
+    /// clients and workers on one broker and a raw libzmq ROUTER hop, in the same run.
+    Federation(federation::FederationArgs),
     /// Request round trips through zhub to 2 echo workers, and through a minimal raw libzmq
     /// ROUTER/ROUTER broker to 2 raw workers: 1 client, 8 clients, 8 clients x 16 in flight;
     /// and 8 clients x 1 and x 16 to workers of credit 16 on both sides.
@@ -108,6 +115,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Pubsub(args) => pubsub::run(args),
         BenchCommand::Request(args) => request::run(args),
+        BenchCommand::Federation(args) => federation::run(args),
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Kv(args) => kv::run(args),
         BenchCommand::Sim(args) => sim::run(args),

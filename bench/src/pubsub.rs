@@ -125,11 +125,11 @@ pub(crate) fn serve_raw_proxy(args: &RawProxyArgs) -> anyhow::Result<()> {
 
 /// One side's result of one run.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-struct Run {
-    msgs_per_sec: f64,
-    mb_per_sec: f64,
-    lost: u64,
-    peak_rss_bytes: Option<u64>,
+pub(crate) struct Run {
+    pub(crate) msgs_per_sec: f64,
+    pub(crate) mb_per_sec: f64,
+    pub(crate) lost: u64,
+    pub(crate) peak_rss_bytes: Option<u64>,
 }
 
 fn finish(
@@ -149,9 +149,27 @@ fn finish(
 }
 
 fn zhub_run(transport: Transport, mode: Mode, size: usize, count: u64) -> anyhow::Result<Run> {
+    let (server, main) = Server::broker(transport, tempfile::tempdir()?, &[])?;
+    let run = zhub_between(&main, &main, mode, size, count)?;
+    Ok(Run {
+        peak_rss_bytes: server.peak_rss(),
+        ..run
+    })
+}
+
+/// One publisher on the broker at `pub_url`, one subscriber on the broker at `sub_url` (the
+/// same broker, or a peer of it), `count` messages of `size` bytes. Until the subscriber has
+/// heard a probe the clock does not start, so that interest crossing a cluster link is not
+/// what is measured.
+pub(crate) fn zhub_between(
+    pub_url: &str,
+    sub_url: &str,
+    mode: Mode,
+    size: usize,
+    count: u64,
+) -> anyhow::Result<Run> {
     let window = Window::new(mode);
     let sub_window = window.clone();
-    let (server, main) = Server::broker(transport, tempfile::tempdir()?, &[])?;
     let options = || {
         ClientOptions::new()
             .timeout(Duration::from_secs(10))
@@ -159,7 +177,9 @@ fn zhub_run(transport: Transport, mode: Mode, size: usize, count: u64) -> anyhow
     };
 
     let (ready_tx, ready_rx) = mpsc::channel();
-    let sub_url = main.clone();
+    let heard = Arc::new(AtomicBool::new(false));
+    let heard_probe = Arc::clone(&heard);
+    let sub_url = sub_url.to_owned();
     let subscriber = std::thread::Builder::new()
         .name("bench-subscriber".into())
         .spawn(move || -> anyhow::Result<(u64, Instant)> {
@@ -170,11 +190,13 @@ fn zhub_run(transport: Transport, mode: Mode, size: usize, count: u64) -> anyhow
             let mut last = Instant::now();
             while received < count {
                 match sub.recv_timeout(IDLE)? {
-                    Some(_) => {
+                    Some(m) if m.topic() == "bench" => {
                         received += 1;
                         sub_window.received(received);
                         last = Instant::now();
                     }
+                    Some(_) => heard_probe.store(true, Ordering::Release),
+                    None if !heard_probe.load(Ordering::Acquire) => {}
                     None => break,
                 }
             }
@@ -183,9 +205,15 @@ fn zhub_run(transport: Transport, mode: Mode, size: usize, count: u64) -> anyhow
     ready_rx
         .recv()
         .map_err(|_| anyhow!("subscriber failed to start"))?;
-    let mut publisher = options().connect(&main)?;
-    // Connect the publishing socket before the clock starts.
-    publisher.publish_bytes("warm-up", b"")?;
+    let mut publisher = options().connect(pub_url)?;
+    let until = Instant::now() + Duration::from_secs(10);
+    while !heard.load(Ordering::Acquire) {
+        if Instant::now() > until {
+            bail!("the subscriber heard no probe in 10 s");
+        }
+        publisher.publish_bytes("bench.probe", b"")?;
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let body = vec![0x5au8; size];
     let start = Instant::now();
     for sent in 0..count {
@@ -200,7 +228,7 @@ fn zhub_run(transport: Transport, mode: Mode, size: usize, count: u64) -> anyhow
         size,
         received,
         last.saturating_duration_since(start),
-        server.peak_rss(),
+        None,
     ))
 }
 

@@ -57,8 +57,8 @@ pub struct RawRouterArgs {
     backend: String,
 }
 
-const BODY: usize = 100;
-const WORKERS: usize = 2;
+pub(crate) const BODY: usize = 100;
+pub(crate) const WORKERS: usize = 2;
 const READY: &[u8] = b"READY";
 /// Requests in flight to each worker in the cases with credit.
 const CREDIT: u32 = 16;
@@ -117,20 +117,20 @@ pub(crate) fn serve_raw_router(args: &RawRouterArgs) -> anyhow::Result<()> {
 }
 
 /// Latencies and wall time of one run.
-struct Sample {
+pub(crate) struct Sample {
     latencies: Vec<Duration>,
     elapsed: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-struct Figures {
-    round_trips_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
+pub(crate) struct Figures {
+    pub(crate) round_trips_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
 }
 
 impl Sample {
-    fn figures(mut self) -> Figures {
+    pub(crate) fn figures(mut self) -> Figures {
         self.latencies.sort_unstable();
         let pick = |q: f64| {
             let i = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
@@ -198,12 +198,28 @@ fn zhub_run(
         &[]
     };
     let (_server, main) = Server::broker(transport, dir, http)?;
+    echo_run(&main, &main, clients, in_flight, credit, requests, scrape)
+}
+
+/// Echo round trips: [`WORKERS`] echo workers of credit `credit` on the broker at
+/// `workers_at`, `clients` clients with `in_flight` requests each on the broker at
+/// `clients_at` (the same broker, or a peer of it); with `scrape`, `/metrics` of the
+/// clients' broker read every second meanwhile (the scrapes made are returned).
+pub(crate) fn echo_run(
+    workers_at: &str,
+    clients_at: &str,
+    clients: usize,
+    in_flight: usize,
+    credit: u32,
+    requests: u64,
+    scrape: bool,
+) -> anyhow::Result<(Sample, u64)> {
     let mut stoppers = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
         let worker = WorkerOptions::new()
             .concurrency(credit)
-            .connect(&main, "echo")?;
+            .connect(workers_at, "echo")?;
         stoppers.push(worker.stopper());
         workers.push(std::thread::spawn(move || worker.run(|b| b.to_vec())));
     }
@@ -212,16 +228,19 @@ fn zhub_run(
             .timeout(Duration::from_secs(30))
             .linger(Duration::ZERO)
     };
-    // Wait until both workers are registered.
-    let mut probe = options().connect(&main)?;
+    // Wait until the workers are registered, here or at the peer that tells the clients'
+    // broker their credit.
+    let mut probe = options().connect(clients_at)?;
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let services: Vec<zhub_protocol::builtin::ServiceInfo> =
             probe.request("zhub.services", &())?;
-        if services
-            .iter()
-            .any(|s| s.name == "echo" && s.workers == WORKERS as u64)
-        {
+        let ready = services.iter().any(|s| {
+            let remote: u64 = s.peers.iter().map(|p| p.credit).sum();
+            s.name == "echo"
+                && (s.workers == WORKERS as u64 || remote == WORKERS as u64 * u64::from(credit))
+        });
+        if ready {
             break;
         }
         if Instant::now() > until {
@@ -233,7 +252,7 @@ fn zhub_run(
         .transpose()?;
     let body = vec![0x5au8; BODY];
     let sample = drive(clients, requests, || {
-        let mut client = options().connect(&main)?;
+        let mut client = options().connect(clients_at)?;
         let body = body.clone();
         Ok(move |latencies: &mut Vec<Duration>| -> anyhow::Result<()> {
             let mut sent_at = HashMap::new();
@@ -312,7 +331,7 @@ impl Scraper {
     }
 }
 
-fn raw_run(
+pub(crate) fn raw_run(
     transport: Transport,
     clients: usize,
     in_flight: usize,
@@ -407,7 +426,7 @@ struct Case {
     p99_ratio: f64,
 }
 
-fn median(samples: Vec<Figures>) -> Figures {
+pub(crate) fn median(samples: Vec<Figures>) -> Figures {
     let pick = |field: fn(&Figures) -> f64| median_of(&samples, field);
     Figures {
         round_trips_per_sec: pick(|f| f.round_trips_per_sec),

@@ -37,6 +37,15 @@ pub struct BrokerArgs {
     /// The broker's HTTP endpoint (`/metrics`), off unless given.
     #[arg(long)]
     http: Option<String>,
+    /// The broker's name among peers.
+    #[arg(long)]
+    name: Option<String>,
+    /// The broker's cluster endpoint, off unless given.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Peers' cluster endpoints to link to.
+    #[arg(long)]
+    peer: Vec<String>,
 }
 
 /// Runs a broker until stdin closes (the bench process ends it by closing the pipe, or by
@@ -50,6 +59,15 @@ pub(crate) fn serve_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         kv_fsync: args.kv_fsync,
         http: args.http.clone(),
+        name: args.name.clone(),
+        cluster: args.cluster.clone(),
+        peer: args
+            .peer
+            .iter()
+            .map(|endpoint| zhub_broker::config::PeerConfig {
+                endpoint: endpoint.clone(),
+            })
+            .collect(),
         ..zhub_broker::Config::default()
     };
     let broker = zhub_broker::Broker::start(&config)?;

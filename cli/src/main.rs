@@ -6,6 +6,7 @@
 //! - `stats.rs` — `zhub stats`.
 //! - `services.rs` — `zhub request`, `zhub serve`, `zhub services`.
 //! - `log.rs` — `zhub log`.
+//! - `peers.rs` — `zhub peers`: links to peer brokers.
 //! - `kv.rs` — `zhub kv`.
 //! - `launch.rs` — `zhub launch`: N processes as one group.
 //! - `sim.rs` — `zhub sim`: the simulator's algorithms, runs, checks and seed sweeps.
@@ -23,6 +24,7 @@ mod groups;
 mod kv;
 mod launch;
 mod log;
+mod peers;
 mod pubsub;
 mod render;
 mod services;
@@ -78,6 +80,8 @@ enum Command {
     Serve(services::ServeArgs),
     /// List services with their workers, queues, served counts and latencies.
     Services(services::ServicesArgs),
+    /// Show this broker's links to peer brokers: state, zone, round trip.
+    Peers(peers::PeersArgs),
     /// List process groups with their members, view versions and token holders.
     Groups(groups::GroupsArgs),
     /// The event log: streams, create, append, read, tail, replay, consume, delete, journals.
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => services::serve(&cli.url, &args),
         Command::Services(args) => services::list(&cli.url, cli.timeout, &args),
         Command::Groups(args) => groups::list(&cli.url, cli.timeout, &args),
+        Command::Peers(args) => peers::list(&cli.url, cli.timeout, &args),
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),

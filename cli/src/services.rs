@@ -202,13 +202,18 @@ pub(crate) fn list(url: &str, timeout: Duration, args: &ServicesArgs) -> anyhow:
         return Ok(());
     }
     println!(
-        "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}  peers(credit)",
         "service", "workers", "idle", "queued", "in-flight", "served", "p50<=", "p99<="
     );
     for s in services {
         let bound = |q| latency_bound(&s.latency, q);
+        let peers: Vec<String> = s
+            .peers
+            .iter()
+            .map(|p| format!("{}({})", p.broker, p.credit))
+            .collect();
         println!(
-            "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            "{:<24} {:>7} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}  {}",
             s.name,
             s.workers,
             s.idle,
@@ -216,7 +221,12 @@ pub(crate) fn list(url: &str, timeout: Duration, args: &ServicesArgs) -> anyhow:
             s.in_flight,
             s.served,
             bound(0.5),
-            bound(0.99)
+            bound(0.99),
+            if peers.is_empty() {
+                "-".to_owned()
+            } else {
+                peers.join(" ")
+            }
         );
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! `zhub bench pubsub` and `zhub bench request` end to end, with their helper processes (the
+//! `zhub bench pubsub`, `zhub bench request` and `zhub bench federation` end to end, with their helper processes (the
 //! `zhub` executable run again as a broker, a raw proxy or a raw router), and the helpers kept
 //! out of `zhub --help`; and `zhub bench sim`. The log and KV benches are run in `log.rs` and
 //! `kv.rs`.
@@ -45,6 +45,42 @@ fn bench_pubsub_reports_every_case() {
                 "{case}"
             );
         }
+    });
+}
+
+#[test]
+fn bench_federation_reports_every_case_across_a_peer_hop() {
+    deadline(Duration::from_secs(120), || {
+        let out = ok(&zhub(
+            "tcp://127.0.0.1:1",
+            &[
+                "bench",
+                "federation",
+                "--json",
+                "--requests",
+                "50",
+                "--count",
+                "2000",
+                "--rounds",
+                "1",
+                "--transport",
+                "ipc",
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["bench"], "federation", "{v}");
+        let cases = v["requests"].as_array().unwrap();
+        assert_eq!(cases.len(), 3, "{v}");
+        for case in cases {
+            for side in ["single", "one_hop", "raw"] {
+                assert!(
+                    case[side]["round_trips_per_sec"].as_f64().unwrap() > 0.0,
+                    "{side}: {case}"
+                );
+            }
+        }
+        assert_eq!(v["pubsub"]["one_hop"]["lost"], 0, "{v}");
+        assert!(v["pubsub"]["one_hop"]["msgs_per_sec"].as_f64().unwrap() > 0.0);
     });
 }
 

@@ -1,0 +1,224 @@
+//! `zhub bench federation`: requests and pub/sub across one peer hop, beside the same clients
+//! and workers on one broker, and a raw libzmq ROUTER/ROUTER hop, in the same run.
+//!
+//! Two broker processes, A and B, peered over their cluster endpoints. The single-broker
+//! cases run clients and workers on A; the one-hop cases run the clients on A and the
+//! workers (or the publisher) on B, so every request and message crosses the link. The raw
+//! baseline is the same raw broker `zhub bench request` uses, a hop of its own: what a hop
+//! costs at the least.
+
+use anyhow::bail;
+use serde::Serialize;
+
+use crate::pubsub::{zhub_between, Mode, Run};
+use crate::request::{echo_run, median, raw_run, Figures, BODY, WORKERS};
+use crate::server::{Server, Transport};
+
+/// Arguments of `zhub bench federation`.
+#[derive(Debug, clap::Args)]
+pub struct FederationArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Round trips per client in each request run.
+    #[arg(long, default_value_t = 4000)]
+    requests: u64,
+    /// Messages per pub/sub run (100 bytes, publisher at most 5000 ahead).
+    #[arg(long, default_value_t = 200_000)]
+    count: u64,
+    /// Runs per case; the median is reported, with the spread.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Transport.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+}
+
+/// Two peered brokers, A (with a cluster endpoint) and B (linked to A).
+struct Pair {
+    _a: Server,
+    _b: Server,
+    a: String,
+    b: String,
+}
+
+fn cluster_endpoint(transport: Transport, dir: &std::path::Path) -> anyhow::Result<String> {
+    Ok(match transport {
+        Transport::Tcp => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            format!("tcp://127.0.0.1:{}", l.local_addr()?.port())
+        }
+        Transport::Ipc => format!("ipc://{}/cluster.sock", dir.display()),
+    })
+}
+
+fn pair(transport: Transport) -> anyhow::Result<Pair> {
+    let dir_a = tempfile::tempdir()?;
+    let cluster_a = cluster_endpoint(transport, dir_a.path())?;
+    let (a_server, a) = Server::broker(
+        transport,
+        dir_a,
+        &["--name", "A", "--cluster", cluster_a.as_str()],
+    )?;
+    let dir_b = tempfile::tempdir()?;
+    let cluster_b = cluster_endpoint(transport, dir_b.path())?;
+    let (b_server, b) = Server::broker(
+        transport,
+        dir_b,
+        &[
+            "--name",
+            "B",
+            "--cluster",
+            cluster_b.as_str(),
+            "--peer",
+            cluster_a.as_str(),
+        ],
+    )?;
+    // The link greets within a heartbeat; every run waits for what it needs to have
+    // crossed it (the workers' credit, a probe message) before its clock starts.
+    Ok(Pair {
+        _a: a_server,
+        _b: b_server,
+        a,
+        b,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct RequestCase {
+    case: String,
+    single: Figures,
+    one_hop: Figures,
+    raw: Figures,
+    /// One hop's throughput over the single broker's.
+    throughput_ratio: f64,
+    /// p50 the hop adds, over the raw broker's whole p50 (goal: at most 1).
+    added_p50_over_raw_p50: f64,
+    /// One-hop round trips per second of each run.
+    one_hop_runs: Vec<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct PubsubCase {
+    single: Run,
+    one_hop: Run,
+    throughput_ratio: f64,
+    one_hop_runs: Vec<f64>,
+}
+
+fn median_run(runs: &[Run]) -> Run {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|x, y| x.msgs_per_sec.total_cmp(&y.msgs_per_sec));
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let t = args.transport;
+    let mut requests = Vec::new();
+    for (clients, in_flight, credit) in [(1, 1, 1), (8, 1, 1), (8, 16, 16)] {
+        let (mut single, mut hop, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            let p = pair(t)?;
+            let r = args.requests;
+            single.push(
+                echo_run(&p.a, &p.a, clients, in_flight, credit, r, false)?
+                    .0
+                    .figures(),
+            );
+            hop.push(
+                echo_run(&p.b, &p.a, clients, in_flight, credit, r, false)?
+                    .0
+                    .figures(),
+            );
+            drop(p);
+            raw.push(raw_run(t, clients, in_flight, credit, r)?.figures());
+        }
+        let one_hop_runs = hop.iter().map(|f| f.round_trips_per_sec).collect();
+        let (single, one_hop, raw) = (median(single), median(hop), median(raw));
+        requests.push(RequestCase {
+            case: format!("{clients}x{in_flight}/c{credit}"),
+            throughput_ratio: one_hop.round_trips_per_sec / single.round_trips_per_sec.max(1e-9),
+            added_p50_over_raw_p50: (one_hop.p50_us - single.p50_us) / raw.p50_us.max(1e-9),
+            single,
+            one_hop,
+            raw,
+            one_hop_runs,
+        });
+    }
+    let (mut single, mut hop) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        let p = pair(t)?;
+        single.push(zhub_between(&p.a, &p.a, Mode::Windowed, BODY, args.count)?);
+        hop.push(zhub_between(&p.b, &p.a, Mode::Windowed, BODY, args.count)?);
+    }
+    let pubsub = PubsubCase {
+        one_hop_runs: hop.iter().map(|r| r.msgs_per_sec).collect(),
+        single: median_run(&single),
+        one_hop: median_run(&hop),
+        throughput_ratio: median_run(&hop).msgs_per_sec
+            / median_run(&single).msgs_per_sec.max(1e-9),
+    };
+    if args.json {
+        let report = serde_json::json!({
+            "bench": "federation",
+            "rounds": args.rounds,
+            "requests": requests,
+            "pubsub": pubsub,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "zhub bench federation: brokers A and B peered ({t:?}); single = clients and {WORKERS} echo workers on A; one hop = clients on A, workers on B; median of {} runs",
+        args.rounds
+    );
+    println!("raw = libzmq ROUTER/ROUTER broker, one hop of its own, same threads");
+    println!(
+        "{:<10} {:>9} {:>7} | {:>9} {:>7} {:>7} | {:>9} {:>7} | {:>6} {:>9}  one-hop runs",
+        "case",
+        "single",
+        "p50 us",
+        "one hop",
+        "p50 us",
+        "p99 us",
+        "raw rt/s",
+        "p50 us",
+        "ratio",
+        "+p50/raw"
+    );
+    for c in &requests {
+        let runs: Vec<String> = c.one_hop_runs.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "{:<10} {:>9.0} {:>7.0} | {:>9.0} {:>7.0} {:>7.0} | {:>9.0} {:>7.0} | {:>6.2} {:>9.2}  {}",
+            c.case,
+            c.single.round_trips_per_sec,
+            c.single.p50_us,
+            c.one_hop.round_trips_per_sec,
+            c.one_hop.p50_us,
+            c.one_hop.p99_us,
+            c.raw.round_trips_per_sec,
+            c.raw.p50_us,
+            c.throughput_ratio,
+            c.added_p50_over_raw_p50,
+            runs.join(" ")
+        );
+    }
+    let runs: Vec<String> = pubsub
+        .one_hop_runs
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect();
+    println!(
+        "pub/sub {BODY} B windowed, {} msgs: single {:.0} msg/s, one hop {:.0} msg/s (lost {}), ratio {:.2}; one-hop runs {}",
+        args.count,
+        pubsub.single.msgs_per_sec,
+        pubsub.one_hop.msgs_per_sec,
+        pubsub.one_hop.lost,
+        pubsub.throughput_ratio,
+        runs.join(" ")
+    );
+    Ok(())
+}

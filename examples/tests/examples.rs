@@ -29,6 +29,7 @@ const EXAMPLES: &[&str] = &[
     "replication",
     "p2p_graph",
     "heartbeats",
+    "federation",
 ];
 
 /// The examples that are process groups.
@@ -230,6 +231,18 @@ fn rpc_ping_pong() {
     let out = run("rpc_ping_pong", &[]);
     assert!(out.contains("ping #5 -> pong #5"), "{out}");
     assert!(out.contains("5 request/reply rounds"), "{out}");
+}
+
+#[test]
+fn federation_serves_each_service_from_the_node_that_has_it() {
+    let out = run("federation", &[]);
+    for line in [
+        "client of node1 -> afficher: affiché \"bonjour from a client of node1\" (served by node2)",
+        "client of node2 -> print   : printed \"hello from a client of node2\" (served by node1)",
+        "node1 sees node2 (up",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
 }
 
 #[test]

@@ -19,7 +19,9 @@ use zhub_worker::Worker;
 /// Two peered brokers in this process, `print` on one and `afficher` on the other, and a
 /// client on each using both.
 #[derive(Parser)]
-#[command(after_help = "The brokers run in this process, on ports the OS chooses; $ZHUB_URL is not used.")]
+#[command(
+    after_help = "The brokers run in this process, on ports the OS chooses; $ZHUB_URL is not used."
+)]
 struct Args {}
 
 /// A broker named `name` on loopback ports of the OS's choosing, linked to `peers`.

@@ -129,6 +129,14 @@ pub struct Config {
     pub cluster_heartbeat: Duration,
     /// Heartbeat intervals a peer may stay silent before it is dropped.
     pub cluster_liveness: u32,
+    /// Broadcast a beacon on UDP `discover_port` every cluster heartbeat, and link to the
+    /// brokers of this zone heard there (needs `cluster`).
+    pub discover: bool,
+    /// UDP port of discovery beacons.
+    pub discover_port: u16,
+    /// Where beacons are sent: a broadcast address (`127.255.255.255` keeps them on this
+    /// host).
+    pub discover_address: String,
 }
 
 /// A peer broker to link to (`[[peer]]` in TOML, `--peer` on the command line).
@@ -145,6 +153,8 @@ pub const DEFAULT_ZONE: &str = "default";
 pub const DEFAULT_CLUSTER_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Default heartbeats a peer may miss: a silent peer is dropped within 3 s.
 pub const DEFAULT_CLUSTER_LIVENESS: u32 = 3;
+/// Default broadcast address of discovery beacons.
+pub const DEFAULT_DISCOVER_ADDRESS: &str = "255.255.255.255";
 
 /// Default heartbeat interval between broker and workers.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(2500);
@@ -201,6 +211,9 @@ impl Default for Config {
             peer: Vec::new(),
             cluster_heartbeat: DEFAULT_CLUSTER_HEARTBEAT,
             cluster_liveness: DEFAULT_CLUSTER_LIVENESS,
+            discover: false,
+            discover_port: zhub_protocol::beacon::DEFAULT_PORT,
+            discover_address: DEFAULT_DISCOVER_ADDRESS.to_owned(),
         }
     }
 }
@@ -385,6 +398,19 @@ impl Config {
             limits::HEARTBEAT,
         )?;
         in_range("cluster_liveness", self.cluster_liveness, limits::LIVENESS)?;
+        if self.discover && self.cluster.is_none() {
+            return Err(BrokerError::Setting {
+                name: "discover",
+                reason: "needs a cluster endpoint (--cluster) for the peers it finds to link to"
+                    .to_owned(),
+            });
+        }
+        if self.discover && self.discover_address.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(BrokerError::Setting {
+                name: "discover_address",
+                reason: format!("{:?} is not an IPv4 address", self.discover_address),
+            });
+        }
         for route in &self.journal {
             let refuse = |reason: String| BrokerError::Setting {
                 name: "journal",
@@ -469,7 +495,14 @@ impl Config {
             config.http = args.http;
         }
         config.allow_faults |= args.allow_faults;
-        flags_override!(zone, cluster_heartbeat, cluster_liveness);
+        flags_override!(
+            zone,
+            cluster_heartbeat,
+            cluster_liveness,
+            discover_port,
+            discover_address
+        );
+        config.discover |= args.discover;
         if args.name.is_some() {
             config.name = args.name;
         }
@@ -609,6 +642,16 @@ pub struct Args {
     /// Heartbeats a peer may miss before it is dropped and what it held dispatched again.
     #[arg(long, value_name = "N")]
     pub cluster_liveness: Option<u32>,
+    /// Announce this broker by UDP beacon and link to the brokers of its zone it hears
+    /// (needs --cluster).
+    #[arg(long)]
+    pub discover: bool,
+    /// UDP port of discovery beacons.
+    #[arg(long, value_name = "PORT")]
+    pub discover_port: Option<u16>,
+    /// Broadcast address beacons are sent to (127.255.255.255 keeps them on this host).
+    #[arg(long, value_name = "IP")]
+    pub discover_address: Option<String>,
 }
 
 impl Args {
@@ -616,7 +659,7 @@ impl Args {
     /// [`Config::default`], so that the defaults have one source.
     pub fn command_with_defaults() -> clap::Command {
         let d = Config::default();
-        let defaults: [(&str, String); 23] = [
+        let defaults: [(&str, String); 25] = [
             ("listen", d.listen),
             ("publish", d.publish),
             ("subscribe", d.subscribe),
@@ -640,6 +683,8 @@ impl Args {
             ("zone", d.zone),
             ("cluster_heartbeat", duration_text(d.cluster_heartbeat)),
             ("cluster_liveness", d.cluster_liveness.to_string()),
+            ("discover_port", d.discover_port.to_string()),
+            ("discover_address", d.discover_address),
         ];
         // Shown in the help only: a flag's value overrides the config file when it is given,
         // and a default here would look given.

@@ -295,10 +295,33 @@ impl Broker {
                 config.cluster_liveness,
                 std::time::Instant::now(),
             );
+            let discovery = if config.discover {
+                let beacon = zhub_protocol::beacon::Beacon {
+                    id: broker_id,
+                    name: info.name.clone(),
+                    zone: info.zone.clone(),
+                    main: info.main.clone(),
+                    cluster: info.cluster.clone(),
+                };
+                let d = cluster::discovery::Discovery::new(
+                    beacon,
+                    &config.discover_address,
+                    config.discover_port,
+                    config.cluster_heartbeat,
+                )
+                .map_err(|e| BrokerError::Setting {
+                    name: "discover_port",
+                    reason: format!("UDP port {}: {e}", config.discover_port),
+                })?;
+                Some(d)
+            } else {
+                None
+            };
             Some(cluster::Cluster::new(
                 broker.context.clone(),
                 cluster_socket,
                 links,
+                discovery,
             )?)
         } else {
             None

@@ -430,3 +430,45 @@ fn garbage_on_the_cluster_link_is_dropped_without_harm() {
             .any(|l| l.broker == "b" && l.state == "up"));
     });
 }
+
+/// Brokers started with discovery find each other by their beacons on one host, link in a
+/// full mesh with one link per pair, and a client finds a broker the same way.
+#[test]
+fn brokers_that_discover_each_other_form_a_mesh_and_clients_find_them() {
+    deadline(LIMIT, || {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let discovering = |name: &str, zone: &str| {
+            let (name, zone) = (name.to_owned(), zone.to_owned());
+            start_with(Transport::Tcp, move |c| {
+                c.name = Some(name);
+                c.zone = zone;
+                c.cluster = Some("tcp://127.0.0.1:*".into());
+                c.cluster_heartbeat = Duration::from_millis(50);
+                c.discover = true;
+                c.discover_port = port;
+                c.discover_address = "127.255.255.255".into();
+            })
+        };
+        let a = discovering("a", "lab");
+        let b = discovering("b", "lab");
+        let c = discovering("c", "lab");
+        let other = discovering("elsewhere", "other-zone");
+        let _w = worker(&c.url, "found", "c");
+        let mut ca = Client::connect(&a.url).unwrap();
+        let peers = wait_for_peers(&mut ca, 2);
+        let mut names: Vec<&str> = peers.links.iter().map(|l| l.broker.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["b", "c"], "one link per pair, none to another zone");
+        wait_for_route(&mut ca, "found", "c");
+        assert_eq!(ca.request_bytes("found", b"it").unwrap(), b"c:it");
+        let mut found = Client::discover_on(port, Duration::from_secs(10)).unwrap();
+        assert!(["a", "b", "c", "elsewhere"].contains(&found.info().name.as_str()));
+        let peers: Peers = found.request(PEERS_SERVICE, &()).unwrap();
+        assert!(!peers.name.is_empty());
+        drop(other);
+    });
+}

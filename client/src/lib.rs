@@ -56,6 +56,7 @@
 //! # Layout
 //! Everything public is at the crate root; the source files behind it are:
 //! - `client.rs` — [`Client`]: connecting, requests, publishing, subscribing.
+//! - `discover.rs` — [`Client::discover`]: finding a broker by its UDP beacon.
 //! - `options.rs` — [`ClientOptions`], [`RequestOptions`].
 //! - `subscriber.rs` — [`Subscriber`], [`Message`], [`Subscription`].
 //! - `publisher.rs` — the publishing socket, its handshake and sequence numbers.
@@ -68,6 +69,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod discover;
 mod error;
 mod group;
 mod kv;
@@ -80,6 +82,7 @@ mod subscriber;
 mod util;
 
 pub use client::Client;
+pub use discover::{beacon_socket, listen_for_broker};
 pub use error::{
     ConnectError, ConnectErrorKind, Error, GroupError, GroupErrorKind, PublishError,
     PublishErrorKind, RecvError, RecvErrorKind, RequestError, RequestErrorKind, SubscribeError,

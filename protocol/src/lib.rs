@@ -34,6 +34,7 @@
 //!   deadlines and status codes.
 //! - [`builtin`] — names and MessagePack bodies of the broker's built-in services
 //!   (`zhub.info`, `zhub.stats`).
+//! - [`beacon`] — the UDP datagram brokers broadcast to be discovered.
 //! - [`cluster`] — the link between peer brokers (`ZHL01`): greetings, heartbeats, service
 //!   capacity, forwarded requests and their answers.
 //! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
@@ -50,6 +51,7 @@
 //! - [`error`] — [`ProtocolError`], what a decoder says about malformed input.
 #![deny(missing_docs)]
 
+pub mod beacon;
 pub mod body;
 pub mod builtin;
 pub mod bus;

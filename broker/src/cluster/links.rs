@@ -139,6 +139,16 @@ impl Links {
         }
     }
 
+    /// Adds an outgoing link to `endpoint` (a peer found by discovery); returns its number.
+    pub(crate) fn add_out(&mut self, endpoint: String, now: Instant) -> usize {
+        self.outs.push(OutLink {
+            endpoint,
+            link: Link::new(now),
+            greeted_at: None,
+        });
+        self.outs.len() - 1
+    }
+
     /// Who this broker is.
     pub(crate) fn me(&self) -> &PeerHello {
         &self.me

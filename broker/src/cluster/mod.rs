@@ -13,6 +13,7 @@
 //! Everything from a peer is checked by the codec; a malformed message closes the link it
 //! came on (counted, logged sparsely), and the peer greets again if it is still there.
 
+pub(crate) mod discovery;
 pub(crate) mod links;
 
 use std::time::{Duration, Instant};
@@ -87,6 +88,8 @@ pub(crate) struct Cluster {
     /// Link messages that could not be decoded.
     malformed: u64,
     faults: Sparse,
+    /// The beacon socket, with `--discover`.
+    discovery: Option<discovery::Discovery>,
 }
 
 impl Cluster {
@@ -95,6 +98,7 @@ impl Cluster {
         context: zmq::Context,
         router: Option<zmq::Socket>,
         links: Links,
+        discovery: Option<discovery::Discovery>,
     ) -> Result<Self, zmq::Error> {
         let bus = PeerLinksHandle::connect(&context)?;
         let mut cluster = Cluster {
@@ -105,6 +109,7 @@ impl Cluster {
             bus,
             malformed: 0,
             faults: Sparse::default(),
+            discovery,
         };
         let endpoints: Vec<String> = cluster.links.endpoints().map(str::to_owned).collect();
         for (n, endpoint) in endpoints.iter().enumerate() {
@@ -130,18 +135,45 @@ impl Cluster {
         Ok(socket)
     }
 
-    /// The sockets to poll for input: the ROUTER (if any), then each DEALER.
+    /// The sockets to poll for input: the ROUTER (if any), each DEALER, then the beacon
+    /// socket (if any).
     pub(crate) fn poll_items(&self) -> Vec<zmq::PollItem<'_>> {
-        self.router
+        let mut items: Vec<zmq::PollItem<'_>> = self
+            .router
             .iter()
             .chain(self.outs.iter())
             .map(|s| s.as_poll_item(zmq::POLLIN))
-            .collect()
+            .collect();
+        if let Some(d) = &self.discovery {
+            items.push(zmq::PollItem::from_fd(d.fd(), zmq::POLLIN));
+        }
+        items
     }
 
     /// When [`Cluster::tick`] is due.
     pub(crate) fn next_wakeup(&self) -> Instant {
-        self.links.next_wakeup()
+        let links = self.links.next_wakeup();
+        self.discovery
+            .as_ref()
+            .map_or(links, |d| links.min(d.next_wakeup()))
+    }
+
+    /// Links to the brokers whose beacons arrived, if any.
+    fn read_beacons(&mut self, now: Instant) {
+        let Some(d) = &mut self.discovery else {
+            return;
+        };
+        let in_session: Vec<u64> = self.links.in_session().map(|h| h.id).collect();
+        let found = d.read(&|id| in_session.contains(&id));
+        for beacon in found {
+            let n = self.links.add_out(beacon.cluster.clone(), now);
+            match self.dealer(n, &beacon.cluster) {
+                Ok(socket) => self.outs.push(socket),
+                Err(e) => {
+                    warn!(endpoint = %beacon.cluster, error = %e, "discovered peer could not be linked")
+                }
+            }
+        }
     }
 
     /// Reads what the sockets flagged readable (in [`Cluster::poll_items`]'s order) hold.
@@ -162,6 +194,7 @@ impl Cluster {
                 }
             }
         }
+        let outs = self.outs.len();
         for (n, socket) in self.outs.iter().enumerate() {
             if flags.next() != Some(true) {
                 continue;
@@ -172,6 +205,11 @@ impl Cluster {
                     Err(_) => break,
                 }
             }
+        }
+        // The flags after the DEALERs' (skipped above when unread) are the beacon socket's.
+        let beacons = readable.get(usize::from(self.router.is_some()) + outs) == Some(&true);
+        if beacons {
+            self.read_beacons(now);
         }
         let mut out = Vec::new();
         for (key, frames) in received {
@@ -235,6 +273,9 @@ impl Cluster {
 
     /// Greets, heartbeats and expires links as due.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Inbound> {
+        if let Some(d) = &mut self.discovery {
+            d.tick(now);
+        }
         let events = self.links.tick(now);
         let mut out = Vec::new();
         self.apply(events, &mut out);

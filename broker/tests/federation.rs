@@ -454,7 +454,7 @@ fn brokers_that_discover_each_other_form_a_mesh_and_clients_find_them() {
             })
         };
         let a = discovering("a", "lab");
-        let b = discovering("b", "lab");
+        let _b = discovering("b", "lab");
         let c = discovering("c", "lab");
         let other = discovering("elsewhere", "other-zone");
         let _w = worker(&c.url, "found", "c");

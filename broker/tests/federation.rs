@@ -472,3 +472,48 @@ fn brokers_that_discover_each_other_form_a_mesh_and_clients_find_them() {
         drop(other);
     });
 }
+
+/// The key-value store, event log and process groups a broker holds are reached from a peer
+/// broker by naming it; a group has members on both brokers.
+#[test]
+fn built_in_services_of_a_named_peer_are_reached_through_the_link() {
+    deadline(LIMIT, || {
+        let a = node("a", &[]);
+        let b = node("b", &[&cluster_of(&a)]);
+        let client_a = Client::connect(&a.url).unwrap();
+        wait_for_peers(&mut Client::connect(&a.url).unwrap(), 1);
+        let mut at_b = client_a.at("b").unwrap();
+        at_b.kv().put("where", "kept on b").unwrap();
+        let mut client_b = Client::connect(&b.url).unwrap();
+        let value: Option<String> = client_b.kv().get("where").unwrap();
+        assert_eq!(value.as_deref(), Some("kept on b"));
+        let on_a: Option<String> = Client::connect(&a.url).unwrap().kv().get("where").unwrap();
+        assert!(on_a.is_none(), "a's own store never saw it");
+        // The log too; and the broker's own name is served locally.
+        let info: zhub_protocol::builtin::BrokerInfo = at_b.request("zhub.info", &()).unwrap();
+        assert_eq!(info.name, "b");
+        let mut at_a = client_a.at("a").unwrap();
+        let info: zhub_protocol::builtin::BrokerInfo = at_a.request("zhub.info", &()).unwrap();
+        assert_eq!(info.name, "a");
+        let err = client_a
+            .at("nobody")
+            .unwrap()
+            .kv()
+            .get::<String>("k")
+            .unwrap_err();
+        assert!(err.to_string().contains("nobody"), "{err}");
+
+        // A group on b, with one member connected to each broker.
+        let url_b = b.url.clone();
+        let member_b = std::thread::spawn(move || {
+            let client = Client::connect(&url_b).unwrap();
+            let mut group = zhub_client::Group::join(&client, "pair", 2).unwrap();
+            group.barrier(Duration::from_secs(20)).unwrap();
+            group.size()
+        });
+        let mut group = zhub_client::Group::join(&at_b, "pair", 2).unwrap();
+        assert_eq!(group.size(), 2);
+        group.barrier(Duration::from_secs(20)).unwrap();
+        assert_eq!(member_b.join().unwrap(), 2);
+    });
+}

@@ -62,6 +62,10 @@ struct Cli {
     /// How long to wait for the broker (e.g. 500ms, 5s, 1m).
     #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
+    /// Send requests for built-in services (kv, log, groups, stats...) to the peer broker
+    /// of this name, through the broker at --url.
+    #[arg(long, global = true, value_name = "NAME")]
+    broker: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,8 +112,15 @@ enum Command {
     BenchHelper(zhub_bench::Helper),
 }
 
+/// The peer broker named by `--broker`, set once at start.
+static BROKER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {
-    Ok(ClientOptions::new().timeout(timeout).connect(url)?)
+    let client = ClientOptions::new().timeout(timeout).connect(url)?;
+    match BROKER.get().and_then(Option::as_deref) {
+        Some(name) => Ok(client.at(name)?),
+        None => Ok(client),
+    }
 }
 
 fn main() -> ExitCode {
@@ -132,6 +143,7 @@ fn main() -> ExitCode {
         // on the same closed stderr would panic and turn a clean exit into a failure.
         .log_internal_errors(false)
         .init();
+    let _ = BROKER.set(cli.broker.clone());
     let result = match cli.command {
         Command::Pub(args) => pubsub::publish(&cli.url, cli.timeout, &args),
         Command::Sub(args) => pubsub::subscribe(&cli.url, cli.timeout, &args),

@@ -54,6 +54,8 @@ pub struct Client {
     outstanding: HashMap<u64, Instant>,
     /// Replies that arrived while the client waited for another one.
     stash: HashMap<u64, Reply>,
+    /// The peer broker whose built-in services this client's requests go to ([`Client::at`]).
+    home: Option<String>,
     // Declared last so it is dropped after the sockets above.
     context: Arc<zmq::Context>,
 }
@@ -175,6 +177,7 @@ impl Client {
             next_request_id: random_u64() >> 16,
             outstanding: HashMap::new(),
             stash: HashMap::new(),
+            home: None,
             options,
             context,
         })
@@ -188,11 +191,36 @@ impl Client {
     /// # Errors
     /// [`ConnectErrorKind::Transport`] when the main socket cannot be set up.
     pub(crate) fn sibling(&self) -> Result<Client, ConnectError> {
-        Client::open(
+        let mut sibling = Client::open(
             self.context.clone(),
             self.info.clone(),
             self.options.clone(),
-        )
+        )?;
+        sibling.home = self.home.clone();
+        Ok(sibling)
+    }
+
+    /// Another connection to this client's broker whose requests to built-in services
+    /// (`zhub.kv`, `zhub.log`, `zhub.group`, `zhub.stats`...) are served by the peer broker
+    /// named `broker`, through the cluster link: the key-value store, event log and process
+    /// groups a broker holds are reached from any broker peered with it. Requests to other
+    /// services, and publishing and subscribing, stay as they are. Process groups joined
+    /// through it ([`crate::Group::join`]) live on that broker, with members on any broker.
+    ///
+    /// ```no_run
+    /// let client = zhub_client::Client::connect("tcp://127.0.0.1:5555")?;
+    /// let mut b1 = client.at("B1")?;
+    /// b1.kv().put("greeting", b"hello")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`Client::connect`]. A broker with no peer of that name in session answers its
+    /// requests [`RequestErrorKind::NoService`].
+    pub fn at(&self, broker: &str) -> Result<Client, ConnectError> {
+        let mut client = self.sibling()?;
+        client.home = Some(broker.to_owned());
+        Ok(client)
     }
 
     /// The broker's version and endpoints, as learned at connect (wildcard hosts replaced by
@@ -406,9 +434,15 @@ impl Client {
         }
         let id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1);
+        let on_wire = match &self.home {
+            Some(broker) if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX) => {
+                format!("{service}@{broker}")
+            }
+            _ => service.to_owned(),
+        };
         let request = Request {
             id,
-            service: service.to_owned(),
+            service: on_wire,
             timeout,
             body,
         };

@@ -374,6 +374,14 @@ impl Cluster {
         }
     }
 
+    /// The id of the peer in session named `name`.
+    pub(crate) fn peer_named(&self, name: &str) -> Option<u64> {
+        self.links
+            .in_session()
+            .find(|h| h.name == name)
+            .map(|h| h.id)
+    }
+
     /// Sends `message` to `peer`.
     pub(crate) fn send_message(&mut self, peer: u64, message: &LinkMessage) -> bool {
         match message.encode() {

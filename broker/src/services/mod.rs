@@ -25,6 +25,8 @@
 
 mod peers;
 
+pub(crate) use peers::PEER_MARK;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -17,20 +17,22 @@ use zhub_protocol::Status;
 
 use super::{Answer, Outgoing, Services, Worker};
 
-/// Start of a peer worker's identity; the peer's id and the service's name follow.
-const REMOTE_MARK: &[u8] = b"\0peer";
+/// Start of every identity that stands for a peer broker: a peer worker's (the peer's id and
+/// the service's name follow) and the router's tickets for requests a peer forwarded (the
+/// peer's id follows).
+pub(crate) const PEER_MARK: &[u8] = b"\0peer";
 
 /// Most credit a peer may claim for one service.
 const MAX_REMOTE_CREDIT: u32 = 1 << 20;
 
 /// Whether `identity` is a peer worker's (see the module docs).
 pub(super) fn is_remote_identity(identity: &[u8]) -> bool {
-    identity.len() > REMOTE_MARK.len() + 8 && identity.starts_with(REMOTE_MARK)
+    identity.len() > PEER_MARK.len() + 8 && identity.starts_with(PEER_MARK)
 }
 
 fn remote_identity(peer: u64, service: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(REMOTE_MARK.len() + 8 + service.len());
-    out.extend_from_slice(REMOTE_MARK);
+    let mut out = Vec::with_capacity(PEER_MARK.len() + 8 + service.len());
+    out.extend_from_slice(PEER_MARK);
     out.extend_from_slice(&peer.to_be_bytes());
     out.extend_from_slice(service.as_bytes());
     out

@@ -29,12 +29,14 @@ use zhub_protocol::request::{split_envelope, REQUEST_COMMAND, SIGNATURE};
 use zhub_protocol::{body, Reply, Request, Status};
 
 use crate::bus::BusCounters;
-use crate::cluster::{Cluster, Inbound};
+use crate::cluster::Cluster;
 use crate::fault_rules::FaultTable;
 use crate::groups::{Answer, Groups};
 use crate::link::{StorageLink, StorageReply, StorageRequest, StorageService, Ticket};
 use crate::ratelimit::{peer_fault, Sparse};
 use crate::services::{Origin, Outgoing, ServiceConfig, Services, Submission};
+
+mod peers;
 
 /// Most messages handled per poll, so that timers and shutdown are seen promptly under load.
 const BATCH: usize = 256;
@@ -74,6 +76,8 @@ pub(crate) struct Router {
     fault_rules: Arc<FaultTable>,
     /// The links to peer brokers, when this broker has any.
     cluster: Option<Cluster>,
+    /// Requests of our clients for built-in services of peers, waiting for their answers.
+    calls: peers::Calls,
 }
 
 /// What a built-in service answered.
@@ -127,6 +131,7 @@ impl Router {
             faults: Sparse::default(),
             fault_rules,
             cluster,
+            calls: peers::Calls::default(),
         }
     }
 
@@ -140,6 +145,9 @@ impl Router {
             }
             if let Some(cluster) = &self.cluster {
                 wake = wake.min(cluster.next_wakeup());
+            }
+            if let Some(at) = self.calls.next_deadline() {
+                wake = wake.min(at);
             }
             let timeout = crate::wake::poll_timeout(now, wake);
             let [replies, down] = self.storage.poll_items();
@@ -195,71 +203,13 @@ impl Router {
                 let inbound = cluster.tick(Instant::now());
                 self.cluster_inbound(inbound);
             }
+            self.expire_calls(Instant::now());
             if let Some(changes) = self.services.take_capacity_changes() {
                 if let Some(cluster) = &mut self.cluster {
                     cluster.broadcast(&LinkMessage::Capacity(changes));
                 }
             }
             self.flush();
-        }
-    }
-
-    /// Acts on what came over the cluster link.
-    fn cluster_inbound(&mut self, inbound: Vec<Inbound>) {
-        for message in inbound {
-            let now = Instant::now();
-            match message {
-                Inbound::Up(hello) => {
-                    let capacity = LinkMessage::Capacity(self.services.local_capacity());
-                    if let Some(cluster) = &mut self.cluster {
-                        cluster.send_message(hello.id, &capacity);
-                    }
-                }
-                Inbound::Down(hello) => self.services.drop_peer(now, &mut self.stats, hello.id),
-                Inbound::Capacity {
-                    peer,
-                    name,
-                    capacity,
-                } => self
-                    .services
-                    .peer_capacity(now, &mut self.stats, peer, &name, capacity),
-                Inbound::Forward {
-                    peer,
-                    token,
-                    timeout,
-                    service,
-                    body,
-                } => {
-                    let submission = Submission {
-                        client: &[],
-                        origin: Origin::Peer { peer, token },
-                        service: &service,
-                        body,
-                        timeout: timeout.min(self.max_deadline),
-                    };
-                    let answer = match self.route(now, submission) {
-                        Builtin::ForWorkers => continue,
-                        Builtin::Body(body) => (Status::Ok, body),
-                        Builtin::Error(status, reason) => (status, vec![reason.into_bytes()]),
-                    };
-                    let message = LinkMessage::Answer {
-                        token,
-                        status: answer.0,
-                        body: answer.1,
-                    };
-                    if let Some(cluster) = &mut self.cluster {
-                        cluster.send_message(peer, &message);
-                    }
-                }
-                Inbound::Answer {
-                    peer,
-                    token,
-                    status,
-                    body,
-                } => self
-                    .services
-                    .peer_answer(now, &mut self.stats, peer, token, status, body),
-            }
         }
     }
 
@@ -327,66 +277,21 @@ impl Router {
 
     fn native_request(&mut self, now: Instant, identity: &[u8], rest: &[Vec<u8>]) {
         match Request::decode(rest) {
-            Ok(request) if StorageService::named(&request.service).is_some() => {
-                self.stats.received += 1;
-                let Some(service) = StorageService::named(&request.service) else {
-                    return;
+            Ok(mut request) => {
+                // `zhub.kv@B1`: a built-in service of the peer broker named B1.
+                if let Some((service, broker)) = peers::split_home(&request.service) {
+                    if broker != self.info.name {
+                        let (service, broker) = (service.to_owned(), broker.to_owned());
+                        self.call_peer(now, identity, request, &service, &broker);
+                        return;
+                    }
+                    request.service = service.to_owned();
+                }
+                let ticket = Ticket {
+                    client: identity.to_vec(),
+                    id: request.id,
                 };
-                // The storage thread answers; an fsync there never stalls this loop, and a
-                // full link is answered at once.
-                let forwarded = self.storage.forward(StorageRequest {
-                    ticket: Ticket {
-                        client: identity.to_vec(),
-                        id: request.id,
-                    },
-                    service,
-                    body: request.body.into_iter().next().unwrap_or_default(),
-                });
-                if let Err((status, reason)) = forwarded {
-                    self.send(identity, Reply::error(request.id, status, reason).encode());
-                }
-            }
-            Ok(request) if request.service == GROUP_SERVICE => {
-                self.stats.received += 1;
-                let body = request.body.first().map_or(&[][..], Vec::as_slice);
-                match body::decode::<GroupRequest>(body).and_then(|r| r.check_names().map(|()| r)) {
-                    Ok(group_request) => {
-                        let token = Ticket {
-                            client: identity.to_vec(),
-                            id: request.id,
-                        };
-                        let timeout = request.timeout.min(self.max_deadline);
-                        if let Some(answer) = self.groups.handle(now, token, timeout, group_request)
-                        {
-                            self.answer_group(answer);
-                        }
-                        for answer in self.groups.take_passed() {
-                            self.answer_group(answer);
-                        }
-                    }
-                    Err(e) => {
-                        let reply = Reply::error(request.id, Status::BadRequest, e.to_string());
-                        self.send(identity, reply.encode());
-                    }
-                }
-            }
-            Ok(request) => {
-                let submission = Submission {
-                    client: identity,
-                    origin: Origin::Native(request.id),
-                    service: &request.service,
-                    body: request.body,
-                    timeout: request.timeout,
-                };
-                match self.route(now, submission) {
-                    Builtin::ForWorkers => {}
-                    Builtin::Body(body) => {
-                        self.send(identity, Reply::ok(request.id, body).encode());
-                    }
-                    Builtin::Error(status, reason) => {
-                        self.send(identity, Reply::error(request.id, status, reason).encode());
-                    }
-                }
+                self.serve(now, ticket, request);
             }
             Err(e) => {
                 self.count_malformed();
@@ -404,6 +309,94 @@ impl Router {
                         Reply::error(u64::from_be_bytes(id), Status::BadRequest, e.to_string());
                     self.send(identity, reply.encode());
                 }
+            }
+        }
+    }
+
+    /// Serves a request from a client of this broker, or from a peer (the ticket then names
+    /// the peer, see [`peers::peer_client`]): the storage thread, the groups, a built-in or
+    /// the workers.
+    fn serve(&mut self, now: Instant, ticket: Ticket, request: Request) {
+        if let Some(service) = StorageService::named(&request.service) {
+            self.stats.received += 1;
+            // The storage thread answers; an fsync there never stalls this loop, and a full
+            // link is answered at once.
+            let id = ticket.id;
+            let client = ticket.client.clone();
+            let forwarded = self.storage.forward(StorageRequest {
+                ticket,
+                service,
+                body: request.body.into_iter().next().unwrap_or_default(),
+            });
+            if let Err((status, reason)) = forwarded {
+                self.reply_to(&client, Reply::error(id, status, reason));
+            }
+            return;
+        }
+        if request.service == GROUP_SERVICE {
+            self.stats.received += 1;
+            let body = request.body.first().map_or(&[][..], Vec::as_slice);
+            match body::decode::<GroupRequest>(body).and_then(|r| r.check_names().map(|()| r)) {
+                Ok(group_request) => {
+                    let timeout = request.timeout.min(self.max_deadline);
+                    if let Some(answer) = self.groups.handle(now, ticket, timeout, group_request) {
+                        self.answer_group(answer);
+                    }
+                    for answer in self.groups.take_passed() {
+                        self.answer_group(answer);
+                    }
+                }
+                Err(e) => {
+                    let reply = Reply::error(request.id, Status::BadRequest, e.to_string());
+                    self.reply_to(&ticket.client, reply);
+                }
+            }
+            return;
+        }
+        let origin = match peers::peer_of_client(&ticket.client) {
+            Some(peer) => Origin::Peer {
+                peer,
+                token: ticket.id,
+            },
+            None => Origin::Native(request.id),
+        };
+        let client: &[u8] = if matches!(origin, Origin::Peer { .. }) {
+            &[]
+        } else {
+            &ticket.client
+        };
+        let submission = Submission {
+            client,
+            origin,
+            service: &request.service,
+            body: request.body,
+            timeout: request.timeout,
+        };
+        match self.route(now, submission) {
+            Builtin::ForWorkers => {}
+            Builtin::Body(body) => self.reply_to(&ticket.client, Reply::ok(request.id, body)),
+            Builtin::Error(status, reason) => {
+                self.reply_to(&ticket.client, Reply::error(request.id, status, reason));
+            }
+        }
+    }
+
+    /// Sends `reply` to the client of this broker it is for, or, for a ticket that names a
+    /// peer, back over the cluster link as the answer to its forwarded request.
+    fn reply_to(&mut self, client: &[u8], reply: Reply) {
+        match peers::peer_of_client(client) {
+            Some(peer) => {
+                let answer = LinkMessage::Answer {
+                    token: reply.id,
+                    status: reply.status,
+                    body: reply.body,
+                };
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.send_message(peer, &answer);
+                }
+            }
+            None => {
+                self.send(client, reply.encode());
             }
         }
     }
@@ -436,7 +429,7 @@ impl Router {
             Ok(Err(e)) => Reply::error(id, Status::Internal, e.to_string()),
             Err((status, reason)) => Reply::error(id, status, reason),
         };
-        self.send(&client, reply.encode());
+        self.reply_to(&client, reply);
     }
 
     /// Passes replies from the storage thread on to their clients.
@@ -455,7 +448,7 @@ impl Router {
                     String::from_utf8_lossy(&body).into_owned(),
                 ),
             };
-            self.send(&ticket.client, reply.encode());
+            self.reply_to(&ticket.client, reply);
         }
     }
 
@@ -463,9 +456,9 @@ impl Router {
     fn storage_failed(&mut self) {
         for ticket in self.storage.failed().unwrap_or_default() {
             let reason = "the storage thread stopped before answering; the broker is shutting down";
-            self.send(
+            self.reply_to(
                 &ticket.client,
-                Reply::error(ticket.id, Status::Internal, reason).encode(),
+                Reply::error(ticket.id, Status::Internal, reason),
             );
         }
     }

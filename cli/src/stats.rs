@@ -99,7 +99,7 @@ fn counters(url: &str, version: &str, stats: &Stats) -> String {
     );
     let _ = writeln!(
         out,
-        "bus      messages_in {}, bytes_in {}, messages_out {}, bytes_out {}, subscribers {}, subscriptions {}, refused_subscriptions {}, fault_delayed {}, fault_held {}",
+        "bus      messages_in {}, bytes_in {}, messages_out {}, bytes_out {}, subscribers {}, subscriptions {}, refused_subscriptions {}, fault_delayed {}, fault_held {}, from_peers {}",
         bus.messages_in,
         bus.bytes_in,
         bus.messages_out,
@@ -108,15 +108,17 @@ fn counters(url: &str, version: &str, stats: &Stats) -> String {
         bus.subscriptions,
         bus.refused_subscriptions,
         bus.fault_delayed,
-        bus.fault_held
+        bus.fault_held,
+        bus.from_peers
     );
     let _ = writeln!(
         out,
-        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}, fault {}",
+        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}, fault {}, peer {}",
         bus.dropped.slow_subscriber,
         bus.dropped.slow_plain_subscriber,
         bus.dropped.malformed,
-        bus.dropped.fault
+        bus.dropped.fault,
+        bus.dropped.peer
     );
     let r = &stats.requests;
     let _ = writeln!(

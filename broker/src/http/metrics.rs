@@ -236,6 +236,7 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         ("slow_subscriber", bus.dropped.slow_subscriber),
         ("slow_plain_subscriber", bus.dropped.slow_plain_subscriber),
         ("fault", bus.dropped.fault),
+        ("peer", bus.dropped.peer),
     ] {
         f.sample("zhub_bus_dropped_total", &[("reason", reason)], value);
     }
@@ -244,6 +245,12 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         c,
         "Bus messages held back by zhub.fault rules.",
         bus.fault_delayed,
+    );
+    f.one(
+        "zhub_bus_from_peers_total",
+        c,
+        "Bus messages peer brokers sent, published there for subscribers here.",
+        bus.from_peers,
     );
     f.one(
         "zhub_bus_fault_held",

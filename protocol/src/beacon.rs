@@ -47,6 +47,18 @@ struct Fields {
     cluster: String,
 }
 
+fn check_size(len: usize) -> Result<(), ProtocolError> {
+    if len > MAX_BEACON {
+        return Err(ProtocolError::OutOfRange {
+            field: "beacon size",
+            value: len as u64,
+            min: 0,
+            max: MAX_BEACON as u64,
+        });
+    }
+    Ok(())
+}
+
 impl Beacon {
     /// The datagram.
     ///
@@ -64,14 +76,7 @@ impl Beacon {
         out.push(VERSION);
         out.extend_from_slice(&self.id.to_be_bytes());
         out.extend_from_slice(&body::encode(&fields)?);
-        if out.len() > MAX_BEACON {
-            return Err(ProtocolError::OutOfRange {
-                field: "beacon size",
-                value: out.len() as u64,
-                min: 0,
-                max: MAX_BEACON as u64,
-            });
-        }
+        check_size(out.len())?;
         Ok(out)
     }
 
@@ -80,14 +85,7 @@ impl Beacon {
     /// # Errors
     /// A [`ProtocolError`] for anything that is not a beacon of this version.
     pub fn decode(datagram: &[u8]) -> Result<Beacon, ProtocolError> {
-        if datagram.len() > MAX_BEACON {
-            return Err(ProtocolError::OutOfRange {
-                field: "beacon size",
-                value: datagram.len() as u64,
-                min: 0,
-                max: MAX_BEACON as u64,
-            });
-        }
+        check_size(datagram.len())?;
         if datagram.len() < 12 || &datagram[..3] != MAGIC {
             return Err(ProtocolError::UnknownProtocol(
                 datagram[..datagram.len().min(3)].to_vec(),

@@ -298,6 +298,15 @@ pub(crate) fn run(
     }
 }
 
+/// Receives the next message waiting on `input` into `msg`; `false` when none is waiting.
+fn next_message(msg: &mut RawMessage, input: *mut c_void) -> Result<bool, zmq::Error> {
+    match msg.recv(input, zmq::DONTWAIT) {
+        Ok(()) => Ok(true),
+        Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The two XPUBs messages go out on.
 #[derive(Clone, Copy)]
 struct Outputs {
@@ -318,6 +327,21 @@ impl Plane {
         }
     }
 
+    /// Drops the rest of the message at hand, counted as malformed and logged as `reason`.
+    fn drop_rest(
+        &mut self,
+        msg: &mut RawMessage,
+        input: *mut c_void,
+        reason: &'static str,
+    ) -> Result<(), zmq::Error> {
+        while msg.more() {
+            msg.recv(input, 0)?;
+        }
+        self.c.dropped.malformed += 1;
+        self.fault(reason);
+        Ok(())
+    }
+
     /// Forwards up to [`BATCH`] waiting messages from `input`, each judged by the fault
     /// rules first when `faults` is given, and given to the journal `tap` when there is one.
     fn forward_batch(
@@ -329,18 +353,12 @@ impl Plane {
         mut faults: Option<&mut FaultGate>,
     ) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
-            match msg.recv(input, zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-                Err(e) => return Err(e),
+            if !next_message(msg, input)? {
+                return Ok(());
             }
             if msg.more() {
                 // Bus messages are single frames: drop every part of this one.
-                while msg.more() {
-                    msg.recv(input, 0)?;
-                }
-                self.c.dropped.malformed += 1;
-                self.fault("multipart bus message dropped");
+                self.drop_rest(msg, input, "multipart bus message dropped")?;
                 continue;
             }
             let len = msg.data().len() as u64;
@@ -388,17 +406,11 @@ impl Plane {
         tap: &mut JournalTap,
     ) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
-            match msg.recv(input, zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-                Err(e) => return Err(e),
+            if !next_message(msg, input)? {
+                return Ok(());
             }
             let Ok(envelope) = delivery::decode_envelope(msg.data()) else {
-                while msg.more() {
-                    msg.recv(input, 0)?;
-                }
-                self.c.dropped.malformed += 1;
-                self.fault("malformed message from a peer broker dropped");
+                self.drop_rest(msg, input, "malformed message from a peer broker dropped")?;
                 continue;
             };
             self.c.dropped.peer += envelope.missed;
@@ -412,11 +424,7 @@ impl Plane {
                 continue;
             }
             if msg.more() {
-                while msg.more() {
-                    msg.recv(input, 0)?;
-                }
-                self.c.dropped.malformed += 1;
-                self.fault("malformed message from a peer broker dropped");
+                self.drop_rest(msg, input, "malformed message from a peer broker dropped")?;
                 continue;
             }
             let Some(topic_len) = topic_len(msg.data()) else {

@@ -86,9 +86,14 @@ fn wrong_server_key_is_refused() {
 
     // The server cannot open the client's HELLO, sealed for another key: the handshake fails.
     let failure = loop {
-        let frames = events.recv_multipart(0).expect("a handshake event before the deadline");
+        let frames = events
+            .recv_multipart(0)
+            .expect("a handshake event before the deadline");
         // First frame: the event as a little-endian u16, then a u32 value.
-        let head = frames.first().filter(|f| f.len() >= 2).expect("an event frame");
+        let head = frames
+            .first()
+            .filter(|f| f.len() >= 2)
+            .expect("an event frame");
         let event = zmq::SocketEvent::from_raw(u16::from_le_bytes([head[0], head[1]]));
         match event {
             zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL

@@ -9,6 +9,7 @@
 //! - `peers.rs` — `zhub peers`: links to peer brokers.
 //! - `kv.rs` — `zhub kv`.
 //! - `launch.rs` — `zhub launch`: N processes as one group.
+//! - `keygen.rs` — `zhub keygen`: CURVE key pairs and their key files.
 //! - `sim.rs` — `zhub sim`: the simulator's algorithms, runs, checks and seed sweeps.
 //! - `sim_serve.rs` — `zhub sim serve`: an algorithm's nodes as processes on a broker.
 //! - `fault.rs` — `zhub fault`: the broker's fault rules, and partitions of served runs.
@@ -21,6 +22,7 @@
 mod body;
 mod fault;
 mod groups;
+mod keygen;
 mod kv;
 mod launch;
 mod log;
@@ -96,6 +98,8 @@ enum Command {
     Kv(kv::KvCommand),
     /// Start N processes of a command as one process group, their output prefixed by rank.
     Launch(launch::LaunchArgs),
+    /// Make a CURVE key pair (for encrypted, authenticated connections).
+    Keygen(keygen::KeygenArgs),
     /// Simulate distributed algorithms under faults, deterministically, and check them; or
     /// run their nodes as processes on a broker (`zhub sim serve`).
     #[command(subcommand)]
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),
+        Command::Keygen(args) => keygen::run(&args),
         Command::Sim(command) => sim::run(&cli.url, &command, timeout_given.then_some(cli.timeout)),
         Command::Fault(command) => fault::run(&cli.url, cli.timeout, &command),
         Command::Bench(command) => zhub_bench::run(&command),

@@ -39,6 +39,11 @@ impl<K: Copy> Error<K> {
     pub fn kind(&self) -> K {
         self.kind
     }
+
+    /// The details the `Display` text adds to the kind.
+    pub(crate) fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl<K: fmt::Display> fmt::Display for Error<K> {
@@ -248,6 +253,22 @@ kinds! {
     }
 }
 
+kinds! {
+    /// Why reading, writing or checking a [`crate::CurveKeyPair`] failed.
+    KeyErrorKind {
+        /// A key file could not be read or written.
+        Io => "key file error",
+        /// A key file is not TOML with `public` (and, for a secret-key file, `secret`).
+        Format => "malformed key file",
+        /// A key is not 40 characters of Z85 standing for 32 bytes.
+        InvalidKey => "invalid CURVE key",
+        /// The public key is not the one that belongs to the secret key.
+        Mismatch => "mismatched CURVE keys",
+        /// The linked libzmq was built without CURVE.
+        Unsupported => "CURVE not supported",
+    }
+}
+
 /// Error of [`crate::Client::connect`].
 pub type ConnectError = Error<ConnectErrorKind>;
 /// Error of a request.
@@ -260,3 +281,5 @@ pub type SubscribeError = Error<SubscribeErrorKind>;
 pub type RecvError = Error<RecvErrorKind>;
 /// Error of a process group operation.
 pub type GroupError = Error<GroupErrorKind>;
+/// Error of a [`crate::CurveKeyPair`] operation.
+pub type KeyError = Error<KeyErrorKind>;

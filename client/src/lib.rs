@@ -64,11 +64,13 @@
 //! - `log.rs` — [`Log`], [`LogReader`], [`Consumer`]: the event log through the broker.
 //! - `group/` — [`Group`], [`GroupOptions`], [`LaunchEnv`]: process groups (membership and
 //!   views, messages with Lamport stamps, synchronous sends, barriers, a token-ring lock).
+//! - `curve.rs` — [`CurveKeyPair`]: CURVE keys in Z85 and their key files.
 //! - `error.rs` — [`Error`] and the kinds of each operation.
 //! - `util.rs` — clocks, the Lamport clock, endpoint rewriting.
 #![deny(missing_docs)]
 
 mod client;
+mod curve;
 mod discover;
 mod error;
 mod group;
@@ -82,11 +84,12 @@ mod subscriber;
 mod util;
 
 pub use client::Client;
+pub use curve::{CurveKeyPair, CURVE_KEY_Z85_LEN};
 pub use discover::{beacon_socket, listen_for_broker};
 pub use error::{
-    ConnectError, ConnectErrorKind, Error, GroupError, GroupErrorKind, PublishError,
-    PublishErrorKind, RecvError, RecvErrorKind, RequestError, RequestErrorKind, SubscribeError,
-    SubscribeErrorKind,
+    ConnectError, ConnectErrorKind, Error, GroupError, GroupErrorKind, KeyError, KeyErrorKind,
+    PublishError, PublishErrorKind, RecvError, RecvErrorKind, RequestError, RequestErrorKind,
+    SubscribeError, SubscribeErrorKind,
 };
 pub use group::{Group, GroupMessage, GroupOptions, GroupPage, LaunchEnv, LockGuard, View};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};

@@ -215,6 +215,9 @@ fn json_endpoints_answer_and_kv_pages() {
         let storage: serde_json::Value = serde_json::from_str(&get(&http, "/api/storage")).unwrap();
         assert_eq!(storage["kv_ops"]["put"], 6, "{storage}");
         assert!(storage["kv_syncs"]["counts"].is_array(), "{storage}");
+        let peers: serde_json::Value = serde_json::from_str(&get(&http, "/api/peers")).unwrap();
+        assert!(peers["links"].as_array().unwrap().is_empty(), "{peers}");
+        assert!(!peers["name"].as_str().unwrap().is_empty(), "{peers}");
 
         let page: serde_json::Value =
             serde_json::from_str(&get(&http, "/api/kv?prefix=cfg.&limit=2")).unwrap();

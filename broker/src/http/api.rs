@@ -110,6 +110,14 @@ pub(crate) fn services(broker: &mut BrokerSource) -> Result<Reply, Reply> {
     Ok(to_json(&list_services(broker)?))
 }
 
+/// `/api/peers`: this broker's links to peer brokers (`zhub.peers`).
+pub(crate) fn peers(broker: &mut BrokerSource) -> Result<Reply, Reply> {
+    let peers: zhub_protocol::builtin::Peers = broker
+        .ask(|c| c.request(zhub_protocol::builtin::PEERS_SERVICE, &()))
+        .map_err(unavailable)?;
+    Ok(to_json(&peers))
+}
+
 /// `/api/storage`.
 pub(crate) fn storage(broker: &mut BrokerSource) -> Result<Reply, Reply> {
     Ok(to_json(

@@ -15,6 +15,7 @@
 //! | `/api/stats` | `zhub.stats` |
 //! | `/api/services` | `zhub.services` |
 //! | `/api/streams` | the event log's streams |
+//! | `/api/peers` | `zhub.peers`: links to peer brokers, their state, zone and round trip |
 //! | `/api/storage` | `zhub.storage`: key-value and log requests by operation, sync times |
 //! | `/api/kv?prefix=P&limit=N&after=K` | one page of keys (`limit` 1 to 1000, default 100) |
 //! | `/api/groups?prefix=P&limit=N&after=G` | one page of process groups: members by rank (16 hex digits), view version, token holder (`limit` 1 to 1000, default 100) |
@@ -238,6 +239,7 @@ pub(crate) fn route(url: &str, broker: &mut BrokerSource) -> Reply {
         "/api/services" => api::services(broker),
         "/api/streams" => api::streams(broker),
         "/api/storage" => api::storage(broker),
+        "/api/peers" => api::peers(broker),
         "/api/kv" => api::kv(&query, broker),
         "/api/groups" => api::groups(&query, broker),
         _ => return Reply::error(404, &format!("no such path: {path}")),

@@ -101,6 +101,7 @@ pub use log::{
 pub use log_appender::Appender;
 pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};
+pub use util::connectable;
 pub use zhub_protocol::builtin::{BrokerInfo, Stats, StorageStats};
 pub use zhub_protocol::group::GroupSummary;
 pub use zhub_protocol::{BusHeader, Encoding, ProtocolError};

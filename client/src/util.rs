@@ -58,7 +58,7 @@ pub(crate) fn valid_url(url: &str) -> bool {
 
 /// Turns an endpoint as the broker bound it into one this client can connect to: a wildcard
 /// host (`0.0.0.0`, `*`, `[::]`) is replaced by the host the client reached the broker at.
-pub(crate) fn connectable(bound: &str, main_url: &str) -> String {
+pub fn connectable(bound: &str, main_url: &str) -> String {
     let Some(rest) = bound.strip_prefix("tcp://") else {
         return bound.to_owned();
     };

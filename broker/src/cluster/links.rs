@@ -260,7 +260,15 @@ impl Links {
                 if hello.id == self.me.id {
                     return out;
                 }
-                self.greeted(now, key, hello, &mut out);
+                // A deliver endpoint bound to every address (0.0.0.0) is reached at the host
+                // this link reached the peer at.
+                let mut hello = hello.clone();
+                if let LinkKey::Out(n) = key {
+                    if let Some(o) = self.outs.get(*n) {
+                        hello.deliver = zhub_client::connectable(&hello.deliver, &o.endpoint);
+                    }
+                }
+                self.greeted(now, key, &hello, &mut out);
             }
             LinkMessage::Heartbeat(beat) => {
                 // The echo is our own stamp: a peer sending a wild one gets a wild round trip
@@ -615,6 +623,28 @@ mod tests {
         let events = b.input(t0, &rid, &LinkMessage::Hello(hello(2, 1)));
         assert_eq!(sends(&events), vec![(rid, LinkMessage::Bye)]);
         assert!(ups(&events).is_empty());
+    }
+
+    #[test]
+    fn a_wildcard_deliver_endpoint_is_reached_at_the_host_the_link_reached() {
+        let t0 = Instant::now();
+        let mut a = Links::new(
+            hello(1, 1),
+            vec!["tcp://10.1.2.3:7560".into()],
+            Duration::from_millis(100),
+            3,
+            t0,
+        );
+        let mut peer = hello(2, 1);
+        peer.deliver = "tcp://0.0.0.0:7558".into();
+        let events = a.input(t0, &LinkKey::Out(0), &LinkMessage::Welcome(peer));
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::Up(h)] if h.deliver == "tcp://10.1.2.3:7558"
+            ),
+            "{events:?}"
+        );
     }
 
     #[test]

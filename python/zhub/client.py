@@ -459,6 +459,8 @@ class Client:
         self._next_request_id = wire.random_u64() >> 16
         self._outstanding: dict[int, float] = {}
         self._stash: dict[int, wire.Reply] = {}
+        # The peer broker whose built-in services this client's requests go to (``at``).
+        self._home: Optional[str] = None
         self._subscribers: list[Subscriber] = []
         self._closed = False
 
@@ -522,7 +524,18 @@ class Client:
         """Another client of the same broker, for another thread: sockets, publisher id and
         clock of its own, sharing this client's ZeroMQ context (which is thread-safe) and
         endpoints, so that it needs no ``zhub.info`` round trip."""
-        return Client(self._context, self._info, self._options, owns_context=False)
+        sibling = Client(self._context, self._info, self._options, owns_context=False)
+        sibling._home = self._home
+        return sibling
+
+    def at(self, broker: str) -> "Client":
+        """Another client of this client's broker whose requests to built-in services
+        (``zhub.kv``, ``zhub.log``, ``zhub.group``, ``zhub.stats``...) are served by the peer
+        broker named ``broker``, through the cluster link, as ``Client::at`` in Rust.
+        Requests to other services, publishing and subscribing stay as they are."""
+        client = self.sibling()
+        client._home = broker
+        return client
 
     @property
     def info(self) -> BrokerInfo:
@@ -720,7 +733,8 @@ class Client:
             )
         request_id = self._next_request_id
         self._next_request_id = (self._next_request_id + 1) % (1 << 64)
-        frames = [b"", *wire.encode_request(request_id, service, int(timeout * 1000), body)]
+        on_wire = f"{service}@{self._home}" if self._home and service.startswith("zhub.") else service
+        frames = [b"", *wire.encode_request(request_id, on_wire, int(timeout * 1000), body)]
         try:
             self._main.send_multipart(frames, copy=False)
         except zmq.Again:

@@ -39,6 +39,11 @@ use zhub_protocol::{Reply, Status};
 
 use crate::ratelimit::{peer_fault, Sparse};
 
+/// How far into a queue the dispatcher looks, when only peers have free credit, for a
+/// request that may go to a peer (requests from peers may not): bounded, so that a long queue
+/// of requests from peers costs no more than this per dispatch.
+const PEER_SCAN: usize = 64;
+
 /// Settings of the service layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServiceConfig {
@@ -298,6 +303,25 @@ impl Services {
             if (svc.free.is_empty() && svc.remote_free.is_empty()) || svc.live == 0 {
                 return;
             }
+            if svc.free.is_empty() {
+                // Only peers have free credit: the oldest request that may go to one comes
+                // first, ahead of requests from peers, which wait for a local worker.
+                let pending = &self.pending;
+                let may_forward = |t: &u64| {
+                    pending
+                        .get(t)
+                        .is_some_and(|p| p.queued && !matches!(p.origin, Origin::Peer { .. }))
+                };
+                match svc.requests.iter().take(PEER_SCAN).position(may_forward) {
+                    Some(0) => {}
+                    Some(at) => {
+                        if let Some(token) = svc.requests.remove(at) {
+                            svc.requests.push_front(token);
+                        }
+                    }
+                    None => return,
+                }
+            }
             let Some(token) = svc.requests.pop_front() else {
                 return;
             };
@@ -317,8 +341,7 @@ impl Services {
             } else if !from_peer {
                 (&mut svc.remote_free, true)
             } else {
-                // Only peers are free, and a request from a peer goes to no other peer: it
-                // waits, first in line, for a local worker.
+                // Not reachable: only a request that may go to a peer is first in line here.
                 svc.requests.push_front(token);
                 return;
             };

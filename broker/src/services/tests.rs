@@ -558,3 +558,27 @@ fn local_capacity_changes_are_reported_once_per_service() {
     f.s.peer_capacity(now, &mut f.stats, 9, "x", capacity(true, &[("zhub.kv", 3)]));
     assert!(f.s.list().iter().all(|s| s.name != "zhub.kv"));
 }
+
+#[test]
+fn a_request_from_a_peer_does_not_hold_back_those_a_peer_may_take() {
+    let mut f = Fixture::new();
+    let now = f.at(0);
+    f.s.peer_capacity(now, &mut f.stats, 8, "c", capacity(true, &[("echo", 1)]));
+    let from_peer = Submission {
+        client: &[],
+        origin: Origin::Peer { peer: 7, token: 1 },
+        service: "echo",
+        body: vec![],
+        timeout: Duration::from_secs(1),
+    };
+    f.s.submit(now, &mut f.stats, from_peer);
+    assert!(f.s.take_outbox().is_empty());
+    // A client's request, younger, goes to the free peer; the peer's waits.
+    f.request(1, "c", 5, "echo", 1000);
+    let forwarded = to_peers(f.s.take_outbox());
+    assert!(matches!(
+        forwarded.as_slice(),
+        [(8, zhub_protocol::cluster::LinkMessage::Forward { .. })]
+    ));
+    assert_eq!(f.s.list()[0].queued, 1);
+}

@@ -1,0 +1,287 @@
+//! The storage thread's requests: the `zhub.log` and `zhub.kv` dispatch, appends, reads
+//! and consumer positions.
+
+use super::*;
+
+impl Storage {
+    pub(super) fn handle(&mut self, message: Vec<Vec<u8>>) -> Result<(), zmq::Error> {
+        let Some(StorageRequest {
+            ticket,
+            service,
+            body: request,
+        }) = StorageRequest::decode(message)
+        else {
+            peer_fault!(self.faults, "malformed message from the router ignored");
+            return Ok(());
+        };
+        match service {
+            StorageService::Kv => return self.handle_kv(&ticket, &request),
+            StorageService::Stats => {
+                let stats = StorageStats {
+                    kv_syncs: self.parts.kv.syncs.clone(),
+                    ..self.stats.clone()
+                };
+                return self.reply(&ticket, Ok(stats));
+            }
+            StorageService::Log => {}
+        }
+        let Some(request) = self.decode::<LogRequest>(&ticket, &request)? else {
+            self.stats.log_refused += 1;
+            return Ok(());
+        };
+        *self
+            .stats
+            .log_ops
+            .entry(request.op().to_owned())
+            .or_default() += 1;
+        let result = match request {
+            LogRequest::Create { stream, settings } => self
+                .check_room(&stream)
+                .and_then(|()| {
+                    self.log
+                        .create_stream(&stream, config_from(&settings))
+                        .map_err(Refusal::from)
+                })
+                .map(|_| LogReply::Created),
+            LogRequest::Append { stream, records } => match self.append(&stream, &records) {
+                Ok(first_offset) => {
+                    self.stats.log_records_appended += records.len() as u64;
+                    // Acknowledged after this turn's commit.
+                    self.acks.push(Ack {
+                        ticket,
+                        stream,
+                        first_offset,
+                        count: records.len() as u64,
+                    });
+                    return Ok(());
+                }
+                Err(e) => Err(e),
+            },
+            LogRequest::Read {
+                stream,
+                from,
+                max_bytes,
+                max_records,
+                wait_ms,
+            } => {
+                let max_bytes = max_bytes.clamp(1, MAX_READ_BYTES);
+                let max_records = max_records.max(1);
+                match self.read(&stream, from, max_bytes, max_records) {
+                    Ok((records, from)) if records.is_empty() && wait_ms > 0 => {
+                        let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
+                        self.waiting.push(WaitingRead {
+                            ticket,
+                            stream,
+                            from,
+                            max_bytes,
+                            max_records,
+                            deadline: Instant::now() + wait,
+                        });
+                        return Ok(());
+                    }
+                    Ok((records, from)) => Ok(records_reply(records, from)),
+                    Err(e) => Err(e),
+                }
+            }
+            LogRequest::Streams => Ok(LogReply::Streams {
+                streams: self
+                    .log
+                    .list()
+                    .into_iter()
+                    .map(|i| StreamSummary {
+                        name: i.name,
+                        first_offset: i.first_offset,
+                        next_offset: i.next_offset,
+                        records: i.records,
+                        size_bytes: i.size_bytes,
+                    })
+                    .collect(),
+            }),
+            LogRequest::Delete { stream } => {
+                let result = self
+                    .log
+                    .delete_stream(&stream)
+                    .map(|()| LogReply::Deleted)
+                    .map_err(Refusal::from);
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+                    .into_iter()
+                    .partition(|w| w.stream == stream);
+                self.waiting = kept;
+                for w in gone {
+                    self.reply::<()>(
+                        &w.ticket,
+                        Err(Refusal(
+                            Status::Rejected,
+                            format!("stream {stream} was deleted"),
+                        )),
+                    )?;
+                }
+                self.forget_stream(&stream);
+                result
+            }
+            LogRequest::Commit {
+                stream,
+                group,
+                offset,
+            } => match self.commit_position(&stream, &group, offset) {
+                Ok(()) => {
+                    // Acknowledged after this turn's sync.
+                    self.commit_acks.push(ticket);
+                    return Ok(());
+                }
+                Err(e) => Err(e),
+            },
+            LogRequest::Position { stream, group } => self
+                .log
+                .get(&stream)
+                .map(|_| LogReply::Position {
+                    offset: self.parts.consumers.position(&stream, &group),
+                })
+                .map_err(Refusal::from),
+            LogRequest::Journal { prefix, stream } => self.journal(prefix, stream),
+            LogRequest::Unjournal { prefix, stream } => {
+                let mut routes = self.parts.journals.routes();
+                let before = routes.len();
+                routes.retain(|r| !(r.prefix == prefix && r.stream == stream));
+                if routes.len() == before {
+                    Err(Refusal(
+                        Status::Rejected,
+                        format!("no journal route from {prefix:?} to {stream}"),
+                    ))
+                } else {
+                    self.save_routes(routes).map(|()| LogReply::Unjournaled)
+                }
+            }
+            LogRequest::Journals => Ok(LogReply::Journals {
+                journals: self.parts.journals.routes(),
+            }),
+            LogRequest::Republish {
+                stream,
+                from,
+                max_records,
+            } => self.republish(&stream, from, max_records),
+        };
+        if result.is_err() {
+            self.stats.log_refused += 1;
+        }
+        self.reply(&ticket, result)
+    }
+
+    /// Decodes a request body and checks the names it carries, answering `400 Bad Request`
+    /// (and returning `None`) when it is malformed or a name breaks its rule.
+    pub(super) fn decode<T: serde::de::DeserializeOwned + Named>(
+        &self,
+        ticket: &Ticket,
+        request: &[u8],
+    ) -> Result<Option<T>, zmq::Error> {
+        match body::decode::<T>(request).and_then(|r| r.check_names().map(|()| r)) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                let refusal = Refusal(Status::BadRequest, e.to_string());
+                self.reply::<()>(ticket, Err(refusal))?;
+                Ok(None)
+            }
+        }
+    }
+
+    pub(super) fn handle_kv(&mut self, ticket: &Ticket, request: &[u8]) -> Result<(), zmq::Error> {
+        let Some(request) = self.decode::<KvRequest>(ticket, request)? else {
+            self.stats.kv_refused += 1;
+            return Ok(());
+        };
+        *self
+            .stats
+            .kv_ops
+            .entry(request.op().to_owned())
+            .or_default() += 1;
+        match self.parts.kv.handle(ticket, request) {
+            Handled::Reply(result) => {
+                if result.is_err() {
+                    self.stats.kv_refused += 1;
+                }
+                self.reply(ticket, result)
+            }
+            Handled::Later => Ok(()),
+        }
+    }
+
+    pub(super) fn commit_position(
+        &mut self,
+        stream: &str,
+        group: &str,
+        offset: u64,
+    ) -> Result<(), Refusal> {
+        consumers::check_group(group).map_err(|why| Refusal(Status::Rejected, why))?;
+        self.log.get(stream)?;
+        self.parts.consumers.commit(stream, group, offset)?;
+        Ok(())
+    }
+
+    /// Refuses a new stream when the log holds `max_streams` already.
+    pub(super) fn check_room(&self, stream: &str) -> Result<(), Refusal> {
+        let max = self.parts.max_streams;
+        if self.log.len() >= max {
+            return Err(Refusal(
+                Status::Rejected,
+                format!("cannot create stream {stream}: the broker holds {max} streams, its max_streams"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends a batch, all or nothing: every record is checked against the limit first.
+    pub(super) fn append(
+        &mut self,
+        name: &str,
+        records: &[zhub_protocol::log::NewRecord],
+    ) -> Result<u64, Refusal> {
+        let stream = self.log.get(name)?;
+        let limit = stream.config().max_record_bytes;
+        for r in records {
+            let size = zhub_eventlog::codec::framed_len(r.key.as_deref(), &r.value);
+            if size > limit {
+                return Err(EventLogError::RecordTooLarge { size, limit }.into());
+            }
+        }
+        let first = stream.next_offset();
+        // Touched even when an append fails: the commit's flush or sync then reports the
+        // failure to this turn's other appends, and clears it for the next turn.
+        self.touched.insert(name.to_owned());
+        for r in records {
+            // A failure takes back this batch's earlier records too (and the turn's other
+            // unconfirmed ones, whose acknowledgements the commit fails).
+            stream.append(r.timestamp_us, r.key.as_deref(), &r.value)?;
+        }
+        Ok(first)
+    }
+
+    pub(super) fn read(
+        &mut self,
+        name: &str,
+        from: ReadFrom,
+        max_bytes: u64,
+        max_records: u64,
+    ) -> Result<(Vec<Record>, u64), Refusal> {
+        let stream = self.log.get(name)?;
+        let from = match from {
+            ReadFrom::Offset(o) => o,
+            ReadFrom::Time(t) => stream
+                .offset_for_time(t)?
+                .unwrap_or_else(|| stream.next_offset()),
+        };
+        let records = stream.read(
+            from,
+            usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            usize::try_from(max_records).unwrap_or(usize::MAX),
+        )?;
+        Ok((records, from.max(stream.first_offset())))
+    }
+}
+
+pub(super) fn records_reply(records: Vec<Record>, from: u64) -> LogReply {
+    let next_offset = records.last().map_or(from, |r| r.offset + 1);
+    LogReply::Records {
+        records: stored(records),
+        next_offset,
+    }
+}

@@ -103,6 +103,8 @@ pub struct BusDrops {
     /// Messages dropped by fault rules ([`crate::fault`]), or because the broker already
     /// held as many delayed messages as it may.
     pub fault: u64,
+    /// Messages whose publisher may not publish on their topic (under an auth file).
+    pub forbidden: u64,
 }
 
 /// Counters of the request path.
@@ -135,6 +137,9 @@ pub struct RequestStats {
     pub worker_failed: u64,
     /// Workers expired for silence.
     pub workers_expired: u64,
+    /// Messages refused by the auth file's permissions (answered `403 Forbidden` where the
+    /// protocol allows).
+    pub forbidden: u64,
 }
 
 /// One service, as `zhub.services` lists it.

@@ -45,8 +45,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
-use zhub_protocol::delivery::{self, ADDRESS_LEN, INLINE_MAX};
+use zhub_protocol::delivery::{self, Subscription, ADDRESS_LEN, INLINE_MAX};
 
+use crate::auth::{actions, Gate};
 use crate::fault_rules::{FaultGate, Verdict};
 use crate::interest::{Interest, Member};
 use crate::journal::JournalTap;
@@ -86,6 +87,7 @@ pub(crate) struct BusCounters {
     subscribers: AtomicU64,
     refused_subscriptions: AtomicU64,
     fault_dropped: AtomicU64,
+    forbidden: AtomicU64,
     fault_delayed: AtomicU64,
     fault_held: AtomicU64,
 }
@@ -102,6 +104,7 @@ impl BusCounters {
                 slow_subscriber: self.slow_subscriber.load(Relaxed),
                 slow_plain_subscriber: self.slow_plain_subscriber.load(Relaxed),
                 fault: self.fault_dropped.load(Relaxed),
+                forbidden: self.forbidden.load(Relaxed),
             },
             subscriptions: self.subscriptions.load(Relaxed),
             subscribers: self.subscribers.load(Relaxed),
@@ -126,6 +129,7 @@ impl BusCounters {
         self.refused_subscriptions
             .store(c.refused_subscriptions, Relaxed);
         self.fault_dropped.store(c.dropped.fault, Relaxed);
+        self.forbidden.store(c.dropped.forbidden, Relaxed);
         self.fault_delayed.store(c.fault_delayed, Relaxed);
         self.fault_held.store(c.fault_held, Relaxed);
     }
@@ -192,6 +196,21 @@ impl RawMessage {
             return Err(last_error());
         }
         Ok(())
+    }
+
+    /// Copies the `User-Id` its connection logged in as into `out`; false when it has none.
+    fn user_into(&self, out: &mut String) -> bool {
+        out.clear();
+        // SAFETY: `self.0` is initialised; the property name is a C string; the value, when
+        // not null, is a C string owned by the message's metadata, read before any change.
+        unsafe {
+            let value = zmq_sys::zmq_msg_gets(&self.0, c"User-Id".as_ptr());
+            if value.is_null() {
+                return false;
+            }
+            out.push_str(&std::ffi::CStr::from_ptr(value).to_string_lossy());
+        }
+        true
     }
 
     fn more(&self) -> bool {
@@ -296,6 +315,8 @@ pub(crate) struct BusSockets {
     pub(crate) tap: JournalTap,
     /// The fault rules of `zhub.fault`, and the messages they hold back.
     pub(crate) faults: FaultGate,
+    /// Permissions under an auth file: publishes and deliveries are checked against them.
+    pub(crate) auth: Option<Gate>,
 }
 
 /// The loop's state besides its sockets.
@@ -316,6 +337,10 @@ struct Plane {
     c: BusStats,
     /// Peer faults by reason, for sparse logging.
     faults: Sparse,
+    /// Permissions, under an auth file.
+    auth: Option<Gate>,
+    /// Scratch: the user of the message at hand.
+    user: String,
 }
 
 /// The proxy loop. Returns when a message arrives on `control`.
@@ -331,6 +356,7 @@ pub(crate) fn run(
         mut republish,
         mut tap,
         mut faults,
+        auth,
     } = sockets;
     let xsub_raw = xsub.as_mut_ptr();
     let out = Outputs {
@@ -350,6 +376,8 @@ pub(crate) fn run(
         copy: RawMessage::new(),
         c: BusStats::default(),
         faults: Sparse::default(),
+        auth,
+        user: String::new(),
     };
     let mut msg = RawMessage::new();
     loop {
@@ -394,6 +422,13 @@ pub(crate) fn run(
         }
         counters.store(&plane.c);
     }
+}
+
+/// Whether `user` may receive messages on `topic`; no user, or one the file no longer holds,
+/// receives nothing.
+fn may_receive(gate: &mut Gate, user: Option<&str>, topic: &[u8]) -> bool {
+    gate.permissions(user)
+        .is_ok_and(|perms| actions::may_receive(perms, topic))
 }
 
 /// The two XPUBs messages go out on.
@@ -449,6 +484,12 @@ impl Plane {
             };
             self.c.messages_in += 1;
             self.c.bytes_in += len;
+            // Publishers' messages only: what the storage thread republishes is the broker's.
+            if tap.is_some() && !self.may_publish(msg, topic_len) {
+                self.c.dropped.forbidden += 1;
+                self.fault("publish refused by permissions");
+                continue;
+            }
             if let Some(gate) = faults.as_deref_mut().filter(|g| g.has_rules()) {
                 match gate.judge(&msg.data()[..topic_len], Instant::now()) {
                     Verdict::Pass => {}
@@ -471,6 +512,18 @@ impl Plane {
             self.deliver(msg, topic_len, out, tap.as_deref_mut())?;
         }
         Ok(())
+    }
+
+    /// Whether the message's publisher may publish on its topic (always, without auth).
+    fn may_publish(&mut self, msg: &mut RawMessage, topic_len: usize) -> bool {
+        let Some(gate) = &mut self.auth else {
+            return true;
+        };
+        let user = msg.user_into(&mut self.user).then_some(self.user.as_str());
+        match gate.permissions(user) {
+            Ok(perms) => actions::may_publish(perms, &msg.data()[..topic_len]),
+            Err(_) => false,
+        }
     }
 
     /// Delivers the held messages now due, as if just published (journaled then too).
@@ -512,6 +565,14 @@ impl Plane {
             &mut self.matching,
             &mut self.members,
         );
+        if let Some(gate) = &mut self.auth {
+            let topic = &msg.data()[..topic_len];
+            let interest = &self.interest;
+            self.matching
+                .retain(|&id| may_receive(gate, interest.user_of(id), topic));
+            self.members
+                .retain(|&(_, id)| may_receive(gate, interest.user_of(id), topic));
+        }
         for at in 0..self.matching.len() {
             let id = self.matching[at];
             if !self.send_copy(id, msg, out.deliver)? {
@@ -658,14 +719,24 @@ impl Plane {
     /// `0x00` unsubscribe, then an address or an interest).
     fn read_subscriptions(&mut self, deliver: &zmq::Socket) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
-            let Some(frame) = self.next_subscription(deliver)? else {
+            let Some(mut frame) = self.next_subscription(deliver)? else {
                 break;
+            };
+            let user = match self.auth {
+                Some(_) => frame.gets("User-Id").map(str::to_owned),
+                None => None,
             };
             match frame.split_first() {
                 Some((1, data)) => {
                     if let Err(reason) = self.interest.subscribe(data) {
                         self.c.refused_subscriptions += 1;
                         self.fault(reason);
+                    } else if self.auth.is_some() {
+                        // The connection that sends the address is the one its copies go
+                        // to: its user is what the subscriber may receive.
+                        if let Ok(Subscription::Address(id)) = delivery::parse_subscription(data) {
+                            self.interest.set_user(id, user.as_deref());
+                        }
                     }
                 }
                 Some((_, data)) => self.interest.unsubscribe(data),
@@ -696,9 +767,13 @@ impl Plane {
 
     /// The next subscription change waiting on an XPUB, counting and skipping anything else a
     /// subscriber sent up (subscribers have nothing to send).
-    fn next_subscription(&mut self, xpub: &zmq::Socket) -> Result<Option<Vec<u8>>, zmq::Error> {
+    fn next_subscription(
+        &mut self,
+        xpub: &zmq::Socket,
+    ) -> Result<Option<zmq::Message>, zmq::Error> {
         loop {
-            let frame = match xpub.recv_bytes(zmq::DONTWAIT) {
+            // A `Message`, not bytes: it keeps the connection's `User-Id`.
+            let frame = match xpub.recv_msg(zmq::DONTWAIT) {
                 Ok(frame) => frame,
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(None),
                 Err(e) => return Err(e),

@@ -112,6 +112,11 @@ pub struct Config {
     /// distributed programs under faults); off by default, so that a broker in service is
     /// never one request away from losing its traffic.
     pub allow_faults: bool,
+    /// The auth file (users, password hashes, CURVE keys, permissions; see
+    /// `zhub_broker::auth::config`): every endpoint then asks each connection to log in, and
+    /// every message is checked against its user's permissions. `None`: anyone who reaches an
+    /// endpoint may do anything (the broker warns at start when it listens beyond loopback).
+    pub auth: Option<PathBuf>,
 }
 
 /// Default heartbeat interval between broker and workers.
@@ -163,6 +168,7 @@ impl Default for Config {
             max_streams: DEFAULT_MAX_STREAMS,
             http: None,
             allow_faults: false,
+            auth: None,
         }
     }
 }
@@ -409,6 +415,9 @@ impl Config {
             config.http = args.http;
         }
         config.allow_faults |= args.allow_faults;
+        if args.auth.is_some() {
+            config.auth = args.auth;
+        }
         config.journal.extend(args.journal);
         Ok(config)
     }
@@ -517,6 +526,14 @@ pub struct Args {
     /// topics, for tests under real faults; off unless given.
     #[arg(long)]
     pub allow_faults: bool,
+    /// Require a login on every endpoint, with the users and permissions of this auth file
+    /// (reloaded on SIGHUP); off unless given.
+    #[arg(long, value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+    /// Read a password from standard input, print its hash for the auth file's `password`
+    /// (argon2id, PHC string), and exit.
+    #[arg(long)]
+    pub hash_password: bool,
 }
 
 impl Args {

@@ -18,6 +18,7 @@
 //! `zhub bench` and its hidden helper servers are the `zhub-bench` crate's.
 
 mod body;
+mod creds;
 mod fault;
 mod groups;
 mod kv;
@@ -60,6 +61,8 @@ struct Cli {
     /// How long to wait for the broker (e.g. 500ms, 5s, 1m).
     #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
+    #[command(flatten)]
+    creds: creds::CredsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,7 +108,7 @@ enum Command {
 }
 
 pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {
-    Ok(ClientOptions::new().timeout(timeout).connect(url)?)
+    Ok(creds::client(ClientOptions::new().timeout(timeout)).connect(url)?)
 }
 
 fn main() -> ExitCode {
@@ -128,6 +131,10 @@ fn main() -> ExitCode {
         // on the same closed stderr would panic and turn a clean exit into a failure.
         .log_internal_errors(false)
         .init();
+    if let Err(e) = creds::init(&cli.creds) {
+        eprintln!("zhub: error: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Pub(args) => pubsub::publish(&cli.url, cli.timeout, &args),
         Command::Sub(args) => pubsub::subscribe(&cli.url, cli.timeout, &args),

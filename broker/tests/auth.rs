@@ -361,3 +361,71 @@ fn key_value_log_and_group_requests_are_checked() {
         assert_eq!(change.key, "app/b");
     });
 }
+
+/// A ZMTP 3.0 greeting announcing `mechanism`, as a client.
+fn greeting(mechanism: &str) -> Vec<u8> {
+    let mut g = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
+    let mut name = mechanism.as_bytes().to_vec();
+    name.resize(20, 0);
+    g.extend(name);
+    g.push(0);
+    g.extend([0u8; 31]);
+    g
+}
+
+#[test]
+fn malformed_handshakes_are_cut_off_and_the_broker_serves_on() {
+    use std::io::{Read, Write};
+    deadline(LIMIT, || {
+        let (broker, _file) = start_auth(Transport::Tcp, AUTH);
+        let info = broker.broker.as_ref().unwrap().info().clone();
+        // HELLO with a user name longer than the command.
+        let mut bad_hello = greeting("PLAIN");
+        bad_hello.extend([0x04, 8, 5]);
+        bad_hello.extend(b"HELLO");
+        bad_hello.extend([200, b'x']);
+        // HELLO with no credentials at all.
+        let mut empty_hello = greeting("PLAIN");
+        empty_hello.extend([0x04, 6, 5]);
+        empty_hello.extend(b"HELLO");
+        // A long command frame whose size lies.
+        let mut lying = greeting("PLAIN");
+        lying.extend([0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 5]);
+        lying.extend(b"HELLO");
+        let inputs: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+            vec![0xff; 200],
+            greeting("CURVE"),
+            greeting("NULL"),
+            greeting("GSSAPI"),
+            bad_hello,
+            empty_hello,
+            lying,
+            greeting("PLAIN")[..30].to_vec(),
+        ];
+        for endpoint in [&info.main, &info.publish, &info.deliver, &info.subscribe] {
+            let address = endpoint.trim_start_matches("tcp://");
+            for input in &inputs {
+                let mut stream = std::net::TcpStream::connect(address).unwrap();
+                stream.set_read_timeout(Some(WAIT)).unwrap();
+                // The broker may cut the connection before all is written.
+                let _ = stream.write_all(input);
+                if input.len() < 64 {
+                    // A greeting cut short: the broker waits for the rest; go away.
+                    continue;
+                }
+                let mut sink = Vec::new();
+                match stream.read_to_end(&mut sink) {
+                    // Closed by the broker, as it should be.
+                    Ok(_) => {}
+                    Err(e) => assert!(
+                        e.kind() == std::io::ErrorKind::ConnectionReset,
+                        "{endpoint}: {input:?}: {e}"
+                    ),
+                }
+            }
+        }
+        let mut ops = login(&broker.url, "ops");
+        assert!(ops.stats().is_ok());
+    });
+}

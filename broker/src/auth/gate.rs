@@ -26,6 +26,12 @@ impl Gate {
         }
     }
 
+    /// The shared state this view follows.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &AuthState {
+        &self.state
+    }
+
     /// The current policy (one atomic load when unchanged).
     pub(crate) fn policy(&mut self) -> &Policy {
         let now = self.state.generation.load(Ordering::Acquire);

@@ -217,4 +217,57 @@ mod tests {
         // Salted: the same password hashes differently each time.
         assert_ne!(hash, hash_password(b"pw").unwrap());
     }
+
+    #[test]
+    fn a_bad_file_on_reload_leaves_the_old_policy_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(&path, "[users.a]\n").unwrap();
+        let state = AuthState::load(&path).unwrap();
+        let mut gate = Gate::new(std::sync::Arc::new(state));
+        assert!(gate.permissions(Some("a")).is_ok());
+        std::fs::write(&path, "[users.b]\nunknown = 1\n").unwrap();
+        let err = gate.state().reload().unwrap_err().to_string();
+        assert!(err.contains("unknown"), "{err}");
+        assert!(gate.permissions(Some("a")).is_ok());
+        std::fs::write(&path, "[users.b]\n").unwrap();
+        gate.state().reload().unwrap();
+        assert!(gate.permissions(Some("a")).is_err());
+        assert!(gate.permissions(Some("b")).is_ok());
+        // The broker's own user is always there; a file may not claim its name.
+        assert!(gate.permissions(Some(INTERNAL_USER)).is_ok());
+        assert!(gate.permissions(None).is_err());
+        std::fs::write(&path, "[users.\"$x\"]\n").unwrap();
+        assert!(gate.state().reload().is_err());
+    }
+
+    #[test]
+    fn the_handler_answers_what_it_can_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(&path, "[users.a]\n").unwrap();
+        let state = AuthState::load(&path).unwrap();
+        let mut faults = crate::ratelimit::Sparse::default();
+        let frames = |parts: &[&[u8]]| parts.iter().map(|p| p.to_vec()).collect::<Vec<_>>();
+        // No envelope delimiter: nothing to answer to.
+        assert!(zap::answer(&state, &frames(&[b"id", b"1.0"]), &mut faults).is_none());
+        // Malformed, with a request id: answered 500 behind the envelope.
+        let reply = zap::answer(&state, &frames(&[b"id", b"", b"1.0", b"7"]), &mut faults).unwrap();
+        assert_eq!(reply[..5], frames(&[b"id", b"", b"1.0", b"7", b"500"])[..]);
+        // A user without a password cannot log in with PLAIN.
+        let request = frames(&[
+            b"id",
+            b"",
+            b"1.0",
+            b"7",
+            b"zhub.main",
+            b"a",
+            b"",
+            b"PLAIN",
+            b"a",
+            b"",
+        ]);
+        let reply = zap::answer(&state, &request, &mut faults).unwrap();
+        assert_eq!(reply[4], b"400");
+    }
 }

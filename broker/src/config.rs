@@ -137,6 +137,11 @@ pub struct Config {
     /// Where beacons are sent: a broadcast address (`127.255.255.255` keeps them on this
     /// host).
     pub discover_address: String,
+    /// The auth file (users, password hashes, CURVE keys, permissions; see
+    /// `zhub_broker::auth::config`): every endpoint then asks each connection to log in, and
+    /// every message is checked against its user's permissions. `None`: anyone who reaches an
+    /// endpoint may do anything (the broker warns at start when it listens beyond loopback).
+    pub auth: Option<PathBuf>,
 }
 
 /// A peer broker to link to (`[[peer]]` in TOML, `--peer` on the command line).
@@ -214,6 +219,7 @@ impl Default for Config {
             discover: false,
             discover_port: zhub_protocol::beacon::DEFAULT_PORT,
             discover_address: DEFAULT_DISCOVER_ADDRESS.to_owned(),
+            auth: None,
         }
     }
 }
@@ -398,6 +404,14 @@ impl Config {
             limits::HEARTBEAT,
         )?;
         in_range("cluster_liveness", self.cluster_liveness, limits::LIVENESS)?;
+        if self.auth.is_some() && (self.cluster.is_some() || !self.peer.is_empty()) {
+            return Err(BrokerError::Setting {
+                name: "auth",
+                reason: "cannot be used with a cluster endpoint or peers yet: the cluster link \
+                         has no authentication, and a peer could act for any user"
+                    .to_owned(),
+            });
+        }
         if self.discover && self.cluster.is_none() {
             return Err(BrokerError::Setting {
                 name: "discover",
@@ -514,6 +528,9 @@ impl Config {
                 .into_iter()
                 .map(|endpoint| PeerConfig { endpoint }),
         );
+        if args.auth.is_some() {
+            config.auth = args.auth;
+        }
         config.journal.extend(args.journal);
         Ok(config)
     }
@@ -652,6 +669,14 @@ pub struct Args {
     /// Broadcast address beacons are sent to (127.255.255.255 keeps them on this host).
     #[arg(long, value_name = "IP")]
     pub discover_address: Option<String>,
+    /// Require a login on every endpoint, with the users and permissions of this auth file
+    /// (reloaded on SIGHUP); off unless given.
+    #[arg(long, value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+    /// Read a password from standard input, print its hash for the auth file's `password`
+    /// (argon2id, PHC string), and exit.
+    #[arg(long)]
+    pub hash_password: bool,
 }
 
 impl Args {
@@ -803,6 +828,51 @@ mod tests {
         assert!(Config::from_file(&path).unwrap().allow_faults);
         let c = Config::from_command_line(["zhub-broker", "--allow-faults"]).unwrap();
         assert!(c.allow_faults);
+    }
+
+    #[test]
+    fn cluster_settings_come_from_file_and_flags_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhub.toml");
+        std::fs::write(
+            &path,
+            "name = \"node2\"\ncluster = \"tcp://127.0.0.1:7560\"\n\
+             [[peer]]\nendpoint = \"tcp://127.0.0.1:6560\"\n",
+        )
+        .unwrap();
+        let c = Config::from_command_line([
+            "zhub-broker",
+            "--config",
+            path.to_str().unwrap(),
+            "--peer",
+            "tcp://127.0.0.1:8560",
+            "--zone",
+            "eu",
+        ])
+        .unwrap();
+        assert_eq!(c.name.as_deref(), Some("node2"));
+        assert_eq!(c.zone, "eu");
+        let peers: Vec<&str> = c.peer.iter().map(|p| p.endpoint.as_str()).collect();
+        assert_eq!(peers, ["tcp://127.0.0.1:6560", "tcp://127.0.0.1:8560"]);
+        assert!(c.validate().is_ok());
+        let refused = |c: Config| c.validate().unwrap_err().to_string();
+        let bad_peer = Config {
+            peer: vec![PeerConfig {
+                endpoint: "nonsense".into(),
+            }],
+            ..Config::default()
+        };
+        assert!(refused(bad_peer).contains("peer"));
+        let no_cluster = Config {
+            discover: true,
+            ..Config::default()
+        };
+        assert!(refused(no_cluster).contains("--cluster"));
+        let with_auth = Config {
+            auth: Some(dir.path().join("auth.toml")),
+            ..c
+        };
+        assert!(refused(with_auth).contains("cluster link has no authentication"));
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub enum BrokerError {
         /// What the OS said.
         cause: std::io::Error,
     },
+    /// The auth file cannot be used.
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
     /// Another broker holds the data directory's lock.
     #[error("data directory {0} is in use by another broker")]
     DataDirLocked(PathBuf),

@@ -41,6 +41,8 @@ pub(crate) struct Subscriber {
     /// What it subscribed to, as the bytes after its address (the mark, then the filter or
     /// the queue membership), to remove them all when it goes.
     held: Vec<Box<[u8]>>,
+    /// The user its connection logged in as (under an auth file): what it may receive.
+    user: Option<Box<str>>,
 }
 
 /// A member of a queue group: the group's number and the subscriber's id. Sorted, a topic's
@@ -139,6 +141,7 @@ impl Interest {
                             envelope: delivery::envelope(id, 0),
                             missed: 0,
                             held: Vec::new(),
+                            user: None,
                         },
                     );
                 }
@@ -323,6 +326,18 @@ impl Interest {
     /// The zhub subscriber with this id.
     pub(crate) fn subscriber(&mut self, id: u64) -> Option<&mut Subscriber> {
         self.subscribers.get_mut(&id)
+    }
+
+    /// Records the user whose connection sent subscriber `id`'s address.
+    pub(crate) fn set_user(&mut self, id: u64, user: Option<&str>) {
+        if let Some(subscriber) = self.subscribers.get_mut(&id) {
+            subscriber.user = user.map(Into::into);
+        }
+    }
+
+    /// The user subscriber `id` logged in as, if known.
+    pub(crate) fn user_of(&self, id: u64) -> Option<&str> {
+        self.subscribers.get(&id).and_then(|s| s.user.as_deref())
     }
 
     /// zhub subscribers at present.

@@ -52,11 +52,13 @@
 //! - `kv` — the `zhub.kv` service over the key-value store, run by the storage thread.
 //! - `limits` — the open file limit, raised at start, and the streams kept open under it.
 //! - `http` — the HTTP endpoint: `/metrics`, `/api/...` and the dashboard.
+//! - [`auth`] — logins (the ZAP handler), the auth file and permissions.
 //! - `wake` — poll timeouts from deadlines, shared by every poll loop.
 //! - `ratelimit` — sparse logging of faults peers can repeat at will.
 //! - [`error`](mod@error) — [`BrokerError`].
 #![deny(missing_docs)]
 
+pub mod auth;
 mod bus;
 mod cluster;
 pub mod config;
@@ -103,6 +105,8 @@ pub struct Broker {
     threads: Vec<JoinHandle<()>>,
     /// The HTTP endpoint, when configured; a client of the router, so stopped first.
     http: Option<http::HttpServer>,
+    /// The auth file's policy, when there is one.
+    auth: Option<Arc<auth::AuthState>>,
     _lock: File,
     // Declared last so it is dropped last: terminating a context waits for its sockets.
     context: zmq::Context,
@@ -131,6 +135,9 @@ impl Broker {
 
         let context = zmq::Context::new();
         context.set_io_threads(config.io_threads)?;
+        // The ZAP handler's socket is bound before any endpoint, so that no connection is
+        // ever checked without it.
+        let auth = auth::Setup::start(config, &context)?;
 
         let router = context.socket(zmq::ROUTER)?;
         router.set_linger(0)?;
@@ -168,6 +175,9 @@ impl Broker {
             .name
             .clone()
             .unwrap_or_else(|| format!("zhub-{:06x}", broker_id >> 40));
+        if let Some(auth) = &auth {
+            auth.secure([&router, &xsub, &xpub, &deliver])?;
+        }
         let mut http = config
             .http
             .as_deref()
@@ -207,6 +217,7 @@ impl Broker {
             events: std::sync::mpsc::channel(),
             threads: Vec::new(),
             http: None,
+            auth: auth.as_ref().map(|a| Arc::clone(&a.state)),
             _lock: lock,
             context,
         };
@@ -230,6 +241,21 @@ impl Broker {
         let journals = Arc::new(journal::JournalTable::default());
         let fault_table = Arc::new(fault_rules::FaultTable::new(config.allow_faults));
         let counters = Arc::new(bus::BusCounters::default());
+        let (router_gate, bus_gate) = broker
+            .auth
+            .as_ref()
+            .map(|s| {
+                (
+                    auth::Gate::new(Arc::clone(s)),
+                    auth::Gate::new(Arc::clone(s)),
+                )
+            })
+            .unzip();
+        if let Some(auth::Setup { socket, state }) = auth {
+            broker.spawn("zhub-zap", move |control| {
+                auth::zap::run(socket, control, state)
+            })?;
+        }
         let bus_counters = Arc::clone(&counters);
         let peer_links = bus::peers::PeerLinks::new(&broker.context, config.subscribe_hwm)?;
         let bus_sockets = bus::BusSockets {
@@ -240,6 +266,7 @@ impl Broker {
             tap: journal::JournalTap::new(Arc::clone(&journals), journal_out),
             faults: fault_rules::FaultGate::new(Arc::clone(&fault_table)),
             peers: peer_links,
+            auth: bus_gate,
         };
         broker.spawn("zhub-bus", move |control| {
             bus::run(bus_sockets, control, bus_counters)
@@ -335,13 +362,27 @@ impl Broker {
             max_message: config.max_message,
             fault_rules: fault_table,
             cluster,
-        });
+        })
+        .with_auth(router_gate);
         broker.spawn("zhub-router", move |control| router.run(control))?;
         if let Some(mut server) = http.take() {
-            server.serve(&broker.info.main)?;
+            let mut options = zhub_client::ClientOptions::new();
+            if let Some(state) = &broker.auth {
+                let (user, password) = state.internal_credentials();
+                options = options.credentials(user, password);
+            }
+            server.serve(&broker.info.main, options)?;
             broker.http = Some(server);
         }
         Ok(broker)
+    }
+
+    /// What reloads the auth file of a broker started with one (the binary calls it on
+    /// SIGHUP); `None` without an auth file.
+    pub fn auth_reloader(&self) -> Option<auth::AuthReloader> {
+        self.auth
+            .as_ref()
+            .map(|s| auth::AuthReloader(Arc::clone(s)))
     }
 
     /// What clients learn from `zhub.info`: version and endpoints as bound.

@@ -20,6 +20,7 @@
 //! `zhub bench` and its hidden helper servers are the `zhub-bench` crate's.
 
 mod body;
+mod creds;
 mod fault;
 mod groups;
 mod keygen;
@@ -68,6 +69,8 @@ struct Cli {
     /// of this name, through the broker at --url.
     #[arg(long, global = true, value_name = "NAME")]
     broker: Option<String>,
+    #[command(flatten)]
+    creds: creds::CredsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,7 +123,7 @@ enum Command {
 static BROKER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 pub(crate) fn connect(url: &str, timeout: Duration) -> anyhow::Result<Client> {
-    let client = ClientOptions::new().timeout(timeout).connect(url)?;
+    let client = creds::client(ClientOptions::new().timeout(timeout)).connect(url)?;
     match BROKER.get().and_then(Option::as_deref) {
         Some(name) => Ok(client.at(name)?),
         None => Ok(client),
@@ -148,6 +151,10 @@ fn main() -> ExitCode {
         .log_internal_errors(false)
         .init();
     let _ = BROKER.set(cli.broker.clone());
+    if let Err(e) = creds::init(&cli.creds) {
+        eprintln!("zhub: error: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Pub(args) => pubsub::publish(&cli.url, cli.timeout, &args),
         Command::Sub(args) => pubsub::subscribe(&cli.url, cli.timeout, &args),

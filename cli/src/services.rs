@@ -112,7 +112,7 @@ pub(crate) fn request(url: &str, timeout: Duration, args: &RequestArgs) -> anyho
 }
 
 pub(crate) fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<()> {
-    let mut worker = WorkerOptions::new()
+    let mut worker = crate::creds::worker(WorkerOptions::new())
         .heartbeat(args.heartbeat)
         .concurrency(args.concurrency)
         .connect(url, &args.service)?;

@@ -185,7 +185,7 @@ pub(crate) fn node(url: &str, timeout: Duration, args: &NodeArgs) -> anyhow::Res
     let me = args.node;
     let mut host = (algorithm.host)(me, args.nodes, args.seed);
     let mut client = crate::connect(url, timeout)?;
-    let mut worker = WorkerOptions::new()
+    let mut worker = crate::creds::worker(WorkerOptions::new())
         .concurrency(NODE_CONCURRENCY)
         .connect(url, &service(&args.run, me))?;
     let stopper = worker.stopper();

@@ -27,7 +27,9 @@ pub(crate) fn spawn(url: &str, timeout: Duration) {
             let mut up = true;
             loop {
                 let answer = match client.as_mut() {
-                    None => match ClientOptions::new().timeout(timeout).connect(&url) {
+                    None => match crate::creds::client(ClientOptions::new().timeout(timeout))
+                        .connect(&url)
+                    {
                         Ok(connected) => {
                             client = Some(connected);
                             Ok(())

@@ -166,6 +166,9 @@ impl Client {
             .kind(ConnectErrorKind::Transport, SETUP)?;
         main.set_sndtimeo(millis(options.timeout))
             .kind(ConnectErrorKind::Transport, SETUP)?;
+        options
+            .secure(&main)
+            .kind(ConnectErrorKind::Transport, SETUP)?;
         main.connect(&info.main)
             .kind(ConnectErrorKind::Transport, SETUP)?;
         Ok(Client {
@@ -688,6 +691,9 @@ impl Client {
         socket
             .set_rcvhwm(self.options.subscribe_hwm)
             .kind(SubscribeErrorKind::Transport, SETUP)?;
+        self.options
+            .secure(&socket)
+            .kind(SubscribeErrorKind::Transport, SETUP)?;
         socket
             .connect(&self.info.deliver)
             .kind(SubscribeErrorKind::Transport, SETUP)?;
@@ -808,6 +814,7 @@ fn outcome(reply: Reply) -> Result<Vec<Vec<u8>>, RequestError> {
         Status::WorkerFailed => RequestErrorKind::WorkerFailed,
         Status::BadRequest => RequestErrorKind::BadRequest,
         Status::TooLarge => RequestErrorKind::TooLarge,
+        Status::Forbidden => RequestErrorKind::Forbidden,
         Status::Rejected => RequestErrorKind::Rejected,
         _ => RequestErrorKind::Internal,
     };

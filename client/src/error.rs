@@ -173,6 +173,9 @@ kinds! {
         BadRequest => "bad request",
         /// The request is larger than the broker accepts (its `--max-message`).
         TooLarge => "request too large",
+        /// The broker's auth file does not let this user do this; the message says what was
+        /// refused and why.
+        Forbidden => "forbidden",
         /// The service understood the request and refused it (say, no such stream).
         Rejected => "rejected",
         /// The broker failed while serving a built-in service.
@@ -241,6 +244,8 @@ kinds! {
         BadRequest => "bad request",
         /// The broker understood the request and refused it (say, no such group).
         Rejected => "rejected",
+        /// The broker's auth file does not let this user use the group.
+        Forbidden => "forbidden",
         /// A body could not be encoded or decoded.
         Codec => "body codec error",
         /// The broker's reply broke the group protocol (a reply of the wrong kind).

@@ -99,7 +99,7 @@ pub use log::{
     StreamSettings, StreamSummary,
 };
 pub use log_appender::Appender;
-pub use options::{ClientOptions, RequestOptions, DEFAULT_URL};
+pub use options::{ClientOptions, Credentials, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};
 pub use util::connectable;
 pub use zhub_protocol::builtin::{BrokerInfo, Stats, StorageStats};

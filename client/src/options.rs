@@ -23,19 +23,82 @@ pub struct ClientOptions {
     pub(crate) linger: Duration,
     pub(crate) publish_hwm: i32,
     pub(crate) subscribe_hwm: i32,
+    pub(crate) credentials: Option<Credentials>,
+}
+
+/// A user name and password for a broker that requires a login (ZeroMQ's PLAIN mechanism).
+/// Its `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    user: String,
+    password: String,
+}
+
+impl Credentials {
+    /// `user` logging in with `password`.
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The user name and the password, for another library's options.
+    pub fn into_parts(self) -> (String, String) {
+        (self.user, self.password)
+    }
+
+    /// Makes `socket` log in with these credentials on every connection it makes (set
+    /// before `connect`). Used on every socket a client opens; workers use it too.
+    ///
+    /// # Errors
+    /// ZeroMQ's error if the options cannot be set.
+    pub fn apply(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
+        socket.set_plain_username(Some(&self.user))?;
+        socket.set_plain_password(Some(&self.password))
+    }
+
+    /// Reads credentials from text: `user:password` on the first line (the password is the
+    /// rest of the line, colons included), the format of `--creds` files and `ZHUB_CREDS`.
+    ///
+    /// # Errors
+    /// A message when there is no `user:` part.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let line = text.lines().next().unwrap_or_default();
+        match line.split_once(':') {
+            Some((user, password)) if !user.is_empty() => Ok(Credentials::new(user, password)),
+            _ => Err("expected user:password".to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
     /// - `timeout`: 5 s, for connecting, requests, publishes pushed back by a full broker queue,
     ///   and subscriptions to be confirmed;
     /// - `linger`: 2 s that dropping the client waits for queued messages to leave;
-    /// - `publish_hwm` and `subscribe_hwm`: 10 000 messages queued locally per socket.
+    /// - `publish_hwm` and `subscribe_hwm`: 10 000 messages queued locally per socket;
+    /// - `credentials`: none (for a broker without an auth file).
     fn default() -> Self {
         ClientOptions {
             timeout: Duration::from_secs(5),
             linger: Duration::from_secs(2),
             publish_hwm: 10_000,
             subscribe_hwm: 10_000,
+            credentials: None,
         }
     }
 }
@@ -69,6 +132,29 @@ impl ClientOptions {
     pub fn subscribe_hwm(mut self, messages: i32) -> Self {
         self.subscribe_hwm = messages;
         self
+    }
+
+    /// Logs in as `user` with `password` on every socket the client opens (main, publish,
+    /// subscribe), for a broker started with an auth file. A wrong password looks like a
+    /// broker that does not answer: ZeroMQ closes the connection during the handshake, so
+    /// connecting fails with `TimedOut`.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some(Credentials::new(user, password));
+        self
+    }
+
+    /// As [`Self::credentials`], from a [`Credentials`] value.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Applies the login settings to a socket about to connect.
+    pub(crate) fn secure(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
+        match &self.credentials {
+            Some(credentials) => credentials.apply(socket),
+            None => Ok(()),
+        }
     }
 
     /// Connects to the broker's main endpoint with these options.

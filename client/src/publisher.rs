@@ -51,6 +51,9 @@ impl Publisher {
             .set_sndtimeo(millis(options.timeout))
             .kind(PublishErrorKind::Transport, SETUP)?;
         set_nodrop(&mut socket).kind(PublishErrorKind::Transport, SETUP)?;
+        options
+            .secure(&socket)
+            .kind(PublishErrorKind::Transport, SETUP)?;
         socket
             .connect(endpoint)
             .kind(PublishErrorKind::Transport, SETUP)?;

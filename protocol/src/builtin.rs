@@ -120,6 +120,8 @@ pub struct BusDrops {
     /// Messages a peer broker dropped for this one (its queue there was full), as the
     /// peer reported them.
     pub peer: u64,
+    /// Messages whose publisher may not publish on their topic (under an auth file).
+    pub forbidden: u64,
 }
 
 /// Counters of the request path.
@@ -152,6 +154,9 @@ pub struct RequestStats {
     pub worker_failed: u64,
     /// Workers expired for silence.
     pub workers_expired: u64,
+    /// Messages refused by the auth file's permissions (answered `403 Forbidden` where the
+    /// protocol allows).
+    pub forbidden: u64,
 }
 
 /// One service, as `zhub.services` lists it.

@@ -53,6 +53,9 @@ pub enum Status {
     Ok,
     /// 400: the broker could not accept the request (bad name, bad body).
     BadRequest,
+    /// 403: the broker's auth file does not let this user do this; the body says what was
+    /// refused and why.
+    Forbidden,
     /// 404: no such service.
     NoService,
     /// 413: the request is larger than the broker accepts (its `max_message`).
@@ -76,6 +79,7 @@ impl Status {
         match self {
             Status::Ok => 200,
             Status::BadRequest => 400,
+            Status::Forbidden => 403,
             Status::NoService => 404,
             Status::TooLarge => 413,
             Status::Rejected => 422,
@@ -94,6 +98,7 @@ impl Status {
         Ok(match code {
             200 => Status::Ok,
             400 => Status::BadRequest,
+            403 => Status::Forbidden,
             404 => Status::NoService,
             413 => Status::TooLarge,
             422 => Status::Rejected,

@@ -91,6 +91,7 @@ class Status(IntEnum):
 
     OK = 200
     BAD_REQUEST = 400
+    FORBIDDEN = 403
     NO_SERVICE = 404
     TOO_LARGE = 413
     REJECTED = 422

@@ -59,6 +59,7 @@ _STATUS_KINDS = {
     wire.Status.WORKER_FAILED: RequestErrorKind.WORKER_FAILED,
     wire.Status.BAD_REQUEST: RequestErrorKind.BAD_REQUEST,
     wire.Status.TOO_LARGE: RequestErrorKind.TOO_LARGE,
+    wire.Status.FORBIDDEN: RequestErrorKind.FORBIDDEN,
     wire.Status.REJECTED: RequestErrorKind.REJECTED,
 }
 

@@ -34,6 +34,7 @@ class RequestErrorKind(Enum):
     WORKER_FAILED = "worker failed"
     BAD_REQUEST = "bad request"
     TOO_LARGE = "request too large"
+    FORBIDDEN = "forbidden"
     REJECTED = "rejected"
     INTERNAL = "broker internal error"
     CODEC = "body codec error"

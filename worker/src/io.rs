@@ -51,6 +51,9 @@ impl Session {
     fn connect(&self) -> Result<zmq::Socket, zmq::Error> {
         let socket = self.context.socket(zmq::DEALER)?;
         socket.set_linger(0)?;
+        if let Some(login) = &self.options.login {
+            login.apply(&socket)?;
+        }
         socket.connect(&self.url)?;
         // A DEALER queues this until the connection is up.
         let mut frames = vec![Vec::new()];

@@ -14,13 +14,39 @@ pub struct WorkerOptions {
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
     pub(crate) concurrency: u32,
+    pub(crate) login: Option<Login>,
+}
+
+/// A user name and password (ZeroMQ's PLAIN mechanism); its `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Login {
+    user: String,
+    password: String,
+}
+
+impl Login {
+    /// Makes `socket` log in on each connection it makes (set before `connect`).
+    pub(crate) fn apply(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
+        socket.set_plain_username(Some(&self.user))?;
+        socket.set_plain_password(Some(&self.password))
+    }
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Default for WorkerOptions {
     /// - `heartbeat`: 2.5 s between heartbeats (the broker's default too);
     /// - `liveness`: 3 heartbeats without any traffic from the broker before reconnecting;
     /// - `reconnect`: backoff from 1 s, doubling to at most 32 s;
-    /// - `concurrency`: 1 request at a time (a plain Majordomo worker).
+    /// - `concurrency`: 1 request at a time (a plain Majordomo worker);
+    /// - `credentials`: none (for a broker without an auth file).
     fn default() -> Self {
         WorkerOptions {
             heartbeat: Duration::from_millis(2500),
@@ -28,6 +54,7 @@ impl Default for WorkerOptions {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(32),
             concurrency: 1,
+            login: None,
         }
     }
 }
@@ -90,6 +117,17 @@ impl WorkerOptions {
     /// Heartbeat intervals without traffic from the broker before the worker reconnects.
     pub fn liveness(mut self, intervals: u32) -> Self {
         self.liveness = intervals.max(1);
+        self
+    }
+
+    /// Logs in as `user` with `password`, for a broker started with an auth file; the user
+    /// must be allowed to serve the service (`serve = [...]`), or the broker disconnects the
+    /// worker at its READY and logs why.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.login = Some(Login {
+            user: user.into(),
+            password: password.into(),
+        });
         self
     }
 

@@ -4,9 +4,17 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::mpsc;
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info};
+use zhub_broker::auth::AuthReloader;
 use zhub_broker::config::{Config, ConfigCliError};
+use zhub_broker::BrokerError;
 
 fn main() -> ExitCode {
+    if std::env::args_os().skip(1).any(|a| a == "--hash-password") {
+        return hash_password();
+    }
     let config = match Config::from_command_line(std::env::args_os()) {
         Ok(config) => config,
         Err(ConfigCliError::Clap(e)) => e.exit(),
@@ -33,16 +41,80 @@ fn main() -> ExitCode {
         .log_internal_errors(false)
         .init();
 
-    // SIGINT and SIGTERM both end up as one message on this channel; `run` stops on it.
-    let (stop_tx, stop_rx) = mpsc::sync_channel::<()>(1);
-    if let Err(e) = ctrlc::set_handler(move || {
-        let _ = stop_tx.try_send(());
-    }) {
-        eprintln!("zhub-broker: error: cannot install signal handler: {e}");
+    // Registered before the broker starts, so that a signal during start waits for the
+    // thread below rather than killing the process. SIGINT and SIGTERM stop the broker;
+    // SIGHUP reloads the auth file when there is one, and stops the broker otherwise (as
+    // it always has).
+    let signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("zhub-broker: error: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = zhub_broker::Broker::start(&config).and_then(|broker| {
+        let (stop_tx, stop_rx) = mpsc::sync_channel::<()>(1);
+        handle_signals(signals, broker.auth_reloader(), stop_tx)?;
+        broker.serve(stop_rx)
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zhub-broker: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Turns signals into a stop message or an auth file reload, on a thread of its own
+/// (detached: it ends with the process). A file with a mistake is logged and the old one
+/// stays in force.
+fn handle_signals(
+    mut signals: Signals,
+    reloader: Option<AuthReloader>,
+    stop: mpsc::SyncSender<()>,
+) -> Result<(), BrokerError> {
+    std::thread::Builder::new()
+        .name("zhub-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                match (&reloader, signal) {
+                    (Some(reloader), SIGHUP) => match reloader.reload() {
+                        Ok(()) => info!(file = %reloader.path().display(), "auth file reloaded"),
+                        Err(e) => error!(error = %e, "auth file not reloaded; the previous one stays in force"),
+                    },
+                    _ => {
+                        let _ = stop.try_send(());
+                    }
+                }
+            }
+        })
+        .map_err(|cause| BrokerError::Thread {
+            name: "zhub-signals",
+            cause,
+        })?;
+    Ok(())
+}
+
+/// `--hash-password`: one line from standard input (without its line ending) to a PHC
+/// string on standard output.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("zhub-broker: error: cannot read the password: {e}");
         return ExitCode::FAILURE;
     }
-    match zhub_broker::run(&config, stop_rx) {
-        Ok(()) => ExitCode::SUCCESS,
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("zhub-broker: error: empty password");
+        return ExitCode::from(2);
+    }
+    match zhub_broker::auth::hash_password(password.as_bytes()) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("zhub-broker: error: {e}");
             ExitCode::FAILURE

@@ -46,8 +46,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 use zhub_protocol::builtin::{BusDrops, BusStats};
 use zhub_protocol::bus;
-use zhub_protocol::delivery::{self, ADDRESS_LEN, ENVELOPE_LEN, INLINE_MAX};
+use zhub_protocol::delivery::{self, Subscription, ADDRESS_LEN, ENVELOPE_LEN, INLINE_MAX};
 
+use crate::auth::{actions, Gate};
 use crate::fault_rules::{FaultGate, Verdict};
 use crate::interest::{Interest, Member};
 use crate::journal::JournalTap;
@@ -88,6 +89,7 @@ pub(crate) struct BusCounters {
     subscribers: AtomicU64,
     refused_subscriptions: AtomicU64,
     fault_dropped: AtomicU64,
+    forbidden: AtomicU64,
     fault_delayed: AtomicU64,
     fault_held: AtomicU64,
     from_peers: AtomicU64,
@@ -107,6 +109,7 @@ impl BusCounters {
                 slow_plain_subscriber: self.slow_plain_subscriber.load(Relaxed),
                 fault: self.fault_dropped.load(Relaxed),
                 peer: self.peer_dropped.load(Relaxed),
+                forbidden: self.forbidden.load(Relaxed),
             },
             subscriptions: self.subscriptions.load(Relaxed),
             subscribers: self.subscribers.load(Relaxed),
@@ -132,6 +135,7 @@ impl BusCounters {
         self.refused_subscriptions
             .store(c.refused_subscriptions, Relaxed);
         self.fault_dropped.store(c.dropped.fault, Relaxed);
+        self.forbidden.store(c.dropped.forbidden, Relaxed);
         self.fault_delayed.store(c.fault_delayed, Relaxed);
         self.fault_held.store(c.fault_held, Relaxed);
         self.from_peers.store(c.from_peers, Relaxed);
@@ -183,6 +187,8 @@ pub(crate) struct BusSockets {
     pub(crate) faults: FaultGate,
     /// The links to peer brokers' deliver endpoints.
     pub(crate) peers: peers::PeerLinks,
+    /// Permissions under an auth file: publishes and deliveries are checked against them.
+    pub(crate) auth: Option<Gate>,
 }
 
 /// The loop's state besides its sockets.
@@ -203,6 +209,10 @@ struct Plane {
     c: BusStats,
     /// Peer faults by reason, for sparse logging.
     faults: Sparse,
+    /// Permissions, under an auth file.
+    auth: Option<Gate>,
+    /// Scratch: the user of the message at hand.
+    user: String,
 }
 
 /// The proxy loop. Returns when a message arrives on `control`.
@@ -219,6 +229,7 @@ pub(crate) fn run(
         mut tap,
         mut faults,
         mut peers,
+        auth,
     } = sockets;
     let xsub_raw = xsub.as_mut_ptr();
     let out = Outputs {
@@ -239,6 +250,8 @@ pub(crate) fn run(
         copy: RawMessage::new(),
         c: BusStats::default(),
         faults: Sparse::default(),
+        auth,
+        user: String::new(),
     };
     let mut msg = RawMessage::new();
     loop {
@@ -307,6 +320,13 @@ fn next_message(msg: &mut RawMessage, input: *mut c_void) -> Result<bool, zmq::E
     }
 }
 
+/// Whether `user` may receive messages on `topic`; no user, or one the file no longer holds,
+/// receives nothing.
+fn may_receive(gate: &mut Gate, user: Option<&str>, topic: &[u8]) -> bool {
+    gate.permissions(user)
+        .is_ok_and(|perms| actions::may_receive(perms, topic))
+}
+
 /// The two XPUBs messages go out on.
 #[derive(Clone, Copy)]
 struct Outputs {
@@ -369,6 +389,12 @@ impl Plane {
             };
             self.c.messages_in += 1;
             self.c.bytes_in += len;
+            // Publishers' messages only: what the storage thread republishes is the broker's.
+            if tap.is_some() && !self.may_publish(msg, topic_len) {
+                self.c.dropped.forbidden += 1;
+                self.fault("publish refused by permissions");
+                continue;
+            }
             if let Some(gate) = faults.as_deref_mut().filter(|g| g.has_rules()) {
                 match gate.judge(&msg.data()[..topic_len], Instant::now()) {
                     Verdict::Pass => {}
@@ -440,6 +466,18 @@ impl Plane {
         Ok(())
     }
 
+    /// Whether the message's publisher may publish on its topic (always, without auth).
+    fn may_publish(&mut self, msg: &mut RawMessage, topic_len: usize) -> bool {
+        let Some(gate) = &mut self.auth else {
+            return true;
+        };
+        let user = msg.user_into(&mut self.user).then_some(self.user.as_str());
+        match gate.permissions(user) {
+            Ok(perms) => actions::may_publish(perms, &msg.data()[..topic_len]),
+            Err(_) => false,
+        }
+    }
+
     /// Delivers the held messages now due, as if just published (journaled then too).
     fn release_held(
         &mut self,
@@ -482,6 +520,14 @@ impl Plane {
             &mut self.matching,
             &mut self.members,
         );
+        if let Some(gate) = &mut self.auth {
+            let topic = &msg.data()[..topic_len];
+            let interest = &self.interest;
+            self.matching
+                .retain(|&id| may_receive(gate, interest.user_of(id), topic));
+            self.members
+                .retain(|&(_, id)| may_receive(gate, interest.user_of(id), topic));
+        }
         for at in 0..self.matching.len() {
             let id = self.matching[at];
             if !self.send_copy(id, msg, out.deliver)? {
@@ -628,14 +674,24 @@ impl Plane {
     /// `0x00` unsubscribe, then an address or an interest).
     fn read_subscriptions(&mut self, deliver: &zmq::Socket) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
-            let Some(frame) = self.next_subscription(deliver)? else {
+            let Some(mut frame) = self.next_subscription(deliver)? else {
                 break;
+            };
+            let user = match self.auth {
+                Some(_) => frame.gets("User-Id").map(str::to_owned),
+                None => None,
             };
             match frame.split_first() {
                 Some((1, data)) => {
                     if let Err(reason) = self.interest.subscribe(data) {
                         self.c.refused_subscriptions += 1;
                         self.fault(reason);
+                    } else if self.auth.is_some() {
+                        // The connection that sends the address is the one its copies go
+                        // to: its user is what the subscriber may receive.
+                        if let Ok(Subscription::Address(id)) = delivery::parse_subscription(data) {
+                            self.interest.set_user(id, user.as_deref());
+                        }
                     }
                 }
                 Some((_, data)) => self.interest.unsubscribe(data),
@@ -673,9 +729,13 @@ impl Plane {
 
     /// The next subscription change waiting on an XPUB, counting and skipping anything else a
     /// subscriber sent up (subscribers have nothing to send).
-    fn next_subscription(&mut self, xpub: &zmq::Socket) -> Result<Option<Vec<u8>>, zmq::Error> {
+    fn next_subscription(
+        &mut self,
+        xpub: &zmq::Socket,
+    ) -> Result<Option<zmq::Message>, zmq::Error> {
         loop {
-            let frame = match xpub.recv_bytes(zmq::DONTWAIT) {
+            // A `Message`, not bytes: it keeps the connection's `User-Id`.
+            let frame = match xpub.recv_msg(zmq::DONTWAIT) {
                 Ok(frame) => frame,
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(None),
                 Err(e) => return Err(e),

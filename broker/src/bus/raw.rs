@@ -68,6 +68,21 @@ impl RawMessage {
         Ok(())
     }
 
+    /// Copies the `User-Id` its connection logged in as into `out`; false when it has none.
+    pub(super) fn user_into(&self, out: &mut String) -> bool {
+        out.clear();
+        // SAFETY: `self.0` is initialised; the property name is a C string; the value, when
+        // not null, is a C string owned by the message's metadata, read before any change.
+        unsafe {
+            let value = zmq_sys::zmq_msg_gets(&self.0, c"User-Id".as_ptr());
+            if value.is_null() {
+                return false;
+            }
+            out.push_str(&std::ffi::CStr::from_ptr(value).to_string_lossy());
+        }
+        true
+    }
+
     pub(super) fn more(&self) -> bool {
         // SAFETY: `self.0` is initialised.
         unsafe { zmq_sys::zmq_msg_more(&self.0) != 0 }

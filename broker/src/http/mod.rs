@@ -93,9 +93,9 @@ impl HttpServer {
     ///
     /// # Errors
     /// [`BrokerError::Thread`] when the thread cannot be started.
-    pub(crate) fn serve(&mut self, main: &str) -> Result<(), BrokerError> {
+    pub(crate) fn serve(&mut self, main: &str, options: ClientOptions) -> Result<(), BrokerError> {
         let server = Arc::clone(&self.server);
-        let mut broker = BrokerSource::new(main);
+        let mut broker = BrokerSource::new(main, options);
         let thread = std::thread::Builder::new()
             .name("zhub-http".to_owned())
             .spawn(move || {
@@ -133,14 +133,20 @@ impl Drop for HttpServer {
 /// failure (the broker may have been busy past the timeout; the next scrape tries anew).
 pub(crate) struct BrokerSource {
     main: String,
+    /// The connect options: the timeout, and the broker's internal login under auth.
+    options: ClientOptions,
     client: Option<Client>,
 }
 
 impl BrokerSource {
-    fn new(main: &str) -> BrokerSource {
+    fn new(main: &str, options: ClientOptions) -> BrokerSource {
         // A wildcard host is where the broker listens, not an address to connect to.
         let main = main.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:");
-        BrokerSource { main, client: None }
+        BrokerSource {
+            main,
+            options: options.timeout(BROKER_TIMEOUT),
+            client: None,
+        }
     }
 
     /// Runs `ask` on the client, connecting first if needed.
@@ -149,8 +155,9 @@ impl BrokerSource {
         ask: impl FnOnce(&mut Client) -> Result<T, zhub_client::RequestError>,
     ) -> Result<T, String> {
         if self.client.is_none() {
-            let client = ClientOptions::new()
-                .timeout(BROKER_TIMEOUT)
+            let client = self
+                .options
+                .clone()
                 .connect(&self.main)
                 .map_err(|e| e.to_string())?;
             self.client = Some(client);

@@ -78,6 +78,8 @@ pub(crate) struct Router {
     cluster: Option<Cluster>,
     /// Requests of our clients for built-in services of peers, waiting for their answers.
     calls: peers::Calls,
+    /// Permissions, under an auth file; `None`: every message goes through unchecked.
+    auth: Option<crate::auth::Gate>,
 }
 
 /// What a built-in service answered.
@@ -132,7 +134,14 @@ impl Router {
             fault_rules,
             cluster,
             calls: peers::Calls::default(),
+            auth: None,
         }
+    }
+
+    /// Checks every message against `gate`'s permissions (see [`crate::auth`]).
+    pub(crate) fn with_auth(mut self, gate: Option<crate::auth::Gate>) -> Self {
+        self.auth = gate;
+        self
     }
 
     /// Serves until a message arrives on `control`.
@@ -183,9 +192,19 @@ impl Router {
             }
             if readable[0] {
                 for _ in 0..BATCH {
-                    match self.socket.recv_multipart(zmq::DONTWAIT) {
-                        Ok(frames) => {
-                            self.dispatch(&frames);
+                    // Without auth, nothing new on the hot path: no metadata is read.
+                    let received = match self.auth {
+                        None => self
+                            .socket
+                            .recv_multipart(zmq::DONTWAIT)
+                            .map(|frames| (frames, None)),
+                        Some(_) => crate::auth::recv_with_user(&self.socket, zmq::DONTWAIT),
+                    };
+                    match received {
+                        Ok((frames, user)) => {
+                            if self.permitted(&frames, user.as_deref()) {
+                                self.dispatch(&frames);
+                            }
                             // Send what this message produced at once: a worker waiting for
                             // its next request should not wait for the rest of the batch.
                             self.flush();
@@ -612,5 +631,30 @@ impl Router {
 
     fn count_malformed(&mut self) {
         self.stats.malformed += 1;
+    }
+
+    /// Whether the auth file lets the message's user do what it asks; a refused message is
+    /// counted, logged, answered (403 to a native request, DISCONNECT to a worker) and
+    /// dropped.
+    fn permitted(&mut self, frames: &[Vec<u8>], user: Option<&str>) -> bool {
+        let Some(gate) = &mut self.auth else {
+            return true;
+        };
+        // A message without an envelope is the dispatcher's to count as malformed.
+        let Ok((identity, rest)) = split_envelope(frames) else {
+            return true;
+        };
+        let Err(refusal) = gate.check_message(user, rest) else {
+            return true;
+        };
+        self.stats.forbidden += 1;
+        peer_fault!(self.faults, "message refused by permissions", peer = %hex(identity), reason = %refusal);
+        if let Some((answer, to_client)) = crate::auth::refusal_answer(rest, &refusal) {
+            if to_client {
+                self.stats.received += 1;
+            }
+            self.send(identity, answer);
+        }
+        false
     }
 }

@@ -78,6 +78,7 @@ fn request_failed(e: RequestError, what: &str) -> GroupError {
         RequestErrorKind::TimedOut => GroupErrorKind::TimedOut,
         RequestErrorKind::BadRequest | RequestErrorKind::TooLarge => GroupErrorKind::BadRequest,
         RequestErrorKind::Rejected => GroupErrorKind::Rejected,
+        RequestErrorKind::Forbidden => GroupErrorKind::Forbidden,
         RequestErrorKind::Codec => GroupErrorKind::Codec,
         // A broker without the group service does not speak this protocol.
         RequestErrorKind::Protocol | RequestErrorKind::NoService => GroupErrorKind::Protocol,

@@ -113,17 +113,18 @@ fn counters(url: &str, version: &str, stats: &Stats) -> String {
     );
     let _ = writeln!(
         out,
-        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}, fault {}, peer {}",
+        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}, fault {}, peer {}, forbidden {}",
         bus.dropped.slow_subscriber,
         bus.dropped.slow_plain_subscriber,
         bus.dropped.malformed,
         bus.dropped.fault,
-        bus.dropped.peer
+        bus.dropped.peer,
+        bus.dropped.forbidden
     );
     let r = &stats.requests;
     let _ = writeln!(
         out,
-        "requests received {}, replied {}, malformed {}, unroutable {}, busy {}, timed_out {}, requeued {}, worker_failed {}, workers_expired {}",
+        "requests received {}, replied {}, malformed {}, unroutable {}, busy {}, timed_out {}, requeued {}, worker_failed {}, workers_expired {}, forbidden {}",
         r.received,
         r.replied,
         r.malformed,
@@ -132,7 +133,8 @@ fn counters(url: &str, version: &str, stats: &Stats) -> String {
         r.timed_out,
         r.requeued,
         r.worker_failed,
-        r.workers_expired
+        r.workers_expired,
+        r.forbidden
     );
     out
 }

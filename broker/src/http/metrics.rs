@@ -237,6 +237,7 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         ("slow_plain_subscriber", bus.dropped.slow_plain_subscriber),
         ("fault", bus.dropped.fault),
         ("peer", bus.dropped.peer),
+        ("forbidden", bus.dropped.forbidden),
     ] {
         f.sample("zhub_bus_dropped_total", &[("reason", reason)], value);
     }
@@ -301,6 +302,7 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         ("busy", r.busy),
         ("timed_out", r.timed_out),
         ("worker_failed", r.worker_failed),
+        ("forbidden", r.forbidden),
     ] {
         f.sample("zhub_requests_failed_total", &[("outcome", outcome)], value);
     }

@@ -16,7 +16,7 @@
 //! Reply: version, request id, status code (`200` ok, `400` refused, `500` malformed),
 //! status text, user id (what each message then carries as `User-Id`), metadata (empty).
 //!
-//! Parsing and deciding are pure ([`parse`], [`decide`]) and never panic; the loop ([`run`])
+//! Parsing and deciding are pure ([`parse`], [`decide`]) and never panic; the loop (`run`)
 //! only moves frames. A request too broken to carry a request id cannot be answered in a way
 //! libzmq would match, and is dropped (libzmq only sends well-formed ones).
 

@@ -279,6 +279,7 @@ impl Broker {
             max_deadline: config.max_deadline,
             max_attempts: config.max_attempts,
             mdp_timeout: config.mdp_timeout,
+            zone: config.zone.clone(),
         };
         let hwm = i32::try_from(config.storage_queue).unwrap_or(i32::MAX);
         let (storage_socket, router_storage) = link::pair(&broker.context, hwm)?;

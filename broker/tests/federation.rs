@@ -6,74 +6,13 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{deadline, start_with, TestBroker, Transport};
+use common::cluster::{cluster_of, node, wait_for_peers, wait_for_route, worker};
+use common::{deadline, start_with, Transport};
 use zhub_client::{Client, RequestErrorKind, RequestOptions};
 use zhub_protocol::builtin::{Peers, ServiceInfo, PEERS_SERVICE, SERVICES_SERVICE};
 use zhub_worker::Worker;
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// A broker named `name` with a cluster endpoint of its own, linked to `peers` (cluster
-/// endpoints), with fast heartbeats so that a dead peer is noticed in 300 ms.
-fn node(name: &str, peers: &[&str]) -> TestBroker {
-    let name = name.to_owned();
-    let peers: Vec<String> = peers.iter().map(|p| (*p).to_owned()).collect();
-    start_with(Transport::Tcp, move |c| {
-        c.name = Some(name);
-        c.cluster = Some("tcp://127.0.0.1:*".into());
-        c.peer = peers
-            .into_iter()
-            .map(|endpoint| zhub_broker::config::PeerConfig { endpoint })
-            .collect();
-        c.cluster_heartbeat = Duration::from_millis(100);
-        c.cluster_liveness = 3;
-    })
-}
-
-fn cluster_of(b: &TestBroker) -> String {
-    b.broker.as_ref().unwrap().info().cluster.clone()
-}
-
-/// Waits until `client`'s broker has `n` peers in session, each up.
-fn wait_for_peers(client: &mut Client, n: usize) -> Peers {
-    loop {
-        let peers: Peers = client.request(PEERS_SERVICE, &()).unwrap();
-        let mut up: Vec<&str> = peers
-            .links
-            .iter()
-            .filter(|l| l.state == "up")
-            .map(|l| l.broker.as_str())
-            .collect();
-        up.sort_unstable();
-        up.dedup();
-        if up.len() == n {
-            return peers;
-        }
-        std::thread::yield_now();
-    }
-}
-
-/// Waits until `client`'s broker knows `service` is served by peer `broker`.
-fn wait_for_route(client: &mut Client, service: &str, broker: &str) {
-    loop {
-        let services: Vec<ServiceInfo> = client.request(SERVICES_SERVICE, &()).unwrap();
-        if services
-            .iter()
-            .any(|s| s.name == service && s.peers.iter().any(|p| p.broker == broker))
-        {
-            return;
-        }
-        std::thread::yield_now();
-    }
-}
-
-/// A worker for `service` on `url` whose replies say which node served them.
-fn worker(url: &str, service: &str, node: &'static str) -> std::thread::JoinHandle<()> {
-    let worker = Worker::connect(url, service).unwrap();
-    std::thread::spawn(move || {
-        let _ = worker.run(move |body| [node.as_bytes(), b":", body].concat());
-    })
-}
 
 /// Seed 003's M1-P2: node 1 runs only `print`, node 2 only `afficher`; a client of either
 /// node is served by the node that has the service.

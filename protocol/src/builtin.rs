@@ -230,6 +230,11 @@ pub struct ServicePeer {
     pub credit: u64,
     /// Requests this broker has forwarded to it and not yet had answered.
     pub in_flight: u64,
+    /// The peer's zone.
+    pub zone: String,
+    /// The zones a request for the service crosses from here through that peer, nearest
+    /// first; empty when it is served in this broker's own zone.
+    pub path: Vec<String>,
 }
 
 /// What the storage thread has done since the broker started: the `zhub.storage` built-in

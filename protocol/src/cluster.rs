@@ -12,13 +12,23 @@
 //! | 1     | `0x01` / `0x02` | `0x03`              | `0x04`      | `0x05`         | `0x06`        | `0x07` |
 //! | 2     | [`PeerHello`]   | sent at, µs (8)     | [`Capacity`]| token (8)      | token (8)     |     |
 //! | 3     |                 | echoed stamp, µs (8)|             | timeout, ms (4)| status (2)    |     |
-//! | 4     |                 | held for, µs (8)    |             | service        | body...       |     |
-//! | 5...  |                 |                     |             | body...        |               |     |
+//! | 4     |                 | held for, µs (8)    |             | hops (1)       | body...       |     |
+//! | 5     |                 |                     |             | service        |               |     |
+//! | 6...  |                 |                     |             | body...        |               |     |
 //!
 //! A heartbeat echoes the stamp of the last heartbeat its sender heard on that link and how
 //! long it held it, so that each side measures the link's round trip without clocks agreeing.
 //! A forwarded request's token is the forwarding broker's own; its answer carries it back.
-//! A broker never forwards a request that came from a peer (one hop inside a zone).
+//!
+//! # Zones
+//! Brokers of one zone form a full mesh, and inside it a request crosses one link: a broker
+//! never passes a request from a zone mate to another zone mate. Brokers of different zones
+//! that link are gateways. What a broker offers a peer in `CAPACITY` depends on the peer's
+//! zone: to a zone mate, its own services and the routes it learned from other zones; to a
+//! broker of another zone, everything it can reach whose path does not already hold that
+//! zone, with its own zone put in front of the path ([`Capacity::paths`]). A broker drops an
+//! offer whose path holds its own zone (path vectors, as BGP's AS paths), and a forwarded
+//! request counts its `hops`, which may not pass [`MAX_HOPS`], as a second guard.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +37,9 @@ use crate::{body, ProtocolError, Status};
 
 /// First frame of every cluster-link message.
 pub const SIGNATURE: &[u8] = b"ZHL01";
-/// Version of the link protocol a broker speaks, in [`PeerHello::version`].
-pub const VERSION: u32 = 1;
+/// Version of the link protocol a broker speaks, in [`PeerHello::version`]. A greeting of
+/// another version is refused (version 2 added zone paths and hop counts).
+pub const VERSION: u32 = 2;
 
 const CMD_HELLO: u8 = 0x01;
 const CMD_WELCOME: u8 = 0x02;
@@ -42,6 +53,10 @@ const CMD_BYE: u8 = 0x07;
 pub const MAX_NAME_LEN: usize = 64;
 /// Most services one `CAPACITY` message may carry.
 pub const MAX_CAPACITY_ENTRIES: usize = 10_000;
+/// Most zones a route's path may name.
+pub const MAX_PATH_ZONES: usize = 16;
+/// Most links a forwarded request may cross; a broker refuses to forward it further.
+pub const MAX_HOPS: u8 = 8;
 
 /// Who a broker is, sent on every new link (in `HELLO`, answered with the same in `WELCOME`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,9 +79,10 @@ pub struct PeerHello {
     pub heartbeat_ms: u64,
 }
 
-/// Services a broker's workers serve and their total credit (requests they take at once);
-/// credit 0 means the service is gone. With `reset`, the list replaces everything the peer
-/// knew of the sender's services; without, it changes the services it names.
+/// Services the sender offers the receiver and the credit behind each (requests it takes at
+/// once: its own workers' and that of the routes it passes on); credit 0 means the service
+/// is gone. With `reset`, the list replaces everything the peer knew of the sender's
+/// services; without, it changes the services it names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Capacity {
@@ -74,6 +90,21 @@ pub struct Capacity {
     pub reset: bool,
     /// `(service, credit)` pairs.
     pub services: Vec<(String, u32)>,
+    /// `(service, zones)`: the zones a request for the service may cross from the sender on,
+    /// nearest first, for the services reached through another zone than the receiver's. A
+    /// service not listed here is served in the receiver's own zone.
+    pub paths: Vec<(String, Vec<String>)>,
+}
+
+impl Capacity {
+    /// The zones `service`'s offer crosses (empty: the receiver's own zone).
+    #[must_use]
+    pub fn path_of(&self, service: &str) -> &[String] {
+        self.paths
+            .iter()
+            .find(|(s, _)| s == service)
+            .map_or(&[], |(_, p)| p.as_slice())
+    }
 }
 
 /// Timing stamps of a heartbeat (see the module docs).
@@ -98,12 +129,14 @@ pub enum LinkMessage {
     Heartbeat(Beat),
     /// Service capacity, complete or changed.
     Capacity(Capacity),
-    /// A request for one of the receiver's local workers.
+    /// A request for the receiver to serve: by its own workers, or, across zones, passed on.
     Forward {
         /// The sender's token for the request.
         token: u64,
         /// Time left before the request's deadline.
         timeout_ms: u32,
+        /// Links the request crossed, this one included (at most [`MAX_HOPS`]).
+        hops: u8,
         /// The service.
         service: String,
         /// The request body frames.
@@ -142,14 +175,55 @@ fn count(frames: &[Vec<u8>], what: &'static str, min: usize) -> Result<(), Proto
     Ok(())
 }
 
+fn check_name(what: &'static str, name: &str) -> Result<(), ProtocolError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(ProtocolError::InvalidName {
+            what,
+            name: name.chars().take(64).collect(),
+            reason: "1 to 64 characters without control characters",
+        });
+    }
+    Ok(())
+}
+
 fn check_hello(hello: &PeerHello) -> Result<(), ProtocolError> {
-    for (what, name) in [("broker name", &hello.name), ("zone", &hello.zone)] {
-        if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-            return Err(ProtocolError::InvalidName {
-                what,
-                name: name.chars().take(64).collect(),
-                reason: "1 to 64 characters without control characters",
+    if hello.version != VERSION {
+        return Err(ProtocolError::OutOfRange {
+            field: "link protocol version",
+            value: u64::from(hello.version),
+            min: u64::from(VERSION),
+            max: u64::from(VERSION),
+        });
+    }
+    check_name("broker name", &hello.name)?;
+    check_name("zone", &hello.zone)
+}
+
+fn check_capacity(capacity: &Capacity) -> Result<(), ProtocolError> {
+    let entries = capacity.services.len().max(capacity.paths.len());
+    if entries > MAX_CAPACITY_ENTRIES {
+        return Err(ProtocolError::OutOfRange {
+            field: "capacity entries",
+            value: entries as u64,
+            min: 0,
+            max: MAX_CAPACITY_ENTRIES as u64,
+        });
+    }
+    for (service, _) in &capacity.services {
+        check_service(service)?;
+    }
+    for (service, path) in &capacity.paths {
+        check_service(service)?;
+        if path.len() > MAX_PATH_ZONES {
+            return Err(ProtocolError::OutOfRange {
+                field: "zones in a path",
+                value: path.len() as u64,
+                min: 0,
+                max: MAX_PATH_ZONES as u64,
             });
+        }
+        for zone in path {
+            check_name("zone", zone)?;
         }
     }
     Ok(())
@@ -176,12 +250,14 @@ impl LinkMessage {
             LinkMessage::Forward {
                 token,
                 timeout_ms,
+                hops,
                 service,
                 body,
             } => {
                 let mut frames = head(CMD_FORWARD);
                 frames.push(token.to_be_bytes().to_vec());
                 frames.push(timeout_ms.to_be_bytes().to_vec());
+                frames.push(vec![*hops]);
                 frames.push(service.as_bytes().to_vec());
                 frames.extend(body.iter().cloned());
                 frames
@@ -235,33 +311,33 @@ impl LinkMessage {
             CMD_CAPACITY => {
                 count(frames, "capacity", 3)?;
                 let capacity: Capacity = body::decode(&frames[2])?;
-                if capacity.services.len() > MAX_CAPACITY_ENTRIES {
-                    return Err(ProtocolError::OutOfRange {
-                        field: "capacity entries",
-                        value: capacity.services.len() as u64,
-                        min: 0,
-                        max: MAX_CAPACITY_ENTRIES as u64,
-                    });
-                }
-                for (service, _) in &capacity.services {
-                    check_service(service)?;
-                }
+                check_capacity(&capacity)?;
                 LinkMessage::Capacity(capacity)
             }
             CMD_FORWARD => {
-                count(frames, "forward", 5)?;
+                count(frames, "forward", 6)?;
+                let [hops] = word::<1>(&frames[4], "hops")?;
+                if hops == 0 || hops > MAX_HOPS {
+                    return Err(ProtocolError::OutOfRange {
+                        field: "hops",
+                        value: u64::from(hops),
+                        min: 1,
+                        max: u64::from(MAX_HOPS),
+                    });
+                }
                 let service =
-                    std::str::from_utf8(&frames[4]).map_err(|_| ProtocolError::InvalidName {
+                    std::str::from_utf8(&frames[5]).map_err(|_| ProtocolError::InvalidName {
                         what: "service",
-                        name: String::from_utf8_lossy(&frames[4]).into_owned(),
+                        name: String::from_utf8_lossy(&frames[5]).into_owned(),
                         reason: "not UTF-8",
                     })?;
                 check_service(service)?;
                 LinkMessage::Forward {
                     token: u64::from_be_bytes(word(&frames[2], "token")?),
                     timeout_ms: u32::from_be_bytes(word(&frames[3], "timeout")?),
+                    hops,
                     service: service.to_owned(),
-                    body: frames[5..].to_vec(),
+                    body: frames[6..].to_vec(),
                 }
             }
             CMD_ANSWER => {
@@ -318,10 +394,12 @@ mod tests {
             LinkMessage::Capacity(Capacity {
                 reset: true,
                 services: vec![("print".into(), 4), ("afficher".into(), 0)],
+                paths: vec![("print".into(), vec!["eu".into(), "us".into()])],
             }),
             LinkMessage::Forward {
                 token: 42,
                 timeout_ms: 1500,
+                hops: 3,
                 service: "print".into(),
                 body: vec![b"a".to_vec(), Vec::new()],
             },
@@ -348,6 +426,7 @@ mod tests {
         let good = LinkMessage::Forward {
             token: 1,
             timeout_ms: 1,
+            hops: 1,
             service: "s".into(),
             body: vec![],
         }
@@ -372,5 +451,50 @@ mod tests {
         assert!(LinkMessage::decode(&garbage).is_err());
         assert!(LinkMessage::decode(&[SIGNATURE.to_vec(), vec![0x99]]).is_err());
         assert!(LinkMessage::decode(&[b"ZHC01".to_vec(), vec![CMD_BYE]]).is_err());
+    }
+
+    #[test]
+    fn hops_paths_and_versions_are_bounded() {
+        let forward = |hops| {
+            LinkMessage::Forward {
+                token: 1,
+                timeout_ms: 1,
+                hops,
+                service: "s".into(),
+                body: vec![],
+            }
+            .encode()
+            .unwrap()
+        };
+        assert!(LinkMessage::decode(&forward(MAX_HOPS)).is_ok());
+        assert!(LinkMessage::decode(&forward(0)).is_err());
+        assert!(LinkMessage::decode(&forward(MAX_HOPS + 1)).is_err());
+        let capacity = |path: Vec<String>| {
+            LinkMessage::Capacity(Capacity {
+                reset: true,
+                services: vec![("s".into(), 1)],
+                paths: vec![("s".into(), path)],
+            })
+            .encode()
+            .unwrap()
+        };
+        assert!(LinkMessage::decode(&capacity(vec!["a".into(); MAX_PATH_ZONES])).is_ok());
+        assert!(LinkMessage::decode(&capacity(vec!["a".into(); MAX_PATH_ZONES + 1])).is_err());
+        assert!(LinkMessage::decode(&capacity(vec![String::new()])).is_err());
+        let mut old = hello();
+        old.version = 1;
+        let frames = LinkMessage::Hello(old).encode().unwrap();
+        assert!(LinkMessage::decode(&frames).is_err());
+    }
+
+    #[test]
+    fn an_offer_without_a_path_is_in_the_receivers_zone() {
+        let c = Capacity {
+            reset: false,
+            services: vec![("a".into(), 1), ("b".into(), 2)],
+            paths: vec![("b".into(), vec!["z".into()])],
+        };
+        assert!(c.path_of("a").is_empty());
+        assert_eq!(c.path_of("b"), ["z".to_owned()]);
     }
 }

@@ -58,6 +58,8 @@ pub(crate) enum Inbound {
         token: u64,
         /// Time left.
         timeout: Duration,
+        /// Links it crossed.
+        hops: u8,
         /// The service.
         service: String,
         /// The body.
@@ -245,12 +247,14 @@ impl Cluster {
             LinkMessage::Forward {
                 token,
                 timeout_ms,
+                hops,
                 service,
                 body,
             } => out.push(Inbound::Forward {
                 peer,
                 token,
                 timeout: Duration::from_millis(u64::from(timeout_ms)),
+                hops,
                 service,
                 body,
             }),
@@ -363,15 +367,12 @@ impl Cluster {
         }
     }
 
-    /// Sends `message` to every peer in session.
-    pub(crate) fn broadcast(&mut self, message: &LinkMessage) {
-        let Ok(frames) = message.encode() else {
-            return;
-        };
-        let peers: Vec<u64> = self.links.in_session().map(|h| h.id).collect();
-        for peer in peers {
-            self.send(peer, frames.clone());
-        }
+    /// The peers in session, with their zones.
+    pub(crate) fn sessions(&self) -> Vec<(u64, String)> {
+        self.links
+            .in_session()
+            .map(|h| (h.id, h.zone.clone()))
+            .collect()
     }
 
     /// The id of the peer in session named `name`.

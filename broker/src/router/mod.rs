@@ -223,11 +223,7 @@ impl Router {
                 self.cluster_inbound(inbound);
             }
             self.expire_calls(Instant::now());
-            if let Some(changes) = self.services.take_capacity_changes() {
-                if let Some(cluster) = &mut self.cluster {
-                    cluster.broadcast(&LinkMessage::Capacity(changes));
-                }
-            }
+            self.advertise_changes();
             self.flush();
         }
     }
@@ -373,9 +369,10 @@ impl Router {
             return;
         }
         let origin = match peers::peer_of_client(&ticket.client) {
-            Some(peer) => Origin::Peer {
+            Some((peer, hops)) => Origin::Peer {
                 peer,
                 token: ticket.id,
+                hops,
             },
             None => Origin::Native(request.id),
         };
@@ -404,7 +401,7 @@ impl Router {
     /// peer, back over the cluster link as the answer to its forwarded request.
     fn reply_to(&mut self, client: &[u8], reply: Reply) {
         match peers::peer_of_client(client) {
-            Some(peer) => {
+            Some((peer, _)) => {
                 let answer = LinkMessage::Answer {
                     token: reply.id,
                     status: reply.status,

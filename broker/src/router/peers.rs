@@ -23,17 +23,24 @@ pub(super) fn split_home(service: &str) -> Option<(&str, &str)> {
     (name.starts_with(BUILTIN_PREFIX) && !broker.is_empty()).then_some((name, broker))
 }
 
-/// The client identity of a request peer `peer` forwarded: no connection has it.
-pub(super) fn peer_client(peer: u64) -> Vec<u8> {
+/// The client identity of a request peer `peer` forwarded after it crossed `hops` links:
+/// no connection has it.
+pub(super) fn peer_client(peer: u64, hops: u8) -> Vec<u8> {
     let mut out = PEER_MARK.to_vec();
     out.extend_from_slice(&peer.to_be_bytes());
+    out.push(hops);
     out
 }
 
-/// The peer a ticket's client identity names, if it names one.
-pub(super) fn peer_of_client(client: &[u8]) -> Option<u64> {
-    let id = client.strip_prefix(PEER_MARK)?;
-    <[u8; 8]>::try_from(id).ok().map(u64::from_be_bytes)
+/// The peer a ticket's client identity names and the links its request crossed, if it
+/// names one.
+pub(super) fn peer_of_client(client: &[u8]) -> Option<(u64, u8)> {
+    let rest = client.strip_prefix(PEER_MARK)?;
+    let (id, hops) = rest.split_first_chunk::<8>()?;
+    match hops {
+        [hops] => Some((u64::from_be_bytes(*id), *hops)),
+        _ => None,
+    }
 }
 
 /// A request of ours waiting for a peer's built-in service.
@@ -115,9 +122,10 @@ impl Router {
             let now = Instant::now();
             match message {
                 Inbound::Up(hello) => {
-                    let capacity = LinkMessage::Capacity(self.services.local_capacity());
-                    if let Some(cluster) = &mut self.cluster {
-                        cluster.send_message(hello.id, &capacity);
+                    self.services.peer_up(hello.id, &hello.zone);
+                    let offers = self.services.offers_for(hello.id, &hello.zone, None);
+                    if let (Some(cluster), Some(offers)) = (&mut self.cluster, offers) {
+                        cluster.send_message(hello.id, &LinkMessage::Capacity(offers));
                     }
                 }
                 Inbound::Down(hello) => {
@@ -140,6 +148,7 @@ impl Router {
                     peer,
                     token,
                     timeout,
+                    hops,
                     service,
                     body,
                 } => {
@@ -150,7 +159,7 @@ impl Router {
                         body,
                     };
                     let ticket = Ticket {
-                        client: peer_client(peer),
+                        client: peer_client(peer, hops),
                         id: token,
                     };
                     self.serve(now, ticket, request);
@@ -210,6 +219,7 @@ impl Router {
         let forward = LinkMessage::Forward {
             token,
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            hops: 1,
             service: service.to_owned(),
             body: request.body,
         };
@@ -220,6 +230,22 @@ impl Router {
                 client,
                 Reply::error(request.id, Status::Busy, reason).encode(),
             );
+        }
+    }
+
+    /// Tells each peer in session what changed in the services offered to it.
+    pub(super) fn advertise_changes(&mut self) {
+        let names = self.services.take_changed();
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if names.is_empty() {
+            return;
+        }
+        for (peer, zone) in cluster.sessions() {
+            if let Some(offers) = self.services.offers_for(peer, &zone, Some(&names)) {
+                cluster.send_message(peer, &LinkMessage::Capacity(offers));
+            }
         }
     }
 

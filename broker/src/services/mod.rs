@@ -18,14 +18,15 @@
 //! if it still has credit, and drops out of it if not, until a reply frees a slot.
 //!
 //! A peer broker serving a service counts as one worker of it here, whose credit is what
-//! the peer says its own workers take at once ([`peers`]). Local workers come first: a
-//! request goes to a peer only when no local worker has free credit, and a request that came
-//! from a peer never goes to another (one hop). When a peer goes, the requests it held are
+//! the peer offers ([`peers`]). Local workers come first: a request goes to a peer only when
+//! no local worker has free credit, and a request that came from a peer goes on to another
+//! only across zones, by the rules in [`peers`]. When a peer goes, the requests it held are
 //! dispatched again, as for any worker that dies.
 
 mod peers;
 
 pub(crate) use peers::PEER_MARK;
+use peers::{PeerState, Remote};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -40,8 +41,9 @@ use zhub_protocol::{Reply, Status};
 use crate::ratelimit::{peer_fault, Sparse};
 
 /// How far into a queue the dispatcher looks, when only peers have free credit, for a
-/// request that may go to a peer (requests from peers may not): bounded, so that a long queue
-/// of requests from peers costs no more than this per dispatch.
+/// request that may go to one of them (a request from a peer may go only to some, see
+/// [`peers`]): bounded, so that a long queue of such requests costs no more than this per
+/// dispatch.
 const PEER_SCAN: usize = 64;
 
 /// Settings of the service layer.
@@ -62,6 +64,8 @@ pub(crate) struct ServiceConfig {
     pub max_attempts: u32,
     /// Deadline of requests from plain Majordomo clients, which carry none.
     pub mdp_timeout: Duration,
+    /// This broker's zone: where requests from peers may go depends on it.
+    pub zone: String,
 }
 
 /// What a worker answered to a request.
@@ -88,6 +92,8 @@ pub(crate) enum Origin {
         peer: u64,
         /// The peer's token for the request.
         token: u64,
+        /// Links the request crossed to reach us.
+        hops: u8,
     },
 }
 
@@ -180,8 +186,8 @@ struct Worker {
     credit: usize,
     /// Tokens of the requests it holds, oldest first; never more than `credit`.
     held: Vec<u64>,
-    /// The peer broker it stands for (id and name), when it is one.
-    remote: Option<(u64, String)>,
+    /// The peer broker it stands for, when it is one.
+    remote: Option<Remote>,
 }
 
 /// The service layer's state. Plain structs, owned by the router thread.
@@ -196,14 +202,17 @@ pub(crate) struct Services {
     outbox: Vec<Outgoing>,
     /// Workers' faults, logged sparsely.
     faults: Sparse,
-    /// Services whose local credit changed since [`Services::take_capacity_changes`].
+    /// Services whose offers to peers may have changed since [`Services::take_changed`].
     capacity_changed: Vec<String>,
+    /// Peers' zones and what they were offered.
+    peers: PeerState,
 }
 
 impl Services {
     pub(crate) fn new(config: ServiceConfig, now: Instant) -> Self {
         Services {
             next_heartbeat: now + config.heartbeat,
+            peers: PeerState::new(&config.zone),
             config,
             services: HashMap::new(),
             workers: HashMap::new(),
@@ -304,24 +313,29 @@ impl Services {
                 return;
             }
             if svc.free.is_empty() {
-                // Only peers have free credit: the oldest request that may go to one comes
-                // first, ahead of requests from peers, which wait for a local worker.
-                let pending = &self.pending;
-                let may_forward = |t: &u64| {
-                    pending
-                        .get(t)
-                        .is_some_and(|p| p.queued && !matches!(p.origin, Origin::Peer { .. }))
+                // Only peers have free credit: the oldest request that may go to one of them
+                // comes first, and goes to the one used least recently that may take it;
+                // the others wait for a local worker or another peer.
+                let Some((at, to)) = self.peer_choice(service) else {
+                    return;
                 };
-                match svc.requests.iter().take(PEER_SCAN).position(may_forward) {
-                    Some(0) => {}
-                    Some(at) => {
-                        if let Some(token) = svc.requests.remove(at) {
-                            svc.requests.push_front(token);
-                        }
+                let Some(svc) = self.services.get_mut(service) else {
+                    return;
+                };
+                if at > 0 {
+                    if let Some(token) = svc.requests.remove(at) {
+                        svc.requests.push_front(token);
                     }
-                    None => return,
+                }
+                if to > 0 {
+                    if let Some(identity) = svc.remote_free.remove(to) {
+                        svc.remote_free.push_front(identity);
+                    }
                 }
             }
+            let Some(svc) = self.services.get_mut(service) else {
+                return;
+            };
             let Some(token) = svc.requests.pop_front() else {
                 return;
             };
@@ -335,15 +349,12 @@ impl Services {
                 self.expire(token);
                 continue;
             }
-            let from_peer = matches!(pending.origin, Origin::Peer { .. });
+            // With no local worker free, the request first in line may go to the peer first
+            // in line (chosen above).
             let (free, is_remote) = if !svc.free.is_empty() {
                 (&mut svc.free, false)
-            } else if !from_peer {
-                (&mut svc.remote_free, true)
             } else {
-                // Not reachable: only a request that may go to a peer is first in line here.
-                svc.requests.push_front(token);
-                return;
+                (&mut svc.remote_free, true)
             };
             let Some(identity) = free.pop_front() else {
                 return;
@@ -362,17 +373,22 @@ impl Services {
                 free.push_back(identity.clone());
             }
             match &worker.remote {
-                Some((peer, _)) if is_remote => {
+                Some(remote) if is_remote => {
                     let left = pending.deadline.saturating_duration_since(now);
+                    let hops = match pending.origin {
+                        Origin::Peer { hops, .. } => hops.saturating_add(1),
+                        Origin::Native(_) | Origin::Mdp => 1,
+                    };
                     let forward = zhub_protocol::cluster::LinkMessage::Forward {
                         token,
                         timeout_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX),
+                        hops,
                         service: service.to_owned(),
                         body: pending.body.clone(),
                     };
                     // Encoding a forward writes no MessagePack: it cannot fail.
                     if let Ok(frames) = forward.encode() {
-                        self.outbox.push(Outgoing::peer(*peer, frames));
+                        self.outbox.push(Outgoing::peer(remote.peer, frames));
                     }
                 }
                 _ => {
@@ -385,6 +401,27 @@ impl Services {
                 }
             }
         }
+    }
+
+    /// With no local worker of `service` free: the place in its queue of the oldest request
+    /// (within [`PEER_SCAN`]) that some peer with free credit may take, and the place in
+    /// `remote_free` of the first such peer.
+    fn peer_choice(&self, service: &str) -> Option<(usize, usize)> {
+        let svc = self.services.get(service)?;
+        svc.requests
+            .iter()
+            .take(PEER_SCAN)
+            .enumerate()
+            .find_map(|(at, token)| {
+                let pending = self.pending.get(token).filter(|p| p.queued)?;
+                let to = svc.remote_free.iter().position(|identity| {
+                    self.workers
+                        .get(identity)
+                        .and_then(|w| w.remote.as_ref())
+                        .is_some_and(|r| self.may_forward(&pending.origin, r))
+                })?;
+                Some((at, to))
+            })
     }
 
     /// Handles one message from a worker (frames after the empty delimiter). Returns `false`
@@ -549,7 +586,7 @@ impl Services {
                         }
                         .encode(),
                     ),
-                    Origin::Peer { peer, token } => {
+                    Origin::Peer { peer, token, .. } => {
                         let Some(out) = peers::answer(peer, token, Status::Ok, body) else {
                             return;
                         };
@@ -582,8 +619,8 @@ impl Services {
         let Some(worker) = self.workers.remove(identity) else {
             return;
         };
-        if let Some((_, broker)) = &worker.remote {
-            info!(broker = %broker, service = ?worker.service, "peer no longer serves service here");
+        if let Some(remote) = &worker.remote {
+            info!(broker = %remote.name, service = ?worker.service, "peer no longer serves service here");
         } else {
             info!(worker = %hex(identity), service = ?worker.service, "worker removed");
         }
@@ -596,8 +633,8 @@ impl Services {
                 svc.workers -= 1;
                 svc.credit = svc.credit.saturating_sub(worker.credit);
                 svc.free.retain(|i| i != identity);
-                self.capacity_changed.push(worker.service.clone());
             }
+            self.capacity_changed.push(worker.service.clone());
         }
         // Newest first, each to the head of the queue: the oldest ends up first in line.
         for &token in worker.held.iter().rev() {
@@ -707,7 +744,7 @@ impl Services {
                 client.to_vec(),
                 Reply::error(id, status, reason).encode(),
             )),
-            Origin::Peer { peer, token } => {
+            Origin::Peer { peer, token, .. } => {
                 let body = vec![reason.into_bytes()];
                 if let Some(out) = peers::answer(peer, token, status, body) {
                     self.outbox.push(out);

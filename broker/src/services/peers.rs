@@ -1,29 +1,80 @@
-//! Peer brokers as workers: each peer serving a service is one worker of that service here,
-//! with the credit the peer says its own workers have in all, reached over the cluster link
-//! instead of the main endpoint.
+//! Peer brokers as workers: each peer offering a service is one worker of that service here,
+//! with the credit the peer offers (its own workers' and that of the routes it passes on),
+//! reached over the cluster link instead of the main endpoint.
 //!
 //! Such a worker has an identity no connection on the main endpoint can have (ZeroMQ's own
 //! identities are five bytes, and one a peer sets may not start with a zero byte), so no
 //! client or worker can speak for a peer. It is never heartbeated or expired here: the
 //! cluster link watches the peer, and [`Services::drop_peer`] removes all of a peer's workers
 //! at once, their requests going back to the head of their queues.
+//!
+//! # Zones
+//! Inside a zone a request crosses one link. Between zones, routes are path vectors (see
+//! [`zhub_protocol::cluster`]): what this broker offers each peer is worked out per peer
+//! ([`Services::offers_for`]) and sent only where it changed, and where a request may go
+//! depends on where it came from ([`Services::may_forward`]):
+//!
+//! | request from          | may go to                                                   |
+//! |-----------------------|-------------------------------------------------------------|
+//! | a client of ours      | a local worker, else any peer                               |
+//! | a zone mate           | a local worker, else a peer of another zone                 |
+//! | a peer of zone Z      | a local worker, else a peer not of Z whose path avoids Z     |
+//!
+//! and never past [`MAX_HOPS`] links.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use tracing::{debug, info};
 use zhub_protocol::builtin::{RequestStats, ServicePeer};
-use zhub_protocol::cluster::{Capacity, LinkMessage};
+use zhub_protocol::cluster::{Capacity, LinkMessage, MAX_HOPS, MAX_PATH_ZONES};
 use zhub_protocol::Status;
 
-use super::{Answer, Outgoing, Services, Worker};
+use super::{Answer, Origin, Outgoing, Services, Worker};
 
 /// Start of every identity that stands for a peer broker: a peer worker's (the peer's id and
 /// the service's name follow) and the router's tickets for requests a peer forwarded (the
-/// peer's id follows).
+/// peer's id and the request's hop count follow).
 pub(crate) const PEER_MARK: &[u8] = b"\0peer";
 
 /// Most credit a peer may claim for one service.
 const MAX_REMOTE_CREDIT: u32 = 1 << 20;
+
+/// The peer broker a peer worker stands for, and the route it offered.
+#[derive(Debug, Clone)]
+pub(super) struct Remote {
+    /// The peer's id.
+    pub(super) peer: u64,
+    /// Its name.
+    pub(super) name: String,
+    /// Its zone.
+    pub(super) zone: String,
+    /// The zones a request crosses from here through it (empty: served in our zone).
+    pub(super) path: Vec<String>,
+}
+
+/// What this broker offered one peer for one service: credit and path.
+type Offer = (u32, Vec<String>);
+
+/// Where peers are and what they were offered: the service layer's view of the cluster.
+#[derive(Debug, Default)]
+pub(super) struct PeerState {
+    /// This broker's zone.
+    pub(super) zone: String,
+    /// The zone of each peer in session.
+    pub(super) zones: HashMap<u64, String>,
+    /// What each peer in session was last offered, by service.
+    advertised: HashMap<u64, HashMap<String, Offer>>,
+}
+
+impl PeerState {
+    pub(super) fn new(zone: &str) -> Self {
+        PeerState {
+            zone: zone.to_owned(),
+            ..PeerState::default()
+        }
+    }
+}
 
 /// Whether `identity` is a peer worker's (see the module docs).
 pub(super) fn is_remote_identity(identity: &[u8]) -> bool {
@@ -57,9 +108,44 @@ pub(super) fn answer(
         .map(|frames| Outgoing::peer(peer, frames))
 }
 
+/// `a` with the zones of `b` it lacks appended.
+fn union_into(a: &mut Vec<String>, b: &[String]) {
+    for zone in b {
+        if !a.contains(zone) {
+            a.push(zone.clone());
+        }
+    }
+}
+
 impl Services {
-    /// Takes what peer `peer` (named `name`) says it serves: with `reset`, its complete
-    /// list, anything else it served here being gone; otherwise the services that changed.
+    /// A peer's session began: it is in `zone`.
+    pub(crate) fn peer_up(&mut self, peer: u64, zone: &str) {
+        self.peers.zones.insert(peer, zone.to_owned());
+        self.peers.advertised.remove(&peer);
+    }
+
+    /// Whether a request from `origin` may go to the peer worker `remote` (see the module
+    /// docs' table).
+    pub(super) fn may_forward(&self, origin: &Origin, remote: &Remote) -> bool {
+        let Origin::Peer { peer, hops, .. } = origin else {
+            return true;
+        };
+        if *hops >= MAX_HOPS {
+            return false;
+        }
+        let Some(from) = self.peers.zones.get(peer) else {
+            return false;
+        };
+        if *from == self.peers.zone {
+            remote.zone != self.peers.zone
+        } else {
+            remote.zone != *from && !remote.path.contains(from)
+        }
+    }
+
+    /// Takes what peer `peer` (named `name`) offers: with `reset`, its complete list,
+    /// anything else it offered here being gone; otherwise the services that changed. An
+    /// offer whose path holds this broker's zone is a loop, and taken as no offer.
     pub(crate) fn peer_capacity(
         &mut self,
         now: Instant,
@@ -72,7 +158,7 @@ impl Services {
             let gone: Vec<Vec<u8>> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.remote.as_ref().is_some_and(|(p, _)| *p == peer))
+                .filter(|(_, w)| w.remote.as_ref().is_some_and(|r| r.peer == peer))
                 .filter(|(_, w)| !capacity.services.iter().any(|(s, _)| *s == w.service))
                 .map(|(id, _)| id.clone())
                 .collect();
@@ -80,8 +166,22 @@ impl Services {
                 self.remove_worker(now, stats, &identity, false);
             }
         }
-        for (service, credit) in capacity.services {
-            self.set_remote(now, stats, peer, name, &service, credit);
+        let zone = self.peers.zones.get(&peer).cloned().unwrap_or_default();
+        for (service, credit) in &capacity.services {
+            let path = capacity.path_of(service);
+            let credit = if path.contains(&self.peers.zone) {
+                debug!(broker = %name, service, ?path, "offer that loops through this zone dropped");
+                0
+            } else {
+                *credit
+            };
+            let remote = Remote {
+                peer,
+                name: name.to_owned(),
+                zone: zone.clone(),
+                path: path.to_vec(),
+            };
+            self.set_remote(now, stats, remote, service, credit);
         }
     }
 
@@ -89,12 +189,11 @@ impl Services {
         &mut self,
         now: Instant,
         stats: &mut RequestStats,
-        peer: u64,
-        name: &str,
+        remote: Remote,
         service: &str,
         credit: u32,
     ) {
-        let identity = remote_identity(peer, service);
+        let identity = remote_identity(remote.peer, service);
         if credit == 0 {
             self.remove_worker(now, stats, &identity, false);
             return;
@@ -102,14 +201,22 @@ impl Services {
         if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX)
             || service.starts_with(zhub_protocol::mdp::MMI_PREFIX)
         {
-            debug!(broker = %name, service, "peer claims a reserved service name; ignored");
+            debug!(broker = %remote.name, service, "peer claims a reserved service name; ignored");
             return;
         }
         let credit = credit.clamp(1, MAX_REMOTE_CREDIT) as usize;
         let svc = self.services.entry(service.to_owned()).or_default();
         match self.workers.get_mut(&identity) {
             Some(worker) => {
+                let same_path = worker
+                    .remote
+                    .as_ref()
+                    .is_some_and(|r| r.path == remote.path);
+                if worker.credit != credit || !same_path {
+                    self.capacity_changed.push(service.to_owned());
+                }
                 worker.credit = credit;
+                worker.remote = Some(remote);
                 let listed = svc.remote_free.iter().any(|i| *i == identity);
                 let has_room = worker.held.len() < credit;
                 if has_room && !listed {
@@ -119,9 +226,10 @@ impl Services {
                 }
             }
             None => {
-                info!(broker = %name, service, credit, "peer serves service");
+                info!(broker = %remote.name, zone = %remote.zone, service, credit, path = ?remote.path, "peer serves service");
                 svc.remotes += 1;
                 svc.remote_free.push_back(identity.clone());
+                self.capacity_changed.push(service.to_owned());
                 self.workers.insert(
                     identity,
                     Worker {
@@ -129,7 +237,7 @@ impl Services {
                         expiry: now,
                         credit,
                         held: Vec::new(),
-                        remote: Some((peer, name.to_owned())),
+                        remote: Some(remote),
                     },
                 );
             }
@@ -137,18 +245,20 @@ impl Services {
         self.dispatch(now, service);
     }
 
-    /// Forgets everything peer `peer` served here: the requests it held go back to the head
+    /// Forgets everything peer `peer` offered here: the requests it held go back to the head
     /// of their queues, for local workers or other peers.
     pub(crate) fn drop_peer(&mut self, now: Instant, stats: &mut RequestStats, peer: u64) {
         let gone: Vec<Vec<u8>> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.remote.as_ref().is_some_and(|(p, _)| *p == peer))
+            .filter(|(_, w)| w.remote.as_ref().is_some_and(|r| r.peer == peer))
             .map(|(id, _)| id.clone())
             .collect();
         for identity in gone {
             self.remove_worker(now, stats, &identity, false);
         }
+        self.peers.zones.remove(&peer);
+        self.peers.advertised.remove(&peer);
     }
 
     /// Takes peer `peer`'s answer to the request forwarded with `token`. An answer the peer
@@ -208,42 +318,111 @@ impl Services {
         self.dispatch(now, &service);
     }
 
-    /// Every service local workers serve, with their credit in all: what a peer is told when
-    /// its link comes up.
-    pub(crate) fn local_capacity(&self) -> Capacity {
-        let mut services: Vec<(String, u32)> = self
-            .services
-            .iter()
-            .filter(|(_, s)| s.credit > 0)
-            .map(|(name, s)| (name.clone(), u32::try_from(s.credit).unwrap_or(u32::MAX)))
-            .collect();
-        services.sort();
-        Capacity {
-            reset: true,
-            services,
-        }
-    }
-
-    /// The services whose local credit changed since the last call, with their credit now
-    /// (0: no local worker left); `None` when nothing changed.
-    pub(crate) fn take_capacity_changes(&mut self) -> Option<Capacity> {
-        if self.capacity_changed.is_empty() {
-            return None;
-        }
+    /// Names of the services whose offers may have changed since the last call: local
+    /// credit, or a peer's offer, came or went or changed.
+    pub(crate) fn take_changed(&mut self) -> Vec<String> {
         let mut names = std::mem::take(&mut self.capacity_changed);
         names.sort();
         names.dedup();
-        let services = names
-            .into_iter()
+        names
+    }
+
+    /// What to tell peer `peer`, of zone `zone`, about the services `names` (`None`: every
+    /// service, as a complete list that replaces what it knew): the offers that differ from
+    /// what it was last told; `None` when nothing does.
+    pub(crate) fn offers_for(
+        &mut self,
+        peer: u64,
+        zone: &str,
+        names: Option<&[String]>,
+    ) -> Option<Capacity> {
+        let reset = names.is_none();
+        let all: Vec<String>;
+        let names = match names {
+            Some(names) => names,
+            None => {
+                all = self.services.keys().cloned().collect();
+                &all
+            }
+        };
+        let mut routes: HashMap<&str, Vec<(usize, &Remote)>> = HashMap::new();
+        for worker in self.workers.values() {
+            if let Some(remote) = &worker.remote {
+                routes
+                    .entry(worker.service.as_str())
+                    .or_default()
+                    .push((worker.credit, remote));
+            }
+        }
+        let mut offers: Vec<(String, Offer)> = names
+            .iter()
             .map(|name| {
-                let credit = self.services.get(&name).map_or(0, |s| s.credit);
-                (name, u32::try_from(credit).unwrap_or(u32::MAX))
+                let local = self.services.get(name).map_or(0, |s| s.credit);
+                let routes = routes.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+                (name.clone(), self.offer(local, routes, zone))
             })
             .collect();
-        Some(Capacity {
-            reset: false,
-            services,
-        })
+        offers.sort();
+        let told = self.peers.advertised.entry(peer).or_default();
+        if reset {
+            told.clear();
+        }
+        let mut capacity = Capacity {
+            reset,
+            ..Capacity::default()
+        };
+        for (name, offer) in offers {
+            let before = told.get(&name).cloned().unwrap_or_default();
+            if offer == before {
+                continue;
+            }
+            if !offer.1.is_empty() {
+                capacity.paths.push((name.clone(), offer.1.clone()));
+            }
+            capacity.services.push((name.clone(), offer.0));
+            if offer.0 == 0 {
+                told.remove(&name);
+            } else {
+                told.insert(name, offer);
+            }
+        }
+        // A reset is sent even when empty: it tells the peer it has nothing of ours.
+        (reset || !capacity.services.is_empty()).then_some(capacity)
+    }
+
+    /// The offer for one service to a peer of zone `to`: `local` credit and the routes
+    /// peers offered here, as the module docs' rules allow passing them on.
+    fn offer(&self, local: usize, routes: &[(usize, &Remote)], to: &str) -> Offer {
+        let own = &self.peers.zone;
+        let mate = to == own;
+        let mut credit = local;
+        let mut path: Vec<String> = Vec::new();
+        for (route_credit, remote) in routes {
+            let passable = if mate {
+                // A zone mate hears of other zones' routes from us, never of another mate's.
+                remote.zone != *own
+            } else {
+                remote.zone != to && !remote.path.iter().any(|z| z == to)
+            };
+            if passable {
+                credit += route_credit;
+                union_into(&mut path, &remote.path);
+            }
+        }
+        if credit == 0 {
+            return (0, Vec::new());
+        }
+        if !mate {
+            path.insert(0, own.clone());
+        }
+        if path.len() > MAX_PATH_ZONES {
+            // Too long to pass on: the peer would refuse the whole message.
+            return (0, Vec::new());
+        }
+        let credit = u32::try_from(credit)
+            .unwrap_or(u32::MAX)
+            .min(MAX_REMOTE_CREDIT);
+        (credit, path)
     }
 
     /// The peers serving `service` here, by name.
@@ -253,10 +432,12 @@ impl Services {
             .values()
             .filter(|w| w.service == service)
             .filter_map(|w| {
-                w.remote.as_ref().map(|(_, name)| ServicePeer {
-                    broker: name.clone(),
+                w.remote.as_ref().map(|r| ServicePeer {
+                    broker: r.name.clone(),
                     credit: w.credit as u64,
                     in_flight: w.held.len() as u64,
+                    zone: r.zone.clone(),
+                    path: r.path.clone(),
                 })
             })
             .collect();

@@ -11,6 +11,7 @@ fn config() -> ServiceConfig {
         max_deadline: Duration::from_secs(3600),
         max_attempts: 2,
         mdp_timeout: Duration::from_secs(10),
+        zone: "z".into(),
     }
 }
 
@@ -23,8 +24,13 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let t0 = Instant::now();
+        let mut s = Services::new(config(), t0);
+        // Peers 7, 8 and 9 are in this broker's zone.
+        for peer in [7, 8, 9] {
+            s.peer_up(peer, "z");
+        }
         Fixture {
-            s: Services::new(config(), t0),
+            s,
             stats: RequestStats::default(),
             t0,
         }
@@ -410,6 +416,7 @@ fn capacity(reset: bool, services: &[(&str, u32)]) -> zhub_protocol::cluster::Ca
             .iter()
             .map(|(s, c)| ((*s).to_owned(), *c))
             .collect(),
+        paths: Vec::new(),
     }
 }
 
@@ -481,13 +488,17 @@ fn peers_serve_when_no_local_worker_is_free_and_give_back_what_they_held() {
 }
 
 #[test]
-fn a_request_from_a_peer_never_goes_to_another_peer() {
+fn a_request_from_a_zone_mate_never_goes_to_another_zone_mate() {
     let mut f = Fixture::new();
     let now = f.at(0);
     f.s.peer_capacity(now, &mut f.stats, 8, "c", capacity(true, &[("echo", 5)]));
     let submission = Submission {
         client: &[],
-        origin: Origin::Peer { peer: 7, token: 99 },
+        origin: Origin::Peer {
+            peer: 7,
+            token: 99,
+            hops: 1,
+        },
         service: "echo",
         body: vec![b"x".to_vec()],
         timeout: Duration::from_millis(100),
@@ -516,6 +527,7 @@ fn a_request_from_a_peer_never_goes_to_another_peer() {
         origin: Origin::Peer {
             peer: 7,
             token: 100,
+            hops: 1,
         },
         service: "none",
         body: vec![],
@@ -543,17 +555,26 @@ fn local_capacity_changes_are_reported_once_per_service() {
     f.ready_with(0, "w1", "echo", 4);
     f.ready(0, "w2", "echo");
     f.ready(0, "w3", "other");
-    let changes = f.s.take_capacity_changes().unwrap();
+    let names = f.s.take_changed();
+    assert_eq!(names, ["echo", "other"]);
+    let changes = f.s.offers_for(7, "z", Some(&names)).unwrap();
+    assert!(!changes.reset);
     assert_eq!(
         changes.services,
         vec![("echo".into(), 5), ("other".into(), 1)]
     );
-    assert!(f.s.take_capacity_changes().is_none());
+    assert!(f.s.take_changed().is_empty());
+    // Told once: asked again about the same names, nothing is new for this peer.
+    assert!(f.s.offers_for(7, "z", Some(&names)).is_none());
     let now = f.at(1);
     f.s.remove_worker(now, &mut f.stats, b"w3", false);
-    let changes = f.s.take_capacity_changes().unwrap();
+    let names = f.s.take_changed();
+    let changes = f.s.offers_for(7, "z", Some(&names)).unwrap();
     assert_eq!(changes.services, vec![("other".into(), 0)]);
-    assert_eq!(f.s.local_capacity().services, vec![("echo".into(), 5)]);
+    let all = f.s.offers_for(7, "z", None).unwrap();
+    assert!(all.reset);
+    assert_eq!(all.services, vec![("echo".into(), 5)]);
+    assert!(all.paths.is_empty(), "served in the peer's own zone");
     // A peer claiming a reserved name, or a client speaking with a peer's identity, is ignored.
     f.s.peer_capacity(now, &mut f.stats, 9, "x", capacity(true, &[("zhub.kv", 3)]));
     assert!(f.s.list().iter().all(|s| s.name != "zhub.kv"));
@@ -566,7 +587,11 @@ fn a_request_from_a_peer_does_not_hold_back_those_a_peer_may_take() {
     f.s.peer_capacity(now, &mut f.stats, 8, "c", capacity(true, &[("echo", 1)]));
     let from_peer = Submission {
         client: &[],
-        origin: Origin::Peer { peer: 7, token: 1 },
+        origin: Origin::Peer {
+            peer: 7,
+            token: 1,
+            hops: 1,
+        },
         service: "echo",
         body: vec![],
         timeout: Duration::from_secs(1),
@@ -582,3 +607,141 @@ fn a_request_from_a_peer_does_not_hold_back_those_a_peer_may_take() {
     ));
     assert_eq!(f.s.list()[0].queued, 1);
 }
+
+/// A broker of zone "b" with peers 1 (zone "a"), 2 (zone "b") and 3 (zone "c").
+fn gateway() -> Fixture {
+    let t0 = Instant::now();
+    let mut s = Services::new(
+        ServiceConfig {
+            zone: "b".into(),
+            ..config()
+        },
+        t0,
+    );
+    for (peer, zone) in [(1, "a"), (2, "b"), (3, "c")] {
+        s.peer_up(peer, zone);
+    }
+    Fixture {
+        s,
+        stats: RequestStats::default(),
+        t0,
+    }
+}
+
+fn offer(services: &[(&str, u32, &[&str])]) -> zhub_protocol::cluster::Capacity {
+    zhub_protocol::cluster::Capacity {
+        reset: true,
+        services: services
+            .iter()
+            .map(|(s, c, _)| ((*s).to_owned(), *c))
+            .collect(),
+        paths: services
+            .iter()
+            .filter(|(_, _, p)| !p.is_empty())
+            .map(|(s, _, p)| ((*s).to_owned(), p.iter().map(|z| (*z).to_owned()).collect()))
+            .collect(),
+    }
+}
+
+fn offered(c: &zhub_protocol::cluster::Capacity) -> Vec<(String, u32, Vec<String>)> {
+    c.services
+        .iter()
+        .map(|(s, credit)| (s.clone(), *credit, c.path_of(s).to_vec()))
+        .collect()
+}
+
+fn entry(s: &str, credit: u32, path: &[&str]) -> (String, u32, Vec<String>) {
+    (
+        s.to_owned(),
+        credit,
+        path.iter().map(|z| (*z).to_owned()).collect(),
+    )
+}
+
+#[test]
+fn each_peer_is_offered_what_its_zone_may_reach_through_this_one() {
+    let mut f = gateway();
+    let now = f.at(0);
+    f.ready_with(0, "w", "local", 2);
+    let a = offer(&[("from_a", 3, &["a"])]);
+    f.s.peer_capacity(now, &mut f.stats, 1, "a1", a);
+    f.s.peer_capacity(now, &mut f.stats, 2, "b2", offer(&[("from_mate", 1, &[])]));
+    let c = offer(&[("from_c", 4, &["c"]), ("looped", 9, &["c", "b"])]);
+    f.s.peer_capacity(now, &mut f.stats, 3, "c1", c);
+    assert!(
+        f.s.list().iter().all(|s| s.name != "looped"),
+        "an offer whose path holds this zone is dropped"
+    );
+    // A zone mate hears of this broker's own and other zones' routes, not of other mates'.
+    let to_mate = f.s.offers_for(2, "b", None).unwrap();
+    assert_eq!(
+        offered(&to_mate),
+        [
+            entry("from_a", 3, &["a"]),
+            entry("from_c", 4, &["c"]),
+            entry("local", 2, &[])
+        ]
+    );
+    // Another zone hears of everything not through itself, behind this zone.
+    let to_a = f.s.offers_for(1, "a", None).unwrap();
+    assert_eq!(
+        offered(&to_a),
+        [
+            entry("from_c", 4, &["b", "c"]),
+            entry("from_mate", 1, &["b"]),
+            entry("local", 2, &["b"])
+        ]
+    );
+    // A route withdrawn is withdrawn where it was offered, once.
+    f.s.take_changed();
+    f.s.offers_for(3, "c", None).unwrap();
+    f.s.peer_capacity(now, &mut f.stats, 1, "a1", offer(&[]));
+    let names = f.s.take_changed();
+    assert!(names.contains(&"from_a".to_owned()), "{names:?}");
+    let to_c = f.s.offers_for(3, "c", Some(&names)).unwrap();
+    assert_eq!(offered(&to_c), [entry("from_a", 0, &[])]);
+    assert!(f.s.offers_for(3, "c", Some(&names)).is_none());
+    let to_mate = f.s.offers_for(2, "b", Some(&names)).unwrap();
+    assert_eq!(offered(&to_mate), [entry("from_a", 0, &[])]);
+}
+
+#[test]
+fn requests_from_peers_cross_zones_by_the_rules() {
+    use zhub_protocol::cluster::LinkMessage;
+    let mut f = gateway();
+    let now = f.at(0);
+    f.s.peer_capacity(now, &mut f.stats, 2, "b2", offer(&[("s", 5, &[])]));
+    f.s.peer_capacity(now, &mut f.stats, 3, "c1", offer(&[("s", 5, &["c"])]));
+    let from = |peer: u64, token: u64, hops: u8| Submission {
+        client: &[],
+        origin: Origin::Peer { peer, token, hops },
+        service: "s",
+        body: vec![b"x".to_vec()],
+        timeout: Duration::from_secs(1),
+    };
+    // From a zone mate: on to another zone only, one more hop.
+    f.s.submit(now, &mut f.stats, from(2, 10, 1));
+    let sent = to_peers(f.s.take_outbox());
+    assert!(
+        matches!(sent.as_slice(), [(3, LinkMessage::Forward { hops: 2, .. })]),
+        "{sent:?}"
+    );
+    // From zone c: to the zone mate, never back towards c.
+    f.s.submit(now, &mut f.stats, from(3, 11, 2));
+    let sent = to_peers(f.s.take_outbox());
+    assert!(
+        matches!(sent.as_slice(), [(2, LinkMessage::Forward { hops: 3, .. })]),
+        "{sent:?}"
+    );
+    // From zone a: anywhere but a, while the hop count allows.
+    f.s.submit(now, &mut f.stats, from(1, 12, 1));
+    assert_eq!(to_peers(f.s.take_outbox()).len(), 1);
+    f.s.submit(now, &mut f.stats, from(1, 13, MAX_HOPS_FOR_TESTS));
+    assert!(
+        f.s.take_outbox().is_empty(),
+        "a request at the hop limit waits for a local worker"
+    );
+    assert_eq!(f.s.list()[0].queued, 1);
+}
+
+const MAX_HOPS_FOR_TESTS: u8 = zhub_protocol::cluster::MAX_HOPS;

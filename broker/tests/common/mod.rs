@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use zhub_broker::{Broker, Config};
 
+pub mod cluster;
+
 /// A broker running in this process, with the temporary directory holding its state.
 pub struct TestBroker {
     pub broker: Option<Broker>,

@@ -1,7 +1,15 @@
-//! Services specialised per node (seed 003, M1-P2): two brokers peered over their cluster
-//! endpoints, node 1 running only `print`, node 2 only `afficher`, a client on each node
-//! asking for both. Every reply says which node's worker served it; each broker forwards what
-//! it has no worker for to the peer that has one.
+//! Seed 003's federation, in two parts.
+//!
+//! M1-P2, services specialised per node: two brokers peered over their cluster endpoints,
+//! node 1 running only `print`, node 2 only `afficher`, a client on each node asking for
+//! both. Each broker forwards what it has no worker for to the peer that has one.
+//!
+//! M1-P3, nodes in zones that talk through routers, like two IP subnets: zone `lan1` holds
+//! node 1 (`print`) and its gateway, zone `lan2` holds node 4 (`afficher`) and its gateway,
+//! and only the two gateways link across. A client of node 1 asking for `afficher` is served
+//! in the other zone, three links away, and the other way round.
+//!
+//! Every reply says which node's worker served it.
 //!
 //! The brokers run in this process on ports the OS chooses:
 //! ```text
@@ -13,7 +21,7 @@ use clap::Parser;
 use zhub_broker::config::PeerConfig;
 use zhub_broker::{Broker, Config};
 use zhub_client::Client;
-use zhub_protocol::builtin::{Peers, PEERS_SERVICE};
+use zhub_protocol::builtin::{Peers, ServiceInfo, PEERS_SERVICE, SERVICES_SERVICE};
 use zhub_worker::Worker;
 
 /// Two peered brokers in this process, `print` on one and `afficher` on the other, and a
@@ -24,15 +32,21 @@ use zhub_worker::Worker;
 )]
 struct Args {}
 
-/// A broker named `name` on loopback ports of the OS's choosing, linked to `peers`.
-fn node(name: &str, dir: &std::path::Path, peers: &[String]) -> anyhow::Result<Broker> {
+/// A broker named `name` in `zone` on loopback ports of the OS's choosing, linked to `peers`.
+fn node(
+    name: &str,
+    zone: &str,
+    dir: &std::path::Path,
+    peers: &[&Broker],
+) -> anyhow::Result<Broker> {
     let config = Config {
         name: Some(name.to_owned()),
+        zone: zone.to_owned(),
         cluster: Some("tcp://127.0.0.1:*".to_owned()),
         peer: peers
             .iter()
-            .map(|endpoint| PeerConfig {
-                endpoint: endpoint.clone(),
+            .map(|peer| PeerConfig {
+                endpoint: peer.info().cluster.clone(),
             })
             .collect(),
         ..Config::local_tcp(dir.join(name))
@@ -55,11 +69,34 @@ fn worker(
     Ok(stopper)
 }
 
+/// Each client asks for `print` and `afficher`, and prints who served it.
+fn ask_both(clients: &mut [(&str, Client)]) -> anyhow::Result<()> {
+    // A request for a service no node serves yet waits for it, as for a late worker: the
+    // first ones may wait for the peer links to come up.
+    for (at, client) in clients {
+        for (service, text) in [("print", "hello"), ("afficher", "bonjour")] {
+            let reply: String =
+                client.request(service, &format!("{text} from a client of {at}"))?;
+            println!("client of {at} -> {service:<8}: {reply}");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let _: Args = zhub_examples::parse_args();
     let dir = tempfile::tempdir()?;
-    let node1 = node("node1", dir.path(), &[])?;
-    let node2 = node("node2", dir.path(), &[node1.info().cluster.clone()])?;
+    println!("== M1-P2: two nodes, one zone");
+    specialised(dir.path())?;
+    println!();
+    println!("== M1-P3: two zones joined by their gateways");
+    zones(dir.path())
+}
+
+/// M1-P2: `print` on node 1, `afficher` on node 2, clients on both.
+fn specialised(dir: &std::path::Path) -> anyhow::Result<()> {
+    let node1 = node("node1", "default", dir, &[])?;
+    let node2 = node("node2", "default", dir, &[&node1])?;
     println!(
         "node1: clients at {}, cluster at {}",
         node1.info().main,
@@ -74,15 +111,7 @@ fn main() -> anyhow::Result<()> {
         ("node1", Client::connect(&node1.info().main)?),
         ("node2", Client::connect(&node2.info().main)?),
     ];
-    // A request for a service no node serves yet waits for it, as for a late worker: the
-    // first ones may wait for the peer link to come up.
-    for (at, client) in &mut clients {
-        for (service, text) in [("print", "hello"), ("afficher", "bonjour")] {
-            let reply: String =
-                client.request(service, &format!("{text} from a client of {at}"))?;
-            println!("client of {at} -> {service:<8}: {reply}");
-        }
-    }
+    ask_both(&mut clients)?;
     let peers: Peers = clients[0].1.request(PEERS_SERVICE, &())?;
     for link in &peers.links {
         let rtt = match link.rtt_us {
@@ -100,5 +129,48 @@ fn main() -> anyhow::Result<()> {
     drop(clients);
     node2.shutdown();
     node1.shutdown();
+    Ok(())
+}
+
+/// M1-P3: zone `lan1` (node1 with `print`, gateway1) and zone `lan2` (gateway2, node4 with
+/// `afficher`); only the gateways link across the zones.
+fn zones(dir: &std::path::Path) -> anyhow::Result<()> {
+    let node1 = node("node1", "lan1", &dir.join("p3"), &[])?;
+    let gateway1 = node("gateway1", "lan1", &dir.join("p3"), &[&node1])?;
+    let node4 = node("node4", "lan2", &dir.join("p3"), &[])?;
+    let gateway2 = node("gateway2", "lan2", &dir.join("p3"), &[&node4, &gateway1])?;
+    println!("lan1: node1, gateway1; lan2: node4, gateway2; gateway2 links to gateway1");
+    let stoppers = [
+        worker(&node1, "print", |text| format!("printed {text:?}"))?,
+        worker(&node4, "afficher", |text| format!("affiché {text:?}"))?,
+    ];
+    let mut clients = [
+        ("node1", Client::connect(&node1.info().main)?),
+        ("node4", Client::connect(&node4.info().main)?),
+    ];
+    ask_both(&mut clients)?;
+    let services: Vec<ServiceInfo> = clients[0].1.request(SERVICES_SERVICE, &())?;
+    for s in services.iter().filter(|s| s.workers == 0) {
+        for p in &s.peers {
+            println!(
+                "node1 reaches {} through {} (zone {}), crossing zones {}",
+                s.name,
+                p.broker,
+                p.zone,
+                if p.path.is_empty() {
+                    "-".to_owned()
+                } else {
+                    p.path.join(" > ")
+                }
+            );
+        }
+    }
+    for s in stoppers {
+        s.stop();
+    }
+    drop(clients);
+    for broker in [gateway2, node4, gateway1, node1] {
+        broker.shutdown();
+    }
     Ok(())
 }

@@ -91,6 +91,9 @@ enum Command {
     Services(services::ServicesArgs),
     /// Show this broker's links to peer brokers: state, zone, round trip.
     Peers(peers::PeersArgs),
+    /// Where each service is served from this broker: local workers, or peers and the
+    /// zones a request crosses through each.
+    Routes(peers::RoutesArgs),
     /// List process groups with their members, view versions and token holders.
     Groups(groups::GroupsArgs),
     /// The event log: streams, create, append, read, tail, replay, consume, delete, journals.
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
         Command::Services(args) => services::list(&cli.url, cli.timeout, &args),
         Command::Groups(args) => groups::list(&cli.url, cli.timeout, &args),
         Command::Peers(args) => peers::list(&cli.url, cli.timeout, &args),
+        Command::Routes(args) => peers::routes(&cli.url, cli.timeout, &args),
         Command::Log(command) => log::run(&cli.url, cli.timeout, &command),
         Command::Kv(command) => kv::run(&cli.url, cli.timeout, &command),
         Command::Launch(args) => launch::run(&cli.url, cli.timeout, &args),

@@ -1,8 +1,9 @@
-//! `zhub peers`: this broker's links to peer brokers.
+//! `zhub peers`: this broker's links to peer brokers; `zhub routes`: where each service is
+//! served from here, and through which zones.
 
 use std::time::Duration;
 
-use zhub_protocol::builtin::{Peers, PEERS_SERVICE};
+use zhub_protocol::builtin::{Peers, ServiceInfo, PEERS_SERVICE, SERVICES_SERVICE};
 
 /// Arguments of `zhub peers`.
 #[derive(Debug, clap::Args)]
@@ -65,6 +66,86 @@ pub(crate) fn list(url: &str, timeout: Duration, args: &PeersArgs) -> anyhow::Re
     }
     if peers.malformed > 0 {
         println!("malformed link messages: {}", peers.malformed);
+    }
+    Ok(())
+}
+
+/// Arguments of `zhub routes`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RoutesArgs {
+    /// Print one JSON object per route, a line each.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One way to a service from this broker.
+#[derive(Debug, serde::Serialize)]
+struct Route<'a> {
+    service: &'a str,
+    /// `local`, or the peer broker a request goes to.
+    via: &'a str,
+    /// The peer's zone (empty for local workers).
+    zone: &'a str,
+    /// Zones crossed after this broker's, nearest first.
+    path: &'a [String],
+    credit: u64,
+    in_flight: u64,
+}
+
+pub(crate) fn routes(url: &str, timeout: Duration, args: &RoutesArgs) -> anyhow::Result<()> {
+    let mut client = crate::connect(url, timeout)?;
+    let services: Vec<ServiceInfo> = client.request(SERVICES_SERVICE, &())?;
+    let mut routes = Vec::new();
+    for s in &services {
+        if s.workers > 0 {
+            routes.push(Route {
+                service: &s.name,
+                via: "local",
+                zone: "",
+                path: &[],
+                credit: s.credit,
+                in_flight: s.in_flight,
+            });
+        }
+        for p in &s.peers {
+            routes.push(Route {
+                service: &s.name,
+                via: &p.broker,
+                zone: &p.zone,
+                path: &p.path,
+                credit: p.credit,
+                in_flight: p.in_flight,
+            });
+        }
+    }
+    if args.json {
+        for route in &routes {
+            println!("{}", serde_json::to_string(route)?);
+        }
+        return Ok(());
+    }
+    if routes.is_empty() {
+        println!("no services: no worker here, and no peer offers one");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<16} {:<10} {:>7} {:>9}  zones crossed",
+        "service", "via", "zone", "credit", "in-flight"
+    );
+    for r in routes {
+        println!(
+            "{:<24} {:<16} {:<10} {:>7} {:>9}  {}",
+            r.service,
+            r.via,
+            if r.zone.is_empty() { "-" } else { r.zone },
+            r.credit,
+            r.in_flight,
+            if r.path.is_empty() {
+                "-".to_owned()
+            } else {
+                r.path.join(" > ")
+            }
+        );
     }
     Ok(())
 }

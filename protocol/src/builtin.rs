@@ -167,6 +167,8 @@ pub struct ServiceInfo {
     pub name: String,
     /// Workers registered for it.
     pub workers: u64,
+    /// Requests its local workers take at once, in all.
+    pub credit: u64,
     /// Of those, workers with free credit (able to take one more request now).
     pub idle: u64,
     /// Requests waiting for a worker.

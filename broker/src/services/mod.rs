@@ -804,6 +804,7 @@ impl Services {
             .map(|(name, s)| ServiceInfo {
                 name: name.clone(),
                 workers: s.workers as u64,
+                credit: s.credit as u64,
                 idle: s.free.len() as u64,
                 queued: s.live as u64,
                 in_flight: s.in_flight as u64,

@@ -1,11 +1,14 @@
-//! `zhub bench federation`: requests and pub/sub across one peer hop, beside the same clients
-//! and workers on one broker, and a raw libzmq ROUTER/ROUTER hop, in the same run.
+//! `zhub bench federation`: requests and pub/sub across one peer hop, requests across two
+//! zones, beside the same clients and workers on one broker, and a raw libzmq ROUTER/ROUTER
+//! hop, in the same run.
 //!
 //! Two broker processes, A and B, peered over their cluster endpoints. The single-broker
 //! cases run clients and workers on A; the one-hop cases run the clients on A and the
-//! workers (or the publisher) on B, so every request and message crosses the link. The raw
-//! baseline is the same raw broker `zhub bench request` uses, a hop of its own: what a hop
-//! costs at the least.
+//! workers (or the publisher) on B, so every request and message crosses the link. The
+//! two-zone cases chain three brokers of three zones, A <- B <- C, with the clients on A and
+//! the workers on C: every request crosses two links and B passes it on. The raw baseline is
+//! the same raw broker `zhub bench request` uses, a hop of its own: what a hop costs at the
+//! least.
 
 use anyhow::bail;
 use serde::Serialize;
@@ -34,12 +37,10 @@ pub struct FederationArgs {
     transport: Transport,
 }
 
-/// Two peered brokers, A (with a cluster endpoint) and B (linked to A).
-struct Pair {
-    _a: Server,
-    _b: Server,
-    a: String,
-    b: String,
+/// Brokers in a chain, each linked to the one before it; their main endpoints.
+struct Chain {
+    _servers: Vec<Server>,
+    mains: Vec<String>,
 }
 
 fn cluster_endpoint(transport: Transport, dir: &std::path::Path) -> anyhow::Result<String> {
@@ -52,36 +53,41 @@ fn cluster_endpoint(transport: Transport, dir: &std::path::Path) -> anyhow::Resu
     })
 }
 
-fn pair(transport: Transport) -> anyhow::Result<Pair> {
-    let dir_a = tempfile::tempdir()?;
-    let cluster_a = cluster_endpoint(transport, dir_a.path())?;
-    let (a_server, a) = Server::broker(
-        transport,
-        dir_a,
-        &["--name", "A", "--cluster", cluster_a.as_str()],
-    )?;
-    let dir_b = tempfile::tempdir()?;
-    let cluster_b = cluster_endpoint(transport, dir_b.path())?;
-    let (b_server, b) = Server::broker(
-        transport,
-        dir_b,
-        &[
+/// Brokers `(name, zone)` in a chain, each linked to the one before it.
+fn chain(transport: Transport, brokers: &[(&str, &str)]) -> anyhow::Result<Chain> {
+    let mut servers = Vec::new();
+    let mut mains = Vec::new();
+    let mut before: Option<String> = None;
+    for (name, zone) in brokers {
+        let dir = tempfile::tempdir()?;
+        let cluster = cluster_endpoint(transport, dir.path())?;
+        let mut args = vec![
             "--name",
-            "B",
+            name,
+            "--zone",
+            zone,
             "--cluster",
-            cluster_b.as_str(),
-            "--peer",
-            cluster_a.as_str(),
-        ],
-    )?;
-    // The link greets within a heartbeat; every run waits for what it needs to have
-    // crossed it (the workers' credit, a probe message) before its clock starts.
-    Ok(Pair {
-        _a: a_server,
-        _b: b_server,
-        a,
-        b,
+            cluster.as_str(),
+        ];
+        if let Some(peer) = &before {
+            args.extend(["--peer", peer.as_str()]);
+        }
+        let (server, main) = Server::broker(transport, dir, &args)?;
+        servers.push(server);
+        mains.push(main);
+        before = Some(cluster);
+    }
+    // Links greet within a heartbeat; every run waits for what it needs to have crossed
+    // them (the workers' credit, a probe message) before its clock starts.
+    Ok(Chain {
+        _servers: servers,
+        mains,
     })
+}
+
+/// Two peered brokers of one zone, A and B.
+fn pair(transport: Transport) -> anyhow::Result<Chain> {
+    chain(transport, &[("A", "default"), ("B", "default")])
 }
 
 #[derive(Debug, Serialize)]
@@ -89,13 +95,19 @@ struct RequestCase {
     case: String,
     single: Figures,
     one_hop: Figures,
+    /// Clients in zone a, workers in zone c, through a broker of zone b.
+    two_zones: Figures,
     raw: Figures,
     /// One hop's throughput over the single broker's.
     throughput_ratio: f64,
     /// p50 the hop adds, over the raw broker's whole p50 (goal: at most 1).
     added_p50_over_raw_p50: f64,
+    /// Two zones' throughput over the single broker's.
+    two_zones_ratio: f64,
     /// One-hop round trips per second of each run.
     one_hop_runs: Vec<f64>,
+    /// Two-zone round trips per second of each run.
+    two_zones_runs: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,40 +131,63 @@ pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
     let t = args.transport;
     let mut requests = Vec::new();
     for (clients, in_flight, credit) in [(1, 1, 1), (8, 1, 1), (8, 16, 16)] {
-        let (mut single, mut hop, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut single, mut hop, mut zones, mut raw) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.rounds {
             let p = pair(t)?;
+            let (a, b) = (&p.mains[0], &p.mains[1]);
             let r = args.requests;
             single.push(
-                echo_run(&p.a, &p.a, clients, in_flight, credit, r, false)?
+                echo_run(a, a, clients, in_flight, credit, r, false)?
                     .0
                     .figures(),
             );
             hop.push(
-                echo_run(&p.b, &p.a, clients, in_flight, credit, r, false)?
+                echo_run(b, a, clients, in_flight, credit, r, false)?
                     .0
                     .figures(),
             );
             drop(p);
+            let z = chain(t, &[("A", "a"), ("B", "b"), ("C", "c")])?;
+            zones.push(
+                echo_run(
+                    &z.mains[2],
+                    &z.mains[0],
+                    clients,
+                    in_flight,
+                    credit,
+                    r,
+                    false,
+                )?
+                .0
+                .figures(),
+            );
+            drop(z);
             raw.push(raw_run(t, clients, in_flight, credit, r)?.figures());
         }
         let one_hop_runs = hop.iter().map(|f| f.round_trips_per_sec).collect();
-        let (single, one_hop, raw) = (median(single), median(hop), median(raw));
+        let two_zones_runs = zones.iter().map(|f| f.round_trips_per_sec).collect();
+        let (single, one_hop, two_zones, raw) =
+            (median(single), median(hop), median(zones), median(raw));
         requests.push(RequestCase {
             case: format!("{clients}x{in_flight}/c{credit}"),
             throughput_ratio: one_hop.round_trips_per_sec / single.round_trips_per_sec.max(1e-9),
             added_p50_over_raw_p50: (one_hop.p50_us - single.p50_us) / raw.p50_us.max(1e-9),
+            two_zones_ratio: two_zones.round_trips_per_sec / single.round_trips_per_sec.max(1e-9),
             single,
             one_hop,
+            two_zones,
             raw,
             one_hop_runs,
+            two_zones_runs,
         });
     }
     let (mut single, mut hop) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         let p = pair(t)?;
-        single.push(zhub_between(&p.a, &p.a, Mode::Windowed, BODY, args.count)?);
-        hop.push(zhub_between(&p.b, &p.a, Mode::Windowed, BODY, args.count)?);
+        let (a, b) = (&p.mains[0], &p.mains[1]);
+        single.push(zhub_between(a, a, Mode::Windowed, BODY, args.count)?);
+        hop.push(zhub_between(b, a, Mode::Windowed, BODY, args.count)?);
     }
     let pubsub = PubsubCase {
         one_hop_runs: hop.iter().map(|r| r.msgs_per_sec).collect(),
@@ -175,35 +210,50 @@ pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
         "zhub bench federation: brokers A and B peered ({t:?}); single = clients and {WORKERS} echo workers on A; one hop = clients on A, workers on B; median of {} runs",
         args.rounds
     );
+    println!(
+        "two zones = brokers A (zone a) <- B (zone b) <- C (zone c), clients on A, workers on C"
+    );
     println!("raw = libzmq ROUTER/ROUTER broker, one hop of its own, same threads");
     println!(
-        "{:<10} {:>9} {:>7} | {:>9} {:>7} {:>7} | {:>9} {:>7} | {:>6} {:>9}  one-hop runs",
+        "{:<10} {:>9} {:>7} | {:>9} {:>7} {:>7} | {:>9} {:>7} | {:>9} {:>7} | {:>6} {:>9} {:>6}  one-hop runs | two-zone runs",
         "case",
         "single",
         "p50 us",
         "one hop",
         "p50 us",
         "p99 us",
+        "two zones",
+        "p50 us",
         "raw rt/s",
         "p50 us",
         "ratio",
-        "+p50/raw"
+        "+p50/raw",
+        "ratio2"
     );
+    let runs = |r: &[f64]| {
+        r.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     for c in &requests {
-        let runs: Vec<String> = c.one_hop_runs.iter().map(|r| format!("{r:.0}")).collect();
         println!(
-            "{:<10} {:>9.0} {:>7.0} | {:>9.0} {:>7.0} {:>7.0} | {:>9.0} {:>7.0} | {:>6.2} {:>9.2}  {}",
+            "{:<10} {:>9.0} {:>7.0} | {:>9.0} {:>7.0} {:>7.0} | {:>9.0} {:>7.0} | {:>9.0} {:>7.0} | {:>6.2} {:>9.2} {:>6.2}  {} | {}",
             c.case,
             c.single.round_trips_per_sec,
             c.single.p50_us,
             c.one_hop.round_trips_per_sec,
             c.one_hop.p50_us,
             c.one_hop.p99_us,
+            c.two_zones.round_trips_per_sec,
+            c.two_zones.p50_us,
             c.raw.round_trips_per_sec,
             c.raw.p50_us,
             c.throughput_ratio,
             c.added_p50_over_raw_p50,
-            runs.join(" ")
+            c.two_zones_ratio,
+            runs(&c.one_hop_runs),
+            runs(&c.two_zones_runs)
         );
     }
     let runs: Vec<String> = pubsub

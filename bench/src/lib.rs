@@ -98,7 +98,7 @@ pub enum BenchCommand {
 pub enum Helper {
     /// Runs a broker for `zhub bench` (internal).
     #[command(hide = true)]
-    BenchBroker(BrokerArgs),
+    BenchBroker(Box<BrokerArgs>),
     /// Runs a raw libzmq XSUB/XPUB proxy for `zhub bench` (internal).
     #[command(hide = true)]
     BenchRawProxy(RawProxyArgs),

@@ -40,6 +40,9 @@ pub struct BrokerArgs {
     /// The broker's name among peers.
     #[arg(long)]
     name: Option<String>,
+    /// The broker's zone.
+    #[arg(long, default_value = zhub_broker::config::DEFAULT_ZONE)]
+    zone: String,
     /// The broker's cluster endpoint, off unless given.
     #[arg(long)]
     cluster: Option<String>,
@@ -60,6 +63,7 @@ pub(crate) fn serve_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         kv_fsync: args.kv_fsync,
         http: args.http.clone(),
         name: args.name.clone(),
+        zone: args.zone.clone(),
         cluster: args.cluster.clone(),
         peer: args
             .peer

@@ -49,7 +49,7 @@ fn bench_pubsub_reports_every_case() {
 }
 
 #[test]
-fn bench_federation_reports_every_case_across_a_peer_hop() {
+fn bench_federation_reports_every_case_across_a_peer_hop_and_two_zones() {
     deadline(Duration::from_secs(120), || {
         let out = ok(&zhub(
             "tcp://127.0.0.1:1",
@@ -72,7 +72,7 @@ fn bench_federation_reports_every_case_across_a_peer_hop() {
         let cases = v["requests"].as_array().unwrap();
         assert_eq!(cases.len(), 3, "{v}");
         for case in cases {
-            for side in ["single", "one_hop", "raw"] {
+            for side in ["single", "one_hop", "two_zones", "raw"] {
                 assert!(
                     case[side]["round_trips_per_sec"].as_f64().unwrap() > 0.0,
                     "{side}: {case}"

@@ -9,6 +9,11 @@
 //! With `--batch N`, the same clients also send `get_many` and `put_many` requests of N keys
 //! each (their rates count keys, not requests). Last, 1M keys of 100-byte values are loaded into the `never` broker and its resident
 //! memory is compared with the raw bytes of keys and values.
+//!
+//! With `--peer redis`, each get and put case also runs against a `redis-server` with the
+//! same persistence (none for `never`, `appendfsync always` for `always`) through
+//! `redis-benchmark` with the same clients and pipeline depth ([`crate::redis`]), and the
+//! table gives zhub's rate over Redis's.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +26,7 @@ use zhub_client::{Client, FsyncPolicy};
 use zhub_protocol::builtin::INFO_SERVICE;
 use zhub_protocol::kv::{KvRequest, KvWrite, KV_SERVICE};
 
+use crate::redis::{Peer, Persistence, Redis, Workload};
 use crate::server::{Server, Transport};
 
 /// Bytes of each value.
@@ -54,6 +60,9 @@ pub struct KvArgs {
     /// Keys loaded for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     memory_keys: u64,
+    /// Run each get and put case against this peer too, in the same run.
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -73,6 +82,16 @@ enum Op {
 }
 
 impl Op {
+    /// What Redis does for this op, and under which persistence; `None`: no peer case.
+    fn redis(self) -> Option<(Workload, Persistence)> {
+        match self {
+            Op::Get => Some((Workload::Get, Persistence::None)),
+            Op::PutNever => Some((Workload::Set, Persistence::None)),
+            Op::PutAlways => Some((Workload::Set, Persistence::Always)),
+            _ => None,
+        }
+    }
+
     /// Keys one reply stands for.
     fn keys(self, batch: usize) -> u64 {
         match self {
@@ -106,6 +125,10 @@ struct Case {
     ops_per_sec: f64,
     /// `ops_per_sec` over the echo round trips of the same arrangement.
     vs_echo: f64,
+    /// The peer's requests per second with the same clients and pipeline depth.
+    redis_ops_per_sec: Option<f64>,
+    /// `ops_per_sec` over `redis_ops_per_sec`.
+    vs_redis: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -254,6 +277,10 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
     };
     // Keys for the gets.
     drive(&never_url, shape(Op::PutNever, 1, 16), 0.0, Some(KEYS))?;
+    let peers = match args.peer {
+        Some(Peer::Redis) => redis_pair(scratch.path())?,
+        None => None,
+    };
 
     let mut ops = vec![Op::Echo, Op::Get, Op::PutNever, Op::PutAlways];
     if args.batch > 0 {
@@ -277,6 +304,17 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
                     Op::Echo => echo,
                     _ => drive(url, shape(op, clients, in_flight), args.seconds, None)?,
                 };
+                let redis_rate = match (&peers, op.redis()) {
+                    (Some((none, always)), Some((workload, persistence))) => {
+                        let server = match persistence {
+                            Persistence::None => none,
+                            Persistence::Always => always,
+                        };
+                        let n = crate::redis::requests_for(rate, args.seconds, clients, in_flight);
+                        Some(server.bench(workload, clients, in_flight, n)?)
+                    }
+                    _ => None,
+                };
                 cases.push(Case {
                     op,
                     clients,
@@ -284,11 +322,14 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
                     batch: op.keys(args.batch) as usize,
                     ops_per_sec: rate,
                     vs_echo: rate / echo,
+                    redis_ops_per_sec: redis_rate,
+                    vs_redis: redis_rate.map(|r| rate / r),
                 });
             }
         }
     }
     drop(always);
+    drop(peers);
 
     let memory = if args.memory_keys > 0 {
         // A broker of its own, so the figure is the keys' and nothing else's.
@@ -324,19 +365,28 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
         "zhub bench kv: {VALUE} B values, ipc, {:.0} s per case; echo = round trip to zhub.info, same clients",
         args.seconds
     );
+    if args.peer.is_some() {
+        println!("redis = redis-server on a Unix socket, no persistence for gets and `never`, appendfsync always for `always`, driven by redis-benchmark with the same clients and pipeline depth");
+    }
     println!(
-        "{:<18} {:>7} {:>9} {:>6} {:>12} {:>8}",
-        "case", "clients", "in flight", "batch", "keys/s", "x echo"
+        "{:<18} {:>7} {:>9} {:>6} {:>12} {:>8} {:>12} {:>8}",
+        "case", "clients", "in flight", "batch", "keys/s", "x echo", "redis/s", "x redis"
     );
     for c in &cases {
+        let (redis, ratio) = match (c.redis_ops_per_sec, c.vs_redis) {
+            (Some(r), Some(x)) => (format!("{r:.0}"), format!("{x:.2}")),
+            _ => ("-".to_owned(), "-".to_owned()),
+        };
         println!(
-            "{:<18} {:>7} {:>9} {:>6} {:>12.0} {:>8.2}",
+            "{:<18} {:>7} {:>9} {:>6} {:>12.0} {:>8.2} {:>12} {:>8}",
             c.op.name(),
             c.clients,
             c.in_flight,
             c.batch,
             c.ops_per_sec,
-            c.vs_echo
+            c.vs_echo,
+            redis,
+            ratio
         );
     }
     if let Some(m) = &memory {
@@ -346,4 +396,22 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Two Redis servers, without persistence and with `appendfsync always`, the first holding
+/// the keys the gets read; `None` (said on stderr) when Redis is not installed.
+fn redis_pair(dir: &std::path::Path) -> anyhow::Result<Option<(Redis, Redis)>> {
+    if let Some(why) = crate::redis::missing() {
+        eprintln!("{why}");
+        return Ok(None);
+    }
+    let none_dir = dir.join("redis-none");
+    let always_dir = dir.join("redis-always");
+    std::fs::create_dir_all(&none_dir)?;
+    std::fs::create_dir_all(&always_dir)?;
+    let none = Redis::start(&none_dir, Persistence::None)?;
+    let always = Redis::start(&always_dir, Persistence::Always)?;
+    // The keys the gets read, as zhub's gets read keys written before.
+    none.bench(Workload::Set, 16, 16, 100_000)?;
+    Ok(Some((none, always)))
 }

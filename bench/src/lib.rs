@@ -35,9 +35,12 @@
 //!   helper).
 //! - `federation` — `bench federation`: requests and pub/sub across a peer hop, beside one
 //!   broker and a raw ROUTER hop.
-//! - `log` — `bench log`, in-process and through a broker, beside the disk.
+//! - `log` — `bench log`, in-process and through a broker, beside the disk (and Redis's
+//!   `XADD`, `--peer redis`).
 //! - `engine` — the event log engine in-process beside the disk's own rates, for `bench log`.
-//! - `kv` — `bench kv`, beside a built-in service's round trip.
+//! - `kv` — `bench kv`, beside a built-in service's round trip (and Redis, `--peer redis`).
+//! - `redis` — the Redis peer of `bench kv` and `bench log`: a `redis-server` child driven by
+//!   `redis-benchmark`.
 //! - `sim` — `bench sim`: the simulator's kernel, in simulated messages per second.
 //! - `sim_check` — `bench sim-check`, the register linearizability checker's time.
 //! - `register_history` — the generated register histories `bench sim-check` checks.
@@ -48,6 +51,7 @@ mod federation;
 mod kv;
 mod log;
 mod pubsub;
+mod redis;
 mod register_history;
 mod request;
 mod server;

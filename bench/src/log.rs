@@ -8,6 +8,11 @@
 //! the figure to compare is the disk's `fdatasync` rate: group commit lets many appenders
 //! share each sync. Then one stream is replayed through the broker, and a last run appends
 //! `--memory-gb` of 16 KiB records and replays them while the broker's peak RSS is watched.
+//!
+//! With `--peer redis`, each case of one record per request also runs as `XADD` against a
+//! `redis-server` with the same persistence (none for `never`, `appendfsync always` for
+//! `always`), from as many connections as appenders with the window as pipeline depth
+//! ([`crate::redis`]).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +23,7 @@ use anyhow::Context;
 use serde::Serialize;
 use zhub_client::{Client, FsyncPolicy, NewRecord, StreamSettings};
 
+use crate::redis::{Peer, Persistence, Redis, Workload};
 use crate::server::{Server, Transport};
 
 /// Bytes of each record's value in the throughput cases.
@@ -45,6 +51,9 @@ pub struct LogArgs {
     /// (0 skips that run).
     #[arg(long, default_value_t = 1.0)]
     memory_gb: f64,
+    /// Run each case of one record per request against this peer too, in the same run.
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
 }
 
 /// One through-the-broker append case.
@@ -58,6 +67,10 @@ struct Case {
     records_per_sec: f64,
     /// `records_per_sec` over the disk's `fdatasync` rate.
     vs_fdatasync: f64,
+    /// The peer's `XADD`s per second with the same connections and pipeline depth.
+    redis_records_per_sec: Option<f64>,
+    /// `records_per_sec` over `redis_records_per_sec`.
+    vs_redis: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,16 +202,21 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
     let round_trips_per_sec = round_trips as f64 / start.elapsed().as_secs_f64();
 
     // (policy, appenders, records per request, requests in flight per appender)
-    let plan: [(&'static str, FsyncPolicy, usize, usize, usize); 8] = [
+    let plan: [(&'static str, FsyncPolicy, usize, usize, usize); 9] = [
         ("never", FsyncPolicy::Never, 1, 1, 1),
         ("never", FsyncPolicy::Never, 8, 1, 1),
         ("always", FsyncPolicy::Always, 1, 1, 1),
         ("always", FsyncPolicy::Always, 8, 1, 1),
+        ("always", FsyncPolicy::Always, 50, 1, 1),
         ("always", FsyncPolicy::Always, 1, 1, 64),
         ("never", FsyncPolicy::Never, 1, 1, 64),
         ("never", FsyncPolicy::Never, 8, 64, 1),
         ("always", FsyncPolicy::Always, 8, 64, 1),
     ];
+    let peers = match args.peer {
+        Some(Peer::Redis) => redis_pair(scratch.path())?,
+        None => None,
+    };
     let mut cases = Vec::new();
     for (i, (policy, fsync, appenders, batch, window)) in plan.into_iter().enumerate() {
         let stream = format!("bench-{i}");
@@ -210,6 +228,18 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
             VALUE,
             Until::Seconds(args.seconds),
         )?;
+        let redis_rate = match &peers {
+            Some((none, always)) if batch == 1 => {
+                let server = if fsync == FsyncPolicy::Always {
+                    always
+                } else {
+                    none
+                };
+                let n = crate::redis::requests_for(rate, args.seconds, appenders, window);
+                Some(server.bench(Workload::Xadd, appenders, window, n)?)
+            }
+            _ => None,
+        };
         cases.push(Case {
             policy,
             appenders,
@@ -217,8 +247,11 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
             window,
             records_per_sec: rate,
             vs_fdatasync: rate / fdatasync,
+            redis_records_per_sec: redis_rate,
+            vs_redis: redis_rate.map(|r| rate / r),
         });
     }
+    drop(peers);
     let (replayed, replay_mb) = replay(&mut client, &format!("bench-{}", plan.len() - 1))?;
 
     let memory = if args.memory_gb > 0.0 {
@@ -289,15 +322,29 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
         "\nthrough the broker (ipc), {:.0} s per case; window: appends in flight per appender:",
         args.seconds
     );
+    if args.peer.is_some() {
+        println!("redis = XADD to a redis-server on a Unix socket with the same persistence, by redis-benchmark: connections = appenders, pipeline = window");
+    }
     println!(
-        "{:<8} {:>9} {:>6} {:>6} {:>14} {:>14}",
-        "policy", "appenders", "batch", "window", "records/s", "x fdatasync"
+        "{:<8} {:>9} {:>6} {:>6} {:>14} {:>14} {:>12} {:>8}",
+        "policy", "appenders", "batch", "window", "records/s", "x fdatasync", "redis/s", "x redis"
     );
     println!("(a round trip to the built-in zhub.info, 1 client: {round_trips_per_sec:.0}/s)");
     for c in &cases {
+        let (redis, ratio) = match (c.redis_records_per_sec, c.vs_redis) {
+            (Some(r), Some(x)) => (format!("{r:.0}"), format!("{x:.2}")),
+            _ => ("-".to_owned(), "-".to_owned()),
+        };
         println!(
-            "{:<8} {:>9} {:>6} {:>6} {:>14.0} {:>14.1}",
-            c.policy, c.appenders, c.batch, c.window, c.records_per_sec, c.vs_fdatasync
+            "{:<8} {:>9} {:>6} {:>6} {:>14.0} {:>14.1} {:>12} {:>8}",
+            c.policy,
+            c.appenders,
+            c.batch,
+            c.window,
+            c.records_per_sec,
+            c.vs_fdatasync,
+            redis,
+            ratio
         );
     }
     println!("replay through the broker: {replayed} records, {replay_mb:.1} MB/s of values");
@@ -308,4 +355,21 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Two Redis servers, without persistence and with `appendfsync always`; `None` (said on
+/// stderr) when Redis is not installed.
+fn redis_pair(dir: &std::path::Path) -> anyhow::Result<Option<(Redis, Redis)>> {
+    if let Some(why) = crate::redis::missing() {
+        eprintln!("{why}");
+        return Ok(None);
+    }
+    let none_dir = dir.join("redis-none");
+    let always_dir = dir.join("redis-always");
+    std::fs::create_dir_all(&none_dir)?;
+    std::fs::create_dir_all(&always_dir)?;
+    Ok(Some((
+        Redis::start(&none_dir, Persistence::None)?,
+        Redis::start(&always_dir, Persistence::Always)?,
+    )))
 }

@@ -164,3 +164,64 @@ fn bench_sim_reports_typed_and_encoded_rates() {
         assert!(cases[1]["bytes_per_message"].as_f64().unwrap() > 0.0, "{v}");
     });
 }
+
+/// Whether `redis-server` and `redis-benchmark` are installed; says so when not.
+fn redis_installed() -> bool {
+    let found = ["redis-server", "redis-benchmark"].iter().all(|program| {
+        std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !found {
+        eprintln!("skipped: redis-server or redis-benchmark is not installed (apt-get install redis-server)");
+    }
+    found
+}
+
+#[test]
+fn bench_kv_and_log_run_beside_redis_when_it_is_installed() {
+    if !redis_installed() {
+        return;
+    }
+    deadline(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        let common = ["--json", "--dir", dir_arg, "--peer", "redis"];
+        let kv = [
+            &["bench", "kv"][..],
+            &common,
+            &["--seconds", "0.2", "--clients", "2", "--in-flight", "4"],
+            &["--memory-keys", "0"],
+        ]
+        .concat();
+        let v: serde_json::Value =
+            serde_json::from_str(ok(&zhub("tcp://127.0.0.1:1", &kv)).trim()).unwrap();
+        let cases = v["cases"].as_array().unwrap();
+        for op in ["get", "put_never", "put_always"] {
+            let case = cases.iter().find(|c| c["op"] == op).unwrap();
+            assert!(case["redis_ops_per_sec"].as_f64().unwrap() > 0.0, "{case}");
+            assert!(case["vs_redis"].as_f64().unwrap() > 0.0, "{case}");
+        }
+        let echo = cases.iter().find(|c| c["op"] == "echo").unwrap();
+        assert!(echo["redis_ops_per_sec"].is_null(), "{echo}");
+        let log = [
+            &["bench", "log"][..],
+            &common,
+            &["--records", "10000", "--seconds", "0.2", "--memory-gb", "0"],
+        ]
+        .concat();
+        let v: serde_json::Value =
+            serde_json::from_str(ok(&zhub("tcp://127.0.0.1:1", &log)).trim()).unwrap();
+        for case in v["broker"]["appends"].as_array().unwrap() {
+            // XADD beside every case of one record per request, none beside batches.
+            assert_eq!(
+                case["redis_records_per_sec"].is_f64(),
+                case["batch"] == 1,
+                "{case}"
+            );
+        }
+        // The scratch directory, Redis's files with it, is gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    });
+}

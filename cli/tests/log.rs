@@ -218,7 +218,7 @@ fn bench_log_reports_every_figure() {
             "{v}"
         );
         let appends = v["broker"]["appends"].as_array().unwrap();
-        assert_eq!(appends.len(), 8);
+        assert_eq!(appends.len(), 9);
         for case in appends {
             assert!(case["records_per_sec"].as_f64().unwrap() > 0.0, "{case}");
         }

@@ -17,7 +17,7 @@
 //! status text, user id (what each message then carries as `User-Id`), metadata (empty).
 //!
 //! The user id of a PLAIN login is the user's name; that of a CURVE login is the name, a
-//! line feed and the key in Z85 ([`super::user_id`]). A name holds no control character, so
+//! line feed and the key in Z85 (`user_id` in the auth module). A name holds no control character, so
 //! the two cannot be confused; and since every message then says which key it came with,
 //! a key taken out of the file on reload stops working on the connections already open,
 //! not only on new ones.

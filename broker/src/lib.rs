@@ -367,11 +367,8 @@ impl Broker {
         .with_auth(router_gate);
         broker.spawn("zhub-router", move |control| router.run(control))?;
         if let Some(mut server) = http.take() {
-            let mut options = zhub_client::ClientOptions::new();
-            if let Some(state) = &broker.auth {
-                let (user, password) = state.internal_credentials();
-                options = options.credentials(user, password);
-            }
+            let options = zhub_client::ClientOptions::new()
+                .login(broker.auth.as_ref().map(|state| state.internal_login()));
             server.serve(&broker.info.main, options)?;
             broker.http = Some(server);
         }

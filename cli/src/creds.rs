@@ -1,11 +1,13 @@
 //! The login for a broker with an auth file: `--user U --password-file F`, or `--creds FILE`
-//! (`$ZHUB_CREDS`), read once at start and used by every connection the command makes.
+//! (`$ZHUB_CREDS`), for PLAIN; `--curve-key FILE --server-key FILE` (`$ZHUB_CURVE_KEY`,
+//! `$ZHUB_SERVER_KEY`) for CURVE. Read once at start and used by every connection the
+//! command makes.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context};
-use zhub_client::{ClientOptions, Credentials};
+use zhub_client::{ClientOptions, Credentials, CurveKeyPair, Login};
 use zhub_worker::WorkerOptions;
 
 /// The flags, shared by every subcommand.
@@ -28,9 +30,31 @@ pub(crate) struct CredsArgs {
         conflicts_with = "user"
     )]
     creds: Option<PathBuf>,
+    /// Log in with CURVE, for a broker whose auth file sets [curve]: this key file (from
+    /// `zhub keygen --out FILE`), whose public key the auth file lists; $ZHUB_CURVE_KEY when
+    /// set. Needs --server-key.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "ZHUB_CURVE_KEY",
+        requires = "server_key",
+        conflicts_with_all = ["user", "creds"]
+    )]
+    curve_key: Option<PathBuf>,
+    /// The broker's public key file (its `.pub`, `public = "..."`), for --curve-key;
+    /// $ZHUB_SERVER_KEY when set.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "ZHUB_SERVER_KEY",
+        requires = "curve_key"
+    )]
+    server_key: Option<PathBuf>,
 }
 
-static LOGIN: OnceLock<Option<Credentials>> = OnceLock::new();
+static LOGIN: OnceLock<Option<Login>> = OnceLock::new();
 
 /// Reads the files the flags name and keeps the login for [`client`] and [`worker`].
 ///
@@ -44,13 +68,19 @@ pub(crate) fn init(args: &CredsArgs) -> anyhow::Result<()> {
             if password.is_empty() {
                 bail!("{}: no password on its first line", file.display());
             }
-            Some(Credentials::new(user, password))
+            Some(Login::Plain(Credentials::new(user, password)))
         }
-        (None, None, Some(file)) => Some(
+        (None, None, Some(file)) => Some(Login::Plain(
             Credentials::parse(&read(file)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
-        ),
-        _ => None,
+        )),
+        _ => match (&args.curve_key, &args.server_key) {
+            (Some(keys), Some(server)) => Some(Login::Curve {
+                server: CurveKeyPair::load_public(server)?,
+                keys: CurveKeyPair::load(keys)?,
+            }),
+            _ => None,
+        },
     };
     let _ = LOGIN.set(login);
     Ok(())
@@ -62,19 +92,10 @@ fn read(file: &Path) -> anyhow::Result<String> {
 
 /// `options` with the login, when one was given.
 pub(crate) fn client(options: ClientOptions) -> ClientOptions {
-    match LOGIN.get().cloned().flatten() {
-        Some(login) => options.with_credentials(login),
-        None => options,
-    }
+    options.login(LOGIN.get().cloned().flatten())
 }
 
 /// `options` with the login, when one was given.
 pub(crate) fn worker(options: WorkerOptions) -> WorkerOptions {
-    match LOGIN.get().cloned().flatten() {
-        Some(login) => {
-            let (user, password) = login.into_parts();
-            options.credentials(user, password)
-        }
-        None => options,
-    }
+    options.login(LOGIN.get().cloned().flatten())
 }

@@ -105,6 +105,11 @@ impl Client {
                 format!("{url:?}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"),
             ));
         }
+        if let Some(login) = &options.login {
+            login.check().map_err(|e| {
+                ConnectError::new(ConnectErrorKind::InvalidKey, e.detail().to_owned())
+            })?;
+        }
         let unknown = BrokerInfo {
             version: String::new(),
             main: url.to_owned(),

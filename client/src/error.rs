@@ -149,6 +149,9 @@ kinds! {
     ConnectErrorKind {
         /// The URL is not `tcp://HOST:PORT`, `ipc://PATH` or `inproc://NAME`.
         InvalidUrl => "invalid broker URL",
+        /// The broker's public key given to [`crate::ClientOptions::curve`] is not a Z85
+        /// CURVE key.
+        InvalidKey => "invalid server key",
         /// The broker did not answer within the connect timeout.
         TimedOut => "broker did not answer",
         /// The broker answered something this client cannot read.

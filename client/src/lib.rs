@@ -57,7 +57,7 @@
 //! Everything public is at the crate root; the source files behind it are:
 //! - `client.rs` — [`Client`]: connecting, requests, publishing, subscribing.
 //! - `discover.rs` — [`Client::discover`]: finding a broker by its UDP beacon.
-//! - `options.rs` — [`ClientOptions`], [`RequestOptions`].
+//! - `options.rs` — [`ClientOptions`], [`RequestOptions`], [`Login`] (PLAIN or CURVE).
 //! - `subscriber.rs` — [`Subscriber`], [`Message`], [`Subscription`].
 //! - `publisher.rs` — the publishing socket, its handshake and sequence numbers.
 //! - `kv.rs` — [`Kv`], [`Watcher`], [`Replica`]: the key-value store through the broker.
@@ -99,7 +99,7 @@ pub use log::{
     StreamSettings, StreamSummary,
 };
 pub use log_appender::Appender;
-pub use options::{ClientOptions, Credentials, RequestOptions, DEFAULT_URL};
+pub use options::{ClientOptions, Credentials, Login, RequestOptions, DEFAULT_URL};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};
 pub use util::connectable;
 pub use zhub_protocol::builtin::{BrokerInfo, Stats, StorageStats};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Client, ConnectError};
+use crate::{Client, ConnectError, CurveKeyPair, KeyError};
 
 /// Default URL of the broker's main endpoint.
 pub const DEFAULT_URL: &str = "tcp://127.0.0.1:5555";
@@ -23,7 +23,58 @@ pub struct ClientOptions {
     pub(crate) linger: Duration,
     pub(crate) publish_hwm: i32,
     pub(crate) subscribe_hwm: i32,
-    pub(crate) credentials: Option<Credentials>,
+    pub(crate) login: Option<Login>,
+}
+
+/// How a client or a worker logs in to a broker started with an auth file.
+///
+/// A broker whose auth file has a `[curve]` section takes CURVE logins only; one without it
+/// takes PLAIN logins only (a ZeroMQ socket is a server of one mechanism).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Login {
+    /// ZeroMQ's PLAIN mechanism: a user name and a password, sent in clear.
+    Plain(Credentials),
+    /// ZeroMQ's CURVE mechanism: the connection is encrypted, the broker proves that it holds
+    /// the secret key of `server`, and this side that it holds `keys`; the broker logs it in
+    /// as the user whose `curve_keys` hold `keys`' public key.
+    Curve {
+        /// The broker's public key, Z85 (the `public` of the broker's `[curve]`).
+        server: String,
+        /// This side's key pair.
+        keys: CurveKeyPair,
+    },
+}
+
+impl Login {
+    /// Checks what can be checked before connecting: that a CURVE login's server key is a
+    /// Z85 CURVE key (the key pair was checked when it was made).
+    ///
+    /// # Errors
+    /// [`crate::KeyErrorKind::InvalidKey`], saying what is wrong with the server key.
+    pub fn check(&self) -> Result<(), KeyError> {
+        match self {
+            Login::Plain(_) => Ok(()),
+            Login::Curve { server, .. } => CurveKeyPair::validate_public(server),
+        }
+    }
+
+    /// Makes `socket` log in this way on every connection it makes (set before `connect`).
+    /// Used on every socket a client opens, and by workers.
+    ///
+    /// # Errors
+    /// ZeroMQ's error if the options cannot be set (`EINVAL` for a server key that
+    /// [`Login::check`] refuses).
+    pub fn apply(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
+        match self {
+            Login::Plain(credentials) => credentials.apply(socket),
+            Login::Curve { server, keys } => {
+                socket.set_curve_serverkey(server.as_bytes())?;
+                socket.set_curve_publickey(keys.public().as_bytes())?;
+                socket.set_curve_secretkey(keys.secret().as_bytes())
+            }
+        }
+    }
 }
 
 /// A user name and password for a broker that requires a login (ZeroMQ's PLAIN mechanism).
@@ -91,14 +142,15 @@ impl Default for ClientOptions {
     ///   and subscriptions to be confirmed;
     /// - `linger`: 2 s that dropping the client waits for queued messages to leave;
     /// - `publish_hwm` and `subscribe_hwm`: 10 000 messages queued locally per socket;
-    /// - `credentials`: none (for a broker without an auth file).
+    /// - `login`: none, neither [`credentials`](Self::credentials) nor
+    ///   [`curve`](Self::curve) (for a broker without an auth file).
     fn default() -> Self {
         ClientOptions {
             timeout: Duration::from_secs(5),
             linger: Duration::from_secs(2),
             publish_hwm: 10_000,
             subscribe_hwm: 10_000,
-            credentials: None,
+            login: None,
         }
     }
 }
@@ -135,24 +187,60 @@ impl ClientOptions {
     }
 
     /// Logs in as `user` with `password` on every socket the client opens (main, publish,
-    /// subscribe), for a broker started with an auth file. A wrong password looks like a
-    /// broker that does not answer: ZeroMQ closes the connection during the handshake, so
-    /// connecting fails with `TimedOut`.
+    /// subscribe), for a broker started with an auth file without `[curve]` (ZeroMQ's PLAIN
+    /// mechanism). A wrong password looks like a broker that does not answer: ZeroMQ closes
+    /// the connection during the handshake, so connecting fails with `TimedOut`. Replaces a
+    /// login set before ([`Self::curve`] included).
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.credentials = Some(Credentials::new(user, password));
+        self.login = Some(Login::Plain(Credentials::new(user, password)));
         self
     }
 
     /// As [`Self::credentials`], from a [`Credentials`] value.
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+        self.login = Some(Login::Plain(credentials));
+        self
+    }
+
+    /// Logs in with CURVE on every socket the client opens (main, publish, subscribe), for a
+    /// broker whose auth file has `[curve]`: `server_public` is the broker's public key (Z85,
+    /// the `public` of its `[curve]`, or [`CurveKeyPair::load_public`] of its `.pub` file)
+    /// and `keys` this client's key pair, whose public key the auth file lists in a user's
+    /// `curve_keys`. The connection is encrypted, and each end proves that it holds its
+    /// secret key.
+    ///
+    /// As with a wrong password, a key the broker does not know, or a server key that is not
+    /// the broker's, looks like a broker that does not answer: connecting fails with
+    /// `TimedOut`. A server key that is not a Z85 CURVE key fails at once, with `InvalidKey`.
+    /// Replaces a login set before ([`Self::credentials`] included).
+    ///
+    /// ```no_run
+    /// use zhub_client::{ClientOptions, CurveKeyPair};
+    /// let server = CurveKeyPair::load_public("broker.key.pub")?;
+    /// let keys = CurveKeyPair::load("app.key")?;
+    /// let client = ClientOptions::new()
+    ///     .curve(server, keys)
+    ///     .connect("tcp://broker.example:5555")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn curve(mut self, server_public: impl Into<String>, keys: CurveKeyPair) -> Self {
+        self.login = Some(Login::Curve {
+            server: server_public.into(),
+            keys,
+        });
+        self
+    }
+
+    /// Logs in as `login` says; `None` connects without a login.
+    pub fn login(mut self, login: Option<Login>) -> Self {
+        self.login = login;
         self
     }
 
     /// Applies the login settings to a socket about to connect.
     pub(crate) fn secure(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
-        match &self.credentials {
-            Some(credentials) => credentials.apply(socket),
+        match &self.login {
+            Some(login) => login.apply(socket),
             None => Ok(()),
         }
     }

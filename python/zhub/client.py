@@ -12,6 +12,8 @@ A client owns ZeroMQ sockets, which are not thread-safe: use one client per thre
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,6 +100,56 @@ def _millis(seconds: float) -> int:
     return max(0, min(int(seconds * 1000), 2**31 - 1))
 
 
+_KEY_LINE = re.compile(r'^\s*(public|secret)\s*=\s*"([^"]*)"\s*$')
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A CURVE login (``ClientOptions::curve`` in Rust), for a broker whose auth file sets
+    ``[curve]``: the broker's public key and this side's key pair, each 40 characters of Z85.
+
+    The connection is encrypted, and the broker logs it in as the user whose ``curve_keys``
+    hold ``public``. A key it does not know, or a server key that is not its own, looks like
+    a broker that does not answer. ``repr`` hides the secret key.
+    """
+
+    server_public: str
+    public: str
+    secret: str = field(repr=False)
+
+    @classmethod
+    def load(cls, key_file: str | os.PathLike, server_key_file: str | os.PathLike) -> "Curve":
+        """Reads the key files ``zhub keygen --out`` writes: this side's pair from
+        ``key_file`` (``public = "..."``, ``secret = "..."``) and the broker's public key from
+        ``server_key_file`` (its ``.pub``). Raises ``ValueError`` naming the file when one
+        lacks a key."""
+        keys = _read_key_file(key_file)
+        server = _read_key_file(server_key_file)
+        if "secret" not in keys:
+            raise ValueError(f"{key_file}: no `secret`: is it a public-key file?")
+        if "public" not in keys or "public" not in server:
+            raise ValueError(f"{key_file if 'public' not in keys else server_key_file}: no `public`")
+        return cls(server["public"], keys["public"], keys["secret"])
+
+    def apply(self, socket: zmq.Socket) -> None:
+        """Makes ``socket`` log in with these keys on every connection (before ``connect``)."""
+        socket.setsockopt(zmq.CURVE_SERVERKEY, self.server_public.encode())
+        socket.setsockopt(zmq.CURVE_PUBLICKEY, self.public.encode())
+        socket.setsockopt(zmq.CURVE_SECRETKEY, self.secret.encode())
+
+
+def _read_key_file(path: str | os.PathLike) -> dict[str, str]:
+    """The ``public`` and ``secret`` of a key file (TOML of those two strings only; Z85 has
+    no quote character, so a line is read without a TOML parser, which 3.10 lacks)."""
+    found: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = _KEY_LINE.match(line)
+            if m:
+                found[m.group(1)] = m.group(2)
+    return found
+
+
 @dataclass(frozen=True)
 class ClientOptions:
     """How a client connects; every field has its default here.
@@ -105,12 +157,19 @@ class ClientOptions:
     ``timeout``: seconds to wait for the broker (connect, requests, publishes that meet a
     full queue, subscription probes), 5. ``linger``: seconds unsent messages are kept after
     ``close``, 2. ``publish_hwm`` / ``subscribe_hwm``: messages queued per socket, 10,000.
+    ``curve``: a ``Curve`` login used on every socket the client opens, none.
     """
 
     timeout: float = 5.0
     linger: float = 2.0
     publish_hwm: int = 10_000
     subscribe_hwm: int = 10_000
+    curve: Optional[Curve] = None
+
+    def secure(self, socket: zmq.Socket) -> None:
+        """Applies the login, if any, to a socket about to connect."""
+        if self.curve is not None:
+            self.curve.apply(socket)
 
 
 @dataclass(frozen=True)
@@ -199,6 +258,7 @@ class _Publisher:
         socket.setsockopt(zmq.SNDHWM, options.publish_hwm)
         socket.setsockopt(zmq.SNDTIMEO, _millis(options.timeout))
         socket.setsockopt(zmq.XPUB_NODROP, 1)
+        options.secure(socket)
         socket.connect(endpoint)
         deadline = time.monotonic() + options.timeout
         while True:
@@ -453,6 +513,7 @@ class Client:
         self._main = context.socket(zmq.DEALER)
         self._main.setsockopt(zmq.LINGER, _millis(options.linger))
         self._main.setsockopt(zmq.SNDTIMEO, _millis(options.timeout))
+        options.secure(self._main)
         self._main.connect(info.main)
         self._publisher: Optional[_Publisher] = None
         self._publisher_id = wire.random_u64()
@@ -476,14 +537,15 @@ class Client:
         linger: float = 2.0,
         publish_hwm: int = 10_000,
         subscribe_hwm: int = 10_000,
+        curve: Optional[Curve] = None,
     ) -> "Client":
         """Connects to the broker whose main endpoint is ``url``; see ``ClientOptions`` for
-        the keywords.
+        the keywords (``curve=Curve.load("app.key", "broker.key.pub")`` logs in with CURVE).
 
         Raises ``ConnectError``: ``INVALID_URL`` for a malformed URL, ``TIMED_OUT`` when no
-        broker answers within ``timeout``.
+        broker answers within ``timeout`` (a refused login included).
         """
-        options = ClientOptions(timeout, linger, publish_hwm, subscribe_hwm)
+        options = ClientOptions(timeout, linger, publish_hwm, subscribe_hwm, curve)
         return cls.connect_with(url, options)
 
     @classmethod
@@ -823,6 +885,7 @@ class Client:
         socket = self._context.socket(zmq.SUB)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, self._options.subscribe_hwm)
+        self._options.secure(socket)
         socket.connect(self._info.deliver)
         # The address first: the broker sends this subscriber's copies to it, and learns of the
         # prefixes that follow (protocol/src/delivery.rs).

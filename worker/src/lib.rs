@@ -45,7 +45,8 @@
 //! # Layout
 //! Everything public is at the crate root; the source files behind it are:
 //! - `worker.rs` — [`Worker`], [`Request`], [`Stopper`], [`Waker`].
-//! - `options.rs` — [`WorkerOptions`].
+//! - `options.rs` — [`WorkerOptions`]; logins are [`Login`] (with [`CurveKeyPair`]), shared
+//!   with `zhub-client`.
 //! - `io.rs` — the MDP session loop: registration, heartbeats, reconnection, framing.
 //! - `pool.rs` — the handler threads of [`Worker::run`] for a worker with a concurrency.
 //! - `error.rs` — [`WorkerError`].
@@ -60,3 +61,4 @@ mod worker;
 pub use error::WorkerError;
 pub use options::WorkerOptions;
 pub use worker::{Request, Stopper, Waker, Worker};
+pub use zhub_client::{CurveKeyPair, Login};

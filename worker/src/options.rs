@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use zhub_client::{Credentials, CurveKeyPair, Login};
+
 use crate::{Worker, WorkerError};
 
 /// Settings for [`Worker`]; build with the methods, then [`WorkerOptions::connect`], which
@@ -17,36 +19,13 @@ pub struct WorkerOptions {
     pub(crate) login: Option<Login>,
 }
 
-/// A user name and password (ZeroMQ's PLAIN mechanism); its `Debug` hides the password.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Login {
-    user: String,
-    password: String,
-}
-
-impl Login {
-    /// Makes `socket` log in on each connection it makes (set before `connect`).
-    pub(crate) fn apply(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
-        socket.set_plain_username(Some(&self.user))?;
-        socket.set_plain_password(Some(&self.password))
-    }
-}
-
-impl std::fmt::Debug for Login {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login")
-            .field("user", &self.user)
-            .field("password", &"<hidden>")
-            .finish()
-    }
-}
-
 impl Default for WorkerOptions {
     /// - `heartbeat`: 2.5 s between heartbeats (the broker's default too);
     /// - `liveness`: 3 heartbeats without any traffic from the broker before reconnecting;
     /// - `reconnect`: backoff from 1 s, doubling to at most 32 s;
     /// - `concurrency`: 1 request at a time (a plain Majordomo worker);
-    /// - `credentials`: none (for a broker without an auth file).
+    /// - `login`: none, neither [`credentials`](Self::credentials) nor
+    ///   [`curve`](Self::curve) (for a broker without an auth file).
     fn default() -> Self {
         WorkerOptions {
             heartbeat: Duration::from_millis(2500),
@@ -99,6 +78,12 @@ impl WorkerOptions {
                 ),
             });
         }
+        if let Some(login) = &self.login {
+            login.check().map_err(|e| WorkerError::InvalidOption {
+                name: "curve",
+                reason: format!("server key: {e}"),
+            })?;
+        }
         Ok(())
     }
 
@@ -120,14 +105,43 @@ impl WorkerOptions {
         self
     }
 
-    /// Logs in as `user` with `password`, for a broker started with an auth file; the user
-    /// must be allowed to serve the service (`serve = [...]`), or the broker disconnects the
-    /// worker at its READY and logs why.
+    /// Logs in as `user` with `password` (ZeroMQ's PLAIN mechanism), for a broker started
+    /// with an auth file without `[curve]`; the user must be allowed to serve the service
+    /// (`serve = [...]`), or the broker disconnects the worker at its READY and logs why.
+    /// Replaces a login set before ([`Self::curve`] included).
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.login = Some(Login {
-            user: user.into(),
-            password: password.into(),
+        self.login = Some(Login::Plain(Credentials::new(user, password)));
+        self
+    }
+
+    /// Logs in with CURVE, for a broker whose auth file has `[curve]`: `server_public` is
+    /// the broker's public key (Z85) and `keys` this worker's key pair, whose public key the
+    /// auth file lists in the `curve_keys` of a user allowed to serve the service. As
+    /// [`zhub_client::ClientOptions::curve`]; a server key that is not a Z85 CURVE key makes
+    /// [`WorkerOptions::connect`] fail with [`WorkerError::InvalidOption`], a key the broker
+    /// refuses makes the worker retry with its backoff, and the broker log why. Replaces a
+    /// login set before ([`Self::credentials`] included).
+    ///
+    /// ```no_run
+    /// use zhub_worker::{CurveKeyPair, WorkerOptions};
+    /// let server = CurveKeyPair::load_public("broker.key.pub")?;
+    /// let worker = WorkerOptions::new()
+    ///     .curve(server, CurveKeyPair::load("echo-worker.key")?)
+    ///     .connect("tcp://broker.example:5555", "echo")?;
+    /// worker.run(|body| body.to_vec())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn curve(mut self, server_public: impl Into<String>, keys: CurveKeyPair) -> Self {
+        self.login = Some(Login::Curve {
+            server: server_public.into(),
+            keys,
         });
+        self
+    }
+
+    /// Logs in as `login` says; `None` connects without a login.
+    pub fn login(mut self, login: Option<Login>) -> Self {
+        self.login = login;
         self
     }
 

@@ -25,6 +25,16 @@
 //! publish = ["app.secret.*"]
 //! ```
 //!
+//! With a `[curve]` section (the broker's key pair, from `zhub keygen`) every endpoint is a
+//! CURVE server and takes CURVE logins only: a ZeroMQ socket serves one mechanism, so a
+//! user with a `password` is then an error, not a login that silently never works.
+//!
+//! ```toml
+//! [curve]
+//! public = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+//! secret = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"
+//! ```
+//!
 //! Every list holds patterns ([`crate::auth::policy::Pattern`]); a missing list allows (or
 //! denies) nothing. Unknown keys are an error, so that a typo never opens a hole.
 
@@ -153,8 +163,9 @@ pub struct User {
 pub struct Policy {
     /// Users by name.
     pub users: HashMap<String, User>,
-    /// CURVE public keys (32 bytes) by the user they log in as.
-    pub keys: HashMap<Vec<u8>, String>,
+    /// The user each CURVE public key logs in as, by the key in canonical Z85 (40
+    /// characters), the form the ZAP handler writes into each message's `User-Id`.
+    pub keys: HashMap<String, String>,
     /// The broker's key pair, when CURVE is on.
     pub curve: Option<ServerKeys>,
 }
@@ -195,6 +206,13 @@ impl Policy {
                     "users.{name:?}: a user name is 1 to 255 printable characters"
                 ));
             }
+            if user.password.is_some() && policy.curve.is_some() {
+                // A ZeroMQ socket is a CURVE server or a PLAIN server, not both: with a key
+                // pair every endpoint is CURVE, and a password could never be used.
+                return Err(format!(
+                    "users.{name}.password: this file sets [curve], so every endpoint takes CURVE logins only and no password can log in; give the user curve_keys instead, or remove [curve] to log in with passwords"
+                ));
+            }
             if let Some(phc) = &user.password {
                 argon2::PasswordHash::new(phc).map_err(|e| {
                     format!("users.{name}.password: not a PHC hash string ({e}); make one with `zhub-broker --hash-password`")
@@ -202,7 +220,7 @@ impl Policy {
             }
             for key in &user.curve_keys {
                 let raw = decode_key(key).map_err(|e| format!("users.{name}.curve_keys: {e}"))?;
-                if let Some(other) = policy.keys.insert(raw, name.clone()) {
+                if let Some(other) = policy.keys.insert(z85(&raw), name.clone()) {
                     return Err(format!(
                         "users.{name}.curve_keys: key {key} is also user '{other}''s"
                     ));
@@ -222,6 +240,11 @@ impl Policy {
         }
         Ok(policy)
     }
+}
+
+/// A key's 32 bytes in Z85: one spelling per key, whatever spelling the file used.
+pub(crate) fn z85(raw: &[u8]) -> String {
+    zmq::z85_encode(raw).unwrap_or_default()
 }
 
 /// A Z85 CURVE key (40 characters) as its 32 bytes.
@@ -244,15 +267,13 @@ mod tests {
 
     #[test]
     fn a_complete_file_is_read() {
-        let text = format!(
-            r#"
+        let text = r#"
 [curve]
-public = "rq:rM>}}U?@Lns47E1%kR.o@n%FcmmsL/@{{H8]yf7"
-secret = "JTKVSB%%)wK0E.X)V>+}}o?pNmC{{O&4W4b!Ni{{Lh6"
+public = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+secret = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"
 
 [users.app]
-password = "{HASH}"
-curve_keys = ["Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{{hID"]
+curve_keys = ["Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"]
 [users.app.allow]
 publish = ["app.*"]
 admin = true
@@ -260,19 +281,39 @@ admin = true
 publish = ["app.secret.*"]
 
 [users.reader]
-"#
-        );
-        let policy = Policy::from_toml(&text).unwrap();
+"#;
+        let policy = Policy::from_toml(text).unwrap();
         assert!(policy.curve.is_some());
         let app = &policy.users["app"];
         assert!(app.permissions.allows(Kind::Publish, "app.x"));
         assert!(!app.permissions.allows(Kind::Publish, "app.secret.x"));
         assert!(app.permissions.allows_admin());
         assert_eq!(policy.keys.len(), 1);
-        assert_eq!(policy.keys.values().next().unwrap(), "app");
+        assert_eq!(
+            policy.keys["Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"],
+            "app"
+        );
+        assert!(app.password.is_none());
         let reader = &policy.users["reader"];
         assert!(reader.password.is_none());
         assert!(!reader.permissions.allows(Kind::Subscribe, "x"));
+    }
+
+    #[test]
+    fn passwords_are_refused_beside_a_curve_key_pair() {
+        let text = format!(
+            "[curve]\npublic = \"rq:rM>}}U?@Lns47E1%kR.o@n%FcmmsL/@{{H8]yf7\"\n\
+             secret = \"JTKVSB%%)wK0E.X)V>+}}o?pNmC{{O&4W4b!Ni{{Lh6\"\n\
+             [users.app]\npassword = \"{HASH}\"\n"
+        );
+        let err = Policy::from_toml(&text).unwrap_err();
+        assert!(
+            err.contains("users.app.password") && err.contains("CURVE logins only"),
+            "{err}"
+        );
+        // The same user without [curve] is a PLAIN user.
+        let text = format!("[users.app]\npassword = \"{HASH}\"\n");
+        assert!(Policy::from_toml(&text).is_ok());
     }
 
     #[test]

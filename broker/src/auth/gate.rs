@@ -42,15 +42,25 @@ impl Gate {
         &self.policy
     }
 
-    /// The permissions of `user` (from the message's `User-Id`), or the refusal for a
-    /// message with none or from a user the file no longer holds.
+    /// The permissions of `user` (the message's `User-Id`, see [`super::user_id`]), or the
+    /// refusal for a message with none, from a user the file no longer holds, or sent with a
+    /// CURVE key the file no longer gives that user.
     pub(crate) fn permissions(&mut self, user: Option<&str>) -> Result<&Permissions, Refusal> {
         let Some(user) = user.filter(|u| !u.is_empty()) else {
             return Err(Refusal("this broker requires a login".to_owned()));
         };
-        match self.policy().users.get(user) {
+        let (name, key) = super::split_user_id(user);
+        let policy = self.policy();
+        if let Some(key) = key {
+            if policy.keys.get(key).map(String::as_str) != Some(name) {
+                return Err(Refusal(format!(
+                    "user '{name}' logged in with CURVE key {key}, which the auth file no longer holds"
+                )));
+            }
+        }
+        match policy.users.get(name) {
             Some(entry) => Ok(&entry.permissions),
-            None => Err(Refusal(format!("user '{user}' is not in the auth file"))),
+            None => Err(Refusal(format!("user '{name}' is not in the auth file"))),
         }
     }
 
@@ -60,7 +70,7 @@ impl Gate {
         user: Option<&str>,
         rest: &[Vec<u8>],
     ) -> Result<(), Refusal> {
-        let name = user.unwrap_or_default();
+        let (name, _) = super::split_user_id(user.unwrap_or_default());
         let perms = self.permissions(user)?;
         actions::check_message(perms, name, rest)
     }

@@ -44,6 +44,27 @@ use policy::{Kind, Pattern, Permissions};
 /// The user the broker's own HTTP thread logs in as (a name no auth file may hold).
 pub(crate) const INTERNAL_USER: &str = "$zhub.internal";
 
+/// Between a user's name and its CURVE key in the user id of a CURVE login (see [`zap`]); no
+/// user name holds a control character.
+const KEY_SEPARATOR: char = '\n';
+
+/// The user id the ZAP handler gives a login: the user's name, and for a CURVE login the
+/// key (Z85) it used.
+pub(crate) fn user_id(name: &str, key: Option<&str>) -> String {
+    match key {
+        Some(key) => format!("{name}{KEY_SEPARATOR}{key}"),
+        None => name.to_owned(),
+    }
+}
+
+/// A user id's name, and its CURVE key when it has one.
+pub(crate) fn split_user_id(id: &str) -> (&str, Option<&str>) {
+    match id.split_once(KEY_SEPARATOR) {
+        Some((name, key)) => (name, Some(key)),
+        None => (id, None),
+    }
+}
+
 /// Why the auth file cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -87,45 +108,84 @@ pub(crate) struct AuthState {
     generation: AtomicU64,
     /// Checked for unknown users, so that they take as long to refuse as known ones.
     dummy: String,
-    /// The internal user's password (random per start) and its hash.
-    internal_password: String,
-    internal_hash: String,
+    /// The `[curve]` the broker started with: its endpoints are CURVE or PLAIN servers, with
+    /// that key pair, until it stops, so a reload may not change it.
+    curve: Option<config::ServerKeys>,
+    /// The internal user's login, random per start: a password (PLAIN) or, with `[curve]`,
+    /// whose endpoints take no password, a key pair.
+    internal: zhub_client::Login,
+    /// The hash of the internal user's password, without `[curve]`.
+    internal_hash: Option<String>,
 }
 
 impl AuthState {
     /// Reads `path`.
     pub(crate) fn load(path: &Path) -> Result<AuthState, AuthError> {
-        let internal_password = SaltString::generate(&mut OsRng).as_str().to_owned();
+        let policy = Policy::from_file(path)?;
+        let no_curve = || AuthError::NoCurve {
+            path: path.to_owned(),
+        };
+        let (internal, internal_hash) = match &policy.curve {
+            Some(server) => {
+                if !zmq::has("curve").unwrap_or(false) {
+                    return Err(no_curve());
+                }
+                let keys = zhub_client::CurveKeyPair::generate().map_err(|_| no_curve())?;
+                let login = zhub_client::Login::Curve {
+                    server: server.public.clone(),
+                    keys,
+                };
+                (login, None)
+            }
+            None => {
+                let password = SaltString::generate(&mut OsRng).as_str().to_owned();
+                let hash = hash_password(password.as_bytes())?;
+                let login = zhub_client::Login::Plain(zhub_client::Credentials::new(
+                    INTERNAL_USER,
+                    password,
+                ));
+                (login, Some(hash))
+            }
+        };
         let mut state = AuthState {
             path: path.to_owned(),
             current: RwLock::new(Arc::new(Policy::default())),
             generation: AtomicU64::new(0),
             dummy: hash_password(b"")?,
-            internal_hash: hash_password(internal_password.as_bytes())?,
-            internal_password,
+            curve: policy.curve.clone(),
+            internal,
+            internal_hash,
         };
-        let policy = state.read()?;
-        state.current = RwLock::new(Arc::new(policy));
+        state.current = RwLock::new(Arc::new(state.complete(policy)?));
         Ok(state)
     }
 
-    fn read(&self) -> Result<Policy, AuthError> {
-        let mut policy = Policy::from_file(&self.path)?;
-        if policy.curve.is_some() && !zmq::has("curve").unwrap_or(false) {
-            return Err(AuthError::NoCurve {
-                path: self.path.clone(),
-            });
-        }
+    /// Checks a policy just read against what the broker started with, and adds the internal
+    /// user.
+    fn complete(&self, mut policy: Policy) -> Result<Policy, AuthError> {
+        let fail = |reason: String| AuthError::File {
+            path: self.path.clone(),
+            reason,
+        };
         if let Some(name) = policy.users.keys().find(|name| name.starts_with('$')) {
-            return Err(AuthError::File {
-                path: self.path.clone(),
-                reason: format!("users.{name:?}: names starting with '$' are the broker's"),
-            });
+            return Err(fail(format!(
+                "users.{name:?}: names starting with '$' are the broker's"
+            )));
+        }
+        if policy.curve != self.curve {
+            return Err(fail(
+                "[curve] differs from the one the broker started with; the endpoints keep the mechanism and key pair they started with until the broker restarts".to_owned(),
+            ));
+        }
+        if let zhub_client::Login::Curve { keys, .. } = &self.internal {
+            policy
+                .keys
+                .insert(keys.public().to_owned(), INTERNAL_USER.to_owned());
         }
         policy.users.insert(
             INTERNAL_USER.to_owned(),
             User {
-                password: Some(self.internal_hash.clone()),
+                password: self.internal_hash.clone(),
                 permissions: everything(),
             },
         );
@@ -134,7 +194,7 @@ impl AuthState {
 
     /// Reads the file again and swaps the policy in; on an error the old one stays.
     pub(crate) fn reload(&self) -> Result<(), AuthError> {
-        let policy = Arc::new(self.read()?);
+        let policy = Arc::new(self.complete(Policy::from_file(&self.path)?)?);
         // A poisoned lock only means a reader panicked holding it; the value is whole.
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = policy;
         self.generation.fetch_add(1, Ordering::Release);
@@ -150,14 +210,14 @@ impl AuthState {
         &self.dummy
     }
 
-    /// The broker's CURVE key pair, when the file sets one.
-    pub(crate) fn curve(&self) -> Option<config::ServerKeys> {
-        self.policy().curve.clone()
+    /// The broker's CURVE key pair, when the file set one at start.
+    pub(crate) fn curve(&self) -> Option<&config::ServerKeys> {
+        self.curve.as_ref()
     }
 
-    /// The internal user's credentials, for the broker's own clients.
-    pub(crate) fn internal_credentials(&self) -> (&str, &str) {
-        (INTERNAL_USER, &self.internal_password)
+    /// The internal user's login, for the broker's own clients (the HTTP thread's).
+    pub(crate) fn internal_login(&self) -> zhub_client::Login {
+        self.internal.clone()
     }
 }
 

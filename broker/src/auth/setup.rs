@@ -41,12 +41,21 @@ impl Setup {
         socket.set_linger(0)?;
         socket.bind(zap::ENDPOINT)?;
         let policy = state.policy();
-        tracing::info!(
-            file = %path.display(),
-            users = policy.users.len() - 1,
-            curve = policy.curve.is_some(),
-            "logins required on every endpoint"
-        );
+        let users = policy.users.len() - 1;
+        match state.curve() {
+            Some(keys) => tracing::info!(
+                file = %path.display(),
+                users,
+                keys = policy.keys.len() - 1,
+                server_key = %keys.public,
+                "CURVE logins required on every endpoint (the file sets [curve]: no password logins)"
+            ),
+            None => tracing::info!(
+                file = %path.display(),
+                users,
+                "PLAIN logins required on every endpoint (the file sets no [curve]: no CURVE logins)"
+            ),
+        }
         Ok(Some(Setup { socket, state }))
     }
 

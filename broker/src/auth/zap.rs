@@ -16,6 +16,12 @@
 //! Reply: version, request id, status code (`200` ok, `400` refused, `500` malformed),
 //! status text, user id (what each message then carries as `User-Id`), metadata (empty).
 //!
+//! The user id of a PLAIN login is the user's name; that of a CURVE login is the name, a
+//! line feed and the key in Z85 (`user_id` in the auth module). A name holds no control character, so
+//! the two cannot be confused; and since every message then says which key it came with,
+//! a key taken out of the file on reload stops working on the connections already open,
+//! not only on new ones.
+//!
 //! Parsing and deciding are pure ([`parse`], [`decide`]) and never panic; the loop (`run`)
 //! only moves frames. A request too broken to carry a request id cannot be answered in a way
 //! libzmq would match, and is dropped (libzmq only sends well-formed ones).
@@ -165,26 +171,25 @@ pub fn decide(policy: &Policy, request: &ZapRequest<'_>, dummy: &str) -> Decisio
                 }
             }
         }
-        Mechanism::Curve { key } => match policy.keys.get(key) {
-            Some(name) => name.clone(),
-            None => {
-                return Decision::refuse(format!(
-                    "unknown CURVE key {}",
-                    zmq::z85_encode(key).unwrap_or_default()
-                ))
+        Mechanism::Curve { key } => {
+            let key = super::config::z85(key);
+            match policy.keys.get(&key) {
+                Some(name) => super::user_id(name, Some(&key)),
+                None => return Decision::refuse(format!("unknown CURVE key {key}")),
             }
-        },
+        }
     };
+    let (name, _) = super::split_user_id(&user);
     // Plain subscribers get ZeroMQ's own fan-out, which the broker cannot filter per
     // subscriber: only users who may receive every topic connect there.
     if request.domain == DOMAIN_SUBSCRIBE.as_bytes() {
         let everything = policy
             .users
-            .get(&user)
+            .get(name)
             .is_some_and(|u| u.permissions.allows_prefix(Kind::Subscribe, ""));
         if !everything {
             return Decision::refuse(format!(
-                "user '{user}' may not use the plain subscribe endpoint (it needs subscribe = [\"*\"]; use the deliver endpoint, as zhub clients do)"
+                "user '{name}' may not use the plain subscribe endpoint (it needs subscribe = [\"*\"]; use the deliver endpoint, as zhub clients do)"
             ));
         }
     }
@@ -224,7 +229,9 @@ pub(crate) fn answer(
             let address = String::from_utf8_lossy(request.address);
             let domain = String::from_utf8_lossy(request.domain);
             if decision.status == "200" {
-                info!(user = %decision.user, %domain, peer = %address, "login accepted");
+                let (user, key) = super::split_user_id(&decision.user);
+                let key = key.unwrap_or_default();
+                info!(%user, key, %domain, peer = %address, "login accepted");
             } else {
                 peer_fault!(faults, "login refused", reason = %decision.text, %domain, peer = %address);
             }
@@ -391,7 +398,10 @@ mod tests {
             mechanism: Mechanism::Curve { key: &key },
             ..plain(b"", b"", b"zhub.main")
         };
-        assert_eq!(decide(&policy, &curve, &dummy).user, "keyed");
+        let keyed = decide(&policy, &curve, &dummy).user;
+        let z85 = zmq::z85_encode(&key).unwrap();
+        assert_eq!(keyed, format!("keyed\n{z85}"));
+        assert_eq!(super::super::split_user_id(&keyed), ("keyed", Some(&*z85)));
         let stranger = [8u8; 32];
         let curve = ZapRequest {
             mechanism: Mechanism::Curve { key: &stranger },

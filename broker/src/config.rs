@@ -404,14 +404,6 @@ impl Config {
             limits::HEARTBEAT,
         )?;
         in_range("cluster_liveness", self.cluster_liveness, limits::LIVENESS)?;
-        if self.auth.is_some() && (self.cluster.is_some() || !self.peer.is_empty()) {
-            return Err(BrokerError::Setting {
-                name: "auth",
-                reason: "cannot be used with a cluster endpoint or peers yet: the cluster link \
-                         has no authentication, and a peer could act for any user"
-                    .to_owned(),
-            });
-        }
         if self.discover && self.cluster.is_none() {
             return Err(BrokerError::Setting {
                 name: "discover",
@@ -868,11 +860,6 @@ mod tests {
             ..Config::default()
         };
         assert!(refused(no_cluster).contains("--cluster"));
-        let with_auth = Config {
-            auth: Some(dir.path().join("auth.toml")),
-            ..c
-        };
-        assert!(refused(with_auth).contains("cluster link has no authentication"));
     }
 
     #[test]

@@ -175,9 +175,16 @@ impl Broker {
             .name
             .clone()
             .unwrap_or_else(|| format!("zhub-{:06x}", broker_id >> 40));
+        let federated = cluster_socket.is_some() || !config.peer.is_empty();
         if let Some(auth) = &auth {
             auth.secure([&router, &xsub, &xpub, &deliver])?;
+            if federated {
+                auth.secure_cluster(cluster_socket.as_ref())?;
+            }
         }
+        // What this broker's links to its peers, and its bus's subscriptions at their
+        // deliver endpoints, log in with.
+        let peer_login = auth.as_ref().and_then(|a| a.state.peer_login().cloned());
         let mut http = config
             .http
             .as_deref()
@@ -257,7 +264,8 @@ impl Broker {
             })?;
         }
         let bus_counters = Arc::clone(&counters);
-        let peer_links = bus::peers::PeerLinks::new(&broker.context, config.subscribe_hwm)?;
+        let peer_links =
+            bus::peers::PeerLinks::new(&broker.context, config.subscribe_hwm, peer_login.as_ref())?;
         let bus_sockets = bus::BusSockets {
             xsub,
             xpub,
@@ -304,7 +312,7 @@ impl Broker {
         broker.spawn_watched("zhub-storage", Some(storage_watch), move |control| {
             storage.run(control)
         })?;
-        let cluster = if cluster_socket.is_some() || !config.peer.is_empty() {
+        let cluster = if federated {
             let me = zhub_protocol::cluster::PeerHello {
                 version: zhub_protocol::cluster::VERSION,
                 id: broker_id,
@@ -350,6 +358,7 @@ impl Broker {
                 cluster_socket,
                 links,
                 discovery,
+                peer_login,
             )?)
         } else {
             None

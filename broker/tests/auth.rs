@@ -7,6 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::handshake::{handshake, Login};
 use common::{deadline, start_with, TestBroker, Transport, BOTH};
 use zhub_client::{Client, ClientOptions, ConnectErrorKind, GroupErrorKind, RequestErrorKind};
 use zhub_worker::WorkerOptions;
@@ -75,36 +76,6 @@ fn login(url: &str, user: &str) -> Client {
         .unwrap_or_else(|e| panic!("{user} logs in: {e}"))
 }
 
-/// What the handshake of a raw socket of `kind` with `endpoint` ends in, as its monitor
-/// reports it: success, or the failure's kind.
-fn handshake(
-    endpoint: &str,
-    kind: zmq::SocketType,
-    login: Option<(&str, &str)>,
-) -> zmq::SocketEvent {
-    let context = zmq::Context::new();
-    let socket = context.socket(kind).unwrap();
-    socket.set_linger(0).unwrap();
-    if let Some((user, password)) = login {
-        socket.set_plain_username(Some(user)).unwrap();
-        socket.set_plain_password(Some(password)).unwrap();
-    }
-    let monitor = format!("inproc://monitor-{}", zhub_protocol::ids::random_u64());
-    let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32;
-    socket.monitor(&monitor, events).unwrap();
-    let events = context.socket(zmq::PAIR).unwrap();
-    events.set_linger(0).unwrap();
-    events.set_rcvtimeo(10_000).unwrap();
-    events.connect(&monitor).unwrap();
-    socket.connect(endpoint).unwrap();
-    let event = events.recv_bytes(0).expect("a handshake event");
-    let _endpoint = events.recv_bytes(0).unwrap();
-    zmq::SocketEvent::from_raw(u16::from_le_bytes([event[0], event[1]]))
-}
-
 #[test]
 fn every_endpoint_refuses_a_missing_or_wrong_login_and_serves_others() {
     deadline(LIMIT, || {
@@ -121,7 +92,7 @@ fn every_endpoint_refuses_a_missing_or_wrong_login_and_serves_others() {
                 // No login: the mechanisms differ (NULL against PLAIN), which libzmq
                 // reports as a protocol error or without detail, depending on which side
                 // sees it first.
-                let event = handshake(endpoint, kind, None);
+                let event = handshake(endpoint, kind, Login::None);
                 assert!(
                     matches!(
                         event,
@@ -132,13 +103,13 @@ fn every_endpoint_refuses_a_missing_or_wrong_login_and_serves_others() {
                 );
                 for refused in [("ops", "wrong"), ("nobody", PASSWORD), ("ops ", PASSWORD)] {
                     assert_eq!(
-                        handshake(endpoint, kind, Some(refused)),
+                        handshake(endpoint, kind, Login::Plain(refused.0, refused.1)),
                         zmq::SocketEvent::HANDSHAKE_FAILED_AUTH,
                         "{endpoint} {refused:?}"
                     );
                 }
                 assert_eq!(
-                    handshake(endpoint, kind, Some(("ops", PASSWORD))),
+                    handshake(endpoint, kind, Login::Plain("ops", PASSWORD)),
                     zmq::SocketEvent::HANDSHAKE_SUCCEEDED,
                     "{endpoint}"
                 );
@@ -146,7 +117,7 @@ fn every_endpoint_refuses_a_missing_or_wrong_login_and_serves_others() {
             // Plain subscribers cannot be filtered per subscriber: only those who may see
             // everything connect there.
             assert_eq!(
-                handshake(&info.subscribe, zmq::SUB, Some(("app", PASSWORD))),
+                handshake(&info.subscribe, zmq::SUB, Login::Plain("app", PASSWORD)),
                 zmq::SocketEvent::HANDSHAKE_FAILED_AUTH
             );
             // The client library: a wrong password is a broker that never answers.

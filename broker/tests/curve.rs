@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::handshake::{handshake, Login};
 use common::{deadline, spawn_broker_with, start_with, BrokerChild, TestBroker, Transport, BOTH};
 use zhub_client::{Client, ClientOptions, ConnectErrorKind, CurveKeyPair, RequestErrorKind};
 use zhub_worker::WorkerOptions;
@@ -103,54 +104,6 @@ fn start_curve(transport: Transport, keys: &Keys, dir: &Path) -> (TestBroker, Pa
     let path = auth_file(dir, &keys.file(&[&keys.ops]));
     let broker = start_with(transport, |c| c.auth = Some(path.clone()));
     (broker, path)
-}
-
-/// How a raw socket logs in.
-enum Login<'a> {
-    None,
-    Plain(&'a str, &'a str),
-    /// Server public key, client key pair.
-    Curve(&'a str, &'a CurveKeyPair),
-}
-
-/// What the handshake of a raw socket of `kind` with `endpoint` ends in, as its monitor
-/// reports it: success, the failure's kind, or the connection closed during the handshake
-/// (what a client sees when the server cannot read its HELLO: a wrong server key).
-fn handshake(endpoint: &str, kind: zmq::SocketType, login: Login<'_>) -> zmq::SocketEvent {
-    let context = zmq::Context::new();
-    let socket = context.socket(kind).unwrap();
-    socket.set_linger(0).unwrap();
-    match login {
-        Login::None => {}
-        Login::Plain(user, password) => {
-            socket.set_plain_username(Some(user)).unwrap();
-            socket.set_plain_password(Some(password)).unwrap();
-        }
-        Login::Curve(server, keys) => {
-            socket.set_curve_serverkey(server.as_bytes()).unwrap();
-            socket
-                .set_curve_publickey(keys.public().as_bytes())
-                .unwrap();
-            socket
-                .set_curve_secretkey(keys.secret().as_bytes())
-                .unwrap();
-        }
-    }
-    let monitor = format!("inproc://monitor-{}", zhub_protocol::ids::random_u64());
-    let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
-        | zmq::SocketEvent::DISCONNECTED as i32;
-    socket.monitor(&monitor, events).unwrap();
-    let events = context.socket(zmq::PAIR).unwrap();
-    events.set_linger(0).unwrap();
-    events.set_rcvtimeo(10_000).unwrap();
-    events.connect(&monitor).unwrap();
-    socket.connect(endpoint).unwrap();
-    let event = events.recv_bytes(0).expect("a handshake event");
-    let _endpoint = events.recv_bytes(0).unwrap();
-    zmq::SocketEvent::from_raw(u16::from_le_bytes([event[0], event[1]]))
 }
 
 /// Retries `attempt` until it returns true, with a deadline (a reload through SIGHUP is

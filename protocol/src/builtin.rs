@@ -20,6 +20,14 @@ pub const PEERS_SERVICE: &str = "zhub.peers";
 /// Prefix of the broker's own services; workers cannot register names under it.
 pub const BUILTIN_PREFIX: &str = "zhub.";
 
+/// `("zhub.kv", "B1")` for `zhub.kv@B1`: a built-in service of the peer broker named `B1`,
+/// which the broker a client is connected to passes on to that broker.
+#[must_use]
+pub fn split_home(service: &str) -> Option<(&str, &str)> {
+    let (name, broker) = service.rsplit_once('@')?;
+    (name.starts_with(BUILTIN_PREFIX) && !broker.is_empty()).then_some((name, broker))
+}
+
 /// Reply body of [`INFO_SERVICE`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {

@@ -35,6 +35,19 @@
 //! secret = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"
 //! ```
 //!
+//! Brokers that peer (`--cluster`, `--peer`) log in to each other's cluster and deliver
+//! endpoints too. With `[curve]`, every broker of the cluster holds the same key pair and
+//! logs in with it; with passwords, they share a secret of at least 16 characters:
+//!
+//! ```toml
+//! [cluster]
+//! secret = "a long random string, the same in every broker's file"
+//! ```
+//!
+//! A peer that logs in so is trusted with everything: a broker checks its own clients'
+//! permissions before it passes their requests on, so the brokers of a cluster should hold
+//! the same file.
+//!
 //! Every list holds patterns ([`crate::auth::policy::Pattern`]); a missing list allows (or
 //! denies) nothing. Unknown keys are an error, so that a typo never opens a hole.
 
@@ -53,8 +66,20 @@ struct AuthFile {
     #[serde(default)]
     curve: Option<CurveFile>,
     #[serde(default)]
+    cluster: Option<ClusterFile>,
+    #[serde(default)]
     users: BTreeMap<String, UserFile>,
 }
+
+/// What brokers that peer present to each other, without `[curve]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    secret: String,
+}
+
+/// Fewest characters of a cluster secret.
+const MIN_SECRET: usize = 16;
 
 /// The broker's own CURVE key pair, Z85.
 #[derive(Debug, Deserialize)]
@@ -168,6 +193,18 @@ pub struct Policy {
     pub keys: HashMap<String, String>,
     /// The broker's key pair, when CURVE is on.
     pub curve: Option<ServerKeys>,
+    /// The secret peer brokers log in with, without CURVE (`[cluster]`).
+    pub cluster_secret: Option<ClusterSecret>,
+}
+
+/// The secret of `[cluster]`, kept out of debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(pub String);
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecret(<hidden>)")
+    }
 }
 
 impl Policy {
@@ -199,6 +236,17 @@ impl Policy {
                 public: curve.public,
                 secret: curve.secret,
             });
+        }
+        if let Some(cluster) = file.cluster {
+            if policy.curve.is_some() {
+                return Err("cluster.secret: this file sets [curve], and brokers that peer log in to each other with its key pair; remove [cluster]".to_owned());
+            }
+            if cluster.secret.chars().count() < MIN_SECRET {
+                return Err(format!(
+                    "cluster.secret: at least {MIN_SECRET} characters (a long random string, the same in every broker's file)"
+                ));
+            }
+            policy.cluster_secret = Some(ClusterSecret(cluster.secret));
         }
         for (name, user) in file.users {
             if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
@@ -264,6 +312,27 @@ mod tests {
 
     const HASH: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$ZmFrZWhhc2hmYWtlaGFzaGZha2VoYXNoZmFrZWg";
+
+    #[test]
+    fn a_cluster_secret_is_long_and_goes_with_passwords_only() {
+        let policy = Policy::from_toml("[cluster]\nsecret = \"sixteen chars ok\"\n").unwrap();
+        assert_eq!(
+            policy.cluster_secret,
+            Some(ClusterSecret("sixteen chars ok".into()))
+        );
+        assert!(
+            !format!("{policy:?}").contains("sixteen"),
+            "the secret stays out of logs"
+        );
+        let short = Policy::from_toml("[cluster]\nsecret = \"too short\"\n").unwrap_err();
+        assert!(short.contains("at least 16"), "{short}");
+        let with_curve = format!(
+            "[curve]\npublic = \"{k}\"\nsecret = \"{k}\"\n[cluster]\nsecret = \"sixteen chars ok\"\n",
+            k = zmq::z85_encode(&[7u8; 32]).unwrap()
+        );
+        let err = Policy::from_toml(&with_curve).unwrap_err();
+        assert!(err.contains("remove [cluster]"), "{err}");
+    }
 
     #[test]
     fn a_complete_file_is_read() {

@@ -44,6 +44,9 @@ use policy::{Kind, Pattern, Permissions};
 /// The user the broker's own HTTP thread logs in as (a name no auth file may hold).
 pub(crate) const INTERNAL_USER: &str = "$zhub.internal";
 
+/// The user peer brokers log in as, on the cluster and deliver endpoints only.
+pub(crate) const PEER_USER: &str = "$zhub.peer";
+
 /// Between a user's name and its CURVE key in the user id of a CURVE login (see [`zap`]); no
 /// user name holds a control character.
 const KEY_SEPARATOR: char = '\n';
@@ -116,6 +119,15 @@ pub(crate) struct AuthState {
     internal: zhub_client::Login,
     /// The hash of the internal user's password, without `[curve]`.
     internal_hash: Option<String>,
+    /// The `[cluster]` secret the broker started with: its links to peers log in with it,
+    /// so a reload may not change it.
+    cluster_secret: Option<config::ClusterSecret>,
+    /// What this broker presents to its peers, and their login here: the `[curve]` key pair,
+    /// or the `[cluster]` secret as [`PEER_USER`]'s password; `None` when the file sets
+    /// neither.
+    peer: Option<zhub_client::Login>,
+    /// The hash of the `[cluster]` secret.
+    peer_hash: Option<String>,
 }
 
 impl AuthState {
@@ -147,6 +159,28 @@ impl AuthState {
                 (login, Some(hash))
             }
         };
+        let (peer, peer_hash) = match (&policy.curve, &policy.cluster_secret) {
+            (Some(server), _) => {
+                let keys = zhub_client::CurveKeyPair::from_z85(&server.public, &server.secret)
+                    .map_err(|e| AuthError::File {
+                        path: path.to_owned(),
+                        reason: format!("curve: {e}"),
+                    })?;
+                let login = zhub_client::Login::Curve {
+                    server: server.public.clone(),
+                    keys,
+                };
+                (Some(login), None)
+            }
+            (None, Some(secret)) => {
+                let login = zhub_client::Login::Plain(zhub_client::Credentials::new(
+                    PEER_USER,
+                    secret.0.clone(),
+                ));
+                (Some(login), Some(hash_password(secret.0.as_bytes())?))
+            }
+            (None, None) => (None, None),
+        };
         let mut state = AuthState {
             path: path.to_owned(),
             current: RwLock::new(Arc::new(Policy::default())),
@@ -155,13 +189,16 @@ impl AuthState {
             curve: policy.curve.clone(),
             internal,
             internal_hash,
+            cluster_secret: policy.cluster_secret.clone(),
+            peer,
+            peer_hash,
         };
         state.current = RwLock::new(Arc::new(state.complete(policy)?));
         Ok(state)
     }
 
     /// Checks a policy just read against what the broker started with, and adds the internal
-    /// user.
+    /// user and the peers' user.
     fn complete(&self, mut policy: Policy) -> Result<Policy, AuthError> {
         let fail = |reason: String| AuthError::File {
             path: self.path.clone(),
@@ -177,6 +214,11 @@ impl AuthState {
                 "[curve] differs from the one the broker started with; the endpoints keep the mechanism and key pair they started with until the broker restarts".to_owned(),
             ));
         }
+        if policy.cluster_secret != self.cluster_secret {
+            return Err(fail(
+                "[cluster] differs from the one the broker started with; its links to peers keep the secret they started with until the broker restarts".to_owned(),
+            ));
+        }
         if let zhub_client::Login::Curve { keys, .. } = &self.internal {
             policy
                 .keys
@@ -189,6 +231,25 @@ impl AuthState {
                 permissions: everything(),
             },
         );
+        if let Some(peer) = &self.peer {
+            if let zhub_client::Login::Curve { keys, .. } = peer {
+                if let Some(user) = policy.keys.get(keys.public()) {
+                    return Err(fail(format!(
+                        "users.{user}.curve_keys: the broker's own public key is for its peers only"
+                    )));
+                }
+                policy
+                    .keys
+                    .insert(keys.public().to_owned(), PEER_USER.to_owned());
+            }
+            policy.users.insert(
+                PEER_USER.to_owned(),
+                User {
+                    password: self.peer_hash.clone(),
+                    permissions: everything(),
+                },
+            );
+        }
         Ok(policy)
     }
 
@@ -218,6 +279,12 @@ impl AuthState {
     /// The internal user's login, for the broker's own clients (the HTTP thread's).
     pub(crate) fn internal_login(&self) -> zhub_client::Login {
         self.internal.clone()
+    }
+
+    /// What this broker presents to its peers (see [`PEER_USER`]); `None` when the file
+    /// sets neither `[curve]` nor `[cluster]`.
+    pub(crate) fn peer_login(&self) -> Option<&zhub_client::Login> {
+        self.peer.as_ref()
     }
 }
 

@@ -41,12 +41,14 @@ impl Setup {
         socket.set_linger(0)?;
         socket.bind(zap::ENDPOINT)?;
         let policy = state.policy();
-        let users = policy.users.len() - 1;
+        // The broker's own users (`$zhub...`) are not the file's.
+        let users = policy.users.keys().filter(|u| !u.starts_with('$')).count();
+        let client_keys = policy.keys.values().filter(|u| !u.starts_with('$')).count();
         match state.curve() {
             Some(keys) => tracing::info!(
                 file = %path.display(),
                 users,
-                keys = policy.keys.len() - 1,
+                keys = client_keys,
                 server_key = %keys.public,
                 "CURVE logins required on every endpoint (the file sets [curve]: no password logins)"
             ),
@@ -57,6 +59,27 @@ impl Setup {
             ),
         }
         Ok(Some(Setup { socket, state }))
+    }
+
+    /// Makes the cluster endpoint's socket ask peer brokers for their login, before it
+    /// binds; an error when the file gives peers no way to log in.
+    pub(crate) fn secure_cluster(
+        &self,
+        socket: Option<&zmq::Socket>,
+    ) -> Result<(), crate::BrokerError> {
+        if self.state.peer_login().is_none() {
+            return Err(crate::BrokerError::Setting {
+                name: "auth",
+                reason: format!(
+                    "{}: brokers that peer log in to each other, and this file sets neither [curve] (every broker of the cluster with the same key pair) nor [cluster] with a secret",
+                    self.state.path.display()
+                ),
+            });
+        }
+        if let Some(socket) = socket {
+            secure_server(socket, zap::DOMAIN_CLUSTER, &self.state)?;
+        }
+        Ok(())
     }
 
     /// Makes the four endpoint sockets (main, publish, subscribe, deliver) ask for logins;

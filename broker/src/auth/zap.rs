@@ -46,6 +46,8 @@ pub(crate) const DOMAIN_PUBLISH: &str = "zhub.publish";
 pub(crate) const DOMAIN_SUBSCRIBE: &str = "zhub.subscribe";
 /// Domain of the deliver endpoint (XPUB of zhub subscribers).
 pub(crate) const DOMAIN_DELIVER: &str = "zhub.deliver";
+/// Domain of the cluster endpoint (ROUTER of peer brokers).
+pub(crate) const DOMAIN_CLUSTER: &str = "zhub.cluster";
 
 /// How a peer presents itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +182,20 @@ pub fn decide(policy: &Policy, request: &ZapRequest<'_>, dummy: &str) -> Decisio
         }
     };
     let (name, _) = super::split_user_id(&user);
+    // Peer brokers log in to the cluster endpoint, and to the deliver endpoint for what is
+    // published here; nobody else logs in to the cluster endpoint.
+    let cluster = request.domain == DOMAIN_CLUSTER.as_bytes();
+    let deliver = request.domain == DOMAIN_DELIVER.as_bytes();
+    if cluster && name != super::PEER_USER {
+        return Decision::refuse(format!(
+            "user '{name}' may not log in to the cluster endpoint: peer brokers only"
+        ));
+    }
+    if name == super::PEER_USER && !(cluster || deliver) {
+        return Decision::refuse(
+            "the peer brokers' login serves the cluster and deliver endpoints only".to_owned(),
+        );
+    }
     // Plain subscribers get ZeroMQ's own fan-out, which the broker cannot filter per
     // subscriber: only users who may receive every topic connect there.
     if request.domain == DOMAIN_SUBSCRIBE.as_bytes() {
@@ -431,6 +447,49 @@ mod tests {
             &dummy,
         );
         assert_eq!(all.status, "200");
+    }
+
+    #[test]
+    fn the_cluster_endpoint_is_the_peers_and_the_peers_login_goes_nowhere_else() {
+        let mut policy = policy();
+        let hash = super::super::hash_password(b"peer secret").unwrap();
+        policy.users.insert(
+            super::super::PEER_USER.to_owned(),
+            super::super::User {
+                password: Some(hash),
+                permissions: super::super::everything(),
+            },
+        );
+        let dummy = super::super::hash_password(b"").unwrap();
+        let peer = |domain: &'static str| {
+            decide(
+                &policy,
+                &plain(
+                    super::super::PEER_USER.as_bytes(),
+                    b"peer secret",
+                    domain.as_bytes(),
+                ),
+                &dummy,
+            )
+        };
+        assert_eq!(peer(DOMAIN_CLUSTER).status, "200");
+        assert_eq!(peer(DOMAIN_DELIVER).status, "200");
+        for domain in [DOMAIN_MAIN, DOMAIN_PUBLISH, DOMAIN_SUBSCRIBE] {
+            let refused = peer(domain);
+            assert_eq!(refused.status, "400", "{domain}");
+            assert!(
+                refused.text.contains("cluster and deliver"),
+                "{}",
+                refused.text
+            );
+        }
+        let user = decide(
+            &policy,
+            &plain(b"all", b"secret", DOMAIN_CLUSTER.as_bytes()),
+            &dummy,
+        );
+        assert_eq!(user.status, "400");
+        assert!(user.text.contains("peer brokers only"), "{}", user.text);
     }
 
     #[test]

@@ -32,11 +32,19 @@ pub(crate) struct PeerLinks {
 
 impl PeerLinks {
     /// Makes the sockets; `control` is bound at [`PEER_LINKS_ENDPOINT`] before the router
-    /// thread connects there.
-    pub(crate) fn new(context: &zmq::Context, hwm: i32) -> Result<Self, zmq::Error> {
+    /// thread connects there. With `login`, the subscriptions log in to the peers' deliver
+    /// endpoints with it.
+    pub(crate) fn new(
+        context: &zmq::Context,
+        hwm: i32,
+        login: Option<&zhub_client::Login>,
+    ) -> Result<Self, zmq::Error> {
         let sub = context.socket(zmq::SUB)?;
         sub.set_linger(0)?;
         sub.set_rcvhwm(hwm)?;
+        if let Some(login) = login {
+            login.apply(&sub)?;
+        }
         let me = zhub_protocol::ids::random_u64();
         sub.set_subscribe(&delivery::address(me))?;
         let control = context.socket(zmq::PULL)?;

@@ -92,6 +92,8 @@ pub(crate) struct Cluster {
     faults: Sparse,
     /// The beacon socket, with `--discover`.
     discovery: Option<discovery::Discovery>,
+    /// What the links to peers log in with, under an auth file.
+    login: Option<zhub_client::Login>,
 }
 
 impl Cluster {
@@ -101,6 +103,7 @@ impl Cluster {
         router: Option<zmq::Socket>,
         links: Links,
         discovery: Option<discovery::Discovery>,
+        login: Option<zhub_client::Login>,
     ) -> Result<Self, zmq::Error> {
         let bus = PeerLinksHandle::connect(&context)?;
         let mut cluster = Cluster {
@@ -112,6 +115,7 @@ impl Cluster {
             malformed: 0,
             faults: Sparse::default(),
             discovery,
+            login,
         };
         let endpoints: Vec<String> = cluster.links.endpoints().map(str::to_owned).collect();
         for (n, endpoint) in endpoints.iter().enumerate() {
@@ -133,6 +137,9 @@ impl Cluster {
         id.extend_from_slice(&self.links.me().id.to_be_bytes());
         id.extend_from_slice(&(n as u32).to_be_bytes());
         socket.set_identity(&id)?;
+        if let Some(login) = &self.login {
+            login.apply(&socket)?;
+        }
         socket.connect(endpoint)?;
         Ok(socket)
     }

@@ -294,7 +294,9 @@ impl Router {
         match Request::decode(rest) {
             Ok(mut request) => {
                 // `zhub.kv@B1`: a built-in service of the peer broker named B1.
-                if let Some((service, broker)) = peers::split_home(&request.service) {
+                if let Some((service, broker)) =
+                    zhub_protocol::builtin::split_home(&request.service)
+                {
                     if broker != self.info.name {
                         let (service, broker) = (service.to_owned(), broker.to_owned());
                         self.call_peer(now, identity, request, &service, &broker);

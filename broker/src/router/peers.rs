@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use zhub_protocol::builtin::BUILTIN_PREFIX;
 use zhub_protocol::cluster::LinkMessage;
 use zhub_protocol::{Reply, Request, Status};
 
@@ -16,12 +15,6 @@ use super::Router;
 use crate::cluster::Inbound;
 use crate::link::Ticket;
 use crate::services::PEER_MARK;
-
-/// `("zhub.kv", "B1")` for `zhub.kv@B1`: a built-in service name, then the broker's name.
-pub(super) fn split_home(service: &str) -> Option<(&str, &str)> {
-    let (name, broker) = service.rsplit_once('@')?;
-    (name.starts_with(BUILTIN_PREFIX) && !broker.is_empty()).then_some((name, broker))
-}
 
 /// The client identity of a request peer `peer` forwarded after it crossed `hops` links:
 /// no connection has it.

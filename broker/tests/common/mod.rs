@@ -12,6 +12,7 @@ use std::time::Duration;
 use zhub_broker::{Broker, Config};
 
 pub mod cluster;
+pub mod handshake;
 
 /// A broker running in this process, with the temporary directory holding its state.
 pub struct TestBroker {

@@ -98,13 +98,7 @@ fn three_zones_in_a_chain_route_through_either_gateway() {
         wait_for_service(&mut ca, "far", |e| routes(e).is_empty());
         let quick = RequestOptions::new().timeout(Duration::from_millis(300));
         let err = ca.request_bytes_with("far", b"", &quick).unwrap_err();
-        assert!(
-            matches!(
-                err.kind(),
-                RequestErrorKind::NoService | RequestErrorKind::TimedOut
-            ),
-            "{err}"
-        );
+        assert_eq!(err.kind(), RequestErrorKind::NoService, "{err}");
         assert_eq!(ca.request_bytes("mid", b"still").unwrap(), b"b2:still");
     });
 }
@@ -129,5 +123,8 @@ fn inside_a_zone_a_request_crosses_one_link() {
             assert_eq!(c1.request_bytes("s", b"x").unwrap(), b"z3:x");
             assert_eq!(c2.request_bytes("s", b"y").unwrap(), b"z3:y");
         }
+        // Still z3 alone, once z2 has had every chance to offer more.
+        let at_z1 = wait_for_service(&mut c1, "s", |_| true);
+        assert_eq!(routes(at_z1.as_ref()), [("z3".to_owned(), Vec::new())]);
     });
 }

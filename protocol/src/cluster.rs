@@ -55,8 +55,9 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_CAPACITY_ENTRIES: usize = 10_000;
 /// Most zones a route's path may name.
 pub const MAX_PATH_ZONES: usize = 16;
-/// Most links a forwarded request may cross; a broker refuses to forward it further.
-pub const MAX_HOPS: u8 = 8;
+/// Most links a forwarded request may cross; a broker refuses to forward it further. Room
+/// for the longest path an offer may name, with an entry and an exit gateway in each zone.
+pub const MAX_HOPS: u8 = 2 * MAX_PATH_ZONES as u8 + 2;
 
 /// Who a broker is, sent on every new link (in `HELLO`, answered with the same in `WELCOME`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +98,30 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// The message cut into messages of at most [`MAX_CAPACITY_ENTRIES`] services each, which
+    /// a peer takes in turn as it would the whole: the first keeps `reset`, the others
+    /// change what it said.
+    #[must_use]
+    pub fn into_messages(self) -> Vec<Capacity> {
+        if self.services.len() <= MAX_CAPACITY_ENTRIES {
+            return vec![self];
+        }
+        let paths: std::collections::HashMap<String, Vec<String>> =
+            self.paths.into_iter().collect();
+        let mut out: Vec<Capacity> = Vec::new();
+        for chunk in self.services.chunks(MAX_CAPACITY_ENTRIES) {
+            out.push(Capacity {
+                reset: self.reset && out.is_empty(),
+                paths: chunk
+                    .iter()
+                    .filter_map(|(s, _)| paths.get(s).map(|p| (s.clone(), p.clone())))
+                    .collect(),
+                services: chunk.to_vec(),
+            });
+        }
+        out
+    }
+
     /// The zones `service`'s offer crosses (empty: the receiver's own zone).
     #[must_use]
     pub fn path_of(&self, service: &str) -> &[String] {
@@ -485,6 +510,28 @@ mod tests {
         old.version = 1;
         let frames = LinkMessage::Hello(old).encode().unwrap();
         assert!(LinkMessage::decode(&frames).is_err());
+    }
+
+    #[test]
+    fn a_long_capacity_goes_in_messages_a_peer_accepts() {
+        let n = MAX_CAPACITY_ENTRIES * 2 + 1;
+        let services: Vec<(String, u32)> = (0..n).map(|i| (format!("s{i}"), 1)).collect();
+        let paths = vec![(format!("s{}", n - 1), vec!["z".to_owned()])];
+        let whole = Capacity {
+            reset: true,
+            services: services.clone(),
+            paths,
+        };
+        let parts = whole.into_messages();
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].reset && !parts[1].reset && !parts[2].reset);
+        assert_eq!(parts[2].path_of(&format!("s{}", n - 1)), ["z".to_owned()]);
+        let joined: Vec<(String, u32)> = parts.iter().flat_map(|c| c.services.clone()).collect();
+        assert_eq!(joined, services);
+        for part in parts {
+            let frames = LinkMessage::Capacity(part).encode().unwrap();
+            assert!(LinkMessage::decode(&frames).is_ok());
+        }
     }
 
     #[test]

@@ -116,10 +116,7 @@ impl Router {
             match message {
                 Inbound::Up(hello) => {
                     self.services.peer_up(hello.id, &hello.zone);
-                    let offers = self.services.offers_for(hello.id, &hello.zone, None);
-                    if let (Some(cluster), Some(offers)) = (&mut self.cluster, offers) {
-                        cluster.send_message(hello.id, &LinkMessage::Capacity(offers));
-                    }
+                    self.offer_to(hello.id, &hello.zone, None);
                 }
                 Inbound::Down(hello) => {
                     self.services.drop_peer(now, &mut self.stats, hello.id);
@@ -226,18 +223,36 @@ impl Router {
         }
     }
 
-    /// Tells each peer in session what changed in the services offered to it.
+    /// Tells each peer in session what changed in the services offered to it, and
+    /// everything to those that may have missed some.
     pub(super) fn advertise_changes(&mut self) {
         let names = self.services.take_changed();
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        for (peer, zone) in cluster.sessions() {
+            if self.services.take_resync(peer) {
+                self.offer_to(peer, &zone, None);
+            } else if !names.is_empty() {
+                self.offer_to(peer, &zone, Some(&names));
+            }
+        }
+    }
+
+    /// Sends `peer` (of `zone`) the offers of `names` that changed (`None`: all of them, as a
+    /// complete list); if a message cannot go, the peer is told everything at the next
+    /// round, since what it missed is already counted as told.
+    fn offer_to(&mut self, peer: u64, zone: &str, names: Option<&[String]>) {
+        let Some(offers) = self.services.offers_for(peer, zone, names) else {
+            return;
+        };
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        if names.is_empty() {
-            return;
-        }
-        for (peer, zone) in cluster.sessions() {
-            if let Some(offers) = self.services.offers_for(peer, &zone, Some(&names)) {
-                cluster.send_message(peer, &LinkMessage::Capacity(offers));
+        for message in offers.into_messages() {
+            if !cluster.send_message(peer, &LinkMessage::Capacity(message)) {
+                self.services.resync_peer(peer);
+                return;
             }
         }
     }

@@ -300,6 +300,9 @@ impl Services {
         );
         self.deadlines.push(Reverse((deadline, token)));
         self.dispatch(now, service);
+        if matches!(origin, Origin::Peer { .. }) {
+            self.refuse_stranded(service);
+        }
     }
 
     /// Hands waiting requests of `service` to its workers with free credit, oldest request to
@@ -641,6 +644,7 @@ impl Services {
             self.requeue(stats, token);
         }
         self.dispatch(now, &worker.service);
+        self.refuse_stranded(&worker.service);
         self.forget_if_unused(&worker.service);
     }
 
@@ -683,17 +687,14 @@ impl Services {
         Some(pending)
     }
 
-    /// Answers and forgets a request whose deadline passed.
-    fn expire(&mut self, token: u64) {
-        let Some(pending) = self.take_pending(token) else {
-            return;
-        };
-        let svc = self.services.get_mut(&pending.service);
-        let has_workers = svc.as_ref().is_some_and(|s| s.workers > 0 || s.remotes > 0);
-        if let (true, Some(svc)) = (pending.queued, svc) {
+    /// Forgets request `token`, which the caller answers or drops; one still waiting leaves
+    /// its token in the queue, stale.
+    fn take_request(&mut self, token: u64) -> Option<Pending> {
+        let pending = self.take_pending(token)?;
+        if let (true, Some(svc)) = (pending.queued, self.services.get_mut(&pending.service)) {
             svc.live -= 1;
             svc.stale += 1;
-            // Compact once expired tokens outnumber live ones, so that a service nobody
+            // Compact once stale tokens outnumber live ones, so that a service nobody
             // serves does not keep the tokens of every request it ever timed out.
             if svc.stale > svc.live {
                 let pending_map = &self.pending;
@@ -702,6 +703,18 @@ impl Services {
                 svc.stale = 0;
             }
         }
+        Some(pending)
+    }
+
+    /// Answers and forgets a request whose deadline passed.
+    fn expire(&mut self, token: u64) {
+        let Some(pending) = self.take_request(token) else {
+            return;
+        };
+        let has_workers = self
+            .services
+            .get(&pending.service)
+            .is_some_and(|s| s.workers > 0 || s.remotes > 0);
         let (status, reason) = if has_workers {
             (
                 Status::TimedOut,

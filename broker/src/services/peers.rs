@@ -20,9 +20,12 @@
 //! | a zone mate           | a local worker, else a peer of another zone                 |
 //! | a peer of zone Z      | a local worker, else a peer not of Z whose path avoids Z     |
 //!
-//! and never past [`MAX_HOPS`] links.
+//! and never past [`MAX_HOPS`] links. A request from a peer that nothing here may take (no
+//! local worker, no route its origin allows) is answered `NoService` at once
+//! ([`Services::refuse_stranded`]), and the broker that sent it tries elsewhere: that is
+//! what a peer's `NoService` means to the service layer ([`Services::peer_answer`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use tracing::{debug, info};
@@ -65,6 +68,9 @@ pub(super) struct PeerState {
     pub(super) zones: HashMap<u64, String>,
     /// What each peer in session was last offered, by service.
     advertised: HashMap<u64, HashMap<String, Offer>>,
+    /// Peers whose last offers may not have reached them (a send failed): told everything
+    /// anew at the next round.
+    resync: HashSet<u64>,
 }
 
 impl PeerState {
@@ -155,11 +161,13 @@ impl Services {
         capacity: Capacity,
     ) {
         if capacity.reset {
+            let offered: HashSet<&str> =
+                capacity.services.iter().map(|(s, _)| s.as_str()).collect();
             let gone: Vec<Vec<u8>> = self
                 .workers
                 .iter()
                 .filter(|(_, w)| w.remote.as_ref().is_some_and(|r| r.peer == peer))
-                .filter(|(_, w)| !capacity.services.iter().any(|(s, _)| *s == w.service))
+                .filter(|(_, w)| !offered.contains(w.service.as_str()))
                 .map(|(id, _)| id.clone())
                 .collect();
             for identity in gone {
@@ -167,9 +175,20 @@ impl Services {
             }
         }
         let zone = self.peers.zones.get(&peer).cloned().unwrap_or_default();
+        let paths: HashMap<&str, &[String]> = capacity
+            .paths
+            .iter()
+            .map(|(s, p)| (s.as_str(), p.as_slice()))
+            .collect();
         for (service, credit) in &capacity.services {
-            let path = capacity.path_of(service);
-            let credit = if path.contains(&self.peers.zone) {
+            let mut path = paths
+                .get(service.as_str())
+                .map_or(Vec::new(), |p| p.to_vec());
+            // A route from another zone goes through that zone, whatever the offer says.
+            if zone != self.peers.zone && path.first() != Some(&zone) {
+                path.insert(0, zone.clone());
+            }
+            let credit = if path.contains(&self.peers.zone) || path.len() > MAX_PATH_ZONES {
                 debug!(broker = %name, service, ?path, "offer that loops through this zone dropped");
                 0
             } else {
@@ -179,7 +198,7 @@ impl Services {
                 peer,
                 name: name.to_owned(),
                 zone: zone.clone(),
-                path: path.to_vec(),
+                path,
             };
             self.set_remote(now, stats, remote, service, credit);
         }
@@ -246,8 +265,20 @@ impl Services {
     }
 
     /// Forgets everything peer `peer` offered here: the requests it held go back to the head
-    /// of their queues, for local workers or other peers.
+    /// of their queues, for local workers or other peers; the requests it sent that still
+    /// wait here are dropped, since their answers could go nowhere.
     pub(crate) fn drop_peer(&mut self, now: Instant, stats: &mut RequestStats, peer: u64) {
+        let sent: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.queued && matches!(p.origin, Origin::Peer { peer: from, .. } if from == peer)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for token in sent {
+            self.take_request(token);
+        }
         let gone: Vec<Vec<u8>> = self
             .workers
             .iter()
@@ -259,6 +290,60 @@ impl Services {
         }
         self.peers.zones.remove(&peer);
         self.peers.advertised.remove(&peer);
+        self.peers.resync.remove(&peer);
+    }
+
+    /// Answers at once, `NoService`, the requests from peers waiting for `service` that
+    /// nothing here may take: no local worker, and no route their origin allows. The peer
+    /// that sent one then tries elsewhere, instead of its client waiting here until the
+    /// deadline.
+    pub(super) fn refuse_stranded(&mut self, service: &str) {
+        let Some(svc) = self.services.get(service) else {
+            return;
+        };
+        if svc.workers > 0 || svc.live == 0 {
+            return;
+        }
+        let routes: Vec<&Remote> = self
+            .workers
+            .values()
+            .filter(|w| w.service == service)
+            .filter_map(|w| w.remote.as_ref())
+            .collect();
+        let stranded: Vec<u64> = svc
+            .requests
+            .iter()
+            .copied()
+            .filter(|t| {
+                self.pending.get(t).is_some_and(|p| {
+                    p.queued
+                        && matches!(p.origin, Origin::Peer { .. })
+                        && !routes.iter().any(|r| self.may_forward(&p.origin, r))
+                })
+            })
+            .collect();
+        for token in stranded {
+            if let Some(p) = self.take_request(token) {
+                let reason = format!(
+                    "no route from this broker to service {service} for a request from that peer"
+                );
+                self.answer_error(&p.client, p.origin, service, Status::NoService, reason);
+            }
+        }
+        self.forget_if_unused(service);
+    }
+
+    /// Peer `peer` may have missed offers (a send to it failed): it is told everything anew
+    /// at the next round.
+    pub(crate) fn resync_peer(&mut self, peer: u64) {
+        self.peers.advertised.remove(&peer);
+        self.peers.resync.insert(peer);
+    }
+
+    /// Whether `peer` is to be told everything anew (see [`Services::resync_peer`]); asking
+    /// clears it.
+    pub(crate) fn take_resync(&mut self, peer: u64) -> bool {
+        self.peers.resync.remove(&peer)
     }
 
     /// Takes peer `peer`'s answer to the request forwarded with `token`. An answer the peer
@@ -276,6 +361,12 @@ impl Services {
             debug!(token, "late answer from a peer dropped");
             return;
         };
+        if status == Status::NoService {
+            // The peer has no route for it after all (its offer was out of date): another
+            // worker or peer may, within the request's attempts.
+            self.forward_failed(now, stats, peer, token);
+            return;
+        }
         let answer = if status == Status::Ok {
             Answer::Reply(body)
         } else {
@@ -395,18 +486,30 @@ impl Services {
     fn offer(&self, local: usize, routes: &[(usize, &Remote)], to: &str) -> Offer {
         let own = &self.peers.zone;
         let mate = to == own;
+        let mut passable: Vec<&(usize, &Remote)> = routes
+            .iter()
+            .filter(|(_, remote)| {
+                if mate {
+                    // A zone mate hears of other zones' routes from us, never of another
+                    // mate's.
+                    remote.zone != *own
+                } else {
+                    remote.zone != to && !remote.path.iter().any(|z| z == to)
+                }
+            })
+            .collect();
+        // The shortest routes first, while their zones fit in one path (ours in front of
+        // them, for another zone): the offer names every zone a request may cross.
+        passable.sort_by_key(|(_, remote)| remote.path.len());
+        let room = MAX_PATH_ZONES - usize::from(!mate);
         let mut credit = local;
         let mut path: Vec<String> = Vec::new();
-        for (route_credit, remote) in routes {
-            let passable = if mate {
-                // A zone mate hears of other zones' routes from us, never of another mate's.
-                remote.zone != *own
-            } else {
-                remote.zone != to && !remote.path.iter().any(|z| z == to)
-            };
-            if passable {
+        for (route_credit, remote) in passable {
+            let mut wider = path.clone();
+            union_into(&mut wider, &remote.path);
+            if wider.len() <= room {
+                path = wider;
                 credit += route_credit;
-                union_into(&mut path, &remote.path);
             }
         }
         if credit == 0 {
@@ -414,10 +517,6 @@ impl Services {
         }
         if !mate {
             path.insert(0, own.clone());
-        }
-        if path.len() > MAX_PATH_ZONES {
-            // Too long to pass on: the peer would refuse the whole message.
-            return (0, Vec::new());
         }
         let credit = u32::try_from(credit)
             .unwrap_or(u32::MAX)

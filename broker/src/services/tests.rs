@@ -487,66 +487,88 @@ fn peers_serve_when_no_local_worker_is_free_and_give_back_what_they_held() {
     assert!(f.s.take_outbox().is_empty());
 }
 
+/// The status of the one answer to peer `peer` in `out`, for its request `token`.
+fn answer_to(out: Vec<Outgoing>, peer: u64, token: u64) -> Status {
+    match to_peers(out).as_slice() {
+        [(
+            p,
+            zhub_protocol::cluster::LinkMessage::Answer {
+                token: t, status, ..
+            },
+        )] if *p == peer && *t == token => *status,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn from_peer(peer: u64, token: u64, hops: u8, service: &str) -> Submission<'_> {
+    Submission {
+        client: &[],
+        origin: Origin::Peer { peer, token, hops },
+        service,
+        body: vec![b"x".to_vec()],
+        timeout: Duration::from_millis(100),
+    }
+}
+
 #[test]
 fn a_request_from_a_zone_mate_never_goes_to_another_zone_mate() {
     let mut f = Fixture::new();
     let now = f.at(0);
     f.s.peer_capacity(now, &mut f.stats, 8, "c", capacity(true, &[("echo", 5)]));
-    let submission = Submission {
-        client: &[],
-        origin: Origin::Peer {
-            peer: 7,
-            token: 99,
-            hops: 1,
-        },
-        service: "echo",
-        body: vec![b"x".to_vec()],
-        timeout: Duration::from_millis(100),
-    };
-    f.s.submit(now, &mut f.stats, submission);
-    assert!(f.s.take_outbox().is_empty(), "it waits for a local worker");
+    // With no local worker, nothing here may take it: answered at once, for peer 7 to try
+    // elsewhere.
+    f.s.submit(now, &mut f.stats, from_peer(7, 99, 1, "echo"));
+    assert_eq!(answer_to(f.s.take_outbox(), 7, 99), Status::NoService);
+    // With a local worker, busy, it waits for it.
     f.ready(1, "w1", "echo");
-    let (worker, frames) = f.out().pop().unwrap();
+    f.request(1, "c", 1, "echo", 1000);
+    let (_, first) = f.out().pop().unwrap();
+    f.s.submit(f.at(1), &mut f.stats, from_peer(7, 100, 1, "echo"));
+    assert!(
+        f.s.take_outbox().is_empty(),
+        "it waits for the local worker"
+    );
+    f.reply(2, "w1", token_of(&first));
+    let (worker, frames) = f.out().into_iter().find(|(w, _)| w == "w1").unwrap();
     assert_eq!(worker, "w1");
-    f.reply(2, "w1", token_of(&frames));
-    let answers = to_peers(f.s.take_outbox());
-    assert!(matches!(
-        answers.as_slice(),
-        [(
-            7,
-            zhub_protocol::cluster::LinkMessage::Answer {
-                token: 99,
-                status: Status::Ok,
-                ..
-            }
-        )]
-    ));
-    // Unanswered, it times out with the answer going back to the peer.
-    let submission = Submission {
-        client: &[],
-        origin: Origin::Peer {
-            peer: 7,
-            token: 100,
-            hops: 1,
-        },
-        service: "none",
-        body: vec![],
-        timeout: Duration::from_millis(10),
+    f.reply(3, "w1", token_of(&frames));
+    assert_eq!(answer_to(f.s.take_outbox(), 7, 100), Status::Ok);
+    // A service nobody serves is refused at once too.
+    f.s.submit(f.at(4), &mut f.stats, from_peer(7, 101, 1, "none"));
+    assert_eq!(answer_to(f.s.take_outbox(), 7, 101), Status::NoService);
+}
+
+#[test]
+fn a_peer_that_has_no_route_after_all_makes_the_request_try_elsewhere() {
+    use zhub_protocol::cluster::LinkMessage;
+    let mut f = Fixture::new();
+    let now = f.at(0);
+    f.s.peer_capacity(now, &mut f.stats, 8, "b", capacity(true, &[("echo", 1)]));
+    f.s.peer_capacity(now, &mut f.stats, 9, "c", capacity(true, &[("echo", 1)]));
+    f.request(0, "c", 5, "echo", 1000);
+    let token = match to_peers(f.s.take_outbox()).as_slice() {
+        [(8, LinkMessage::Forward { token, .. })] => *token,
+        other => panic!("{other:?}"),
     };
-    f.s.submit(f.at(3), &mut f.stats, submission);
-    f.s.tick(f.at(20), &mut f.stats);
-    let answers = to_peers(f.s.take_outbox());
-    assert!(matches!(
-        answers.as_slice(),
-        [(
-            7,
-            zhub_protocol::cluster::LinkMessage::Answer {
-                token: 100,
-                status: Status::NoService,
-                ..
-            }
-        )]
-    ));
+    // Peer 8's offer was out of date: the request goes to peer 9, and its reply to the
+    // client.
+    f.s.peer_answer(f.at(1), &mut f.stats, 8, token, Status::NoService, vec![]);
+    match to_peers(f.s.take_outbox()).as_slice() {
+        [(9, LinkMessage::Forward { token: again, .. })] => assert_eq!(*again, token),
+        other => panic!("{other:?}"),
+    }
+    f.s.peer_answer(
+        f.at(2),
+        &mut f.stats,
+        9,
+        token,
+        Status::Ok,
+        vec![b"hi".to_vec()],
+    );
+    let out = f.s.take_outbox();
+    assert!(out
+        .iter()
+        .any(|o| o.identity == b"c" && reply_of(&o.frames).body == [b"hi"]));
 }
 
 #[test]
@@ -585,18 +607,11 @@ fn a_request_from_a_peer_does_not_hold_back_those_a_peer_may_take() {
     let mut f = Fixture::new();
     let now = f.at(0);
     f.s.peer_capacity(now, &mut f.stats, 8, "c", capacity(true, &[("echo", 1)]));
-    let from_peer = Submission {
-        client: &[],
-        origin: Origin::Peer {
-            peer: 7,
-            token: 1,
-            hops: 1,
-        },
-        service: "echo",
-        body: vec![],
-        timeout: Duration::from_secs(1),
-    };
-    f.s.submit(now, &mut f.stats, from_peer);
+    // A local worker, busy: the peer's request waits for it.
+    f.ready(0, "w1", "echo");
+    f.request(0, "c", 4, "echo", 1000);
+    assert_eq!(f.out().len(), 1);
+    f.s.submit(now, &mut f.stats, from_peer(7, 1, 1, "echo"));
     assert!(f.s.take_outbox().is_empty());
     // A client's request, younger, goes to the free peer; the peer's waits.
     f.request(1, "c", 5, "echo", 1000);
@@ -736,12 +751,9 @@ fn requests_from_peers_cross_zones_by_the_rules() {
     // From zone a: anywhere but a, while the hop count allows.
     f.s.submit(now, &mut f.stats, from(1, 12, 1));
     assert_eq!(to_peers(f.s.take_outbox()).len(), 1);
+    // At the hop limit, with no local worker, nothing here may take it: answered at once.
     f.s.submit(now, &mut f.stats, from(1, 13, MAX_HOPS_FOR_TESTS));
-    assert!(
-        f.s.take_outbox().is_empty(),
-        "a request at the hop limit waits for a local worker"
-    );
-    assert_eq!(f.s.list()[0].queued, 1);
+    assert_eq!(answer_to(f.s.take_outbox(), 1, 13), Status::NoService);
 }
 
 const MAX_HOPS_FOR_TESTS: u8 = zhub_protocol::cluster::MAX_HOPS;

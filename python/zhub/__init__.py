@@ -36,6 +36,7 @@ from .client import (
     ClientOptions,
     Curve,
     Message,
+    Plain,
     Subscriber,
     Subscription,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "Client",
     "ClientOptions",
     "Curve",
+    "Plain",
     "Com",
     "ComMessage",
     "ConnectError",

@@ -138,6 +138,35 @@ class Curve:
         socket.setsockopt(zmq.CURVE_SECRETKEY, self.secret.encode())
 
 
+@dataclass(frozen=True)
+class Plain:
+    """A password login (``ClientOptions::credentials`` in Rust), for a broker whose auth file
+    gives the user a ``password``. PLAIN sends both in clear text: use it on loopback, a trusted
+    LAN or through a tunnel. A wrong password looks like a broker that does not answer.
+    ``repr`` hides the password.
+    """
+
+    user: str
+    password: str = field(repr=False)
+
+    def apply(self, socket: zmq.Socket) -> None:
+        """Makes ``socket`` log in as this user on every connection (before ``connect``)."""
+        socket.setsockopt(zmq.PLAIN_USERNAME, self.user.encode())
+        socket.setsockopt(zmq.PLAIN_PASSWORD, self.password.encode())
+
+
+def login_of(curve: Optional[Curve], user: Optional[str], password: Optional[str]) -> Optional[Curve | Plain]:
+    """The one login the keywords ``curve``, ``user`` and ``password`` describe, if any;
+    ``ValueError`` for both kinds at once, or a user without a password."""
+    if user is None and password is None:
+        return curve
+    if curve is not None:
+        raise ValueError("log in with curve= or with user= and password=, not both")
+    if user is None or password is None:
+        raise ValueError("a password login needs both user= and password=")
+    return Plain(user, password)
+
+
 def _read_key_file(path: str | os.PathLike) -> dict[str, str]:
     """The ``public`` and ``secret`` of a key file (TOML of those two strings only; Z85 has
     no quote character, so a line is read without a TOML parser, which 3.10 lacks)."""
@@ -157,19 +186,19 @@ class ClientOptions:
     ``timeout``: seconds to wait for the broker (connect, requests, publishes that meet a
     full queue, subscription probes), 5. ``linger``: seconds unsent messages are kept after
     ``close``, 2. ``publish_hwm`` / ``subscribe_hwm``: messages queued per socket, 10,000.
-    ``curve``: a ``Curve`` login used on every socket the client opens, none.
+    ``login``: a ``Curve`` or ``Plain`` login used on every socket the client opens, none.
     """
 
     timeout: float = 5.0
     linger: float = 2.0
     publish_hwm: int = 10_000
     subscribe_hwm: int = 10_000
-    curve: Optional[Curve] = None
+    login: Optional[Curve | Plain] = None
 
     def secure(self, socket: zmq.Socket) -> None:
         """Applies the login, if any, to a socket about to connect."""
-        if self.curve is not None:
-            self.curve.apply(socket)
+        if self.login is not None:
+            self.login.apply(socket)
 
 
 @dataclass(frozen=True)
@@ -538,14 +567,19 @@ class Client:
         publish_hwm: int = 10_000,
         subscribe_hwm: int = 10_000,
         curve: Optional[Curve] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
     ) -> "Client":
         """Connects to the broker whose main endpoint is ``url``; see ``ClientOptions`` for
-        the keywords (``curve=Curve.load("app.key", "broker.key.pub")`` logs in with CURVE).
+        the keywords (``curve=Curve.load("app.key", "broker.key.pub")`` logs in with CURVE,
+        ``user="app", password="..."`` with a password).
 
         Raises ``ConnectError``: ``INVALID_URL`` for a malformed URL, ``TIMED_OUT`` when no
-        broker answers within ``timeout`` (a refused login included).
+        broker answers within ``timeout`` (a refused login included); ``ValueError`` for
+        both kinds of login at once.
         """
-        options = ClientOptions(timeout, linger, publish_hwm, subscribe_hwm, curve)
+        login = login_of(curve, user, password)
+        options = ClientOptions(timeout, linger, publish_hwm, subscribe_hwm, login)
         return cls.connect_with(url, options)
 
     @classmethod

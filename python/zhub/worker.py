@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 import zmq
 
 from . import _wire as wire
-from .client import DEFAULT_URL, Curve, valid_url
+from .client import DEFAULT_URL, Curve, Plain, login_of, valid_url
 from .errors import WorkerError, WorkerErrorKind
 
 log = logging.getLogger("zhub.worker")
@@ -94,10 +94,10 @@ class Worker:
         liveness: int,
         reconnect: tuple[float, float],
         concurrency: int,
-        curve: Optional[Curve] = None,
+        login: Optional[Curve | Plain] = None,
     ) -> None:
         """Use ``Worker.connect``."""
-        self._curve = curve
+        self._login = login
         self._url = url
         self._service = service
         self._heartbeat = heartbeat
@@ -131,6 +131,8 @@ class Worker:
         reconnect: tuple[float, float] = (1.0, 32.0),
         concurrency: int = 1,
         curve: Optional[Curve] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
     ) -> "Worker":
         """A worker for ``service`` at the broker whose main endpoint is ``url``.
 
@@ -138,8 +140,9 @@ class Worker:
         (2.5). ``liveness``: heartbeats without a word from the broker before reconnecting
         (3). ``reconnect``: the backoff's first and longest wait in seconds (1, 32).
         ``concurrency``: requests taken at once, the READY credit (1, up to 1024).
-        ``curve``: a ``Curve`` login, for a broker whose auth file sets ``[curve]`` (none); a
-        refused key makes the worker retry with its backoff.
+        ``curve``: a ``Curve`` login, for a broker whose auth file sets ``[curve]``; or
+        ``user`` and ``password``, a password login (none); a refused login makes the worker
+        retry with its backoff.
 
         Nothing is sent until the worker serves (``run`` or ``recv``). Raises
         ``WorkerError`` for a bad URL, service name or option.
@@ -159,7 +162,8 @@ class Worker:
             raise WorkerError(
                 WorkerErrorKind.INVALID_OPTION, f"concurrency {concurrency}: allowed 1..={wire.MAX_CREDIT}"
             )
-        return cls(url, service, heartbeat, liveness, reconnect, concurrency, curve)
+        login = login_of(curve, user, password)
+        return cls(url, service, heartbeat, liveness, reconnect, concurrency, login)
 
     @property
     def service(self) -> str:
@@ -215,8 +219,8 @@ class Worker:
     def _connect(self) -> zmq.Socket:
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
-        if self._curve is not None:
-            self._curve.apply(socket)
+        if self._login is not None:
+            self._login.apply(socket)
         socket.connect(self._url)
         # A DEALER queues this until the connection is up.
         socket.send_multipart([b"", *wire.encode_ready(self._service, self._concurrency)])

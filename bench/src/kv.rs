@@ -26,7 +26,7 @@ use zhub_client::{Client, FsyncPolicy};
 use zhub_protocol::builtin::INFO_SERVICE;
 use zhub_protocol::kv::{KvRequest, KvWrite, KV_SERVICE};
 
-use crate::redis::{Peer, Persistence, Redis, Workload};
+use crate::redis::{Peer, Persistence, Workload};
 use crate::server::{Server, Transport};
 
 /// Bytes of each value.
@@ -278,9 +278,13 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
     // Keys for the gets.
     drive(&never_url, shape(Op::PutNever, 1, 16), 0.0, Some(KEYS))?;
     let peers = match args.peer {
-        Some(Peer::Redis) => redis_pair(scratch.path())?,
+        Some(Peer::Redis) => crate::redis::pair(scratch.path())?,
         None => None,
     };
+    if let Some((none, _)) = &peers {
+        // The keys the gets read, as zhub's gets read keys written before.
+        none.bench(Workload::Set, 16, 16, 100_000)?;
+    }
 
     let mut ops = vec![Op::Echo, Op::Get, Op::PutNever, Op::PutAlways];
     if args.batch > 0 {
@@ -396,22 +400,4 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Two Redis servers, without persistence and with `appendfsync always`, the first holding
-/// the keys the gets read; `None` (said on stderr) when Redis is not installed.
-fn redis_pair(dir: &std::path::Path) -> anyhow::Result<Option<(Redis, Redis)>> {
-    if let Some(why) = crate::redis::missing() {
-        eprintln!("{why}");
-        return Ok(None);
-    }
-    let none_dir = dir.join("redis-none");
-    let always_dir = dir.join("redis-always");
-    std::fs::create_dir_all(&none_dir)?;
-    std::fs::create_dir_all(&always_dir)?;
-    let none = Redis::start(&none_dir, Persistence::None)?;
-    let always = Redis::start(&always_dir, Persistence::Always)?;
-    // The keys the gets read, as zhub's gets read keys written before.
-    none.bench(Workload::Set, 16, 16, 100_000)?;
-    Ok(Some((none, always)))
 }

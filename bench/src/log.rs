@@ -23,7 +23,7 @@ use anyhow::Context;
 use serde::Serialize;
 use zhub_client::{Client, FsyncPolicy, NewRecord, StreamSettings};
 
-use crate::redis::{Peer, Persistence, Redis, Workload};
+use crate::redis::{Peer, Workload};
 use crate::server::{Server, Transport};
 
 /// Bytes of each record's value in the throughput cases.
@@ -214,7 +214,7 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
         ("always", FsyncPolicy::Always, 8, 64, 1),
     ];
     let peers = match args.peer {
-        Some(Peer::Redis) => redis_pair(scratch.path())?,
+        Some(Peer::Redis) => crate::redis::pair(scratch.path())?,
         None => None,
     };
     let mut cases = Vec::new();
@@ -355,21 +355,4 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Two Redis servers, without persistence and with `appendfsync always`; `None` (said on
-/// stderr) when Redis is not installed.
-fn redis_pair(dir: &std::path::Path) -> anyhow::Result<Option<(Redis, Redis)>> {
-    if let Some(why) = crate::redis::missing() {
-        eprintln!("{why}");
-        return Ok(None);
-    }
-    let none_dir = dir.join("redis-none");
-    let always_dir = dir.join("redis-always");
-    std::fs::create_dir_all(&none_dir)?;
-    std::fs::create_dir_all(&always_dir)?;
-    Ok(Some((
-        Redis::start(&none_dir, Persistence::None)?,
-        Redis::start(&always_dir, Persistence::Always)?,
-    )))
 }

@@ -59,6 +59,23 @@ pub(crate) fn missing() -> Option<String> {
     None
 }
 
+/// Two servers in `dir`, without persistence and with `appendfsync always`, as a bench's
+/// `never` and `always` peers; `None` (said on stderr) when Redis is not installed.
+pub(crate) fn pair(dir: &Path) -> anyhow::Result<Option<(Redis, Redis)>> {
+    if let Some(why) = missing() {
+        eprintln!("{why}");
+        return Ok(None);
+    }
+    let none_dir = dir.join("redis-none");
+    let always_dir = dir.join("redis-always");
+    std::fs::create_dir_all(&none_dir)?;
+    std::fs::create_dir_all(&always_dir)?;
+    Ok(Some((
+        Redis::start(&none_dir, Persistence::None)?,
+        Redis::start(&always_dir, Persistence::Always)?,
+    )))
+}
+
 /// A `redis-server` child, stopped when dropped.
 pub(crate) struct Redis {
     child: Child,

@@ -8,8 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::cluster::{cluster_of, node_with};
 use common::handshake::{handshake, Login};
-use common::{deadline, start_with, TestBroker, Transport};
+use common::{deadline, TestBroker};
 use zhub_client::{Client, ClientOptions, CurveKeyPair, RequestErrorKind};
 use zhub_protocol::builtin::{Peers, PEERS_SERVICE};
 use zhub_worker::WorkerOptions;
@@ -51,25 +52,21 @@ fn auth_file(dir: &Path, name: &str, cluster: &str) -> PathBuf {
     path
 }
 
+/// The auth file with the `[cluster]` secret.
+fn secret_file(dir: &Path) -> PathBuf {
+    auth_file(
+        dir,
+        "auth.toml",
+        &format!("[cluster]\nsecret = \"{SECRET}\""),
+    )
+}
+
 /// A broker named `name` under the auth file `auth`, with a cluster endpoint, linked to
 /// `peers`, with fast heartbeats.
 fn node(name: &str, auth: &Path, peers: &[String]) -> TestBroker {
-    let (name, auth, peers) = (name.to_owned(), auth.to_owned(), peers.to_vec());
-    start_with(Transport::Tcp, move |c| {
-        c.name = Some(name);
-        c.auth = Some(auth);
-        c.cluster = Some("tcp://127.0.0.1:*".into());
-        c.peer = peers
-            .into_iter()
-            .map(|endpoint| zhub_broker::config::PeerConfig { endpoint })
-            .collect();
-        c.cluster_heartbeat = Duration::from_millis(100);
-        c.cluster_liveness = 3;
-    })
-}
-
-fn cluster_of(b: &TestBroker) -> String {
-    b.broker.as_ref().unwrap().info().cluster.clone()
+    let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let auth = auth.to_owned();
+    node_with(name, &peers, move |c| c.auth = Some(auth))
 }
 
 fn login(url: &str, user: &str) -> Client {
@@ -102,11 +99,7 @@ fn wait_up(ops: &mut Client, name: &str) {
 fn brokers_with_the_cluster_secret_peer_and_serve_each_others_users() {
     deadline(LIMIT, || {
         let dir = tempfile::tempdir().unwrap();
-        let file = auth_file(
-            dir.path(),
-            "auth.toml",
-            &format!("[cluster]\nsecret = \"{SECRET}\""),
-        );
+        let file = secret_file(dir.path());
         let a = node("a", &file, &[]);
         let b = node("b", &file, &[cluster_of(&a)]);
         let mut ops = login(&a.url, "ops");
@@ -150,11 +143,7 @@ fn brokers_with_the_cluster_secret_peer_and_serve_each_others_users() {
 fn only_peers_log_in_to_the_cluster_endpoint_and_peers_nowhere_else() {
     deadline(LIMIT, || {
         let dir = tempfile::tempdir().unwrap();
-        let file = auth_file(
-            dir.path(),
-            "auth.toml",
-            &format!("[cluster]\nsecret = \"{SECRET}\""),
-        );
+        let file = secret_file(dir.path());
         let a = node("a", &file, &[]);
         let info = a.broker.as_ref().unwrap().info().clone();
         let peer = Login::Plain("$zhub.peer", SECRET);

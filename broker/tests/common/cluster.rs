@@ -17,12 +17,21 @@ pub fn node(name: &str, peers: &[&str]) -> TestBroker {
 
 /// A broker as [`node`] makes, in zone `zone`.
 pub fn zoned(name: &str, zone: &str, peers: &[&str]) -> TestBroker {
-    let name = name.to_owned();
     let zone = zone.to_owned();
+    node_with(name, peers, move |c| c.zone = zone)
+}
+
+/// A broker as [`node`] makes, its configuration changed by `tweak` too.
+pub fn node_with(
+    name: &str,
+    peers: &[&str],
+    tweak: impl FnOnce(&mut zhub_broker::Config),
+) -> TestBroker {
+    let name = name.to_owned();
     let peers: Vec<String> = peers.iter().map(|p| (*p).to_owned()).collect();
     start_with(Transport::Tcp, move |c| {
         c.name = Some(name);
-        c.zone = zone;
+        tweak(c);
         c.cluster = Some("tcp://127.0.0.1:*".into());
         c.peer = peers
             .into_iter()

@@ -69,6 +69,23 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A socket that becomes readable when the socket monitored at `endpoint` (see
+/// [`Client::open`]) has a login refused. libzmq tries again at every reconnection, so a
+/// refusal made before this socket connected is seen at the next.
+fn login_refusals(context: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, ConnectError> {
+    const SETUP: &str = "login monitor setup failed";
+    let socket = context
+        .socket(zmq::PAIR)
+        .kind(ConnectErrorKind::Transport, SETUP)?;
+    socket
+        .set_linger(0)
+        .kind(ConnectErrorKind::Transport, SETUP)?;
+    socket
+        .connect(endpoint)
+        .kind(ConnectErrorKind::Transport, SETUP)?;
+    Ok(socket)
+}
+
 /// The ZeroMQ context the process's clients share while any of them is alive.
 ///
 /// A context owns an I/O thread: one per client, as there used to be, meant that eight
@@ -120,15 +137,29 @@ impl Client {
             http: String::new(),
             ..BrokerInfo::default()
         };
-        let mut client = Client::open(shared_context(), unknown, options)?;
+        // With a login, the main socket's handshakes are watched: a refusal ends the wait
+        // at once, with what happened, rather than as a broker that never answers.
+        let watch = options
+            .login
+            .is_some()
+            .then(|| format!("inproc://zhub-login-{}", random_u64()));
+        let mut client = Client::open(shared_context(), unknown, options, watch.as_deref())?;
+        let refusals = match &watch {
+            Some(endpoint) => Some(login_refusals(&client.context, endpoint)?),
+            None => None,
+        };
         let info: BrokerInfo = client
-            .request(INFO_SERVICE, &())
+            .first_info(refusals.as_ref())
             .inspect_err(|_| {
                 // The only message queued is the `zhub.info` request nobody answered: drop
                 // it with the socket, or the linger (2 s by default) would follow the timeout.
                 let _ = client.main.set_linger(0);
             })
             .map_err(|e| match e.kind() {
+                RequestErrorKind::Forbidden => ConnectError::new(
+                    ConnectErrorKind::Refused,
+                    format!("the broker at {url} refused the login (unknown user or key, or wrong password)"),
+                ),
                 RequestErrorKind::TimedOut => ConnectError::new(
                     ConnectErrorKind::TimedOut,
                     format!(
@@ -157,11 +188,52 @@ impl Client {
         Ok(client)
     }
 
-    /// A client of the broker `info` describes, its main socket connected, in `context`.
+    /// The broker's `zhub.info`, the first request of a client; with `refusals` (see
+    /// [`login_refusals`]), a refused login ends the wait at once as `Forbidden`.
+    fn first_info(&mut self, refusals: Option<&zmq::Socket>) -> Result<BrokerInfo, RequestError> {
+        let Some(refusals) = refusals else {
+            return self.request(INFO_SERVICE, &());
+        };
+        let timeout = self.options.timeout;
+        let body = body::encode(&()).kind(RequestErrorKind::Codec, "request body")?;
+        let id = self.send_request_bytes(INFO_SERVICE, &body, timeout)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RequestError::new(
+                    RequestErrorKind::TimedOut,
+                    "no reply in time",
+                ));
+            }
+            let mut items = [
+                self.main.as_poll_item(zmq::POLLIN),
+                refusals.as_poll_item(zmq::POLLIN),
+            ];
+            zmq::poll(&mut items, millis(left).max(1).into())
+                .kind(RequestErrorKind::Transport, "poll")?;
+            if items[1].is_readable() {
+                return Err(RequestError::new(
+                    RequestErrorKind::Forbidden,
+                    "the broker refused the login",
+                ));
+            }
+            if items[0].is_readable() {
+                let (got, outcome) = self.recv_reply()?;
+                if got == id {
+                    return body::decode(&outcome?).kind(RequestErrorKind::Codec, "reply body");
+                }
+            }
+        }
+    }
+
+    /// A client of the broker `info` describes, its main socket connected, in `context`;
+    /// with `watch`, the socket's refused logins are reported at that inproc endpoint.
     fn open(
         context: Arc<zmq::Context>,
         info: BrokerInfo,
         options: ClientOptions,
+        watch: Option<&str>,
     ) -> Result<Client, ConnectError> {
         const SETUP: &str = "socket setup failed";
         let main = context
@@ -174,6 +246,10 @@ impl Client {
         options
             .secure(&main)
             .kind(ConnectErrorKind::Transport, SETUP)?;
+        if let Some(endpoint) = watch {
+            main.monitor(endpoint, zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32)
+                .kind(ConnectErrorKind::Transport, SETUP)?;
+        }
         main.connect(&info.main)
             .kind(ConnectErrorKind::Transport, SETUP)?;
         Ok(Client {
@@ -203,6 +279,7 @@ impl Client {
             self.context.clone(),
             self.info.clone(),
             self.options.clone(),
+            None,
         )?;
         sibling.home = self.home.clone();
         Ok(sibling)

@@ -154,6 +154,10 @@ kinds! {
         InvalidKey => "invalid server key",
         /// The broker did not answer within the connect timeout.
         TimedOut => "broker did not answer",
+        /// The broker refused the login: an unknown user, a wrong password, a key it does
+        /// not know. (A wrong server key cannot be told from a broker that does not answer:
+        /// the broker cannot read such a greeting, and says nothing.)
+        Refused => "login refused",
         /// The broker answered something this client cannot read.
         Protocol => "protocol error",
         /// A ZeroMQ call failed.

@@ -30,7 +30,7 @@ pub(crate) struct CredsArgs {
         conflicts_with = "user"
     )]
     creds: Option<PathBuf>,
-    /// Log in with CURVE, for a broker whose auth file sets [curve]: this key file (from
+    /// Log in with CURVE, for a broker whose auth file sets a `[curve]` key pair: this key file (from
     /// `zhub keygen --out FILE`), whose public key the auth file lists; $ZHUB_CURVE_KEY when
     /// set. Needs --server-key.
     #[arg(

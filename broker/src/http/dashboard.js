@@ -9,11 +9,18 @@ const GROUPS_EVERY = 2; // ticks between group listings (up to 100 groups each)
 // Upper bounds of the latency histogram's buckets, in microseconds (LATENCY_BOUNDS_US).
 const LATENCY_BOUNDS_US = [100, 250, 500, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7];
 
+// Zone colours, this broker's zone first; none of them is a link state's colour.
+const ZONE_COLOURS = ["#3a6ea5", "#7d5fb2", "#5f7d8c", "#a8508f", "#6b7a2a", "#2c3e70"];
+const PEERS_DRAWN = 16; // peers in the picture; the table lists every one
+
 const state = {
-  prev: null, prevAt: 0, ticks: 0,
+  info: null, prev: null, prevAt: 0, ticks: 0,
   bus: [], req: [],
   services: [], servedBefore: new Map(), rates: new Map(),
   streams: [], sort: { key: "name", desc: false },
+  // Peers this page has seen in session, by name (their zone), and the names behind the
+  // endpoints of outgoing links: a peer that goes away is then shown down, not forgotten.
+  seen: new Map(), endpointNames: new Map(),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -39,6 +46,20 @@ function quantile(latency, q) {
     if (seen >= rank) return i < LATENCY_BOUNDS_US.length ? LATENCY_BOUNDS_US[i] : Infinity;
   }
   return Infinity;
+}
+// A round trip in microseconds; 0 is "not measured yet".
+function rtt(us) {
+  if (!us) return "–";
+  if (us < 1000) return us + " µs";
+  if (us < 1e6) return (us / 1000).toFixed(us < 1e4 ? 1 : 0) + " ms";
+  return (us / 1e6).toFixed(1) + " s";
+}
+function since(ms) {
+  if (!ms) return "–";
+  if (ms < 60e3) return (ms / 1000).toFixed(1) + " s";
+  if (ms < 3600e3) return Math.floor(ms / 60e3) + " min";
+  if (ms < 86400e3) return (ms / 3600e3).toFixed(1) + " h";
+  return (ms / 86400e3).toFixed(1) + " d";
 }
 function duration(us) {
   if (us == null) return "–";
@@ -122,9 +143,13 @@ function renderServices() {
   const shown = rows.slice(0, ROWS);
   const html = shown.map((s) => {
     const r = state.rates.get(s.name) || 0;
+    // Served by peers too: no local worker is then no alarm.
+    const peers = s.peers || [];
+    const also = peers.length ? ` <span class="muted small" title="also served by ${esc(peers.map((p) => p.broker).join(", "))}">` +
+      `+${peers.length} peer${peers.length > 1 ? "s" : ""}</span> ` : "";
     return `<tr data-service="${esc(s.name)}" data-served="${s.served}" data-workers="${s.workers}">` +
       `<td title="${esc(s.name)}">${esc(s.name)}</td>` +
-      `<td class="num${s.workers ? "" : " hot"}">${s.workers}</td>` +
+      `<td class="num${s.workers || peers.length ? "" : " hot"}">${also}${s.workers}</td>` +
       `<td class="num">${s.idle}</td>` +
       `<td class="num${s.queued ? " hot" : " zero"}">${num(s.queued)}</td>` +
       `<td class="num">${num(s.in_flight)}</td>` +
@@ -172,6 +197,176 @@ function renderHealth(stats) {
     `<tr><td>${name}</td><td class="num${warn(name, v) ? " hot" : v ? "" : " zero"}">${num(v)}</td></tr>`).join("");
 }
 
+const STATE_RANK = { up: 0, standby: 1, connecting: 2, down: 3 };
+// An endpoint in few characters, for the picture: host and port, or an ipc socket's file.
+const shortEndpoint = (e) => e.replace(/^tcp:\/\//, "").replace(/^ipc:\/\/.*\//, "");
+
+// The peers as nodes: a peer's links (two when both brokers list each other) grouped under
+// its name. A link not yet greeted is a node of its own, named by its endpoint, unless this
+// page saw that endpoint's peer before: that peer is then down, its link reconnecting. A
+// peer seen before that has no link left is down too.
+function peerNodes(peers) {
+  const nodes = new Map();
+  for (const l of peers.links) {
+    const name = l.broker || (l.outgoing && state.endpointNames.get(l.endpoint)) || "";
+    const key = name || "@" + l.endpoint;
+    if (!nodes.has(key)) nodes.set(key, { name, label: name || l.endpoint, short: name || shortEndpoint(l.endpoint), endpoint: l.endpoint, links: [] });
+    nodes.get(key).links.push(l);
+    if (l.broker) {
+      state.seen.set(l.broker, l.zone);
+      if (l.outgoing) state.endpointNames.set(l.endpoint, l.broker);
+    }
+  }
+  for (const name of state.seen.keys()) {
+    if (!nodes.has(name)) nodes.set(name, { name, label: name, short: name, endpoint: "", links: [] });
+  }
+  const list = [...nodes.values()];
+  for (const n of list) {
+    n.links.sort((a, b) => STATE_RANK[a.state] - STATE_RANK[b.state]);
+    const best = n.links.length ? n.links[0].state : "down";
+    n.state = best === "connecting" && n.name ? "down" : best;
+    n.zone = n.links.find((l) => l.broker)?.zone ?? state.seen.get(n.name) ?? "";
+    const carrying = n.links.find((l) => l.state === "up") || n.links.find((l) => l.rtt_us);
+    n.rtt = carrying ? carrying.rtt_us : 0;
+    n.up = Math.max(0, ...n.links.map((l) => l.up_ms));
+  }
+  return list;
+}
+
+// Zones in the order they are drawn and coloured: this broker's first, then by name.
+function zoneColours(home, nodes) {
+  const zones = [...new Set(nodes.map((n) => n.zone).filter((z) => z && z !== home))].sort();
+  const colours = new Map([[home, ZONE_COLOURS[0]]]);
+  zones.forEach((z, i) => colours.set(z, ZONE_COLOURS[(i + 1) % ZONE_COLOURS.length]));
+  return colours;
+}
+
+// The picture: this broker in the middle, its peers on an ellipse around it, those of one
+// zone side by side on a band of the zone's colour, one line per link styled by its state
+// and labelled with its round trip.
+function drawPeers(svg, home, name, nodes, colours) {
+  const w = svg.clientWidth || 480, h = svg.clientHeight || 230;
+  const drawn = nodes.slice(0, PEERS_DRAWN);
+  const n = drawn.length;
+  // Around (0, 0), centred in the box at the end.
+  const rx = Math.min(w / 2 - 80, 230), ry = Math.min(h / 2 - 44, 40 + 8 * n);
+  const at = (a) => [rx * Math.cos(a), ry * Math.sin(a)];
+  // One peer sits to the right; more start so that the picture is symmetric.
+  const angle = (i) => 2 * Math.PI * i / n - Math.PI / 2 + (n % 2 ? 0 : Math.PI / n);
+  drawn.forEach((node, i) => { node.a = angle(i); [node.x, node.y] = at(node.a); node.above = n > 2 && node.y < -1; });
+  let self = [0, 0];
+  if (n === 1) { self = [-rx / 2, 0]; [drawn[0].x, drawn[0].y] = [rx / 2, 0]; }
+  const top = Math.min(self[1] - 24, ...drawn.map((d) => d.y - (d.above ? 36 : 18)));
+  const bottom = Math.max(self[1] + 44, ...drawn.map((d) => d.y + (d.above ? 18 : 36)));
+  const out = [`<g transform="translate(${w / 2},${Math.round(h / 2 - (top + bottom) / 2)})">`];
+  const colour = (zone) => colours.get(zone) || "#9aa5b1";
+  // Zone bands: runs of neighbours that share a zone.
+  for (let i = 0, j; i < n; i = j + 1) {
+    j = i;
+    while (j + 1 < n && drawn[j + 1].zone === drawn[i].zone) j++;
+    const c = colour(drawn[i].zone), title = `<title>zone ${esc(drawn[i].zone || "unknown")}</title>`;
+    if (j - i + 1 === n && n > 2) {
+      out.push(`<ellipse class="band" rx="${rx}" ry="${ry}" stroke="${c}">${title}</ellipse>`);
+    } else if (i === j || n <= 2) {
+      for (let k = i; k <= j; k++) out.push(`<circle cx="${drawn[k].x}" cy="${drawn[k].y}" r="23" fill="${c}" fill-opacity=".12">${title}</circle>`);
+    } else {
+      const [x0, y0] = at(drawn[i].a), [x1, y1] = at(drawn[j].a);
+      const large = drawn[j].a - drawn[i].a > Math.PI ? 1 : 0;
+      out.push(`<path class="band" d="M${x0},${y0} A${rx},${ry} 0 ${large} 1 ${x1},${y1}" stroke="${c}">${title}</path>`);
+    }
+  }
+  // Links under the nodes; two links to one peer bow apart so that both show.
+  const labels = [];
+  for (const node of drawn) {
+    const links = node.links.length ? node.links : [{ state: "down", rtt_us: 0 }];
+    const dx = node.x - self[0], dy = node.y - self[1], len = Math.hypot(dx, dy) || 1;
+    const px = -dy / len, py = dx / len;
+    links.forEach((l, k) => {
+      const off = (k - (links.length - 1) / 2) * 28;
+      const mx = (self[0] + node.x) / 2 + px * off, my = (self[1] + node.y) / 2 + py * off;
+      const qx = 2 * mx - (self[0] + node.x) / 2, qy = 2 * my - (self[1] + node.y) / 2;
+      const shown = node.state === "down" ? "down" : l.state;
+      const what = l.outgoing === undefined ? "no link" : `${l.outgoing ? "out" : "in"} link, ${l.state}`;
+      out.push(`<path class="link ${shown}" data-link="${esc(node.label)}" data-state="${shown}" ` +
+        `d="M${self[0]},${self[1]} Q${qx},${qy} ${node.x},${node.y}"><title>${esc(node.label)}: ${what}</title></path>`);
+      if (l.rtt_us) {
+        const text = rtt(l.rtt_us), width = 6.2 * text.length + 10;
+        labels.push(`<g class="rtt"><rect x="${mx - width / 2}" y="${my - 8}" width="${width}" height="16" rx="8"/>` +
+          `<text x="${mx}" y="${my + 4}">${text}</text></g>`);
+      }
+    });
+  }
+  out.push(...labels);
+  out.push(`<g class="self"><title>this broker: ${esc(name)}, zone ${esc(home)}</title>` +
+    `<circle cx="${self[0]}" cy="${self[1]}" r="22" fill="${colour(home)}"/>` +
+    `<circle cx="${self[0]}" cy="${self[1]}" r="16" fill="none" stroke="#fff" stroke-opacity=".6"/>` +
+    `<text class="name" x="${self[0]}" y="${self[1] + 38}">${esc(name)}</text></g>`);
+  for (const node of drawn) {
+    const c = colour(node.zone);
+    out.push(`<g class="peer ${node.state}" data-peer="${esc(node.name)}" data-state="${node.state}" transform="translate(${node.x},${node.y})">` +
+      `<title>${esc(node.label)} · zone ${esc(node.zone || "unknown")} · ${node.state}</title>` +
+      `<circle class="node" r="15" fill="${c}" fill-opacity=".18" stroke="${c}" stroke-width="2"/>` +
+      `<circle class="dot ${node.state}" r="5"/>` +
+      `<text class="name" y="${node.above ? -23 : 32}">${esc(node.short)}</text></g>`);
+  }
+  out.push("</g>");
+  // Zones named in the corner, with their colours.
+  let y = 13;
+  for (const [zone, c] of colours) {
+    if (zone !== home && !drawn.some((d) => d.zone === zone)) continue;
+    out.push(`<rect x="1" y="${y - 9}" width="10" height="10" rx="2" fill="${c}"/>` +
+      `<text x="16" y="${y}">zone ${esc(zone)}${zone === home ? " (this broker)" : ""}</text>`);
+    y += 16;
+  }
+  if (nodes.length > n) out.push(`<text x="${w - 4}" y="${h - 4}" text-anchor="end">${nodes.length - n} more in the table</text>`);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.innerHTML = out.join("");
+}
+
+function renderPeers(peers) {
+  const nodes = peerNodes(peers);
+  const none = $("peers-none"), body = $("peers-body");
+  if (!nodes.length) {
+    const cluster = state.info && state.info.cluster;
+    none.innerHTML = cluster
+      ? `no peers yet: this broker takes peer links at <code>${esc(cluster)}</code>; start another with <code>--peer ${esc(cluster)}</code> (README, “Brokers that peer”)`
+      : `no peers: start with <code>--peer</code>/<code>--cluster</code>, see the README (“Brokers that peer”)`;
+    none.hidden = false; body.hidden = true; $("peers-legend").hidden = true;
+    $("peers-count").textContent = "";
+    return;
+  }
+  none.hidden = true; body.hidden = false; $("peers-legend").hidden = false;
+  const home = peers.zone;
+  const colours = zoneColours(home, nodes);
+  // By zone as coloured, peers whose zone is not known yet last.
+  const order = [...colours.keys(), ""];
+  nodes.sort((a, b) => order.indexOf(a.zone) - order.indexOf(b.zone) || a.label.localeCompare(b.label));
+  drawPeers($("peers-map"), home, peers.name, nodes, colours);
+  // What each peer serves for this broker, from the services table.
+  const serving = new Map();
+  for (const s of state.services) {
+    for (const p of s.peers || []) {
+      const v = serving.get(p.broker) || { services: 0, credit: 0, in_flight: 0 };
+      v.services++; v.credit += p.credit; v.in_flight += p.in_flight;
+      serving.set(p.broker, v);
+    }
+  }
+  $("peers").tBodies[0].innerHTML = nodes.map((n) => {
+    const v = serving.get(n.name) || { services: 0, credit: 0, in_flight: 0 };
+    const links = n.links.map((l) => `${l.outgoing ? "out" : "in"} ${l.state}`).join(", ") || "none";
+    const zone = n.zone ? `<i class="swatch" style="background:${colours.get(n.zone)}"></i>${esc(n.zone)}` : "–";
+    return `<tr data-peer="${esc(n.name)}" data-state="${n.state}"><td title="${esc(n.endpoint || n.label)}">${esc(n.label)}</td>` +
+      `<td>${zone}</td>` +
+      `<td><span class="state ${n.state}">${n.state}</span></td><td class="muted">${esc(links)}</td>` +
+      `<td class="num">${rtt(n.rtt)}</td><td class="num">${since(n.up)}</td>` +
+      `<td class="num${v.services ? "" : " zero"}">${num(v.services)}</td>` +
+      `<td class="num${v.credit ? "" : " zero"}">${num(v.credit)}</td>` +
+      `<td class="num${v.in_flight ? "" : " zero"}">${num(v.in_flight)}</td></tr>`;
+  }).join("");
+  const up = nodes.filter((n) => n.state === "up").length;
+  $("peers-count").textContent = `${up} up of ${nodes.length} · ${peers.name}, zone ${home}`;
+}
+
 async function refreshKv() {
   const page = await get("/api/kv?limit=1000");
   const groups = new Map();
@@ -204,7 +399,8 @@ async function refreshGroups() {
 
 async function tick() {
   try {
-    const [stats, services, streams] = await Promise.all([get("/api/stats"), get("/api/services"), get("/api/streams")]);
+    const [stats, services, streams, peers] = await Promise.all(
+      [get("/api/stats"), get("/api/services"), get("/api/streams"), get("/api/peers")]);
     const now = performance.now();
     if (state.prev) {
       const dt = Math.max(0.001, (now - state.prevAt) / 1000);
@@ -228,7 +424,7 @@ async function tick() {
     $("c-streams").textContent = num(streams.length);
     $("c-rss").textContent = stats.rss_bytes == null ? "–" : bytes(stats.rss_bytes);
     document.body.dataset.requestsReceived = stats.requests.received;
-    renderServices(); renderStreams(); renderHealth(stats);
+    renderServices(); renderStreams(); renderHealth(stats); renderPeers(peers);
     drawChart($("chart-bus"), state.bus);
     drawChart($("chart-req"), state.req);
     if (state.ticks % KV_EVERY === 0) await refreshKv();
@@ -246,7 +442,8 @@ async function tick() {
 async function start() {
   try {
     const info = await get("/api/info");
-    $("broker").textContent = `version ${info.version} · ${info.main}`;
+    state.info = info;
+    $("broker").textContent = `${info.name} · version ${info.version} · ${info.main}`;
   } catch (e) { /* tick() shows the broker as down */ }
   document.querySelectorAll("#services th[data-sort]").forEach((th) => th.addEventListener("click", () => {
     const key = th.dataset.sort;

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use zhub_client::GroupPage;
 use zhub_protocol::builtin::{
-    LatencyHistogram, ServiceInfo, Stats, StorageStats, LATENCY_BOUNDS_US,
+    LatencyHistogram, PeerLink, Peers, ServiceInfo, Stats, StorageStats, LATENCY_BOUNDS_US,
 };
 use zhub_protocol::group::{GroupSummary, MAX_LIST_GROUPS};
 use zhub_protocol::log::StreamSummary;
@@ -36,12 +36,16 @@ pub(crate) fn reply(broker: &mut BrokerSource) -> Result<Reply, Reply> {
         .ask(|c| c.groups("", None, MAX_LIST_GROUPS))
         .map_err(unavailable)?;
     let storage = broker.ask(|c| c.storage_stats()).map_err(unavailable)?;
+    let peers: Peers = broker
+        .ask(|c| c.request(zhub_protocol::builtin::PEERS_SERVICE, &()))
+        .map_err(unavailable)?;
     let text = render(&Snapshot {
         stats: &stats,
         storage: &storage,
         services: &services,
         streams: &streams,
         groups: &groups,
+        peers: &peers,
         process: &Process::read(),
     });
     Ok(Reply::new(200, CONTENT_TYPE, text))
@@ -54,6 +58,7 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) services: &'a [ServiceInfo],
     pub(crate) streams: &'a [StreamSummary],
     pub(crate) groups: &'a GroupPage,
+    pub(crate) peers: &'a Peers,
     pub(crate) process: &'a Process,
 }
 
@@ -180,6 +185,61 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// The cluster link: links by state, and each peer in session's round trip and session
+/// age.
+fn render_peers(f: &mut Families, peers: &Peers) {
+    let g = "gauge";
+    f.family(
+        "zhub_peer_links",
+        g,
+        "Links to peer brokers, by state (up, standby, connecting).",
+    );
+    for state in ["up", "standby", "connecting"] {
+        let count = peers.links.iter().filter(|l| l.state == state).count();
+        f.sample("zhub_peer_links", &[("state", state)], count as u64);
+    }
+    let in_session: Vec<&PeerLink> = peers
+        .links
+        .iter()
+        .filter(|l| !l.broker.is_empty())
+        .collect();
+    let labels = |l: &PeerLink| {
+        [
+            ("peer", l.broker.clone()),
+            ("zone", l.zone.clone()),
+            (
+                "direction",
+                if l.outgoing { "out" } else { "in" }.to_owned(),
+            ),
+        ]
+    };
+    for (name, help, of) in [
+        (
+            "zhub_peer_rtt_seconds",
+            "Round trip of the link, from heartbeats (0 until measured).",
+            (|l: &PeerLink| l.rtt_us) as fn(&PeerLink) -> u64,
+        ),
+        (
+            "zhub_peer_session_seconds",
+            "How long the link's session has been up.",
+            |l: &PeerLink| l.up_ms * 1000,
+        ),
+    ] {
+        f.family(name, g, help);
+        for link in &in_session {
+            let owned = labels(link);
+            let refs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.sample_text(name, &refs, &seconds(of(link)));
+        }
+    }
+    f.one(
+        "zhub_cluster_malformed_total",
+        "counter",
+        "Messages on cluster links that could not be read (each closed its link).",
+        peers.malformed,
+    );
+}
+
 /// The whole `/metrics` text.
 pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
     let Snapshot {
@@ -188,6 +248,7 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         services,
         streams,
         groups,
+        peers,
         process,
     } = *snapshot;
     let mut f = Families {
@@ -452,6 +513,8 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         storage.journal_records,
     );
 
+    render_peers(&mut f, peers);
+
     f.one(
         "zhub_groups",
         g,
@@ -534,8 +597,45 @@ mod tests {
             services,
             streams: &[],
             groups: &GroupPage::default(),
+            peers: &Peers::default(),
             process: &Process::default(),
         })
+    }
+
+    #[test]
+    fn peer_links_are_counted_by_state_and_described_by_peer() {
+        let link = |broker: &str, state: &str, rtt_us| PeerLink {
+            outgoing: true,
+            endpoint: format!("tcp://{broker}:1"),
+            broker: broker.into(),
+            zone: "west".into(),
+            state: state.into(),
+            rtt_us,
+            up_ms: 1500,
+        };
+        let peers = Peers {
+            links: vec![link("b2", "up", 250), link("", "connecting", 0)],
+            malformed: 3,
+            ..Peers::default()
+        };
+        let mut f = Families {
+            text: String::new(),
+        };
+        render_peers(&mut f, &peers);
+        for line in [
+            "zhub_peer_links{state=\"up\"} 1",
+            "zhub_peer_links{state=\"connecting\"} 1",
+            "zhub_peer_links{state=\"standby\"} 0",
+            "zhub_peer_rtt_seconds{peer=\"b2\",zone=\"west\",direction=\"out\"} 0.00025",
+            "zhub_peer_session_seconds{peer=\"b2\",zone=\"west\",direction=\"out\"} 1.5",
+            "zhub_cluster_malformed_total 3",
+        ] {
+            assert!(f.text.lines().any(|l| l == line), "{line} in:\n{}", f.text);
+        }
+        assert!(
+            !f.text.contains("peer=\"\""),
+            "links in no session have no peer lines"
+        );
     }
 
     #[test]

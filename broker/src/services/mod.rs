@@ -301,7 +301,7 @@ impl Services {
         self.deadlines.push(Reverse((deadline, token)));
         self.dispatch(now, service);
         if matches!(origin, Origin::Peer { .. }) {
-            self.refuse_stranded(service);
+            self.refuse_stranded(service, Some(token));
         }
     }
 
@@ -644,7 +644,7 @@ impl Services {
             self.requeue(stats, token);
         }
         self.dispatch(now, &worker.service);
-        self.refuse_stranded(&worker.service);
+        self.refuse_stranded(&worker.service, None);
         self.forget_if_unused(&worker.service);
     }
 

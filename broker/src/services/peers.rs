@@ -225,7 +225,7 @@ impl Services {
         }
         let credit = credit.clamp(1, MAX_REMOTE_CREDIT) as usize;
         let svc = self.services.entry(service.to_owned()).or_default();
-        match self.workers.get_mut(&identity) {
+        let path_changed = match self.workers.get_mut(&identity) {
             Some(worker) => {
                 let same_path = worker
                     .remote
@@ -243,6 +243,7 @@ impl Services {
                 } else if !has_room && listed {
                     svc.remote_free.retain(|i| *i != identity);
                 }
+                !same_path
             }
             None => {
                 info!(broker = %remote.name, zone = %remote.zone, service, credit, path = ?remote.path, "peer serves service");
@@ -259,9 +260,14 @@ impl Services {
                         remote: Some(remote),
                     },
                 );
+                false
             }
-        }
+        };
         self.dispatch(now, service);
+        if path_changed {
+            // A longer path may take this route from requests that could use it before.
+            self.refuse_stranded(service, None);
+        }
     }
 
     /// Forgets everything peer `peer` offered here: the requests it held go back to the head
@@ -296,12 +302,19 @@ impl Services {
     /// Answers at once, `NoService`, the requests from peers waiting for `service` that
     /// nothing here may take: no local worker, and no route their origin allows. The peer
     /// that sent one then tries elsewhere, instead of its client waiting here until the
-    /// deadline.
-    pub(super) fn refuse_stranded(&mut self, service: &str) {
+    /// deadline. With `only`, that request alone is looked at (one just submitted): the
+    /// rest of the queue was looked at when it came, and routes go away or change path only
+    /// in [`Services::remove_worker`] and `set_remote`, which look at all of it.
+    pub(super) fn refuse_stranded(&mut self, service: &str, only: Option<u64>) {
         let Some(svc) = self.services.get(service) else {
             return;
         };
         if svc.workers > 0 || svc.live == 0 {
+            return;
+        }
+        let queued = |t: &u64| self.pending.get(t).is_some_and(|p| p.queued);
+        if only.is_some_and(|t| !queued(&t)) {
+            // Handed out at once: the common case costs nothing more.
             return;
         }
         let routes: Vec<&Remote> = self
@@ -310,10 +323,11 @@ impl Services {
             .filter(|w| w.service == service)
             .filter_map(|w| w.remote.as_ref())
             .collect();
-        let stranded: Vec<u64> = svc
-            .requests
-            .iter()
-            .copied()
+        let candidates: Box<dyn Iterator<Item = u64>> = match only {
+            Some(token) => Box::new(std::iter::once(token)),
+            None => Box::new(svc.requests.iter().copied()),
+        };
+        let stranded: Vec<u64> = candidates
             .filter(|t| {
                 self.pending.get(t).is_some_and(|p| {
                     p.queued

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use common::cluster::wait_for_route;
 use common::{deadline, start_with, TestBroker, Transport};
 use zhub_client::{Client, Group};
-use zhub_protocol::builtin::{Peers, ServiceInfo, PEERS_SERVICE, SERVICES_SERVICE};
+use zhub_protocol::builtin::{Peers, PEERS_SERVICE};
 use zhub_worker::Worker;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -396,20 +397,6 @@ fn wait_for_links(client: &mut Client, states: &[(&str, &str)]) {
                 .iter()
                 .any(|l| l.broker == *name && l.state == *state && l.rtt_us > 0)
         }) {
-            return;
-        }
-        std::thread::yield_now();
-    }
-}
-
-/// Waits until `client`'s broker knows `service` is served by peer `broker`.
-fn wait_for_route(client: &mut Client, service: &str, broker: &str) {
-    loop {
-        let services: Vec<ServiceInfo> = client.request(SERVICES_SERVICE, &()).unwrap();
-        if services
-            .iter()
-            .any(|s| s.name == service && s.peers.iter().any(|p| p.broker == broker))
-        {
             return;
         }
         std::thread::yield_now();

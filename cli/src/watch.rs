@@ -4,8 +4,9 @@
 //! Those commands reconnect by themselves (ZeroMQ does, and resends a subscriber's
 //! subscriptions; a worker registers again), so they need not fail when the broker restarts;
 //! but without a word, a silent `zhub sub` looks the same whether nothing is published or no
-//! broker is there. A thread of its own asks the broker for its counters every second on a
-//! connection of its own and says, once each time, when that stops and starts working.
+//! broker is there. A thread of its own asks the broker who it is (`zhub.info`, which every
+//! login may ask, unlike the counters) every second on a connection of its own and says, once
+//! each time, when that stops and starts working.
 
 use std::time::Duration;
 
@@ -36,7 +37,13 @@ pub(crate) fn spawn(url: &str, timeout: Duration) {
                         }
                         Err(e) => Err(e.to_string()),
                     },
-                    Some(c) => c.stats().map(drop).map_err(|e| e.to_string()),
+                    Some(c) => c
+                        .request::<_, zhub_protocol::builtin::BrokerInfo>(
+                            zhub_protocol::builtin::INFO_SERVICE,
+                            &(),
+                        )
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
                 };
                 match answer {
                     Ok(()) if !up => {

@@ -75,10 +75,10 @@ pub(crate) fn init(args: &CredsArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
         )),
         _ => match (&args.curve_key, &args.server_key) {
-            (Some(keys), Some(server)) => Some(Login::Curve {
-                server: CurveKeyPair::load_public(server)?,
-                keys: CurveKeyPair::load(keys)?,
-            }),
+            (Some(keys), Some(server)) => Some(Login::curve(
+                CurveKeyPair::load_public(server)?,
+                CurveKeyPair::load(keys)?,
+            )),
             _ => None,
         },
     };

@@ -47,6 +47,19 @@ pub enum Login {
 }
 
 impl Login {
+    /// A PLAIN login as `user` with `password`.
+    pub fn plain(user: impl Into<String>, password: impl Into<String>) -> Login {
+        Login::Plain(Credentials::new(user, password))
+    }
+
+    /// A CURVE login with `keys` to the broker whose public key is `server_public` (Z85).
+    pub fn curve(server_public: impl Into<String>, keys: CurveKeyPair) -> Login {
+        Login::Curve {
+            server: server_public.into(),
+            keys,
+        }
+    }
+
     /// Checks what can be checked before connecting: that a CURVE login's server key is a
     /// Z85 CURVE key (the key pair was checked when it was made).
     ///
@@ -188,11 +201,10 @@ impl ClientOptions {
 
     /// Logs in as `user` with `password` on every socket the client opens (main, publish,
     /// subscribe), for a broker started with an auth file without `[curve]` (ZeroMQ's PLAIN
-    /// mechanism). A wrong password looks like a broker that does not answer: ZeroMQ closes
-    /// the connection during the handshake, so connecting fails with `TimedOut`. Replaces a
-    /// login set before ([`Self::curve`] included).
+    /// mechanism). A wrong password or an unknown user makes connecting fail at once with
+    /// `Refused`. Replaces a login set before ([`Self::curve`] included).
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.login = Some(Login::Plain(Credentials::new(user, password)));
+        self.login = Some(Login::plain(user, password));
         self
     }
 
@@ -209,9 +221,10 @@ impl ClientOptions {
     /// `curve_keys`. The connection is encrypted, and each end proves that it holds its
     /// secret key.
     ///
-    /// As with a wrong password, a key the broker does not know, or a server key that is not
-    /// the broker's, looks like a broker that does not answer: connecting fails with
-    /// `TimedOut`. A server key that is not a Z85 CURVE key fails at once, with `InvalidKey`.
+    /// As with a wrong password, a key the broker does not know makes connecting fail at once
+    /// with `Refused`. A server key that is not the broker's looks like a broker that does
+    /// not answer (`TimedOut`): the broker cannot read that greeting, and says nothing. A
+    /// server key that is not a Z85 CURVE key fails at once, with `InvalidKey`.
     /// Replaces a login set before ([`Self::credentials`] included).
     ///
     /// ```no_run
@@ -224,10 +237,7 @@ impl ClientOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn curve(mut self, server_public: impl Into<String>, keys: CurveKeyPair) -> Self {
-        self.login = Some(Login::Curve {
-            server: server_public.into(),
-            keys,
-        });
+        self.login = Some(Login::curve(server_public, keys));
         self
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use zhub_client::{Credentials, CurveKeyPair, Login};
+use zhub_client::{CurveKeyPair, Login};
 
 use crate::{Worker, WorkerError};
 
@@ -110,7 +110,7 @@ impl WorkerOptions {
     /// (`serve = [...]`), or the broker disconnects the worker at its READY and logs why.
     /// Replaces a login set before ([`Self::curve`] included).
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.login = Some(Login::Plain(Credentials::new(user, password)));
+        self.login = Some(Login::plain(user, password));
         self
     }
 
@@ -132,10 +132,7 @@ impl WorkerOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn curve(mut self, server_public: impl Into<String>, keys: CurveKeyPair) -> Self {
-        self.login = Some(Login::Curve {
-            server: server_public.into(),
-            keys,
-        });
+        self.login = Some(Login::curve(server_public, keys));
         self
     }
 

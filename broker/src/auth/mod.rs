@@ -143,20 +143,15 @@ impl AuthState {
                     return Err(no_curve());
                 }
                 let keys = zhub_client::CurveKeyPair::generate().map_err(|_| no_curve())?;
-                let login = zhub_client::Login::Curve {
-                    server: server.public.clone(),
-                    keys,
-                };
-                (login, None)
+                (zhub_client::Login::curve(&server.public, keys), None)
             }
             None => {
                 let password = SaltString::generate(&mut OsRng).as_str().to_owned();
                 let hash = hash_password(password.as_bytes())?;
-                let login = zhub_client::Login::Plain(zhub_client::Credentials::new(
-                    INTERNAL_USER,
-                    password,
-                ));
-                (login, Some(hash))
+                (
+                    zhub_client::Login::plain(INTERNAL_USER, password),
+                    Some(hash),
+                )
             }
         };
         let (peer, peer_hash) = match (&policy.curve, &policy.cluster_secret) {
@@ -166,17 +161,10 @@ impl AuthState {
                         path: path.to_owned(),
                         reason: format!("curve: {e}"),
                     })?;
-                let login = zhub_client::Login::Curve {
-                    server: server.public.clone(),
-                    keys,
-                };
-                (Some(login), None)
+                (Some(zhub_client::Login::curve(&server.public, keys)), None)
             }
             (None, Some(secret)) => {
-                let login = zhub_client::Login::Plain(zhub_client::Credentials::new(
-                    PEER_USER,
-                    secret.0.clone(),
-                ));
+                let login = zhub_client::Login::plain(PEER_USER, secret.0.clone());
                 (Some(login), Some(hash_password(secret.0.as_bytes())?))
             }
             (None, None) => (None, None),

@@ -227,6 +227,10 @@ impl Router {
     /// everything to those that may have missed some.
     pub(super) fn advertise_changes(&mut self) {
         let names = self.services.take_changed();
+        // Called after every batch the loop reads: nothing to tell costs nothing.
+        if names.is_empty() && !self.services.resync_pending() {
+            return;
+        }
         let Some(cluster) = &self.cluster else {
             return;
         };

@@ -354,6 +354,11 @@ impl Services {
         self.peers.resync.insert(peer);
     }
 
+    /// Whether some peer is to be told everything anew.
+    pub(crate) fn resync_pending(&self) -> bool {
+        !self.peers.resync.is_empty()
+    }
+
     /// Whether `peer` is to be told everything anew (see [`Services::resync_peer`]); asking
     /// clears it.
     pub(crate) fn take_resync(&mut self, peer: u64) -> bool {

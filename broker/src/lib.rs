@@ -265,7 +265,7 @@ impl Broker {
         }
         let bus_counters = Arc::clone(&counters);
         let peer_links =
-            bus::peers::PeerLinks::new(&broker.context, config.subscribe_hwm, peer_login.as_ref())?;
+            bus::peers::PeerLinks::new(&broker.context, config.subscribe_hwm, peer_login.clone())?;
         let bus_sockets = bus::BusSockets {
             xsub,
             xpub,
@@ -275,6 +275,7 @@ impl Broker {
             faults: fault_rules::FaultGate::new(Arc::clone(&fault_table)),
             peers: peer_links,
             auth: bus_gate,
+            zone: config.zone.clone(),
         };
         broker.spawn("zhub-bus", move |control| {
             bus::run(bus_sockets, control, bus_counters)

@@ -113,13 +113,14 @@ fn counters(url: &str, version: &str, stats: &Stats) -> String {
     );
     let _ = writeln!(
         out,
-        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}, fault {}, peer {}, forbidden {}",
+        "dropped  slow_subscriber {}, slow_plain_subscriber {}, malformed {}, fault {}, peer {}, forbidden {}, duplicate {}",
         bus.dropped.slow_subscriber,
         bus.dropped.slow_plain_subscriber,
         bus.dropped.malformed,
         bus.dropped.fault,
         bus.dropped.peer,
-        bus.dropped.forbidden
+        bus.dropped.forbidden,
+        bus.dropped.duplicate
     );
     let r = &stats.requests;
     let _ = writeln!(

@@ -130,6 +130,10 @@ pub struct BusDrops {
     pub peer: u64,
     /// Messages whose publisher may not publish on their topic (under an auth file).
     pub forbidden: u64,
+    /// Second copies of messages that came from peer brokers by two routes (redundant
+    /// gateways between zones), or back into a zone they had been in: dropped, so that each
+    /// subscriber gets a message once.
+    pub duplicate: u64,
 }
 
 /// Counters of the request path.

@@ -38,8 +38,9 @@ use crate::{body, ProtocolError, Status};
 /// First frame of every cluster-link message.
 pub const SIGNATURE: &[u8] = b"ZHL01";
 /// Version of the link protocol a broker speaks, in [`PeerHello::version`]. A greeting of
-/// another version is refused (version 2 added zone paths and hop counts).
-pub const VERSION: u32 = 2;
+/// another version is refused (version 2 added zone paths and hop counts; version 3, zone
+/// paths on the bus's peer interests and peer copies, [`crate::delivery`]).
+pub const VERSION: u32 = 3;
 
 const CMD_HELLO: u8 = 0x01;
 const CMD_WELCOME: u8 = 0x02;

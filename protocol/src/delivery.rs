@@ -26,7 +26,7 @@
 //! | `0x00`, id (8)                            | the subscriber's address: its envelopes match it |
 //! | `0x00`, id (8), `0x01`, filter (0..=1024) | interest in the topics `filter` matches          |
 //! | `0x00`, id (8), `0x02`, n (1), queue group (n), filter (0..=1024) | membership of a queue group for the topics `filter` matches |
-//! | `0x00`, id (8), `0x03`, filter (0..=1024) | a peer broker's interest: only messages published at this broker, never those that came from another peer, go to it |
+//! | `0x00`, id (8), `0x03`, zone path, filter (0..=1024) | a peer broker's interest, reached through the zones of the path (see below) |
 //!
 //! A filter is a topic prefix or a subject pattern ([`crate::subject`]). A message goes to
 //! every subscriber with a matching interest, and to one member of each queue group with a
@@ -42,6 +42,16 @@
 //! extensions), so a subscriber survives a broker restart. Any other subscription on the
 //! deliver endpoint is refused (counted).
 //!
+//! # Peer brokers
+//!
+//! A peer broker subscribes like a zhub subscriber, with peer interests. Each carries a *zone
+//! path*: a count (1..=16), then each zone as a length (1..=64) and its name. The path of an
+//! interest names the zones it has come through, the sending broker's own zone first. The
+//! copy of a message sent to a peer carries a zone path too, between the envelope and the bus
+//! frame: the zones the message has been in, oldest first, the sending broker's zone last. A
+//! broker never sends a message into a zone it has been in, nor declares an interest to a
+//! zone on its path, so neither can go round a cycle of zones (see the broker's `bus::peers`).
+//!
 //! # Envelope (the start of an addressed message's first frame; integers big-endian)
 //!
 //! | offset | size | field                                                             |
@@ -52,6 +62,7 @@
 //! |        |      | envelope it delivered (its queue was full)                       |
 //!
 
+use crate::cluster::{MAX_NAME_LEN, MAX_PATH_ZONES};
 use crate::ProtocolError;
 
 /// First byte of every addressed subscription and envelope. No topic starts with it.
@@ -66,6 +77,8 @@ pub const QUEUE_MARK: u8 = 0x02;
 pub const PEER_MARK: u8 = 0x03;
 /// Length of an envelope.
 pub const ENVELOPE_LEN: usize = ADDRESS_LEN + 8;
+/// Longest zone path, in bytes: its count, then each zone's length and name.
+pub const MAX_PATH_LEN: usize = 1 + MAX_PATH_ZONES * (1 + MAX_NAME_LEN);
 /// Longest bus frame the broker sends in the envelope's frame; longer ones follow it in a
 /// frame of their own, shared between subscribers instead of copied for each.
 pub const INLINE_MAX: usize = 2048;
@@ -88,13 +101,129 @@ pub fn interest(subscriber: u64, prefix: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The subscription that declares a peer broker's interest in the topics `filter` matches:
-/// the broker sends it the messages published there and none that came from its own peers,
-/// so that in a full mesh of brokers every message crosses one link at most.
-pub fn peer_interest(subscriber: u64, filter: &[u8]) -> Vec<u8> {
-    let mut out = interest(subscriber, filter);
-    out[ADDRESS_LEN] = PEER_MARK;
+/// The subscription that declares a peer broker's interest in the topics `filter` matches,
+/// reached through the zones of `path`, a zone path as [`write_path`] writes it (the
+/// declaring broker's zone first).
+pub fn peer_interest(subscriber: u64, path: &[u8], filter: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ADDRESS_LEN + 1 + path.len() + filter.len());
+    out.extend_from_slice(&address(subscriber));
+    out.push(PEER_MARK);
+    out.extend_from_slice(path);
+    out.extend_from_slice(filter);
     out
+}
+
+/// Appends a zone path naming `zones` in order. The caller keeps to the bounds: 1 to
+/// [`MAX_PATH_ZONES`] zones of 1 to [`MAX_NAME_LEN`] bytes (longer names are cut, extra zones
+/// left out, so that what is written always decodes).
+pub fn write_path<Z: AsRef<[u8]>>(out: &mut Vec<u8>, zones: impl IntoIterator<Item = Z>) {
+    let count_at = out.len();
+    out.push(0);
+    let mut count = 0u8;
+    for zone in zones.into_iter().take(MAX_PATH_ZONES) {
+        let zone = zone.as_ref();
+        let name = &zone[..zone.len().min(MAX_NAME_LEN)];
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        count += 1;
+    }
+    out[count_at] = count;
+}
+
+/// A zone path as it came off the wire, checked: see [`read_path`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZonePath<'a> {
+    /// The path as written: the count, then the zones' length-prefixed names.
+    raw: &'a [u8],
+}
+
+impl<'a> ZonePath<'a> {
+    /// The path as written ([`write_path`]).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The zones, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut rest = &self.raw[1..];
+        std::iter::from_fn(move || {
+            let (&n, tail) = rest.split_first()?;
+            let (name, tail) = tail.split_at(usize::from(n));
+            rest = tail;
+            Some(name)
+        })
+    }
+
+    /// Whether `zone` is on the path.
+    pub fn contains(&self, zone: &str) -> bool {
+        self.iter().any(|z| z == zone.as_bytes())
+    }
+
+    /// The first zone.
+    pub fn first(&self) -> &'a [u8] {
+        self.iter().next().unwrap_or_default()
+    }
+
+    /// The last zone.
+    pub fn last(&self) -> &'a [u8] {
+        self.iter().last().unwrap_or_default()
+    }
+
+    /// How many zones it names.
+    pub fn len(&self) -> usize {
+        usize::from(self.raw[0])
+    }
+
+    /// Never true for a path that was read: a path names one zone at least.
+    pub fn is_empty(&self) -> bool {
+        self.raw[0] == 0
+    }
+
+    /// The zones as text (names are UTF-8 when a broker wrote them; anything else is
+    /// replaced).
+    pub fn zones(&self) -> Vec<String> {
+        self.iter()
+            .map(|z| String::from_utf8_lossy(z).into_owned())
+            .collect()
+    }
+}
+
+/// Reads the zone path at the start of `data`, returning it and the bytes after it.
+///
+/// # Errors
+/// [`ProtocolError::OutOfRange`] for a count or a name length out of bounds,
+/// [`ProtocolError::TruncatedHeader`] when the bytes end inside the path.
+pub fn read_path(data: &[u8]) -> Result<(ZonePath<'_>, &[u8]), ProtocolError> {
+    let truncated = || ProtocolError::TruncatedHeader {
+        expected: MAX_PATH_LEN.min(data.len() + 1),
+        got: data.len(),
+    };
+    let (&count, mut rest) = data.split_first().ok_or_else(truncated)?;
+    if count == 0 || usize::from(count) > MAX_PATH_ZONES {
+        return Err(ProtocolError::OutOfRange {
+            field: "zone path count",
+            value: count.into(),
+            min: 1,
+            max: MAX_PATH_ZONES as u64,
+        });
+    }
+    for _ in 0..count {
+        let (&n, tail) = rest.split_first().ok_or_else(truncated)?;
+        if n == 0 || usize::from(n) > MAX_NAME_LEN {
+            return Err(ProtocolError::OutOfRange {
+                field: "zone name length",
+                value: n.into(),
+                min: 1,
+                max: MAX_NAME_LEN as u64,
+            });
+        }
+        if tail.len() < usize::from(n) {
+            return Err(truncated());
+        }
+        rest = &tail[usize::from(n)..];
+    }
+    let used = data.len() - rest.len();
+    Ok((ZonePath { raw: &data[..used] }, rest))
 }
 
 /// The subscription that makes `subscriber` a member of queue group `group` for the topics
@@ -171,11 +300,13 @@ pub enum Subscription<'a> {
         /// The filter, as for [`Subscription::Interest`].
         filter: &'a [u8],
     },
-    /// A peer broker's interest in the topics a filter matches, for messages published at
-    /// this broker only.
+    /// A peer broker's interest in the topics a filter matches, reached through the zones of
+    /// a path.
     Peer {
         /// The peer's subscriber id.
         subscriber: u64,
+        /// The zones the interest came through, the peer's own zone first.
+        path: ZonePath<'a>,
         /// The filter, as for [`Subscription::Interest`].
         filter: &'a [u8],
     },
@@ -187,7 +318,8 @@ pub enum Subscription<'a> {
 ///
 /// # Errors
 /// [`ProtocolError::TruncatedHeader`] for bytes that start with [`ADDRESS_MARK`] but are too
-/// short to hold an id or a queue group's name, [`ProtocolError::UnknownSubscription`] for an
+/// short to hold an id or a queue group's name, the errors of [`read_path`] for a peer
+/// interest's zone path, [`ProtocolError::UnknownSubscription`] for an
 /// address followed by anything but an interest or a membership.
 pub fn parse_subscription(data: &[u8]) -> Result<Subscription<'_>, ProtocolError> {
     match data.first() {
@@ -203,10 +335,14 @@ pub fn parse_subscription(data: &[u8]) -> Result<Subscription<'_>, ProtocolError
                     subscriber,
                     prefix: &data[ADDRESS_LEN + 1..],
                 }),
-                Some(&PEER_MARK) => Ok(Subscription::Peer {
-                    subscriber,
-                    filter: &data[ADDRESS_LEN + 1..],
-                }),
+                Some(&PEER_MARK) => {
+                    let (path, filter) = read_path(&data[ADDRESS_LEN + 1..])?;
+                    Ok(Subscription::Peer {
+                        subscriber,
+                        path,
+                        filter,
+                    })
+                }
                 Some(&QUEUE_MARK) => {
                     let rest = &data[ADDRESS_LEN + 1..];
                     let n = usize::from(rest.first().copied().unwrap_or(0));
@@ -260,13 +396,25 @@ mod tests {
                 prefix: b""
             })
         );
+        let mut path = Vec::new();
+        write_path(&mut path, ["east", "west"]);
+        let peer = peer_interest(id, &path, b"orders.>");
+        let Ok(Subscription::Peer {
+            subscriber,
+            path,
+            filter,
+        }) = parse_subscription(&peer)
+        else {
+            panic!("a peer interest: {peer:?}");
+        };
+        assert_eq!((subscriber, filter), (id, &b"orders.>"[..]));
+        assert_eq!(path.zones(), ["east", "west"]);
+        assert_eq!(path.as_bytes(), b"\x02\x04east\x04west");
         assert_eq!(
-            parse_subscription(&peer_interest(id, b"orders.>")),
-            Ok(Subscription::Peer {
-                subscriber: id,
-                filter: b"orders.>"
-            })
+            (path.first(), path.last(), path.len()),
+            (&b"east"[..], &b"west"[..], 2)
         );
+        assert!(path.contains("west") && !path.contains("north"));
         assert_eq!(
             parse_subscription(b"sensors."),
             Ok(Subscription::Plain(b"sensors."))
@@ -320,5 +468,44 @@ mod tests {
         );
         assert!(decode_envelope(&e[..10]).is_err());
         assert!(decode_envelope(b"sensors.temp\0rest").is_err());
+    }
+
+    #[test]
+    fn zone_paths_are_bounded() {
+        let mut out = Vec::new();
+        write_path(&mut out, ["a", "bb"]);
+        out.extend_from_slice(b"rest");
+        let (path, rest) = read_path(&out).unwrap();
+        assert_eq!(
+            (path.zones(), rest),
+            (vec!["a".to_owned(), "bb".to_owned()], &b"rest"[..])
+        );
+        // Too many zones or too long a name is cut when written, refused when read.
+        let many: Vec<String> = (0..40).map(|i| format!("z{i}")).collect();
+        let long = "x".repeat(200);
+        let mut out = Vec::new();
+        write_path(
+            &mut out,
+            many.iter().map(String::as_str).chain([long.as_str()]),
+        );
+        assert_eq!(read_path(&out).unwrap().0.len(), MAX_PATH_ZONES);
+        let mut out = Vec::new();
+        write_path(&mut out, [long.as_str()]);
+        assert!(out.len() <= MAX_PATH_LEN);
+        assert_eq!(read_path(&out).unwrap().0.first().len(), MAX_NAME_LEN);
+        for bad in [
+            &[][..],
+            &[0][..],
+            &[17, 1, b'a'][..],
+            &[1, 0][..],
+            &[1, 65][..],
+            &[1, 3, b'a'][..],
+            &[2, 1, b'a'][..],
+        ] {
+            assert!(read_path(bad).is_err(), "{bad:?}");
+        }
+        let mut no_path = address(7).to_vec();
+        no_path.push(PEER_MARK);
+        assert!(parse_subscription(&no_path).is_err());
     }
 }

@@ -35,6 +35,7 @@
 //! thread, and the storage thread's republished messages come in on an inproc socket and go
 //! out like any other (without being journaled again).
 
+mod dedup;
 pub(crate) mod peers;
 mod raw;
 
@@ -50,6 +51,7 @@ use zhub_protocol::delivery::{self, Subscription, ADDRESS_LEN, ENVELOPE_LEN, INL
 
 use crate::auth::{actions, Gate};
 use crate::fault_rules::{FaultGate, Verdict};
+use crate::interest::zones::Route;
 use crate::interest::{Interest, Member};
 use crate::journal::JournalTap;
 use crate::ratelimit::Sparse;
@@ -94,6 +96,7 @@ pub(crate) struct BusCounters {
     fault_held: AtomicU64,
     from_peers: AtomicU64,
     peer_dropped: AtomicU64,
+    duplicate: AtomicU64,
 }
 
 impl BusCounters {
@@ -109,6 +112,7 @@ impl BusCounters {
                 slow_plain_subscriber: self.slow_plain_subscriber.load(Relaxed),
                 fault: self.fault_dropped.load(Relaxed),
                 peer: self.peer_dropped.load(Relaxed),
+                duplicate: self.duplicate.load(Relaxed),
                 forbidden: self.forbidden.load(Relaxed),
             },
             subscriptions: self.subscriptions.load(Relaxed),
@@ -140,6 +144,7 @@ impl BusCounters {
         self.fault_held.store(c.fault_held, Relaxed);
         self.from_peers.store(c.from_peers, Relaxed);
         self.peer_dropped.store(c.dropped.peer, Relaxed);
+        self.duplicate.store(c.dropped.duplicate, Relaxed);
     }
 }
 
@@ -161,7 +166,8 @@ pub(crate) fn limit(
 ) -> Result<(), zmq::Error> {
     xsub.set_maxmsgsize(max_frame)?;
     xpub.set_maxmsgsize(MAX_SUBSCRIPTION)?;
-    deliver.set_maxmsgsize(MAX_SUBSCRIPTION)
+    // A peer broker's interest carries a zone path besides.
+    deliver.set_maxmsgsize(MAX_SUBSCRIPTION + delivery::MAX_PATH_LEN as i64)
 }
 
 /// Prepares the bus sockets, once bound, for [`run`].
@@ -187,6 +193,8 @@ pub(crate) struct BusSockets {
     pub(crate) faults: FaultGate,
     /// The links to peer brokers' deliver endpoints.
     pub(crate) peers: peers::PeerLinks,
+    /// This broker's zone.
+    pub(crate) zone: String,
     /// Permissions under an auth file: publishes and deliveries are checked against them.
     pub(crate) auth: Option<Gate>,
 }
@@ -213,6 +221,19 @@ struct Plane {
     auth: Option<Gate>,
     /// Scratch: the user of the message at hand.
     user: String,
+    /// Messages from peers already taken, to drop second copies.
+    seen: dedup::Seen,
+    /// Scratch: the envelope and zone path of a copy for a peer.
+    head: Vec<u8>,
+}
+
+/// Where a message may go among peer brokers.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// To none: the storage thread published it again, and it went to peers the first time.
+    Nowhere,
+    /// Along this route.
+    Route(&'a Route),
 }
 
 /// The proxy loop. Returns when a message arrives on `control`.
@@ -230,6 +251,7 @@ pub(crate) fn run(
         mut faults,
         mut peers,
         auth,
+        zone,
     } = sockets;
     let xsub_raw = xsub.as_mut_ptr();
     let out = Outputs {
@@ -237,11 +259,13 @@ pub(crate) fn run(
         deliver: deliver.as_mut_ptr(),
     };
     let republish_raw = republish.as_mut_ptr();
-    let peers_raw = peers.sub.as_mut_ptr();
     set_nodrop(out.plain, true)?;
     set_nodrop(out.deliver, true)?;
+    let mut local = Route::default();
+    local.set_local(&zone);
+    let mut from_peer = Route::default();
     let mut plane = Plane {
-        interest: Interest::default(),
+        interest: Interest::new(&zone),
         plain_prefixes: 0,
         matching: Vec::new(),
         members: Vec::new(),
@@ -252,18 +276,21 @@ pub(crate) fn run(
         faults: Sparse::default(),
         auth,
         user: String::new(),
+        seen: dedup::Seen::default(),
+        head: Vec::new(),
     };
     let mut msg = RawMessage::new();
     loop {
-        let mut items = [
+        let mut items = vec![
             xsub.as_poll_item(zmq::POLLIN),
             xpub.as_poll_item(zmq::POLLIN),
             control.as_poll_item(zmq::POLLIN),
             republish.as_poll_item(zmq::POLLIN),
             deliver.as_poll_item(zmq::POLLIN),
-            peers.sub.as_poll_item(zmq::POLLIN),
             peers.control.as_poll_item(zmq::POLLIN),
         ];
+        let fixed = items.len();
+        items.extend(peers.links.iter().map(|l| l.sub.as_poll_item(zmq::POLLIN)));
         let notice = (!plane.owed.is_empty()).then(|| Instant::now() + NOTICE_INTERVAL);
         let wake = match (notice, faults.next_due()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -274,14 +301,25 @@ pub(crate) fn run(
             Ok(_) | Err(zmq::Error::EINTR) => {}
             Err(e) => return Err(e),
         }
-        let [publishers, plain, control_in, republished, zhub_subs, from_peers, peer_changes] =
-            items.map(|i| i.is_readable());
+        let readable: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
+        drop(items);
+        let [publishers, plain, control_in, republished, zhub_subs, peer_changes] =
+            [0, 1, 2, 3, 4, 5].map(|i| readable[i]);
         if control_in {
             counters.store(&plane.c);
             return Ok(());
         }
+        for (link, _) in peers
+            .links
+            .iter_mut()
+            .zip(&readable[fixed..])
+            .filter(|(_, &r)| r)
+        {
+            let input = link.sub.as_mut_ptr();
+            plane.forward_from_peer(&mut msg, input, out, &mut tap, &zone, &mut from_peer)?;
+        }
         if peer_changes {
-            peers.read_control()?;
+            peers.read_control(&plane.interest)?;
         }
         if plain {
             plane.read_plain_subscriptions(&xpub)?;
@@ -290,19 +328,18 @@ pub(crate) fn run(
             plane.read_subscriptions(&deliver)?;
         }
         if plain || zhub_subs {
-            peers.declare(plane.interest.take_changes())?;
-        }
-        if from_peers {
-            plane.forward_from_peers(&mut msg, peers_raw, out, &mut tap)?;
+            let changes = plane.interest.take_changes();
+            peers.declare(&plane.interest, &changes)?;
         }
         if publishers {
-            plane.forward_batch(&mut msg, xsub_raw, out, Some(&mut tap), Some(&mut faults))?;
+            let input = Input::Publishers(&mut tap, &mut faults, &local);
+            plane.forward_batch(&mut msg, xsub_raw, out, input)?;
         }
         if republished {
-            plane.forward_batch(&mut msg, republish_raw, out, None, None)?;
+            plane.forward_batch(&mut msg, republish_raw, out, Input::Republished)?;
         }
         if faults.next_due().is_some() {
-            plane.release_held(&mut msg, &mut faults, out, &mut tap)?;
+            plane.release_held(&mut msg, &mut faults, out, &mut tap, &local)?;
         }
         if !plane.owed.is_empty() && plane.last_notice.elapsed() >= NOTICE_INTERVAL {
             plane.send_notices(out.deliver)?;
@@ -325,6 +362,14 @@ fn next_message(msg: &mut RawMessage, input: *mut c_void) -> Result<bool, zmq::E
 fn may_receive(gate: &mut Gate, user: Option<&str>, topic: &[u8]) -> bool {
     gate.permissions(user)
         .is_ok_and(|perms| actions::may_receive(perms, topic))
+}
+
+/// Where a batch of messages comes from.
+enum Input<'a> {
+    /// Publishers, with the journal tap, the fault rules and the route of local messages.
+    Publishers(&'a mut JournalTap, &'a mut FaultGate, &'a Route),
+    /// The storage thread, publishing journaled messages again.
+    Republished,
 }
 
 /// The two XPUBs messages go out on.
@@ -362,16 +407,20 @@ impl Plane {
         Ok(())
     }
 
-    /// Forwards up to [`BATCH`] waiting messages from `input`, each judged by the fault
-    /// rules first when `faults` is given, and given to the journal `tap` when there is one.
+    /// Forwards up to [`BATCH`] waiting messages from `input`: publishers' messages are
+    /// checked against permissions, judged by the fault rules, given to the journal tap and
+    /// sent on to peers; messages the storage thread published again go to subscribers only.
     fn forward_batch(
         &mut self,
         msg: &mut RawMessage,
         input: *mut c_void,
         out: Outputs,
-        mut tap: Option<&mut JournalTap>,
-        mut faults: Option<&mut FaultGate>,
+        from: Input<'_>,
     ) -> Result<(), zmq::Error> {
+        let (mut tap, mut faults, via) = match from {
+            Input::Publishers(tap, faults, route) => (Some(tap), Some(faults), Via::Route(route)),
+            Input::Republished => (None, None, Via::Nowhere),
+        };
         for _ in 0..BATCH {
             if !next_message(msg, input)? {
                 return Ok(());
@@ -414,22 +463,24 @@ impl Plane {
                     }
                 }
             }
-            // A message published again from a journal was sent to the peers the first time.
-            let to_peers = tap.is_some();
-            self.deliver(msg, topic_len, to_peers, out, tap.as_deref_mut())?;
+            self.deliver(msg, topic_len, via, out, tap.as_deref_mut())?;
         }
         Ok(())
     }
 
-    /// Delivers up to [`BATCH`] messages that peer brokers sent: addressed copies (see
-    /// [`zhub_protocol::delivery`]), whose bus frames go to this broker's own subscribers
-    /// only. A peer's drop count for this broker is counted as dropped here.
-    fn forward_from_peers(
+    /// Delivers up to [`BATCH`] messages one peer broker sent: addressed copies carrying the
+    /// zones they have been in (see [`zhub_protocol::delivery`]), whose bus frames go to this
+    /// broker's own subscribers and on to the peers their route allows
+    /// ([`crate::interest::zones`]), unless a copy came by another route first. A peer's drop
+    /// count for this broker is counted as dropped here.
+    fn forward_from_peer(
         &mut self,
         msg: &mut RawMessage,
         input: *mut c_void,
         out: Outputs,
         tap: &mut JournalTap,
+        zone: &str,
+        route: &mut Route,
     ) -> Result<(), zmq::Error> {
         for _ in 0..BATCH {
             if !next_message(msg, input)? {
@@ -440,13 +491,24 @@ impl Plane {
                 continue;
             };
             self.c.dropped.peer += envelope.missed;
-            if msg.data().len() > ENVELOPE_LEN {
-                let frame = msg.data()[ENVELOPE_LEN..].to_vec();
+            if msg.data().len() == ENVELOPE_LEN && !msg.more() {
+                // A notice: the peer's drop count alone.
+                continue;
+            }
+            let Ok((came, frame)) = delivery::read_path(&msg.data()[ENVELOPE_LEN..]) else {
+                self.drop_rest(msg, input, "malformed message from a peer broker dropped")?;
+                continue;
+            };
+            // Taken unless it has been in this zone before; then only read to its end.
+            let taken = route.set_from_peer(zone, &came);
+            let frame = frame.to_vec();
+            if !frame.is_empty() {
                 msg.fill(&frame, &[])?;
             } else if msg.more() {
                 msg.recv(input, 0)?;
             } else {
-                // A notice: the peer's drop count alone.
+                self.c.dropped.malformed += 1;
+                self.fault("message from a peer broker without a bus frame dropped");
                 continue;
             }
             if msg.more() {
@@ -458,10 +520,26 @@ impl Plane {
                 self.fault("malformed bus frame from a peer broker dropped");
                 continue;
             };
+            if !taken {
+                self.c.dropped.duplicate += 1;
+                self.fault("message from a peer broker that had been in this zone dropped");
+                continue;
+            }
+            let first = bus::decode(msg.data()).is_ok_and(|frame| {
+                self.seen.first(
+                    frame.header.publisher,
+                    frame.topic.as_bytes(),
+                    frame.header.seq,
+                )
+            });
+            if !first {
+                self.c.dropped.duplicate += 1;
+                continue;
+            }
             self.c.messages_in += 1;
             self.c.from_peers += 1;
             self.c.bytes_in += msg.data().len() as u64;
-            self.deliver(msg, topic_len, false, out, Some(tap))?;
+            self.deliver(msg, topic_len, Via::Route(route), out, Some(tap))?;
         }
         Ok(())
     }
@@ -485,6 +563,7 @@ impl Plane {
         faults: &mut FaultGate,
         out: Outputs,
         tap: &mut JournalTap,
+        local: &Route,
     ) -> Result<(), zmq::Error> {
         let now = Instant::now();
         while let Some(held) = faults.pop_due(now) {
@@ -493,20 +572,20 @@ impl Plane {
             let Some(topic_len) = topic_len(msg.data()) else {
                 continue;
             };
-            self.deliver(msg, topic_len, true, out, Some(tap))?;
+            self.deliver(msg, topic_len, Via::Route(local), out, Some(tap))?;
         }
         self.c.fault_held = faults.held() as u64;
         Ok(())
     }
 
     /// Hands one well-formed message on: to the journal tap, the matching subscribers (and
-    /// peer brokers, when `to_peers`), one member of each matching queue group, and the
+    /// peer brokers, where `via` allows), one member of each matching queue group, and the
     /// plain subscribers.
     fn deliver(
         &mut self,
         msg: &mut RawMessage,
         topic_len: usize,
-        to_peers: bool,
+        via: Via<'_>,
         out: Outputs,
         tap: Option<&mut JournalTap>,
     ) -> Result<(), zmq::Error> {
@@ -516,7 +595,6 @@ impl Plane {
         }
         self.interest.matching(
             &msg.data()[..topic_len],
-            !to_peers,
             &mut self.matching,
             &mut self.members,
         );
@@ -530,7 +608,16 @@ impl Plane {
         }
         for at in 0..self.matching.len() {
             let id = self.matching[at];
-            if !self.send_copy(id, msg, out.deliver)? {
+            let path = match self.interest.peer_zone(id) {
+                None => None,
+                Some(to) => match via {
+                    Via::Route(route) if route.allows(self.interest.zones().zone(), to) => {
+                        Some(route.path())
+                    }
+                    _ => continue,
+                },
+            };
+            if !self.send_copy(id, msg, out.deliver, path)? {
                 self.missed(id);
             }
         }
@@ -563,7 +650,7 @@ impl Plane {
             let mut sent = false;
             for step in 0..len {
                 let id = self.members[start + (first + step) % len].1;
-                if self.send_copy(id, msg, xpub)? {
+                if self.send_copy(id, msg, xpub, None)? {
                     sent = true;
                     break;
                 }
@@ -576,25 +663,35 @@ impl Plane {
         Ok(())
     }
 
-    /// Sends subscriber `id` its addressed copy of `msg`: false when its queue is full (the
-    /// caller counts the drop). A small message is copied behind the envelope, one frame; a
-    /// large one follows the envelope in a frame of its own, shared with the other
-    /// subscribers.
+    /// Sends subscriber `id` its addressed copy of `msg`, with the zone `path` after the
+    /// envelope for a peer broker: false when its queue is full (the caller counts the drop).
+    /// A small message is copied behind the envelope, one frame; a large one follows the
+    /// envelope in a frame of its own, shared with the other subscribers.
     fn send_copy(
         &mut self,
         id: u64,
         msg: &mut RawMessage,
         xpub: *mut c_void,
+        path: Option<&[u8]>,
     ) -> Result<bool, zmq::Error> {
         let Some(subscriber) = self.interest.subscriber(id) else {
             return Ok(true);
         };
         delivery::set_missed(&mut subscriber.envelope, subscriber.missed);
+        let head: &[u8] = match path {
+            None => &subscriber.envelope,
+            Some(path) => {
+                self.head.clear();
+                self.head.extend_from_slice(&subscriber.envelope);
+                self.head.extend_from_slice(path);
+                &self.head
+            }
+        };
         let sent = if msg.data().len() <= INLINE_MAX {
-            self.copy.fill(&subscriber.envelope, msg.data())?;
+            self.copy.fill(head, msg.data())?;
             self.copy.send(xpub, zmq::DONTWAIT)
         } else {
-            send_small(xpub, &subscriber.envelope, zmq::SNDMORE | zmq::DONTWAIT).and_then(|()| {
+            send_small(xpub, head, zmq::SNDMORE | zmq::DONTWAIT).and_then(|()| {
                 // The envelope went, so the pipe takes the rest of the message.
                 self.copy.share(msg)?;
                 self.copy.send(xpub, 0)

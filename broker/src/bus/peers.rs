@@ -1,86 +1,97 @@
-//! The bus's side of federation: one SUB socket connected to the deliver endpoint of every
-//! peer broker in session, on which this broker is a zhub subscriber with peer interests.
+//! The bus's side of federation: one SUB socket per peer broker in session, connected to that
+//! peer's deliver endpoint, on which this broker is a zhub subscriber with peer interests.
 //!
-//! Interest propagates, never messages nobody wants: the socket declares, as peer
-//! interests ([`zhub_protocol::delivery::peer_interest`]), exactly the filters this broker's
-//! own subscribers hold, changed as they come and go. ZeroMQ sends a SUB socket's
-//! subscriptions to every endpoint it connects to, and again after every reconnect, so a peer
-//! that restarts learns them all anew. A peer sends on a peer interest only what was
-//! published at that peer, so what comes in here goes to local subscribers only.
+//! Interest propagates, never messages nobody wants. Each socket declares to its peer, as
+//! peer interests ([`zhub_protocol::delivery::peer_interest`]), the filters this broker may
+//! declare to that peer's zone, each with its zone path ([`crate::interest::zones`]), changed
+//! as subscribers and peers come and go. One socket per peer, because what a peer is told
+//! depends on its zone. ZeroMQ sends a SUB socket's subscriptions again after a reconnect, so
+//! a peer that restarts learns them anew. What comes in carries the zones it has been in, and
+//! goes to local subscribers and on to the peers that route allows.
 //!
 //! The router thread, which holds the cluster link, says which peers are in session: one
-//! frame per change on an inproc PUSH, `+endpoint` to connect and `-endpoint` to disconnect.
+//! frame per change on an inproc PUSH, `+` or `-`, the zone's length (one byte), the zone,
+//! then the endpoint.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use tracing::{debug, info};
 use zhub_protocol::delivery;
 
+use crate::interest::Interest;
+
 /// Where the router thread tells the bus thread which peers' deliver endpoints to use.
 pub(crate) const PEER_LINKS_ENDPOINT: &str = "inproc://bus-peers";
 
+/// One peer's subscription socket and what it declared there.
+pub(crate) struct PeerLink {
+    endpoint: String,
+    zone: Box<str>,
+    /// Connected to the peer's deliver endpoint.
+    pub(crate) sub: zmq::Socket,
+    /// Per filter, the subscription declaring it (with its path).
+    declared: HashMap<Box<[u8]>, Vec<u8>>,
+}
+
 /// The bus thread's sockets towards peers.
 pub(crate) struct PeerLinks {
-    /// Connected to every peer's deliver endpoint.
-    pub(crate) sub: zmq::Socket,
+    context: zmq::Context,
+    hwm: i32,
+    login: Option<zhub_client::Login>,
     /// Changes of the peers in session, from the router thread (PULL).
     pub(crate) control: zmq::Socket,
     /// This broker's subscriber id at its peers.
     me: u64,
-    connected: HashSet<String>,
+    pub(crate) links: Vec<PeerLink>,
 }
 
 impl PeerLinks {
-    /// Makes the sockets; `control` is bound at [`PEER_LINKS_ENDPOINT`] before the router
-    /// thread connects there. With `login`, the subscriptions log in to the peers' deliver
-    /// endpoints with it.
+    /// Binds `control` at [`PEER_LINKS_ENDPOINT`], before the router thread connects there.
+    /// With `login`, the subscriptions log in to the peers' deliver endpoints with it.
     pub(crate) fn new(
         context: &zmq::Context,
         hwm: i32,
-        login: Option<&zhub_client::Login>,
+        login: Option<zhub_client::Login>,
     ) -> Result<Self, zmq::Error> {
-        let sub = context.socket(zmq::SUB)?;
-        sub.set_linger(0)?;
-        sub.set_rcvhwm(hwm)?;
-        if let Some(login) = login {
-            login.apply(&sub)?;
-        }
-        let me = zhub_protocol::ids::random_u64();
-        sub.set_subscribe(&delivery::address(me))?;
         let control = context.socket(zmq::PULL)?;
         control.set_linger(0)?;
         control.bind(PEER_LINKS_ENDPOINT)?;
         Ok(PeerLinks {
-            sub,
+            context: context.clone(),
+            hwm,
+            login,
             control,
-            me,
-            connected: HashSet::new(),
+            me: zhub_protocol::ids::random_u64(),
+            links: Vec::new(),
         })
     }
 
-    /// Applies the waiting changes of the peers in session.
-    pub(crate) fn read_control(&mut self) -> Result<(), zmq::Error> {
+    /// Applies the waiting changes of the peers in session; a new link is told at once what
+    /// `interest` holds for its zone.
+    pub(crate) fn read_control(&mut self, interest: &Interest) -> Result<(), zmq::Error> {
         loop {
             let frame = match self.control.recv_bytes(zmq::DONTWAIT) {
                 Ok(frame) => frame,
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let Some((&op, endpoint)) = frame.split_first() else {
+            let Some((op, zone, endpoint)) = parse_change(&frame) else {
                 continue;
             };
-            let endpoint = String::from_utf8_lossy(endpoint).into_owned();
-            match op {
-                b'+' if !self.connected.contains(&endpoint) => match self.sub.connect(&endpoint) {
-                    Ok(()) => {
-                        info!(%endpoint, "subscribed to a peer's deliver endpoint");
-                        self.connected.insert(endpoint);
+            let known = self.links.iter().position(|l| l.endpoint == endpoint);
+            match (op, known) {
+                (b'+', None) => match self.link(zone, endpoint) {
+                    Ok(mut link) => {
+                        info!(%endpoint, %zone, "subscribed to a peer's deliver endpoint");
+                        let filters = interest.zones().filters();
+                        declare(self.me, &mut link, interest, &filters)?;
+                        self.links.push(link);
                     }
                     Err(e) => debug!(%endpoint, error = %e, "peer's deliver endpoint refused"),
                 },
-                b'-' if self.connected.remove(&endpoint) => {
-                    // The endpoint may have gone already; nothing else can fail here.
-                    let _ = self.sub.disconnect(&endpoint);
+                (b'-', Some(at)) => {
+                    // Dropping the socket disconnects it; nothing else can fail here.
+                    self.links.swap_remove(at);
                     info!(%endpoint, "unsubscribed from a peer's deliver endpoint");
                 }
                 _ => {}
@@ -88,19 +99,72 @@ impl PeerLinks {
         }
     }
 
-    /// Declares to every peer the filters that came or went among this broker's own
-    /// subscribers.
-    pub(crate) fn declare(&mut self, changes: Vec<(bool, Box<[u8]>)>) -> Result<(), zmq::Error> {
-        for (held, filter) in changes {
-            let subscription = delivery::peer_interest(self.me, &filter);
-            if held {
-                self.sub.set_subscribe(&subscription)?;
-            } else {
-                self.sub.set_unsubscribe(&subscription)?;
-            }
+    fn link(&self, zone: &str, endpoint: &str) -> Result<PeerLink, zmq::Error> {
+        let sub = self.context.socket(zmq::SUB)?;
+        sub.set_linger(0)?;
+        sub.set_rcvhwm(self.hwm)?;
+        if let Some(login) = &self.login {
+            login.apply(&sub)?;
+        }
+        sub.set_subscribe(&delivery::address(self.me))?;
+        sub.connect(endpoint)?;
+        Ok(PeerLink {
+            endpoint: endpoint.to_owned(),
+            zone: zone.into(),
+            sub,
+            declared: HashMap::new(),
+        })
+    }
+
+    /// Declares to every peer what changed for `filters` ([`Interest::take_changes`]).
+    pub(crate) fn declare(
+        &mut self,
+        interest: &Interest,
+        filters: &[Box<[u8]>],
+    ) -> Result<(), zmq::Error> {
+        if filters.is_empty() {
+            return Ok(());
+        }
+        for link in &mut self.links {
+            declare(self.me, link, interest, filters)?;
         }
         Ok(())
     }
+}
+
+/// Brings what `link` declared for `filters` up to what `interest` holds for its zone.
+fn declare(
+    me: u64,
+    link: &mut PeerLink,
+    interest: &Interest,
+    filters: &[Box<[u8]>],
+) -> Result<(), zmq::Error> {
+    for filter in filters {
+        let wanted = interest
+            .zones()
+            .path_for(filter, &link.zone)
+            .map(|path| delivery::peer_interest(me, &path, filter));
+        if wanted.as_ref() == link.declared.get(filter) {
+            continue;
+        }
+        if let Some(old) = link.declared.remove(filter) {
+            link.sub.set_unsubscribe(&old)?;
+        }
+        if let Some(new) = wanted {
+            link.sub.set_subscribe(&new)?;
+            link.declared.insert(filter.clone(), new);
+        }
+    }
+    Ok(())
+}
+
+fn parse_change(frame: &[u8]) -> Option<(u8, &str, &str)> {
+    let (&op, rest) = frame.split_first()?;
+    let (&n, rest) = rest.split_first()?;
+    let n = usize::from(n);
+    let zone = std::str::from_utf8(rest.get(..n)?).ok()?;
+    let endpoint = std::str::from_utf8(&rest[n..]).ok()?;
+    Some((op, zone, endpoint))
 }
 
 /// The router thread's end: tells the bus thread which peers are in session.
@@ -117,19 +181,23 @@ impl PeerLinksHandle {
         Ok(PeerLinksHandle { push })
     }
 
-    /// Starts receiving what is published at the peer whose deliver endpoint is `endpoint`.
-    pub(crate) fn connect_peer(&self, endpoint: &str) {
-        self.send(b'+', endpoint);
+    /// Starts exchanging messages with the peer of `zone` whose deliver endpoint is
+    /// `endpoint`.
+    pub(crate) fn connect_peer(&self, zone: &str, endpoint: &str) {
+        self.send(b'+', zone, endpoint);
     }
 
     /// Stops receiving from that peer.
-    pub(crate) fn disconnect_peer(&self, endpoint: &str) {
-        self.send(b'-', endpoint);
+    pub(crate) fn disconnect_peer(&self, zone: &str, endpoint: &str) {
+        self.send(b'-', zone, endpoint);
     }
 
-    fn send(&self, op: u8, endpoint: &str) {
-        let mut frame = Vec::with_capacity(1 + endpoint.len());
+    fn send(&self, op: u8, zone: &str, endpoint: &str) {
+        let zone = &zone.as_bytes()[..zone.len().min(255)];
+        let mut frame = Vec::with_capacity(2 + zone.len() + endpoint.len());
         frame.push(op);
+        frame.push(zone.len() as u8);
+        frame.extend_from_slice(zone);
         frame.extend_from_slice(endpoint.as_bytes());
         // An inproc PUSH to a live PULL queues up to its HWM: a change is lost only when the
         // bus thread has stopped, and then nothing is delivered anyway.

@@ -299,6 +299,7 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
         ("fault", bus.dropped.fault),
         ("peer", bus.dropped.peer),
         ("forbidden", bus.dropped.forbidden),
+        ("duplicate", bus.dropped.duplicate),
     ] {
         f.sample("zhub_bus_dropped_total", &[("reason", reason)], value);
     }

@@ -6,10 +6,10 @@
 //! already applied each one to its own connection there, where only the address matters (it
 //! is what an envelope matches); the filters are matched here ([`crate::filters`]).
 //!
-//! Peer brokers subscribe here too, with peer interests: they get only the messages published
-//! at this broker. The table also keeps the filters its own subscribers hold (zhub and plain
-//! alike), counted, and notes each filter that comes or goes ([`Interest::take_changes`]), for
-//! the bus thread to declare this broker's interest to its peers in turn.
+//! Peer brokers subscribe here too, with peer interests that carry zone paths ([`zones`]).
+//! The table also keeps the filters its own subscribers hold (zhub and plain alike), counted,
+//! and notes each filter whose declaration to peers may have changed
+//! ([`Interest::take_changes`]), for the bus thread to declare to its peers in turn.
 //!
 //! Everything here comes from the network, so it is bounded: a filter is at most
 //! [`MAX_TOPIC_LEN`] bytes (the XPUB cuts off a peer sending a longer subscription), a zhub
@@ -17,13 +17,16 @@
 //! and there are at most [`MAX_SUBSCRIBERS`] subscribers. Maps use the standard library's
 //! keyed hash, since a peer chooses the keys.
 
+pub(crate) mod zones;
+
 use std::collections::HashMap;
 
 use zhub_protocol::bus::MAX_TOPIC_LEN;
-use zhub_protocol::delivery::{self, Subscription, ENVELOPE_LEN};
+use zhub_protocol::delivery::{self, Subscription, ZonePath, ENVELOPE_LEN};
 use zhub_protocol::subject;
 
 use crate::filters::Filters;
+use zones::Zones;
 
 /// Most filters and queue memberships one zhub subscriber may hold; more are refused.
 pub(crate) const MAX_PREFIXES_PER_SUBSCRIBER: usize = 10_000;
@@ -43,6 +46,8 @@ pub(crate) struct Subscriber {
     held: Vec<Box<[u8]>>,
     /// The user its connection logged in as (under an auth file): what it may receive.
     user: Option<Box<str>>,
+    /// A peer broker's zone, once it has declared an interest.
+    zone: Option<Box<str>>,
 }
 
 /// A member of a queue group: the group's number and the subscriber's id. Sorted, a topic's
@@ -105,10 +110,12 @@ enum Kind<'a> {
     Direct,
     /// A membership of this queue group.
     Queue(&'a [u8]),
+    /// A peer broker's interest, through the zones of this path.
+    Peer(ZonePath<'a>),
 }
 
 /// The table. See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Interest {
     subscribers: HashMap<u64, Subscriber>,
     /// Filters of plain interests, held by subscriber id.
@@ -118,17 +125,27 @@ pub(crate) struct Interest {
     queues: Queues,
     /// Filters of peer brokers' interests, held by subscriber id.
     peers: Filters<u64>,
-    /// Filters this broker's own subscribers hold (interests, queue memberships and plain
-    /// prefixes), with their holders counted: what it declares to its peers.
-    exported: HashMap<Box<[u8]>, usize>,
-    /// Exported filters that came (`true`) or went since the last [`Interest::take_changes`].
-    changes: Vec<(bool, Box<[u8]>)>,
+    /// What this broker's own subscribers (interests, queue memberships and plain prefixes)
+    /// and its peers hold, for the declarations to peers.
+    zones: Zones,
 }
 
 impl Interest {
+    /// An empty table for a broker of `zone`.
+    pub(crate) fn new(zone: &str) -> Self {
+        Interest {
+            subscribers: HashMap::new(),
+            direct: Filters::default(),
+            queued: Filters::default(),
+            queues: Queues::default(),
+            peers: Filters::default(),
+            zones: Zones::new(zone),
+        }
+    }
+
     /// Takes a subscription (the bytes after ZeroMQ's subscribe byte).
     pub(crate) fn subscribe(&mut self, data: &[u8]) -> Result<(), Refused> {
-        let (subscriber, filter, group) = match delivery::parse_subscription(data) {
+        let (subscriber, filter, kind) = match delivery::parse_subscription(data) {
             Err(_) => return Err("malformed addressed subscription"),
             Ok(Subscription::Address(id)) => {
                 if !self.subscribers.contains_key(&id) {
@@ -142,6 +159,7 @@ impl Interest {
                             missed: 0,
                             held: Vec::new(),
                             user: None,
+                            zone: None,
                         },
                     );
                 }
@@ -152,15 +170,22 @@ impl Interest {
             Ok(Subscription::Plain(_)) => {
                 return Err("plain subscription on the deliver endpoint");
             }
-            Ok(Subscription::Interest { subscriber, prefix }) => {
-                (subscriber, prefix, Some(Kind::Direct))
-            }
+            Ok(Subscription::Interest { subscriber, prefix }) => (subscriber, prefix, Kind::Direct),
             Ok(Subscription::Queue {
                 subscriber,
                 group,
                 filter,
-            }) => (subscriber, filter, Some(Kind::Queue(group))),
-            Ok(Subscription::Peer { subscriber, filter }) => (subscriber, filter, None),
+            }) => (subscriber, filter, Kind::Queue(group)),
+            Ok(Subscription::Peer {
+                subscriber,
+                path,
+                filter,
+            }) => {
+                if !self.zones.accepts(&path) {
+                    return Err("peer interest that came round to this zone");
+                }
+                (subscriber, filter, Kind::Peer(path))
+            }
         };
         if filter.len() > MAX_TOPIC_LEN {
             return Err("subscription filter too long");
@@ -179,53 +204,48 @@ impl Interest {
             return Err("too many filters for one subscriber");
         }
         slot.held.push(held.into());
-        match group {
-            Some(Kind::Direct) => self.direct.add(filter, subscriber),
-            Some(Kind::Queue(group)) => {
+        match kind {
+            Kind::Direct => {
+                self.direct.add(filter, subscriber);
+                self.zones.own(filter, true);
+            }
+            Kind::Queue(group) => {
                 let number = self.queues.join(group);
                 self.queued.add(filter, (number, subscriber));
+                self.zones.own(filter, true);
             }
-            None => self.peers.add(filter, subscriber),
-        }
-        if group.is_some() {
-            self.export(filter, true);
+            Kind::Peer(path) => {
+                let zone = String::from_utf8_lossy(path.first());
+                if slot.zone.as_deref() != Some(&*zone) {
+                    slot.zone = Some(zone.into());
+                }
+                if self.zones.learn(filter, subscriber, &path) {
+                    self.peers.add(filter, subscriber);
+                }
+            }
         }
         Ok(())
-    }
-
-    /// Counts a holder of `filter` among this broker's own subscribers, coming or going, and
-    /// notes the filter's first holder and its last.
-    fn export(&mut self, filter: &[u8], held: bool) {
-        if held {
-            let n = self.exported.entry(filter.into()).or_default();
-            *n += 1;
-            if *n == 1 {
-                self.changes.push((true, filter.into()));
-            }
-        } else if let Some(n) = self.exported.get_mut(filter) {
-            *n -= 1;
-            if *n == 0 {
-                self.exported.remove(filter);
-                self.changes.push((false, filter.into()));
-            }
-        }
     }
 
     /// Takes a plain subscriber's first subscription to `prefix`, or the last unsubscription
     /// (ZeroMQ passes on only those), for the filters declared to peers.
     pub(crate) fn plain(&mut self, prefix: &[u8], subscribed: bool) {
-        self.export(prefix, subscribed);
+        self.zones.own(prefix, subscribed);
     }
 
-    /// The filters that came (`true`) or went since the last call, in order.
-    pub(crate) fn take_changes(&mut self) -> Vec<(bool, Box<[u8]>)> {
-        std::mem::take(&mut self.changes)
+    /// The filters whose declarations to peers may have changed since the last call.
+    pub(crate) fn take_changes(&mut self) -> Vec<Box<[u8]>> {
+        self.zones.take_dirty()
     }
 
-    /// Every filter this broker's own subscribers hold.
-    #[cfg(test)]
-    pub(crate) fn exported(&self) -> impl Iterator<Item = &[u8]> {
-        self.exported.keys().map(|k| &**k)
+    /// What is held here and by peers, for the declarations to peers.
+    pub(crate) fn zones(&self) -> &Zones {
+        &self.zones
+    }
+
+    /// The zone of peer broker `id`; `None` for a subscriber that is not a peer broker.
+    pub(crate) fn peer_zone(&self, id: u64) -> Option<&str> {
+        self.subscribers.get(&id).and_then(|s| s.zone.as_deref())
     }
 
     /// Takes an unsubscription: from a subscriber, or from the XPUB for each subscription of a
@@ -265,34 +285,33 @@ impl Interest {
         match delivery::parse_subscription(data) {
             Ok(Subscription::Interest { prefix, .. }) => {
                 self.direct.remove(prefix, id);
-                self.export(prefix, false);
+                self.zones.own(prefix, false);
             }
             Ok(Subscription::Queue { group, filter, .. }) => {
                 if let Some(number) = self.queues.leave(group) {
                     self.queued.remove(filter, (number, id));
                 }
-                self.export(filter, false);
+                self.zones.own(filter, false);
             }
-            Ok(Subscription::Peer { filter, .. }) => self.peers.remove(filter, id),
+            Ok(Subscription::Peer { path, filter, .. }) => {
+                let last_path = self.zones.unlearn(filter, id, &path);
+                if last_path {
+                    self.peers.remove(filter, id);
+                }
+            }
             _ => {}
         }
     }
 
-    /// Puts in `direct` every zhub subscriber with an interest matching `topic`, each once
-    /// (and every peer broker with one, unless the message came `from_peer`), and in
-    /// `queued` every queue group member with a membership matching it, each once, sorted so
-    /// that each group's members are together.
-    pub(crate) fn matching(
-        &self,
-        topic: &[u8],
-        from_peer: bool,
-        direct: &mut Vec<u64>,
-        queued: &mut Vec<Member>,
-    ) {
+    /// Puts in `direct` every zhub subscriber and peer broker with an interest matching
+    /// `topic`, each once (the caller asks [`Interest::peer_zone`] which are peers, and where
+    /// the message may go among them), and in `queued` every queue group member with a
+    /// membership matching it, each once, sorted so that each group's members are together.
+    pub(crate) fn matching(&self, topic: &[u8], direct: &mut Vec<u64>, queued: &mut Vec<Member>) {
         direct.clear();
         queued.clear();
         self.direct.matching(topic, direct);
-        if !from_peer && !self.peers.is_empty() {
+        if !self.peers.is_empty() {
             let own = direct.len();
             self.peers.matching(topic, direct);
             if direct.len() > own {
@@ -361,24 +380,24 @@ impl Interest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zhub_protocol::delivery::{address, interest, peer_interest, queue_interest};
+    use zhub_protocol::delivery::{address, interest, peer_interest, queue_interest, write_path};
 
     fn matching(table: &Interest, topic: &str) -> Vec<u64> {
         let (mut out, mut queued) = (Vec::new(), Vec::new());
-        table.matching(topic.as_bytes(), false, &mut out, &mut queued);
+        table.matching(topic.as_bytes(), &mut out, &mut queued);
         out.sort_unstable();
         out
     }
 
     fn members(table: &Interest, topic: &str) -> Vec<Member> {
         let (mut out, mut queued) = (Vec::new(), Vec::new());
-        table.matching(topic.as_bytes(), false, &mut out, &mut queued);
+        table.matching(topic.as_bytes(), &mut out, &mut queued);
         queued
     }
 
     #[test]
     fn topics_reach_each_subscriber_with_a_prefix_of_them_once() {
-        let mut t = Interest::default();
+        let mut t = Interest::new("z");
         for id in [1, 2, 3] {
             assert_eq!(t.subscribe(&address(id)), Ok(()));
         }
@@ -408,7 +427,7 @@ mod tests {
 
     #[test]
     fn subject_patterns_reach_their_subscribers() {
-        let mut t = Interest::default();
+        let mut t = Interest::new("z");
         for id in [1, 2] {
             t.subscribe(&address(id)).unwrap();
         }
@@ -427,7 +446,7 @@ mod tests {
 
     #[test]
     fn queue_members_are_grouped_and_take_turns() {
-        let mut t = Interest::default();
+        let mut t = Interest::new("z");
         for id in [1, 2, 3, 4] {
             t.subscribe(&address(id)).unwrap();
         }
@@ -461,8 +480,8 @@ mod tests {
     }
 
     #[test]
-    fn peers_get_only_local_messages_and_see_each_filter_once() {
-        let mut t = Interest::default();
+    fn own_filters_are_noted_once_and_peers_matched_once() {
+        let mut t = Interest::new("z");
         for id in [1, 2, 9] {
             t.subscribe(&address(id)).unwrap();
         }
@@ -470,59 +489,56 @@ mod tests {
         t.subscribe(&interest(2, b"orders.")).unwrap();
         t.subscribe(&queue_interest(2, b"w", b"jobs.>")).unwrap();
         t.plain(b"logs.", true);
-        let mut came: Vec<_> = t.take_changes();
-        came.sort();
-        let filters = |v: &[(bool, Box<[u8]>)]| -> Vec<(bool, Vec<u8>)> {
-            v.iter().map(|(b, f)| (*b, f.to_vec())).collect()
-        };
+        let filters =
+            |v: Vec<Box<[u8]>>| -> Vec<Vec<u8>> { v.iter().map(|f| f.to_vec()).collect() };
         assert_eq!(
-            filters(&came),
-            vec![
-                (true, b"jobs.>".to_vec()),
-                (true, b"logs.".to_vec()),
-                (true, b"orders.".to_vec())
-            ],
+            filters(t.take_changes()),
+            vec![b"jobs.>".to_vec(), b"logs.".to_vec(), b"orders.".to_vec()],
             "each filter once, however many hold it"
         );
-        // A peer's interests are not declared back to peers.
-        t.subscribe(&peer_interest(9, b"orders.")).unwrap();
-        t.subscribe(&peer_interest(9, b"orders.>")).unwrap();
-        assert!(t.take_changes().is_empty());
+        let mut path = Vec::new();
+        write_path(&mut path, ["y"]);
+        t.subscribe(&peer_interest(9, &path, b"orders.")).unwrap();
+        t.subscribe(&peer_interest(9, &path, b"orders.>")).unwrap();
+        assert_eq!(t.peer_zone(9), Some("y"));
+        assert_eq!(t.peer_zone(1), None);
         let (mut out, mut queued) = (Vec::new(), Vec::new());
-        t.matching(b"orders.eu", false, &mut out, &mut queued);
+        t.matching(b"orders.eu", &mut out, &mut queued);
         out.sort_unstable();
         assert_eq!(
             out,
             vec![1, 2, 9],
             "the peer once, though two filters match"
         );
-        t.matching(b"orders.eu", true, &mut out, &mut queued);
-        out.sort_unstable();
-        assert_eq!(out, vec![1, 2], "a message from a peer goes to no peer");
+        let mut round = Vec::new();
+        write_path(&mut round, ["y", "z"]);
+        assert!(
+            t.subscribe(&peer_interest(9, &round, b"x.")).is_err(),
+            "an interest that went round to this zone"
+        );
 
+        t.take_changes();
         t.unsubscribe(&interest(1, b"orders."));
         assert!(t.take_changes().is_empty(), "still held by 2");
         t.unsubscribe(&address(2));
         t.plain(b"logs.", false);
-        let mut went = t.take_changes();
-        went.sort();
         assert_eq!(
-            filters(&went),
-            vec![
-                (false, b"jobs.>".to_vec()),
-                (false, b"logs.".to_vec()),
-                (false, b"orders.".to_vec())
-            ]
+            filters(t.take_changes()),
+            vec![b"jobs.>".to_vec(), b"logs.".to_vec(), b"orders.".to_vec()]
         );
-        assert_eq!(t.exported().count(), 0);
+        assert_eq!(t.zones().own_filters().count(), 0);
         t.unsubscribe(&address(9));
-        t.matching(b"orders.eu", false, &mut out, &mut queued);
+        t.matching(b"orders.eu", &mut out, &mut queued);
         assert!(out.is_empty());
+        assert!(
+            t.zones().filters().is_empty(),
+            "the peer's interest went with it"
+        );
     }
 
     #[test]
     fn hostile_subscriptions_are_bounded() {
-        let mut t = Interest::default();
+        let mut t = Interest::new("z");
         assert!(t.subscribe(&interest(9, b"no-address")).is_err());
         assert!(t.subscribe(b"plain.").is_err());
         t.subscribe(&address(9)).unwrap();

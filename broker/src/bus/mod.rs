@@ -593,7 +593,7 @@ impl Plane {
         if let Some(tap) = tap {
             tap.tap(msg.data(), topic_len)?;
         }
-        self.interest.matching(
+        let mut subscribers = self.interest.matching(
             &msg.data()[..topic_len],
             &mut self.matching,
             &mut self.members,
@@ -601,21 +601,34 @@ impl Plane {
         if let Some(gate) = &mut self.auth {
             let topic = &msg.data()[..topic_len];
             let interest = &self.interest;
-            self.matching
-                .retain(|&id| may_receive(gate, interest.user_of(id), topic));
+            let mut at = 0;
+            let before = subscribers;
+            self.matching.retain(|&id| {
+                let keep = may_receive(gate, interest.user_of(id), topic);
+                if at < before && !keep {
+                    subscribers -= 1;
+                }
+                at += 1;
+                keep
+            });
             self.members
                 .retain(|&(_, id)| may_receive(gate, interest.user_of(id), topic));
         }
         for at in 0..self.matching.len() {
             let id = self.matching[at];
-            let path = match self.interest.peer_zone(id) {
-                None => None,
-                Some(to) => match via {
-                    Via::Route(route) if route.allows(self.interest.zones().zone(), to) => {
+            // zhub subscribers first, then peer brokers, where the route allows.
+            let path = if at < subscribers {
+                None
+            } else {
+                let Via::Route(route) = via else {
+                    break;
+                };
+                match self.interest.peer_zone(id) {
+                    Some(to) if route.allows(self.interest.zones().zone(), to) => {
                         Some(route.path())
                     }
                     _ => continue,
-                },
+                }
             };
             if !self.send_copy(id, msg, out.deliver, path)? {
                 self.missed(id);

@@ -303,34 +303,29 @@ impl Interest {
         }
     }
 
-    /// Puts in `direct` every zhub subscriber and peer broker with an interest matching
-    /// `topic`, each once (the caller asks [`Interest::peer_zone`] which are peers, and where
-    /// the message may go among them), and in `queued` every queue group member with a
+    /// Puts in `direct` every zhub subscriber with an interest matching `topic`, each once,
+    /// then every peer broker with one, each once (the caller asks [`Interest::peer_zone`]
+    /// where the message may go among them), and in `queued` every queue group member with a
     /// membership matching it, each once, sorted so that each group's members are together.
-    pub(crate) fn matching(&self, topic: &[u8], direct: &mut Vec<u64>, queued: &mut Vec<Member>) {
+    /// Returns how many of `direct` are zhub subscribers, in front of the peers.
+    pub(crate) fn matching(
+        &self,
+        topic: &[u8],
+        direct: &mut Vec<u64>,
+        queued: &mut Vec<Member>,
+    ) -> usize {
         direct.clear();
         queued.clear();
         self.direct.matching(topic, direct);
+        let subscribers = direct.len();
         if !self.peers.is_empty() {
-            let own = direct.len();
             self.peers.matching(topic, direct);
-            if direct.len() > own {
-                // A peer holding several matching filters gets the message once.
-                direct[own..].sort_unstable();
-                let mut seen = own;
-                for i in own..direct.len() {
-                    if i == own || direct[i] != direct[seen - 1] {
-                        direct[seen] = direct[i];
-                        seen += 1;
-                    }
-                }
-                direct.truncate(seen);
-            }
         }
         if !self.queued.is_empty() {
             self.queued.matching(topic, queued);
             queued.sort_unstable();
         }
+        subscribers
     }
 
     /// Whose turn it is in queue group `group` among `members` matching members: an index
@@ -503,7 +498,12 @@ mod tests {
         assert_eq!(t.peer_zone(9), Some("y"));
         assert_eq!(t.peer_zone(1), None);
         let (mut out, mut queued) = (Vec::new(), Vec::new());
-        t.matching(b"orders.eu", &mut out, &mut queued);
+        let subscribers = t.matching(b"orders.eu", &mut out, &mut queued);
+        assert_eq!(
+            (subscribers, out[2]),
+            (2, 9),
+            "subscribers first, then the peer"
+        );
         out.sort_unstable();
         assert_eq!(
             out,

@@ -1,12 +1,13 @@
-//! `zhub bench federation`: requests and pub/sub across one peer hop, requests across two
-//! zones, beside the same clients and workers on one broker, and a raw libzmq ROUTER/ROUTER
+//! `zhub bench federation`: requests and pub/sub across one peer hop and across two zones,
+//! beside the same clients and workers on one broker, and a raw libzmq ROUTER/ROUTER
 //! hop, in the same run.
 //!
 //! Two broker processes, A and B, peered over their cluster endpoints. The single-broker
 //! cases run clients and workers on A; the one-hop cases run the clients on A and the
 //! workers (or the publisher) on B, so every request and message crosses the link. The
-//! two-zone cases chain three brokers of three zones, A <- B <- C, with the clients on A and
-//! the workers on C: every request crosses two links and B passes it on. The raw baseline is
+//! two-zone cases chain three brokers of three zones, A <- B <- C, with the clients (or the
+//! subscriber) on A and the workers (or the publisher) on C: every request and message
+//! crosses two links and B passes it on. The raw baseline is
 //! the same raw broker `zhub bench request` uses, a hop of its own: what a hop costs at the
 //! least.
 
@@ -114,8 +115,12 @@ struct RequestCase {
 struct PubsubCase {
     single: Run,
     one_hop: Run,
+    /// Subscriber in zone a, publisher in zone c, through a broker of zone b.
+    two_zones: Run,
     throughput_ratio: f64,
+    two_zones_ratio: f64,
     one_hop_runs: Vec<f64>,
+    two_zones_runs: Vec<f64>,
 }
 
 fn median_run(runs: &[Run]) -> Run {
@@ -182,19 +187,31 @@ pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
             two_zones_runs,
         });
     }
-    let (mut single, mut hop) = (Vec::new(), Vec::new());
+    let (mut single, mut hop, mut zones) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         let p = pair(t)?;
         let (a, b) = (&p.mains[0], &p.mains[1]);
         single.push(zhub_between(a, a, Mode::Windowed, BODY, args.count)?);
         hop.push(zhub_between(b, a, Mode::Windowed, BODY, args.count)?);
+        drop(p);
+        let z = chain(t, &[("A", "a"), ("B", "b"), ("C", "c")])?;
+        zones.push(zhub_between(
+            &z.mains[2],
+            &z.mains[0],
+            Mode::Windowed,
+            BODY,
+            args.count,
+        )?);
     }
+    let single_rate = median_run(&single).msgs_per_sec.max(1e-9);
     let pubsub = PubsubCase {
         one_hop_runs: hop.iter().map(|r| r.msgs_per_sec).collect(),
+        two_zones_runs: zones.iter().map(|r| r.msgs_per_sec).collect(),
         single: median_run(&single),
         one_hop: median_run(&hop),
-        throughput_ratio: median_run(&hop).msgs_per_sec
-            / median_run(&single).msgs_per_sec.max(1e-9),
+        two_zones: median_run(&zones),
+        throughput_ratio: median_run(&hop).msgs_per_sec / single_rate,
+        two_zones_ratio: median_run(&zones).msgs_per_sec / single_rate,
     };
     if args.json {
         let report = serde_json::json!({
@@ -256,19 +273,21 @@ pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
             runs(&c.two_zones_runs)
         );
     }
-    let runs: Vec<String> = pubsub
-        .one_hop_runs
-        .iter()
-        .map(|r| format!("{r:.0}"))
-        .collect();
     println!(
-        "pub/sub {BODY} B windowed, {} msgs: single {:.0} msg/s, one hop {:.0} msg/s (lost {}), ratio {:.2}; one-hop runs {}",
+        "pub/sub {BODY} B windowed, {} msgs: single {:.0} msg/s, one hop {:.0} msg/s (lost {}), ratio {:.2}; two zones {:.0} msg/s (lost {}), ratio {:.2}",
         args.count,
         pubsub.single.msgs_per_sec,
         pubsub.one_hop.msgs_per_sec,
         pubsub.one_hop.lost,
         pubsub.throughput_ratio,
-        runs.join(" ")
+        pubsub.two_zones.msgs_per_sec,
+        pubsub.two_zones.lost,
+        pubsub.two_zones_ratio,
+    );
+    println!(
+        "pub/sub runs: one hop {} | two zones {}",
+        runs(&pubsub.one_hop_runs),
+        runs(&pubsub.two_zones_runs)
     );
     Ok(())
 }

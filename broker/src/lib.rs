@@ -154,6 +154,14 @@ impl Broker {
         let deliver = context.socket(zmq::XPUB)?;
         deliver.set_linger(0)?;
         deliver.set_sndhwm(config.subscribe_hwm)?;
+        if config.cluster.is_some() {
+            // What a peer broker declared here leaves with its connection: pings close a
+            // connection whose far end went silent (a half-open link after a partition), so
+            // that its interest does not outlive it.
+            let ping = i32::try_from(config.cluster_heartbeat.as_millis()).unwrap_or(i32::MAX);
+            deliver.set_heartbeat_ivl(ping)?;
+            deliver.set_heartbeat_timeout(ping.saturating_mul(config.cluster_liveness as i32))?;
+        }
         bus::limit(&xsub, &xpub, &deliver, bus::max_frame(config.max_message))?;
         let cluster_socket = match &config.cluster {
             Some(_) => {
@@ -264,8 +272,12 @@ impl Broker {
             })?;
         }
         let bus_counters = Arc::clone(&counters);
-        let peer_links =
-            bus::peers::PeerLinks::new(&broker.context, config.subscribe_hwm, peer_login.clone())?;
+        let peer_links = bus::peers::PeerLinks::new(
+            &broker.context,
+            config.subscribe_hwm,
+            bus::max_frame(config.max_message),
+            peer_login.clone(),
+        )?;
         let bus_sockets = bus::BusSockets {
             xsub,
             xpub,

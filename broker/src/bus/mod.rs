@@ -495,25 +495,33 @@ impl Plane {
                 // A notice: the peer's drop count alone.
                 continue;
             }
+            let more = msg.more();
             let Ok((came, frame)) = delivery::read_path(&msg.data()[ENVELOPE_LEN..]) else {
                 self.drop_rest(msg, input, "malformed message from a peer broker dropped")?;
                 continue;
             };
             // Taken unless it has been in this zone before; then only read to its end.
             let taken = route.set_from_peer(zone, &came);
-            let frame = frame.to_vec();
-            if !frame.is_empty() {
-                msg.fill(&frame, &[])?;
-            } else if msg.more() {
-                msg.recv(input, 0)?;
-            } else {
-                self.c.dropped.malformed += 1;
-                self.fault("message from a peer broker without a bus frame dropped");
-                continue;
-            }
-            if msg.more() {
-                self.drop_rest(msg, input, "malformed message from a peer broker dropped")?;
-                continue;
+            let inline = (!frame.is_empty()).then(|| frame.to_vec());
+            // The bus frame follows inline, or in a second and last frame.
+            match (inline, more) {
+                (Some(frame), false) => msg.fill(&frame, &[])?,
+                (None, true) => {
+                    msg.recv(input, 0)?;
+                    if msg.more() {
+                        self.drop_rest(msg, input, "malformed message from a peer broker dropped")?;
+                        continue;
+                    }
+                }
+                (Some(_), true) => {
+                    self.drop_rest(msg, input, "malformed message from a peer broker dropped")?;
+                    continue;
+                }
+                (None, false) => {
+                    self.c.dropped.malformed += 1;
+                    self.fault("message from a peer broker without a bus frame dropped");
+                    continue;
+                }
             }
             let Some(topic_len) = topic_len(msg.data()) else {
                 self.c.dropped.malformed += 1;

@@ -37,6 +37,8 @@ pub(crate) struct PeerLink {
 pub(crate) struct PeerLinks {
     context: zmq::Context,
     hwm: i32,
+    /// Longest message a peer may send: an envelope, a zone path and a bus frame.
+    max_copy: i64,
     login: Option<zhub_client::Login>,
     /// Changes of the peers in session, from the router thread (PULL).
     pub(crate) control: zmq::Socket,
@@ -47,10 +49,12 @@ pub(crate) struct PeerLinks {
 
 impl PeerLinks {
     /// Binds `control` at [`PEER_LINKS_ENDPOINT`], before the router thread connects there.
-    /// With `login`, the subscriptions log in to the peers' deliver endpoints with it.
+    /// Peers may send bus frames of up to `max_frame` bytes. With `login`, the
+    /// subscriptions log in to the peers' deliver endpoints with it.
     pub(crate) fn new(
         context: &zmq::Context,
         hwm: i32,
+        max_frame: i64,
         login: Option<zhub_client::Login>,
     ) -> Result<Self, zmq::Error> {
         let control = context.socket(zmq::PULL)?;
@@ -59,6 +63,8 @@ impl PeerLinks {
         Ok(PeerLinks {
             context: context.clone(),
             hwm,
+            max_copy: max_frame
+                .saturating_add((delivery::ENVELOPE_LEN + delivery::MAX_PATH_LEN) as i64),
             login,
             control,
             me: zhub_protocol::ids::random_u64(),
@@ -103,6 +109,7 @@ impl PeerLinks {
         let sub = self.context.socket(zmq::SUB)?;
         sub.set_linger(0)?;
         sub.set_rcvhwm(self.hwm)?;
+        sub.set_maxmsgsize(self.max_copy)?;
         if let Some(login) = &self.login {
             login.apply(&sub)?;
         }
@@ -147,12 +154,16 @@ fn declare(
         if wanted.as_ref() == link.declared.get(filter) {
             continue;
         }
-        if let Some(old) = link.declared.remove(filter) {
+        // The new path before the old one goes, so that the peer never holds neither.
+        let old = match wanted {
+            Some(new) => {
+                link.sub.set_subscribe(&new)?;
+                link.declared.insert(filter.clone(), new)
+            }
+            None => link.declared.remove(filter),
+        };
+        if let Some(old) = old {
             link.sub.set_unsubscribe(&old)?;
-        }
-        if let Some(new) = wanted {
-            link.sub.set_subscribe(&new)?;
-            link.declared.insert(filter.clone(), new);
         }
     }
     Ok(())

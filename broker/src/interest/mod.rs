@@ -19,7 +19,7 @@
 
 pub(crate) mod zones;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use zhub_protocol::bus::MAX_TOPIC_LEN;
 use zhub_protocol::delivery::{self, Subscription, ZonePath, ENVELOPE_LEN};
@@ -30,6 +30,9 @@ use zones::Zones;
 
 /// Most filters and queue memberships one zhub subscriber may hold; more are refused.
 pub(crate) const MAX_PREFIXES_PER_SUBSCRIBER: usize = 10_000;
+/// Most filters one peer broker may declare: everything its zone and the zones behind it
+/// want.
+pub(crate) const MAX_FILTERS_PER_PEER: usize = 1_000_000;
 /// Most zhub subscribers at once; more addresses are refused.
 pub(crate) const MAX_SUBSCRIBERS: usize = 100_000;
 
@@ -43,7 +46,7 @@ pub(crate) struct Subscriber {
     pub(crate) missed: u64,
     /// What it subscribed to, as the bytes after its address (the mark, then the filter or
     /// the queue membership), to remove them all when it goes.
-    held: Vec<Box<[u8]>>,
+    held: HashSet<Box<[u8]>>,
     /// The user its connection logged in as (under an auth file): what it may receive.
     user: Option<Box<str>>,
     /// A peer broker's zone, once it has declared an interest.
@@ -157,7 +160,7 @@ impl Interest {
                         Subscriber {
                             envelope: delivery::envelope(id, 0),
                             missed: 0,
-                            held: Vec::new(),
+                            held: HashSet::new(),
                             user: None,
                             zone: None,
                         },
@@ -197,13 +200,19 @@ impl Interest {
             return Err("interest from a subscriber with no address");
         };
         let held = &data[delivery::ADDRESS_LEN..];
-        if slot.held.iter().any(|h| **h == *held) {
+        if slot.held.contains(held) {
             return Ok(());
         }
-        if slot.held.len() >= MAX_PREFIXES_PER_SUBSCRIBER {
-            return Err("too many filters for one subscriber");
+        match kind {
+            Kind::Peer(_) if slot.held.len() >= MAX_FILTERS_PER_PEER => {
+                return Err("too many filters for one peer broker");
+            }
+            Kind::Direct | Kind::Queue(_) if slot.held.len() >= MAX_PREFIXES_PER_SUBSCRIBER => {
+                return Err("too many filters for one subscriber");
+            }
+            _ => {}
         }
-        slot.held.push(held.into());
+        slot.held.insert(held.into());
         match kind {
             Kind::Direct => {
                 self.direct.add(filter, subscriber);
@@ -274,8 +283,7 @@ impl Interest {
             return;
         };
         let held = &data[delivery::ADDRESS_LEN..];
-        if let Some(at) = slot.held.iter().position(|h| **h == *held) {
-            slot.held.swap_remove(at);
+        if slot.held.remove(held) {
             self.forget(data, subscriber);
         }
     }

@@ -166,7 +166,9 @@ impl Zones {
             return None;
         }
         let beyond: Vec<&[u8]> = path.iter().skip(usize::from(from_mate)).collect();
-        if beyond.contains(&to.as_bytes()) || 1 + beyond.len() > MAX_PATH_ZONES {
+        // A message coming back along the path names one zone more, the publisher's: an
+        // interest goes only as far as a message can.
+        if beyond.contains(&to.as_bytes()) || 1 + beyond.len() >= MAX_PATH_ZONES {
             return None;
         }
         let mut out = Vec::with_capacity(path.as_bytes().len() + 2 + zone.len());
@@ -300,6 +302,14 @@ mod tests {
             Some(vec!["b".into(), "d".into(), "e".into(), "c".into()])
         );
         assert_eq!(declared(&z, "x.", "e"), None);
+        // An interest goes only as far as a message can come back: a message's path names
+        // the publisher's zone besides.
+        let far: Vec<String> = (0..MAX_PATH_ZONES).map(|i| format!("z{i}")).collect();
+        let far: Vec<&str> = far.iter().map(String::as_str).collect();
+        learn(&mut z, "far.", 7, &far[..MAX_PATH_ZONES - 2]);
+        learn(&mut z, "too-far.", 7, &far[..MAX_PATH_ZONES - 1]);
+        assert_eq!(declared(&z, "far.", "a").map(|p| p.len()), Some(MAX_PATH_ZONES - 1));
+        assert_eq!(declared(&z, "too-far.", "a"), None);
     }
 
     #[test]

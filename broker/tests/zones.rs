@@ -128,3 +128,40 @@ fn inside_a_zone_a_request_crosses_one_link() {
         assert_eq!(routes(at_z1.as_ref()), [("z3".to_owned(), Vec::new())]);
     });
 }
+
+/// The built-in services of a broker behind a gateway (seed 003's nodes in another zone):
+/// its store and its `zhub.info` are reached by naming it, through the zones between, and
+/// they are routes, not services, in `zhub.services`.
+#[test]
+fn built_in_services_of_a_broker_behind_a_gateway_are_reached_by_name() {
+    deadline(LIMIT, || {
+        let a1 = zoned("a1", "A", &[]);
+        let c1 = zoned("c1", "C", &[]);
+        let _b1 = zoned("b1", "B", &[&cluster_of(&a1), &cluster_of(&c1)]);
+        let client = Client::connect(&a1.url).unwrap();
+        let mut at_c1 = client.at("c1").unwrap();
+        // Until the offers have crossed both links, a1 knows no way to c1.
+        loop {
+            match at_c1.kv().put("where", "kept on c1") {
+                Ok(_) => break,
+                Err(e) => assert!(e.to_string().contains("c1"), "{e}"),
+            }
+        }
+        let value: Option<String> = Client::connect(&c1.url).unwrap().kv().get("where").unwrap();
+        assert_eq!(value.as_deref(), Some("kept on c1"));
+        let here: Option<String> = Client::connect(&a1.url).unwrap().kv().get("where").unwrap();
+        assert!(here.is_none(), "a1's own store never saw it");
+        let info: zhub_protocol::builtin::BrokerInfo = at_c1.request("zhub.info", &()).unwrap();
+        assert_eq!((info.name.as_str(), info.zone.as_str()), ("c1", "C"));
+        let read: Option<String> = at_c1.kv().get("where").unwrap();
+        assert_eq!(read.as_deref(), Some("kept on c1"));
+        let services: Vec<ServiceInfo> = Client::connect(&a1.url)
+            .unwrap()
+            .request(zhub_protocol::builtin::SERVICES_SERVICE, &())
+            .unwrap();
+        assert!(
+            services.iter().all(|s| !s.name.contains('@')),
+            "{services:?}"
+        );
+    });
+}

@@ -521,7 +521,7 @@ impl Client {
         self.next_request_id = self.next_request_id.wrapping_add(1);
         let on_wire = match &self.home {
             Some(broker) if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX) => {
-                format!("{service}@{broker}")
+                zhub_protocol::builtin::at_home(service, broker)
             }
             _ => service.to_owned(),
         };

@@ -20,6 +20,27 @@ pub const PEERS_SERVICE: &str = "zhub.peers";
 /// Prefix of the broker's own services; workers cannot register names under it.
 pub const BUILTIN_PREFIX: &str = "zhub.";
 
+/// The built-in services a client may ask of another broker by name (`zhub.kv@B1`): each
+/// broker offers them to its peers, so that requests for them are routed across zones like
+/// any service's.
+pub const REACHABLE: &[&str] = &[
+    crate::kv::KV_SERVICE,
+    crate::log::LOG_SERVICE,
+    crate::group::GROUP_SERVICE,
+    INFO_SERVICE,
+    STATS_SERVICE,
+    SERVICES_SERVICE,
+    STORAGE_SERVICE,
+    PEERS_SERVICE,
+    crate::fault::FAULT_SERVICE,
+];
+
+/// `zhub.kv@B1`: the name of built-in `service` of the broker named `broker`.
+#[must_use]
+pub fn at_home(service: &str, broker: &str) -> String {
+    format!("{service}@{broker}")
+}
+
 /// `("zhub.kv", "B1")` for `zhub.kv@B1`: a built-in service of the peer broker named `B1`,
 /// which the broker a client is connected to passes on to that broker.
 #[must_use]

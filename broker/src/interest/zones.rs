@@ -308,7 +308,10 @@ mod tests {
         let far: Vec<&str> = far.iter().map(String::as_str).collect();
         learn(&mut z, "far.", 7, &far[..MAX_PATH_ZONES - 2]);
         learn(&mut z, "too-far.", 7, &far[..MAX_PATH_ZONES - 1]);
-        assert_eq!(declared(&z, "far.", "a").map(|p| p.len()), Some(MAX_PATH_ZONES - 1));
+        assert_eq!(
+            declared(&z, "far.", "a").map(|p| p.len()),
+            Some(MAX_PATH_ZONES - 1)
+        );
         assert_eq!(declared(&z, "too-far.", "a"), None);
     }
 

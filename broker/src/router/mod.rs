@@ -118,16 +118,21 @@ impl Router {
             cluster,
         } = parts;
         let now = Instant::now();
+        let (mdp_timeout, max_deadline) = (config.mdp_timeout, config.max_deadline);
+        let mut services = Services::new(config, now);
+        if cluster.is_some() {
+            services.set_home(&info.name);
+        }
         Router {
             socket,
             info,
             bus,
             started: now,
             stats: RequestStats::default(),
-            mdp_timeout: config.mdp_timeout,
-            max_deadline: config.max_deadline,
+            mdp_timeout,
+            max_deadline,
             max_message,
-            services: Services::new(config, now),
+            services,
             storage,
             groups: Groups::default(),
             faults: Sparse::default(),
@@ -292,17 +297,23 @@ impl Router {
 
     fn native_request(&mut self, now: Instant, identity: &[u8], rest: &[Vec<u8>]) {
         match Request::decode(rest) {
-            Ok(mut request) => {
-                // `zhub.kv@B1`: a built-in service of the peer broker named B1.
+            Ok(request) => {
+                // `zhub.kv@B1`: a built-in service of the broker named B1: straight to it
+                // when it is a peer in session, else routed like any service, by the offers
+                // of `zhub.kv@B1` that came through the zones.
                 if let Some((service, broker)) =
                     zhub_protocol::builtin::split_home(&request.service)
                 {
-                    if broker != self.info.name {
+                    let linked = self
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|c| c.peer_named(broker).is_some());
+                    let routed = self.services.has_workers(&request.service);
+                    if broker != self.info.name && (linked || !routed) {
                         let (service, broker) = (service.to_owned(), broker.to_owned());
                         self.call_peer(now, identity, request, &service, &broker);
                         return;
                     }
-                    request.service = service.to_owned();
                 }
                 let ticket = Ticket {
                     client: identity.to_vec(),
@@ -333,7 +344,12 @@ impl Router {
     /// Serves a request from a client of this broker, or from a peer (the ticket then names
     /// the peer, see [`peers::peer_client`]): the storage thread, the groups, a built-in or
     /// the workers.
-    fn serve(&mut self, now: Instant, ticket: Ticket, request: Request) {
+    fn serve(&mut self, now: Instant, ticket: Ticket, mut request: Request) {
+        if let Some((service, broker)) = zhub_protocol::builtin::split_home(&request.service) {
+            if broker == self.info.name {
+                request.service = service.to_owned();
+            }
+        }
         if let Some(service) = StorageService::named(&request.service) {
             self.stats.received += 1;
             // The storage thread answers; an fsync there never stalls this loop, and a full
@@ -527,6 +543,10 @@ impl Router {
                 }]);
             }
             other if other.starts_with(MMI_PREFIX) => return Builtin::Body(vec![b"501".to_vec()]),
+            // Another broker's built-in, routed like a service (see `native_request`).
+            other if zhub_protocol::builtin::split_home(other).is_some() => {
+                return Builtin::ForWorkers
+            }
             other if other.starts_with(BUILTIN_PREFIX) => {
                 return Builtin::Error(
                     Status::NoService,

@@ -198,7 +198,8 @@ impl Router {
             return;
         };
         let Some(peer) = cluster.peer_named(broker) else {
-            let reason = format!("no peer broker named {broker:?} in session");
+            let reason =
+                format!("no peer broker named {broker:?} in session, nor reachable through one");
             self.send(
                 client,
                 Reply::error(request.id, Status::NoService, reason).encode(),

@@ -814,6 +814,8 @@ impl Services {
         let mut list: Vec<ServiceInfo> = self
             .services
             .iter()
+            // Other brokers' built-ins (`zhub.kv@B1`) are routes, not services.
+            .filter(|(name, _)| zhub_protocol::builtin::split_home(name).is_none())
             .map(|(name, s)| ServiceInfo {
                 name: name.clone(),
                 workers: s.workers as u64,

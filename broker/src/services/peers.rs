@@ -71,6 +71,9 @@ pub(super) struct PeerState {
     /// Peers whose last offers may not have reached them (a send failed): told everything
     /// anew at the next round.
     resync: HashSet<u64>,
+    /// This broker's built-in services as other brokers name them (`zhub.kv@B1`), offered
+    /// like services so that they are reached across zones.
+    home: Vec<String>,
 }
 
 impl PeerState {
@@ -124,6 +127,15 @@ fn union_into(a: &mut Vec<String>, b: &[String]) {
 }
 
 impl Services {
+    /// Offers this broker's built-in services to peers as `zhub.kv@NAME` and the like, so
+    /// that brokers beyond them reach them through them.
+    pub(crate) fn set_home(&mut self, name: &str) {
+        self.peers.home = zhub_protocol::builtin::REACHABLE
+            .iter()
+            .map(|service| zhub_protocol::builtin::at_home(service, name))
+            .collect();
+    }
+
     /// A peer's session began: it is in `zone`.
     pub(crate) fn peer_up(&mut self, peer: u64, zone: &str) {
         self.peers.zones.insert(peer, zone.to_owned());
@@ -217,8 +229,14 @@ impl Services {
             self.remove_worker(now, stats, &identity, false);
             return;
         }
-        if service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX)
-            || service.starts_with(zhub_protocol::mdp::MMI_PREFIX)
+        // Reserved names are not a peer's to serve, except another broker's built-ins
+        // (`zhub.kv@B1`), which are routes to that broker.
+        let reachable = zhub_protocol::builtin::split_home(service)
+            .is_some_and(|(name, _)| zhub_protocol::builtin::REACHABLE.contains(&name))
+            && !self.peers.home.iter().any(|own| own == service);
+        if !reachable
+            && (service.starts_with(zhub_protocol::builtin::BUILTIN_PREFIX)
+                || service.starts_with(zhub_protocol::mdp::MMI_PREFIX))
         {
             debug!(broker = %remote.name, service, "peer claims a reserved service name; ignored");
             return;
@@ -451,7 +469,12 @@ impl Services {
         let names = match names {
             Some(names) => names,
             None => {
-                all = self.services.keys().cloned().collect();
+                all = self
+                    .services
+                    .keys()
+                    .chain(&self.peers.home)
+                    .cloned()
+                    .collect();
                 &all
             }
         };
@@ -467,7 +490,11 @@ impl Services {
         let mut offers: Vec<(String, Offer)> = names
             .iter()
             .map(|name| {
-                let local = self.services.get(name).map_or(0, |s| s.credit);
+                let local = if self.peers.home.contains(name) {
+                    MAX_REMOTE_CREDIT as usize
+                } else {
+                    self.services.get(name).map_or(0, |s| s.credit)
+                };
                 let routes = routes.get(name.as_str()).map_or(&[][..], Vec::as_slice);
                 (name.clone(), self.offer(local, routes, zone))
             })

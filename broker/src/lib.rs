@@ -272,8 +272,10 @@ impl Broker {
             })?;
         }
         let bus_counters = Arc::clone(&counters);
+        let topics = Arc::new(bus::TopicRoutes::default());
         let peer_links = bus::peers::PeerLinks::new(
             &broker.context,
+            broker_id,
             config.subscribe_hwm,
             bus::max_frame(config.max_message),
             peer_login.clone(),
@@ -288,6 +290,7 @@ impl Broker {
             peers: peer_links,
             auth: bus_gate,
             zone: config.zone.clone(),
+            topics: Arc::clone(&topics),
         };
         broker.spawn("zhub-bus", move |control| {
             bus::run(bus_sockets, control, bus_counters)
@@ -385,6 +388,7 @@ impl Broker {
             max_message: config.max_message,
             fault_rules: fault_table,
             cluster,
+            topics,
         })
         .with_auth(router_gate);
         broker.spawn("zhub-router", move |control| router.run(control))?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::cluster::{cluster_of, wait_for_peers, zoned};
 use common::{deadline, TestBroker};
 use zhub_client::{Client, Subscriber};
+use zhub_protocol::builtin::{TopicRoute, TOPICS_SERVICE};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -56,6 +57,28 @@ fn collect(sub: &mut Subscriber, ends: usize, what: &str) -> HashMap<u64, Vec<u6
     got
 }
 
+/// Asks `b`'s `zhub.topics` until `done` holds for the routes of the filter `chain.`, as
+/// (broker, zone, path) sorted by broker ("" for local subscribers).
+fn topics_until(
+    b: &TestBroker,
+    done: impl Fn(&[(String, String, Vec<String>)]) -> bool,
+) -> Vec<(String, String, Vec<String>)> {
+    let mut client = Client::connect(&b.url).unwrap();
+    loop {
+        let routes: Vec<TopicRoute> = client.request(TOPICS_SERVICE, &()).unwrap();
+        let mut routes: Vec<_> = routes
+            .into_iter()
+            .filter(|t| t.filter == "chain.")
+            .map(|t| (t.broker, t.zone, t.path))
+            .collect();
+        routes.sort();
+        if done(&routes) {
+            return routes;
+        }
+        std::thread::yield_now();
+    }
+}
+
 fn bus(b: &TestBroker) -> zhub_protocol::builtin::BusStats {
     Client::connect(&b.url).unwrap().stats().unwrap().bus
 }
@@ -93,6 +116,19 @@ fn topics_cross_a_chain_of_zones_once_over_redundant_gateways() {
         ];
         let ids: Vec<u64> = publishers.iter().map(Client::publisher_id).collect();
         let probes = probe_until_heard(&mut publishers, &mut subs, "chain.probe");
+        // `zhub.topics` says where messages on "chain." go from a1: to its zone mate, and to
+        // both gateways, whose zone holds a subscriber (the shortest path each declared).
+        let at_a1 = topics_until(&a1, |t| t.len() == 3);
+        assert_eq!(
+            at_a1,
+            [
+                ("a2".to_owned(), "A".to_owned(), vec![]),
+                ("b1".to_owned(), "B".to_owned(), vec!["B".to_owned()]),
+                ("b2".to_owned(), "B".to_owned(), vec!["B".to_owned()]),
+            ]
+        );
+        let at_c1 = topics_until(&c1, |t| t.len() == 3);
+        assert_eq!(at_c1[0], (String::new(), String::new(), vec![]), "local");
 
         const N: u64 = 1000;
         for p in &mut publishers {

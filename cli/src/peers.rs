@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use zhub_protocol::builtin::{Peers, ServiceInfo, PEERS_SERVICE, SERVICES_SERVICE};
+use zhub_protocol::builtin::{
+    Peers, ServiceInfo, TopicRoute, PEERS_SERVICE, SERVICES_SERVICE, TOPICS_SERVICE,
+};
 
 /// Arguments of `zhub peers`.
 #[derive(Debug, clap::Args)]
@@ -73,9 +75,29 @@ pub(crate) fn list(url: &str, timeout: Duration, args: &PeersArgs) -> anyhow::Re
 /// Arguments of `zhub routes`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RoutesArgs {
-    /// Print one JSON object per route, a line each.
+    /// Print one JSON object per route, a line each (services' with `service`, topics' with
+    /// `topic`).
     #[arg(long)]
     json: bool,
+}
+
+/// One way messages on a topic filter go from this broker.
+#[derive(Debug, serde::Serialize)]
+struct TopicLine<'a> {
+    topic: &'a str,
+    /// `local`, or the peer broker that declared the filter.
+    via: &'a str,
+    zone: &'a str,
+    /// Zones crossed after this broker's, nearest first.
+    path: &'a [String],
+}
+
+fn path_text(path: &[String]) -> String {
+    if path.is_empty() {
+        "-".to_owned()
+    } else {
+        path.join(" > ")
+    }
 }
 
 /// One way to a service from this broker.
@@ -95,6 +117,20 @@ struct Route<'a> {
 pub(crate) fn routes(url: &str, timeout: Duration, args: &RoutesArgs) -> anyhow::Result<()> {
     let mut client = crate::connect(url, timeout)?;
     let services: Vec<ServiceInfo> = client.request(SERVICES_SERVICE, &())?;
+    let topics: Vec<TopicRoute> = client.request(TOPICS_SERVICE, &())?;
+    let topics: Vec<TopicLine> = topics
+        .iter()
+        .map(|t| TopicLine {
+            topic: &t.filter,
+            via: if t.broker.is_empty() {
+                "local"
+            } else {
+                &t.broker
+            },
+            zone: &t.zone,
+            path: &t.path,
+        })
+        .collect();
     let mut routes = Vec::new();
     for s in &services {
         if s.workers > 0 {
@@ -122,11 +158,37 @@ pub(crate) fn routes(url: &str, timeout: Duration, args: &RoutesArgs) -> anyhow:
         for route in &routes {
             println!("{}", serde_json::to_string(route)?);
         }
+        for topic in &topics {
+            println!("{}", serde_json::to_string(topic)?);
+        }
         return Ok(());
     }
+    print_services(&routes);
+    println!();
+    if topics.is_empty() {
+        println!("no topics: no subscriber here, and no peer declared one");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<16} {:<10}  zones crossed",
+        "topic", "via", "zone"
+    );
+    for t in &topics {
+        println!(
+            "{:<24} {:<16} {:<10}  {}",
+            t.topic,
+            t.via,
+            if t.zone.is_empty() { "-" } else { t.zone },
+            path_text(t.path)
+        );
+    }
+    Ok(())
+}
+
+fn print_services(routes: &[Route<'_>]) {
     if routes.is_empty() {
         println!("no services: no worker here, and no peer offers one");
-        return Ok(());
+        return;
     }
     println!(
         "{:<24} {:<16} {:<10} {:>7} {:>9}  zones crossed",
@@ -140,12 +202,7 @@ pub(crate) fn routes(url: &str, timeout: Duration, args: &RoutesArgs) -> anyhow:
             if r.zone.is_empty() { "-" } else { r.zone },
             r.credit,
             r.in_flight,
-            if r.path.is_empty() {
-                "-".to_owned()
-            } else {
-                r.path.join(" > ")
-            }
+            path_text(r.path)
         );
     }
-    Ok(())
 }

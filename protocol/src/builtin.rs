@@ -17,6 +17,10 @@ pub const SERVICES_SERVICE: &str = "zhub.services";
 pub const STORAGE_SERVICE: &str = "zhub.storage";
 /// The links to peer brokers and the peers in session (empty body); replies [`Peers`].
 pub const PEERS_SERVICE: &str = "zhub.peers";
+/// Where messages on which topics go (empty body): the filters this broker's subscribers
+/// hold and those peers declared to it, with their zone paths; replies a list of
+/// [`TopicRoute`].
+pub const TOPICS_SERVICE: &str = "zhub.topics";
 /// Prefix of the broker's own services; workers cannot register names under it.
 pub const BUILTIN_PREFIX: &str = "zhub.";
 
@@ -32,6 +36,7 @@ pub const REACHABLE: &[&str] = &[
     SERVICES_SERVICE,
     STORAGE_SERVICE,
     PEERS_SERVICE,
+    TOPICS_SERVICE,
     crate::fault::FAULT_SERVICE,
 ];
 
@@ -269,6 +274,22 @@ pub struct ServicePeer {
     pub zone: String,
     /// The zones a request for the service crosses from here through that peer, nearest
     /// first; empty when it is served in this broker's own zone.
+    pub path: Vec<String>,
+}
+
+/// A topic filter messages go to from a broker: held by its own subscribers, or declared by a
+/// peer for its subscribers and those beyond it. One entry of [`TOPICS_SERVICE`]'s reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopicRoute {
+    /// The filter: a topic prefix or a subject pattern.
+    pub filter: String,
+    /// The peer that declared it; empty for this broker's own subscribers.
+    pub broker: String,
+    /// The peer's zone (empty for this broker's own subscribers).
+    pub zone: String,
+    /// The zones a message crosses from here through that peer to the subscribers, nearest
+    /// first; empty when they are all in this broker's own zone.
     pub path: Vec<String>,
 }
 

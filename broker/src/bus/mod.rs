@@ -41,11 +41,11 @@ mod raw;
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
-use zhub_protocol::builtin::{BusDrops, BusStats};
+use zhub_protocol::builtin::{BusDrops, BusStats, TopicRoute};
 use zhub_protocol::bus;
 use zhub_protocol::delivery::{self, Subscription, ADDRESS_LEN, ENVELOPE_LEN, INLINE_MAX};
 
@@ -148,6 +148,27 @@ impl BusCounters {
     }
 }
 
+/// Where messages on which topics go, as the bus thread last saw it: what `zhub.topics`
+/// answers. Rebuilt at most every [`TOPICS_INTERVAL`] while interest changes.
+#[derive(Debug, Default)]
+pub(crate) struct TopicRoutes(Mutex<Vec<TopicRoute>>);
+
+impl TopicRoutes {
+    /// The routes last seen.
+    pub(crate) fn get(&self) -> Vec<TopicRoute> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, routes: Vec<TopicRoute>) {
+        if let Ok(mut held) = self.0.lock() {
+            *held = routes;
+        }
+    }
+}
+
+/// How often, at most, the bus thread rebuilds its [`TopicRoutes`] while interest changes.
+const TOPICS_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The topic's length when a frame is a bus message the broker will forward.
 fn topic_len(frame: &[u8]) -> Option<usize> {
     let topic = bus::topic_of(frame).ok()?;
@@ -195,6 +216,8 @@ pub(crate) struct BusSockets {
     pub(crate) peers: peers::PeerLinks,
     /// This broker's zone.
     pub(crate) zone: String,
+    /// Where the bus publishes its topic routes for `zhub.topics`.
+    pub(crate) topics: Arc<TopicRoutes>,
     /// Permissions under an auth file: publishes and deliveries are checked against them.
     pub(crate) auth: Option<Gate>,
 }
@@ -252,7 +275,10 @@ pub(crate) fn run(
         mut peers,
         auth,
         zone,
+        topics,
     } = sockets;
+    // When the topic routes were last rebuilt, and whether interest changed since.
+    let (mut topics_built, mut topics_stale) = (Instant::now(), false);
     let xsub_raw = xsub.as_mut_ptr();
     let out = Outputs {
         plain: xpub.as_mut_ptr(),
@@ -292,10 +318,11 @@ pub(crate) fn run(
         let fixed = items.len();
         items.extend(peers.links.iter().map(|l| l.sub.as_poll_item(zmq::POLLIN)));
         let notice = (!plane.owed.is_empty()).then(|| Instant::now() + NOTICE_INTERVAL);
-        let wake = match (notice, faults.next_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let rebuild = topics_stale.then(|| topics_built + TOPICS_INTERVAL);
+        let wake = [notice, faults.next_due(), rebuild]
+            .into_iter()
+            .flatten()
+            .min();
         let timeout = wake.map_or(-1, |at| crate::wake::poll_timeout(Instant::now(), at));
         match zmq::poll(&mut items, timeout) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
@@ -320,6 +347,7 @@ pub(crate) fn run(
         }
         if peer_changes {
             peers.read_control(&plane.interest)?;
+            topics_stale = true;
         }
         if plain {
             plane.read_plain_subscriptions(&xpub)?;
@@ -330,6 +358,11 @@ pub(crate) fn run(
         if plain || zhub_subs {
             let changes = plane.interest.take_changes();
             peers.declare(&plane.interest, &changes)?;
+            topics_stale |= !changes.is_empty();
+        }
+        if topics_stale && topics_built.elapsed() >= TOPICS_INTERVAL {
+            topics.set(plane.interest.zones().topic_routes(|id| peers.name_of(id)));
+            (topics_built, topics_stale) = (Instant::now(), false);
         }
         if publishers {
             let input = Input::Publishers(&mut tap, &mut faults, &local);

@@ -10,12 +10,14 @@
 //! goes to local subscribers and on to the peers that route allows.
 //!
 //! The router thread, which holds the cluster link, says which peers are in session: one
-//! frame per change on an inproc PUSH, `+` or `-`, the zone's length (one byte), the zone,
-//! then the endpoint.
+//! frame per change on an inproc PUSH: `+` or `-`, the peer's id (8 bytes), its zone and its
+//! name (each a length byte and the text), then its deliver endpoint. A broker's subscriber id
+//! at its peers is its broker id, so that what a peer declared here is known by its name.
 
 use std::collections::HashMap;
 
 use tracing::{debug, info};
+use zhub_protocol::cluster::PeerHello;
 use zhub_protocol::delivery;
 
 use crate::interest::Interest;
@@ -25,6 +27,9 @@ pub(crate) const PEER_LINKS_ENDPOINT: &str = "inproc://bus-peers";
 
 /// One peer's subscription socket and what it declared there.
 pub(crate) struct PeerLink {
+    /// The peer's broker id, its subscriber id here.
+    id: u64,
+    name: String,
     endpoint: String,
     zone: Box<str>,
     /// Connected to the peer's deliver endpoint.
@@ -49,10 +54,11 @@ pub(crate) struct PeerLinks {
 
 impl PeerLinks {
     /// Binds `control` at [`PEER_LINKS_ENDPOINT`], before the router thread connects there.
-    /// Peers may send bus frames of up to `max_frame` bytes. With `login`, the
-    /// subscriptions log in to the peers' deliver endpoints with it.
+    /// `me` is this broker's id. Peers may send bus frames of up to `max_frame` bytes. With
+    /// `login`, the subscriptions log in to the peers' deliver endpoints with it.
     pub(crate) fn new(
         context: &zmq::Context,
+        me: u64,
         hwm: i32,
         max_frame: i64,
         login: Option<zhub_client::Login>,
@@ -67,7 +73,7 @@ impl PeerLinks {
                 .saturating_add((delivery::ENVELOPE_LEN + delivery::MAX_PATH_LEN) as i64),
             login,
             control,
-            me: zhub_protocol::ids::random_u64(),
+            me,
             links: Vec::new(),
         })
     }
@@ -81,12 +87,13 @@ impl PeerLinks {
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let Some((op, zone, endpoint)) = parse_change(&frame) else {
+            let Some(change) = parse_change(&frame) else {
                 continue;
             };
+            let (zone, endpoint) = (change.zone, change.endpoint);
             let known = self.links.iter().position(|l| l.endpoint == endpoint);
-            match (op, known) {
-                (b'+', None) => match self.link(zone, endpoint) {
+            match (change.op, known) {
+                (b'+', None) => match self.link(&change) {
                     Ok(mut link) => {
                         info!(%endpoint, %zone, "subscribed to a peer's deliver endpoint");
                         let filters = interest.zones().filters();
@@ -105,7 +112,16 @@ impl PeerLinks {
         }
     }
 
-    fn link(&self, zone: &str, endpoint: &str) -> Result<PeerLink, zmq::Error> {
+    /// The name of the peer whose subscriber id here is `id` (its id in hex when it is not
+    /// in session).
+    pub(crate) fn name_of(&self, id: u64) -> String {
+        self.links
+            .iter()
+            .find(|l| l.id == id)
+            .map_or_else(|| format!("{id:016x}"), |l| l.name.clone())
+    }
+
+    fn link(&self, change: &Change<'_>) -> Result<PeerLink, zmq::Error> {
         let sub = self.context.socket(zmq::SUB)?;
         sub.set_linger(0)?;
         sub.set_rcvhwm(self.hwm)?;
@@ -114,10 +130,12 @@ impl PeerLinks {
             login.apply(&sub)?;
         }
         sub.set_subscribe(&delivery::address(self.me))?;
-        sub.connect(endpoint)?;
+        sub.connect(change.endpoint)?;
         Ok(PeerLink {
-            endpoint: endpoint.to_owned(),
-            zone: zone.into(),
+            id: change.id,
+            name: change.name.to_owned(),
+            endpoint: change.endpoint.to_owned(),
+            zone: change.zone.into(),
             sub,
             declared: HashMap::new(),
         })
@@ -169,13 +187,33 @@ fn declare(
     Ok(())
 }
 
-fn parse_change(frame: &[u8]) -> Option<(u8, &str, &str)> {
+/// A change of the peers in session, as the router thread sends it.
+struct Change<'a> {
+    op: u8,
+    id: u64,
+    zone: &'a str,
+    name: &'a str,
+    endpoint: &'a str,
+}
+
+fn parse_change(frame: &[u8]) -> Option<Change<'_>> {
+    fn text(rest: &[u8]) -> Option<(&str, &[u8])> {
+        let (&n, rest) = rest.split_first()?;
+        let n = usize::from(n);
+        Some((std::str::from_utf8(rest.get(..n)?).ok()?, &rest[n..]))
+    }
     let (&op, rest) = frame.split_first()?;
-    let (&n, rest) = rest.split_first()?;
-    let n = usize::from(n);
-    let zone = std::str::from_utf8(rest.get(..n)?).ok()?;
-    let endpoint = std::str::from_utf8(&rest[n..]).ok()?;
-    Some((op, zone, endpoint))
+    let id = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let (zone, rest) = text(&rest[8..])?;
+    let (name, rest) = text(rest)?;
+    let endpoint = std::str::from_utf8(rest).ok()?;
+    Some(Change {
+        op,
+        id,
+        zone,
+        name,
+        endpoint,
+    })
 }
 
 /// The router thread's end: tells the bus thread which peers are in session.
@@ -192,24 +230,27 @@ impl PeerLinksHandle {
         Ok(PeerLinksHandle { push })
     }
 
-    /// Starts exchanging messages with the peer of `zone` whose deliver endpoint is
-    /// `endpoint`.
-    pub(crate) fn connect_peer(&self, zone: &str, endpoint: &str) {
-        self.send(b'+', zone, endpoint);
+    /// Starts exchanging messages with the peer that greeted with `hello`.
+    pub(crate) fn connect_peer(&self, hello: &PeerHello) {
+        self.send(b'+', hello);
     }
 
-    /// Stops receiving from that peer.
-    pub(crate) fn disconnect_peer(&self, zone: &str, endpoint: &str) {
-        self.send(b'-', zone, endpoint);
+    /// Stops exchanging messages with that peer.
+    pub(crate) fn disconnect_peer(&self, hello: &PeerHello) {
+        self.send(b'-', hello);
     }
 
-    fn send(&self, op: u8, zone: &str, endpoint: &str) {
-        let zone = &zone.as_bytes()[..zone.len().min(255)];
-        let mut frame = Vec::with_capacity(2 + zone.len() + endpoint.len());
+    fn send(&self, op: u8, hello: &PeerHello) {
+        let mut frame = Vec::with_capacity(11 + hello.zone.len() + hello.name.len());
         frame.push(op);
-        frame.push(zone.len() as u8);
-        frame.extend_from_slice(zone);
-        frame.extend_from_slice(endpoint.as_bytes());
+        frame.extend_from_slice(&hello.id.to_be_bytes());
+        for text in [&hello.zone, &hello.name] {
+            // Names are at most 64 bytes (checked in the greeting).
+            let text = &text.as_bytes()[..text.len().min(255)];
+            frame.push(text.len() as u8);
+            frame.extend_from_slice(text);
+        }
+        frame.extend_from_slice(hello.deliver.as_bytes());
         // An inproc PUSH to a live PULL queues up to its HWM: a change is lost only when the
         // bus thread has stopped, and then nothing is delivered anyway.
         if let Err(e) = self.push.send(frame, zmq::DONTWAIT) {

@@ -302,14 +302,14 @@ impl Cluster {
                 Event::Up(hello) => {
                     info!(broker = %hello.name, zone = %hello.zone, id = %format_args!("{:016x}", hello.id), "peer session up");
                     if !hello.deliver.is_empty() {
-                        self.bus.connect_peer(&hello.zone, &hello.deliver);
+                        self.bus.connect_peer(&hello);
                     }
                     out.push(Inbound::Up(hello));
                 }
                 Event::Down(hello) => {
                     warn!(broker = %hello.name, zone = %hello.zone, "peer session down");
                     if !hello.deliver.is_empty() {
-                        self.bus.disconnect_peer(&hello.zone, &hello.deliver);
+                        self.bus.disconnect_peer(&hello);
                     }
                     out.push(Inbound::Down(hello));
                 }

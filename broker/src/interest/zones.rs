@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+use zhub_protocol::builtin::TopicRoute;
 use zhub_protocol::cluster::MAX_PATH_ZONES;
 use zhub_protocol::delivery::{read_path, write_path, ZonePath};
 
@@ -135,6 +136,36 @@ impl Zones {
     #[cfg(test)]
     pub(crate) fn own_filters(&self) -> impl Iterator<Item = &[u8]> {
         self.own.keys().map(|k| &**k)
+    }
+
+    /// Where messages go, for `zhub.topics`: this broker's own filters, then each peer's
+    /// (named by `name_of`), sorted by filter.
+    pub(crate) fn topic_routes(&self, name_of: impl Fn(u64) -> String) -> Vec<TopicRoute> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut routes: Vec<TopicRoute> = self
+            .own
+            .keys()
+            .map(|filter| TopicRoute {
+                filter: text(filter),
+                ..TopicRoute::default()
+            })
+            .collect();
+        for (filter, holders) in &self.learned {
+            for (peer, raw) in holders {
+                let Ok((path, _)) = read_path(raw) else {
+                    continue;
+                };
+                let mate = path.first() == self.zone.as_bytes();
+                routes.push(TopicRoute {
+                    filter: text(filter),
+                    broker: name_of(*peer),
+                    zone: text(path.first()),
+                    path: path.iter().skip(usize::from(mate)).map(text).collect(),
+                });
+            }
+        }
+        routes.sort_by(|a, b| (&a.filter, &a.broker).cmp(&(&b.filter, &b.broker)));
+        routes
     }
 
     /// The path to declare `filter` with to a peer of zone `to` (as written), or `None` when

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 use zhub_protocol::builtin::{
     BrokerInfo, Peers, RequestStats, Stats, BUILTIN_PREFIX, INFO_SERVICE, PEERS_SERVICE,
-    SERVICES_SERVICE, STATS_SERVICE,
+    SERVICES_SERVICE, STATS_SERVICE, TOPICS_SERVICE,
 };
 use zhub_protocol::cluster::LinkMessage;
 use zhub_protocol::fault::FAULT_SERVICE;
@@ -78,6 +78,8 @@ pub(crate) struct Router {
     cluster: Option<Cluster>,
     /// Requests of our clients for built-in services of peers, waiting for their answers.
     calls: peers::Calls,
+    /// Where messages on which topics go, as the bus thread last saw it (`zhub.topics`).
+    topics: Arc<crate::bus::TopicRoutes>,
     /// Permissions, under an auth file; `None`: every message goes through unchecked.
     auth: Option<crate::auth::Gate>,
 }
@@ -103,6 +105,8 @@ pub(crate) struct RouterParts {
     pub max_message: usize,
     pub fault_rules: Arc<FaultTable>,
     pub cluster: Option<Cluster>,
+    /// Where messages on which topics go, as the bus thread last saw it.
+    pub topics: Arc<crate::bus::TopicRoutes>,
 }
 
 impl Router {
@@ -116,6 +120,7 @@ impl Router {
             max_message,
             fault_rules,
             cluster,
+            topics,
         } = parts;
         let now = Instant::now();
         let (mdp_timeout, max_deadline) = (config.mdp_timeout, config.max_deadline);
@@ -139,6 +144,7 @@ impl Router {
             fault_rules,
             cluster,
             calls: peers::Calls::default(),
+            topics,
             auth: None,
         }
     }
@@ -516,6 +522,7 @@ impl Router {
             INFO_SERVICE => body::encode(&self.info),
             STATS_SERVICE => body::encode(&self.stats()),
             SERVICES_SERVICE => body::encode(&self.services.list()),
+            TOPICS_SERVICE => body::encode(&self.topics.get()),
             PEERS_SERVICE => match &self.cluster {
                 Some(cluster) => body::encode(&cluster.peers(Instant::now())),
                 None => body::encode(&Peers {

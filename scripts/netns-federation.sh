@@ -73,6 +73,20 @@ for i in $(seq 1 20); do
 done
 echo "netns-federation: 20 more requests answered across the link"
 
+# Pub/sub across the link: a subscriber in ns1 hears a publisher in ns2 once its interest has
+# crossed (the publisher repeats until then, 10 s at most).
+ip netns exec "$ns1" "$zhub" --url "$url_a" sub news. --count 1 >"$work/sub.out" 2>/dev/null &
+sub_pid=$!
+for _ in $(seq 1 100); do
+    kill -0 "$sub_pid" 2>/dev/null || break
+    ip netns exec "$ns2" "$zhub" --url "$url_b" pub news.veth "published in $ns2" >/dev/null
+    sleep 0.1
+done
+kill "$sub_pid" 2>/dev/null || true
+grep -q "published in $ns2" "$work/sub.out" \
+    || { echo "the subscriber in $ns1 heard nothing: $(cat "$work/sub.out")"; exit 1; }
+echo "netns-federation: a subscriber in $ns1 heard a publisher in $ns2"
+
 # Cut the link: a request now gets an answer (an error) before its deadline, never silence.
 ip -n "$ns1" link set "va$$" down
 start=$SECONDS

@@ -7,7 +7,8 @@
 //! M1-P3, nodes in zones that talk through routers, like two IP subnets: zone `lan1` holds
 //! node 1 (`print`) and its gateway, zone `lan2` holds node 4 (`afficher`) and its gateway,
 //! and only the two gateways link across. A client of node 1 asking for `afficher` is served
-//! in the other zone, three links away, and the other way round.
+//! in the other zone, three links away, and the other way round; a subscriber on node 4 hears
+//! what is published on node 1, and node 1's client writes to node 4's store by naming it.
 //!
 //! Every reply says which node's worker served it.
 //!
@@ -165,6 +166,7 @@ fn zones(dir: &std::path::Path) -> anyhow::Result<()> {
             );
         }
     }
+    across_zones(&mut clients)?;
     for s in stoppers {
         s.stop();
     }
@@ -172,5 +174,31 @@ fn zones(dir: &std::path::Path) -> anyhow::Result<()> {
     for broker in [gateway2, node4, gateway1, node1] {
         broker.shutdown();
     }
+    Ok(())
+}
+
+/// Pub/sub and the store across the zones: node 4's subscriber hears node 1's publisher
+/// once its interest has crossed both gateways, and node 1's client writes to node 4's store.
+fn across_zones(clients: &mut [(&str, Client); 2]) -> anyhow::Result<()> {
+    let [(_, at_node1), (_, at_node4)] = clients;
+    let mut sub = at_node4.subscribe(&["news."])?;
+    let heard = loop {
+        at_node1.publish_bytes("news.lan1", b"il pleut sur lan1")?;
+        if let Some(m) = sub.recv_timeout(std::time::Duration::from_millis(50))? {
+            break m;
+        }
+    };
+    println!(
+        "subscriber on node4 heard {:?} on {} from node1's publisher (sequence {})",
+        String::from_utf8_lossy(heard.body()),
+        heard.topic(),
+        heard.header().seq
+    );
+    at_node1.at("node4")?.kv().put("written-by", "node1")?;
+    let value: Option<String> = at_node4.kv().get("written-by")?;
+    println!(
+        "node1's client wrote to node4's store by name; node4 reads written-by = {}",
+        value.as_deref().unwrap_or("(nothing)")
+    );
     Ok(())
 }

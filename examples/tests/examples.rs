@@ -240,6 +240,9 @@ fn federation_serves_each_service_from_the_node_that_has_it() {
         "client of node1 -> afficher: affiché \"bonjour from a client of node1\" (served by node2)",
         "client of node2 -> print   : printed \"hello from a client of node2\" (served by node1)",
         "node1 sees node2 (up",
+        "client of node1 -> afficher: affiché \"bonjour from a client of node1\" (served by node4)",
+        "subscriber on node4 heard \"il pleut sur lan1\" on news.lan1 from node1's publisher",
+        "node4 reads written-by = node1",
     ] {
         assert!(out.contains(line), "{line:?} not in:\n{out}");
     }

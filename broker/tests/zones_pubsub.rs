@@ -256,3 +256,117 @@ fn a_gateway_that_dies_loses_no_message_when_another_carries_them() {
         assert_eq!(subs[0].gaps(), 0);
     });
 }
+
+/// A peer that greets properly, then sends malformed copies on its deliver endpoint: each is
+/// dropped and counted (bad envelope, bad zone path, no bus frame, a frame too many, a copy
+/// that has been in this zone before, a second copy), and the good ones reach the subscriber,
+/// once each, in order.
+#[test]
+fn malformed_copies_from_a_peer_are_dropped_and_counted() {
+    use zhub_protocol::bus::{self, BusHeader, Encoding};
+    use zhub_protocol::cluster::{Beat, LinkMessage, PeerHello, VERSION};
+    use zhub_protocol::delivery::{self, Subscription};
+
+    deadline(LIMIT, || {
+        let a = zoned("a", "A", &[]);
+        let ctx = zmq::Context::new();
+        let xpub = ctx.socket(zmq::XPUB).unwrap();
+        xpub.set_linger(0).unwrap();
+        xpub.set_rcvtimeo(20).unwrap();
+        xpub.bind("tcp://127.0.0.1:*").unwrap();
+        let link = ctx.socket(zmq::DEALER).unwrap();
+        link.set_linger(0).unwrap();
+        link.connect(&cluster_of(&a)).unwrap();
+        let hello = PeerHello {
+            version: VERSION,
+            id: 0xfeed,
+            session: 1,
+            name: "fake".into(),
+            zone: "F".into(),
+            deliver: xpub.get_last_endpoint().unwrap().unwrap(),
+            heartbeat_ms: 100,
+        };
+        link.send_multipart(LinkMessage::Hello(hello).encode().unwrap(), 0)
+            .unwrap();
+        // Heartbeats keep the session up while the test goes on.
+        let beat = || {
+            link.send_multipart(LinkMessage::Heartbeat(Beat::default()).encode().unwrap(), 0)
+                .unwrap();
+            while link.recv_multipart(zmq::DONTWAIT).is_ok() {}
+        };
+        let mut client = Client::connect(&a.url).unwrap();
+        let mut sub = client.subscribe(&["bad."]).unwrap();
+        // a subscribes at the fake peer: its address, then its interest in "bad.".
+        let (mut address, mut interest) = (None, false);
+        while address.is_none() || !interest {
+            beat();
+            let Ok(frame) = xpub.recv_bytes(0) else {
+                continue;
+            };
+            match frame.split_first() {
+                Some((1, data)) => match delivery::parse_subscription(data) {
+                    Ok(Subscription::Address(id)) => address = Some(id),
+                    Ok(Subscription::Peer { filter, .. }) if filter == b"bad." => interest = true,
+                    _ => {}
+                },
+                _ => continue,
+            }
+        }
+        let envelope = delivery::envelope(address.unwrap(), 0).to_vec();
+        let path = |zones: &[&str]| {
+            let mut p = Vec::new();
+            delivery::write_path(&mut p, zones);
+            p
+        };
+        let frame = |seq: u64| {
+            let header = BusHeader {
+                publisher: 7,
+                seq,
+                timestamp_us: 0,
+                lamport: seq,
+                encoding: Encoding::Raw,
+            };
+            bus::encode("bad.x", &header, &seq.to_be_bytes())
+        };
+        let copy = |zones: &[&str], tail: &[u8]| [&envelope[..], &path(zones), tail].concat();
+        let before = bus(&a);
+        // Each starts with a's address: the XPUB sends a nothing else.
+        let junk: Vec<Vec<Vec<u8>>> = vec![
+            vec![[&envelope[..delivery::ADDRESS_LEN], &[1, 2]].concat()],
+            vec![[&envelope[..], &[0]].concat()],
+            vec![[&envelope[..], &[3, 1]].concat()],
+            vec![copy(&["F"], b"")],
+            vec![copy(&["F"], b"not a bus frame")],
+            vec![copy(&["F"], &frame(1)), b"one frame too many".to_vec()],
+            vec![copy(&["F"], b""), frame(2), b"one frame too many".to_vec()],
+            vec![copy(&["A", "F"], &frame(3))],
+        ];
+        // The good ones, around a second copy.
+        let good = vec![
+            vec![copy(&["F"], &frame(4))],
+            vec![copy(&["F"], &frame(4))],
+            vec![copy(&["F"], b""), frame(5)],
+        ];
+        for message in junk.iter().chain(&good) {
+            xpub.send_multipart(message, 0).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            beat();
+            if let Some(m) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
+                got.push(m.header().seq);
+            }
+        }
+        assert_eq!(got, [4, 5], "the good copies, once each");
+        let after = bus(&a);
+        assert_eq!(after.dropped.malformed - before.dropped.malformed, 7);
+        assert_eq!(after.dropped.duplicate - before.dropped.duplicate, 2);
+        // Nothing more arrives, and the broker still serves.
+        beat();
+        assert!(sub
+            .recv_timeout(Duration::from_millis(100))
+            .unwrap()
+            .is_none());
+        assert!(client.stats().is_ok());
+    });
+}

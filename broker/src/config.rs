@@ -390,11 +390,10 @@ impl Config {
         }
         for (name, value) in [("name", self.name.as_deref()), ("zone", Some(&*self.zone))] {
             let Some(value) = value else { continue };
-            let max = zhub_protocol::cluster::MAX_NAME_LEN;
-            if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+            if let Err(e) = zhub_protocol::cluster::check_name(name, value) {
                 return Err(BrokerError::Setting {
                     name,
-                    reason: format!("{value:?}: 1 to {max} characters without control characters"),
+                    reason: e.to_string(),
                 });
             }
         }
@@ -631,10 +630,12 @@ pub struct Args {
     /// topics, for tests under real faults; off unless given.
     #[arg(long)]
     pub allow_faults: bool,
-    /// This broker's name among its peers [default: zhub- and the start of its random id].
+    /// This broker's name among its peers, 1 to 64 bytes without '@' [default: zhub- and the
+    /// start of its random id].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// The zone this broker belongs to; brokers of one zone form a full mesh.
+    /// The zone this broker belongs to (1 to 64 bytes without '@'); brokers of one zone form
+    /// a full mesh.
     #[arg(long, value_name = "ZONE")]
     pub zone: Option<String>,
     /// Cluster endpoint (ROUTER) where peer brokers connect, e.g. tcp://127.0.0.1:5560; off
@@ -765,6 +766,25 @@ mod policy_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_and_zone_names_are_checked() {
+        for (name, zone, ok) in [
+            (Some("node1"), "lan1", true),
+            (Some("a@b"), "lan1", false),
+            (Some("node1"), "lan@1", false),
+            (Some(""), "lan1", false),
+            (Some("node1"), "", false),
+            (Some("tab\there"), "lan1", false),
+        ] {
+            let config = Config {
+                name: name.map(str::to_owned),
+                zone: zone.to_owned(),
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), ok, "{name:?} {zone:?}");
+        }
+    }
 
     #[test]
     fn defaults_match_the_documented_ones() {

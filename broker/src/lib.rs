@@ -273,9 +273,11 @@ impl Broker {
         }
         let bus_counters = Arc::clone(&counters);
         let topics = Arc::new(bus::TopicRoutes::default());
+        // The bus's subscriber id at peers: secret (see `PeerHello::subscriber`).
+        let bus_subscriber = zhub_protocol::ids::random_u64();
         let peer_links = bus::peers::PeerLinks::new(
             &broker.context,
-            broker_id,
+            bus_subscriber,
             config.subscribe_hwm,
             bus::max_frame(config.max_message),
             peer_login.clone(),
@@ -338,6 +340,7 @@ impl Broker {
                 deliver: info.deliver.clone(),
                 heartbeat_ms: u64::try_from(config.cluster_heartbeat.as_millis())
                     .unwrap_or(u64::MAX),
+                subscriber: bus_subscriber,
             };
             let endpoints = config.peer.iter().map(|p| p.endpoint.clone()).collect();
             let links = cluster::links::Links::new(

@@ -285,6 +285,7 @@ fn malformed_copies_from_a_peer_are_dropped_and_counted() {
             zone: "F".into(),
             deliver: xpub.get_last_endpoint().unwrap().unwrap(),
             heartbeat_ms: 100,
+            subscriber: 0xbeef,
         };
         link.send_multipart(LinkMessage::Hello(hello).encode().unwrap(), 0)
             .unwrap();
@@ -312,6 +313,11 @@ fn malformed_copies_from_a_peer_are_dropped_and_counted() {
                 _ => continue,
             }
         }
+        // a's subscriber id is its secret, not its broker id, which anyone may ask.
+        let peers: zhub_protocol::builtin::Peers = client
+            .request(zhub_protocol::builtin::PEERS_SERVICE, &())
+            .unwrap();
+        assert_ne!(format!("{:016x}", address.unwrap()), peers.id);
         let envelope = delivery::envelope(address.unwrap(), 0).to_vec();
         let path = |zones: &[&str]| {
             let mut p = Vec::new();

@@ -117,7 +117,11 @@ struct Route<'a> {
 pub(crate) fn routes(url: &str, timeout: Duration, args: &RoutesArgs) -> anyhow::Result<()> {
     let mut client = crate::connect(url, timeout)?;
     let services: Vec<ServiceInfo> = client.request(SERVICES_SERVICE, &())?;
-    let topics: Vec<TopicRoute> = client.request(TOPICS_SERVICE, &())?;
+    // A broker from before `zhub.topics` has no topic routes to show.
+    let topics: Vec<TopicRoute> = match client.request(TOPICS_SERVICE, &()) {
+        Err(e) if e.kind() == zhub_client::RequestErrorKind::NoService => Vec::new(),
+        other => other?,
+    };
     let topics: Vec<TopicLine> = topics
         .iter()
         .map(|t| TopicLine {

@@ -50,7 +50,9 @@ pub fn at_home(service: &str, broker: &str) -> String {
 /// which the broker a client is connected to passes on to that broker.
 #[must_use]
 pub fn split_home(service: &str) -> Option<(&str, &str)> {
-    let (name, broker) = service.rsplit_once('@')?;
+    // At the first `@`: a built-in's name has none, and a broker's name has none either, so
+    // `zhub.fault@x@b1` names broker `x@b1`, which does not exist.
+    let (name, broker) = service.split_once('@')?;
     (name.starts_with(BUILTIN_PREFIX) && !broker.is_empty()).then_some((name, broker))
 }
 
@@ -391,6 +393,17 @@ impl LatencyHistogram {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_home_is_split_at_the_first_at_sign() {
+        assert_eq!(split_home("zhub.kv@B1"), Some(("zhub.kv", "B1")));
+        // Broker names hold no '@': this names broker "x@b1", which cannot exist, and the
+        // service checked is zhub.fault, whatever follows.
+        assert_eq!(split_home("zhub.fault@x@b1"), Some(("zhub.fault", "x@b1")));
+        assert_eq!(split_home("zhub.kv@"), None);
+        assert_eq!(split_home("echo@B1"), None);
+        assert_eq!(at_home("zhub.kv", "B1"), "zhub.kv@B1");
+    }
 
     #[test]
     fn latencies_fall_in_the_bucket_of_the_first_bound_not_below_them() {

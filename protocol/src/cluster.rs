@@ -79,6 +79,10 @@ pub struct PeerHello {
     pub deliver: String,
     /// How often it heartbeats each link, in milliseconds.
     pub heartbeat_ms: u64,
+    /// The subscriber id its bus uses at the peer's deliver endpoint ([`crate::delivery`]):
+    /// random, and told only over the link, since whoever knows it could subscribe to the
+    /// copies meant for the broker.
+    pub subscriber: u64,
 }
 
 /// Services the sender offers the receiver and the credit behind each (requests it takes at
@@ -201,12 +205,20 @@ fn count(frames: &[Vec<u8>], what: &'static str, min: usize) -> Result<(), Proto
     Ok(())
 }
 
-fn check_name(what: &'static str, name: &str) -> Result<(), ProtocolError> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+/// Checks a broker or zone name: 1 to [`MAX_NAME_LEN`] bytes, no control character and no
+/// `@` (which separates a built-in service from the broker it names, `zhub.kv@B1`).
+///
+/// # Errors
+/// [`ProtocolError::InvalidName`].
+pub fn check_name(what: &'static str, name: &str) -> Result<(), ProtocolError> {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.chars().any(|c| c.is_control() || c == '@')
+    {
         return Err(ProtocolError::InvalidName {
             what,
             name: name.chars().take(64).collect(),
-            reason: "1 to 64 characters without control characters",
+            reason: "1 to 64 bytes without control characters or '@'",
         });
     }
     Ok(())
@@ -404,6 +416,7 @@ mod tests {
             zone: "eu".into(),
             deliver: "tcp://127.0.0.1:5557".into(),
             heartbeat_ms: 1000,
+            subscriber: 11,
         }
     }
 

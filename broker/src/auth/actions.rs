@@ -4,7 +4,9 @@
 //! A message that cannot be decoded is let through here: the router answers it as malformed
 //! as it does without auth, and a malformed message does nothing a refusal would prevent.
 
-use zhub_protocol::builtin::{INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE, STORAGE_SERVICE};
+use zhub_protocol::builtin::{
+    INFO_SERVICE, SERVICES_SERVICE, STATS_SERVICE, STORAGE_SERVICE, TOPICS_SERVICE,
+};
 use zhub_protocol::bus::PROBE_PREFIX;
 use zhub_protocol::fault::FAULT_SERVICE;
 use zhub_protocol::group::{GroupRequest, GROUP_SERVICE, TOPIC_PREFIX as GROUP_TOPICS};
@@ -59,6 +61,7 @@ pub fn check_request(
         STATS_SERVICE => perms.check_admin(user, "read the broker's stats"),
         STORAGE_SERVICE => perms.check_admin(user, "read the storage stats"),
         SERVICES_SERVICE => perms.check_admin(user, "list the services"),
+        TOPICS_SERVICE => perms.check_admin(user, "list the topic routes"),
         FAULT_SERVICE => perms.check_admin(user, "set fault rules"),
         KV_SERVICE => match body::decode::<KvRequest>(first) {
             Ok(request) => check_kv(perms, user, &request),
@@ -231,6 +234,11 @@ mod tests {
         );
         assert!(ok(native(INFO_SERVICE, vec![])).is_ok());
         assert!(ok(native(STATS_SERVICE, vec![])).is_err());
+        assert!(ok(native(TOPICS_SERVICE, vec![])).is_err());
+        // Another broker's built-ins are checked as this broker's, however the name is dressed.
+        assert!(ok(native("zhub.fault@b1", vec![])).is_err());
+        assert!(ok(native("zhub.fault@x@b1", vec![])).is_err());
+        assert!(ok(native("zhub.stats@b1", vec![])).is_err());
         let kv = |r: KvRequest| native(KV_SERVICE, body::encode(&r).unwrap());
         assert!(ok(kv(KvRequest::Get {
             key: "app/a".into()

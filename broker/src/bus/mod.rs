@@ -166,6 +166,9 @@ impl TopicRoutes {
     }
 }
 
+/// Most routes `zhub.topics` lists.
+const MAX_TOPIC_ROUTES: usize = 10_000;
+
 /// How often, at most, the bus thread rebuilds its [`TopicRoutes`] while interest changes.
 const TOPICS_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -361,7 +364,11 @@ pub(crate) fn run(
             topics_stale |= !changes.is_empty();
         }
         if topics_stale && topics_built.elapsed() >= TOPICS_INTERVAL {
-            topics.set(plane.interest.zones().topic_routes(|id| peers.name_of(id)));
+            let routes = plane
+                .interest
+                .zones()
+                .topic_routes(|id| peers.name_of(id), MAX_TOPIC_ROUTES);
+            topics.set(routes);
             (topics_built, topics_stale) = (Instant::now(), false);
         }
         if publishers {

@@ -10,9 +10,10 @@
 //! goes to local subscribers and on to the peers that route allows.
 //!
 //! The router thread, which holds the cluster link, says which peers are in session: one
-//! frame per change on an inproc PUSH: `+` or `-`, the peer's id (8 bytes), its zone and its
-//! name (each a length byte and the text), then its deliver endpoint. A broker's subscriber id
-//! at its peers is its broker id, so that what a peer declared here is known by its name.
+//! frame per change on an inproc PUSH: `+` or `-`, the peer's subscriber id here (8 bytes,
+//! from its greeting), its zone and its name (each a length byte and the text), then its
+//! deliver endpoint. The subscriber id is secret, told only over the cluster link: whoever
+//! knew a broker's could subscribe to the copies meant for it.
 
 use std::collections::HashMap;
 
@@ -27,15 +28,17 @@ pub(crate) const PEER_LINKS_ENDPOINT: &str = "inproc://bus-peers";
 
 /// One peer's subscription socket and what it declared there.
 pub(crate) struct PeerLink {
-    /// The peer's broker id, its subscriber id here.
+    /// The peer's subscriber id here.
     id: u64,
     name: String,
-    endpoint: String,
     zone: Box<str>,
     /// Connected to the peer's deliver endpoint.
     pub(crate) sub: zmq::Socket,
     /// Per filter, the subscription declaring it (with its path).
     declared: HashMap<Box<[u8]>, Vec<u8>>,
+    /// Sessions in this link's name not yet ended (one but for a moment when the router
+    /// thread tells of a new session before the end of the old one).
+    sessions: usize,
 }
 
 /// The bus thread's sockets towards peers.
@@ -54,7 +57,7 @@ pub(crate) struct PeerLinks {
 
 impl PeerLinks {
     /// Binds `control` at [`PEER_LINKS_ENDPOINT`], before the router thread connects there.
-    /// `me` is this broker's id. Peers may send bus frames of up to `max_frame` bytes. With
+    /// `me` is this broker's subscriber id at its peers. Peers may send bus frames of up to `max_frame` bytes. With
     /// `login`, the subscriptions log in to the peers' deliver endpoints with it.
     pub(crate) fn new(
         context: &zmq::Context,
@@ -91,8 +94,12 @@ impl PeerLinks {
                 continue;
             };
             let (zone, endpoint) = (change.zone, change.endpoint);
-            let known = self.links.iter().position(|l| l.endpoint == endpoint);
+            // Keyed by the peer's subscriber id, counted: a session's `+` may come before the
+            // `-` of the one it replaced.
+            let known = self.links.iter().position(|l| l.id == change.id);
             match (change.op, known) {
+                (b'+', Some(at)) => self.links[at].sessions += 1,
+                (b'-', Some(at)) if self.links[at].sessions > 1 => self.links[at].sessions -= 1,
                 (b'+', None) => match self.link(&change) {
                     Ok(mut link) => {
                         info!(%endpoint, %zone, "subscribed to a peer's deliver endpoint");
@@ -134,10 +141,10 @@ impl PeerLinks {
         Ok(PeerLink {
             id: change.id,
             name: change.name.to_owned(),
-            endpoint: change.endpoint.to_owned(),
             zone: change.zone.into(),
             sub,
             declared: HashMap::new(),
+            sessions: 1,
         })
     }
 
@@ -243,7 +250,7 @@ impl PeerLinksHandle {
     fn send(&self, op: u8, hello: &PeerHello) {
         let mut frame = Vec::with_capacity(11 + hello.zone.len() + hello.name.len());
         frame.push(op);
-        frame.extend_from_slice(&hello.id.to_be_bytes());
+        frame.extend_from_slice(&hello.subscriber.to_be_bytes());
         for text in [&hello.zone, &hello.name] {
             // Names are at most 64 bytes (checked in the greeting).
             let text = &text.as_bytes()[..text.len().min(255)];

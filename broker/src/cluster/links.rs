@@ -478,6 +478,7 @@ mod tests {
             zone: "z".into(),
             deliver: format!("inproc://deliver-{id}"),
             heartbeat_ms: 100,
+            subscriber: id,
         }
     }
 

@@ -301,6 +301,13 @@ impl Cluster {
                 }
                 Event::Up(hello) => {
                     info!(broker = %hello.name, zone = %hello.zone, id = %format_args!("{:016x}", hello.id), "peer session up");
+                    let namesake = self
+                        .links
+                        .in_session()
+                        .any(|h| h.name == hello.name && h.id != hello.id);
+                    if namesake || hello.name == self.links.me().name {
+                        warn!(broker = %hello.name, "two brokers share this name: requests for its built-ins (zhub.kv@NAME) may reach either; give each broker a name of its own");
+                    }
                     if !hello.deliver.is_empty() {
                         self.bus.connect_peer(&hello);
                     }

@@ -138,27 +138,44 @@ impl Zones {
         self.own.keys().map(|k| &**k)
     }
 
-    /// Where messages go, for `zhub.topics`: this broker's own filters, then each peer's
-    /// (named by `name_of`), sorted by filter.
-    pub(crate) fn topic_routes(&self, name_of: impl Fn(u64) -> String) -> Vec<TopicRoute> {
+    /// Where messages go, for `zhub.topics`: this broker's own filters and, per filter, each
+    /// peer's (named by `name_of`) with the shortest path it declared, sorted by filter; at
+    /// most `limit` of them, so that the snapshot costs little however much is held.
+    pub(crate) fn topic_routes(
+        &self,
+        name_of: impl Fn(u64) -> String,
+        limit: usize,
+    ) -> Vec<TopicRoute> {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let mut routes: Vec<TopicRoute> = self
             .own
             .keys()
+            .take(limit)
             .map(|filter| TopicRoute {
                 filter: text(filter),
                 ..TopicRoute::default()
             })
             .collect();
         for (filter, holders) in &self.learned {
+            // A peer holds a filter by two paths for a moment when its best path changes.
+            let mut best: HashMap<u64, ZonePath<'_>> = HashMap::new();
             for (peer, raw) in holders {
                 let Ok((path, _)) = read_path(raw) else {
                     continue;
                 };
+                let shorter = best.get(peer).is_none_or(|b| path.len() < b.len());
+                if shorter {
+                    best.insert(*peer, path);
+                }
+            }
+            for (peer, path) in best {
+                if routes.len() >= limit {
+                    break;
+                }
                 let mate = path.first() == self.zone.as_bytes();
                 routes.push(TopicRoute {
                     filter: text(filter),
-                    broker: name_of(*peer),
+                    broker: name_of(peer),
                     zone: text(path.first()),
                     path: path.iter().skip(usize::from(mate)).map(text).collect(),
                 });

@@ -551,7 +551,11 @@ impl Router {
             }
             other if other.starts_with(MMI_PREFIX) => return Builtin::Body(vec![b"501".to_vec()]),
             // Another broker's built-in, routed like a service (see `native_request`).
-            other if zhub_protocol::builtin::split_home(other).is_some() => {
+            other
+                if zhub_protocol::builtin::split_home(other).is_some_and(|(name, broker)| {
+                    broker != self.info.name && zhub_protocol::builtin::REACHABLE.contains(&name)
+                }) =>
+            {
                 return Builtin::ForWorkers
             }
             other if other.starts_with(BUILTIN_PREFIX) => {

@@ -639,9 +639,16 @@ impl Services {
             }
             self.capacity_changed.push(worker.service.clone());
         }
+        // Another broker's built-ins (`zhub.kv@B1`) change state there and are not retried:
+        // a request the lost route held may have been applied already.
+        let once = zhub_protocol::builtin::split_home(&worker.service).is_some();
         // Newest first, each to the head of the queue: the oldest ends up first in line.
         for &token in worker.held.iter().rev() {
-            self.requeue(stats, token);
+            if once {
+                self.give_up(stats, token);
+            } else {
+                self.requeue(stats, token);
+            }
         }
         self.dispatch(now, &worker.service);
         self.refuse_stranded(&worker.service, None);
@@ -676,6 +683,26 @@ impl Services {
         let svc = self.services.entry(service.clone()).or_default();
         svc.requests.push_front(token);
         svc.live += 1;
+    }
+
+    /// Answers a request whose route went away while holding it, without trying again:
+    /// it may have been served.
+    fn give_up(&mut self, stats: &mut RequestStats, token: u64) {
+        let Some(p) = self.take_pending(token) else {
+            return;
+        };
+        stats.worker_failed += 1;
+        let reason = format!(
+            "the way to the broker serving {} went down while it held the request; it may or may not have been applied",
+            p.service
+        );
+        self.answer_error(
+            &p.client,
+            p.origin,
+            &p.service,
+            Status::WorkerFailed,
+            reason,
+        );
     }
 
     /// Forgets an answered request, releasing its bytes from its service's count.

@@ -757,3 +757,53 @@ fn requests_from_peers_cross_zones_by_the_rules() {
 }
 
 const MAX_HOPS_FOR_TESTS: u8 = zhub_protocol::cluster::MAX_HOPS;
+
+/// Another broker's built-ins are offered as `zhub.kv@NAME`: taken from peers (but not this
+/// broker's own), kept out of the services list, and a request the route held when its peer
+/// went is answered at once instead of sent again, since it may have been applied.
+#[test]
+fn another_brokers_built_ins_are_routes_that_never_run_a_request_twice() {
+    use zhub_protocol::cluster::LinkMessage;
+    let mut f = Fixture::new();
+    f.s.set_home("me");
+    let now = f.at(0);
+    f.s.peer_capacity(
+        now,
+        &mut f.stats,
+        7,
+        "b",
+        capacity(true, &[("zhub.kv@c1", 5)]),
+    );
+    f.s.peer_capacity(
+        now,
+        &mut f.stats,
+        7,
+        "b",
+        capacity(false, &[("zhub.kv@me", 5)]),
+    );
+    assert!(f.s.has_workers("zhub.kv@c1"));
+    assert!(
+        !f.s.has_workers("zhub.kv@me"),
+        "this broker's own are not a peer's"
+    );
+    assert!(f.s.list().is_empty(), "routes, not services");
+    // Offered to a peer of another zone with this broker's own, in a reset.
+    let reset = f.s.offers_for(8, "far", None).unwrap();
+    assert!(reset.services.iter().any(|(s, _)| s == "zhub.kv@me"));
+    assert!(reset.services.iter().any(|(s, _)| s == "zhub.kv@c1"));
+
+    f.request(1, "c", 1, "zhub.kv@c1", 1000);
+    assert!(matches!(
+        to_peers(f.s.take_outbox()).as_slice(),
+        [(7, LinkMessage::Forward { .. })]
+    ));
+    f.s.drop_peer(f.at(2), &mut f.stats, 7);
+    let out = f.s.take_outbox();
+    let reply = out
+        .iter()
+        .find(|o| o.identity == b"c")
+        .map(|o| reply_of(&o.frames))
+        .expect("answered at once");
+    assert_eq!(reply.status, Status::WorkerFailed);
+    assert!(to_peers(out).is_empty(), "not sent again");
+}

@@ -15,7 +15,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::pubsub::{zhub_between, Mode, Run};
-use crate::request::{echo_run, median, raw_run, Figures, BODY, WORKERS};
+use crate::request::{echo_run, median, raw_run, Figures, Serving, BODY, WORKERS};
 use crate::server::{Server, Transport};
 
 /// Arguments of `zhub bench federation`.
@@ -143,14 +143,30 @@ pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
             let (a, b) = (&p.mains[0], &p.mains[1]);
             let r = args.requests;
             single.push(
-                echo_run(a, a, clients, in_flight, credit, r, false)?
-                    .0
-                    .figures(),
+                echo_run(
+                    a,
+                    a,
+                    clients,
+                    in_flight,
+                    (credit, Serving::Threads),
+                    r,
+                    false,
+                )?
+                .0
+                .figures(),
             );
             hop.push(
-                echo_run(b, a, clients, in_flight, credit, r, false)?
-                    .0
-                    .figures(),
+                echo_run(
+                    b,
+                    a,
+                    clients,
+                    in_flight,
+                    (credit, Serving::Threads),
+                    r,
+                    false,
+                )?
+                .0
+                .figures(),
             );
             drop(p);
             let z = chain(t, &[("A", "a"), ("B", "b"), ("C", "c")])?;
@@ -160,7 +176,7 @@ pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
                     &z.mains[0],
                     clients,
                     in_flight,
-                    credit,
+                    (credit, Serving::Threads),
                     r,
                     false,
                 )?

@@ -7,9 +7,10 @@
 //! flight. Latency is measured per request, from send to reply.
 //!
 //! The cases with credit give each worker a credit of [`CREDIT`] on both sides: zhub workers
-//! with `WorkerOptions::concurrency` (served by `run`'s handler threads), raw workers whose
-//! READY names the credit, which the raw broker honours by keeping one free slot per unit of
-//! credit in its LRU queue.
+//! with `WorkerOptions::concurrency`, served by `run`'s handler threads (`cK`) or on one
+//! thread by `run_inline` (`cKi`, as the raw workers serve), raw workers whose READY names the
+//! credit, which the raw broker honours by keeping one free slot per unit of credit in its
+//! LRU queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -183,11 +184,21 @@ where
     Ok(Sample { latencies, elapsed })
 }
 
+/// How the zhub echo workers serve their credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Serving {
+    /// `Worker::run`: one handler thread per unit of credit (one thread for credit 1).
+    Threads,
+    /// `Worker::run_inline`: on the worker's own thread, its credit queued at it.
+    Inline,
+}
+
 fn zhub_run(
     transport: Transport,
     clients: usize,
     in_flight: usize,
-    credit: u32,
+    (credit, serving): (u32, Serving),
     requests: u64,
     scrape: bool,
 ) -> anyhow::Result<(Sample, u64)> {
@@ -198,7 +209,15 @@ fn zhub_run(
         &[]
     };
     let (_server, main) = Server::broker(transport, dir, http)?;
-    echo_run(&main, &main, clients, in_flight, credit, requests, scrape)
+    echo_run(
+        &main,
+        &main,
+        clients,
+        in_flight,
+        (credit, serving),
+        requests,
+        scrape,
+    )
 }
 
 /// Echo round trips: [`WORKERS`] echo workers of credit `credit` on the broker at
@@ -210,7 +229,7 @@ pub(crate) fn echo_run(
     clients_at: &str,
     clients: usize,
     in_flight: usize,
-    credit: u32,
+    (credit, serving): (u32, Serving),
     requests: u64,
     scrape: bool,
 ) -> anyhow::Result<(Sample, u64)> {
@@ -221,7 +240,10 @@ pub(crate) fn echo_run(
             .concurrency(credit)
             .connect(workers_at, "echo")?;
         stoppers.push(worker.stopper());
-        workers.push(std::thread::spawn(move || worker.run(|b| b.to_vec())));
+        workers.push(std::thread::spawn(move || match serving {
+            Serving::Threads => worker.run(|b| b.to_vec()),
+            Serving::Inline => worker.run_inline(|b| b.to_vec()),
+        }));
     }
     let options = || {
         ClientOptions::new()
@@ -420,6 +442,7 @@ struct Case {
     clients: usize,
     in_flight: usize,
     credit: u32,
+    serving: Serving,
     zhub: Figures,
     raw: Figures,
     throughput_ratio: f64,
@@ -441,41 +464,45 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
     }
     let mut cases = Vec::new();
     let mut scrape_costs = Vec::new();
-    for (clients, in_flight, credit) in [
-        (1, 1, 1),
-        (8, 1, 1),
-        (8, 16, 1),
-        (8, 1, CREDIT),
-        (8, 16, CREDIT),
+    for (clients, in_flight, credit, serving) in [
+        (1, 1, 1, Serving::Threads),
+        (8, 1, 1, Serving::Threads),
+        (8, 16, 1, Serving::Threads),
+        (8, 1, CREDIT, Serving::Threads),
+        (8, 16, CREDIT, Serving::Threads),
+        (8, 1, CREDIT, Serving::Inline),
+        (8, 16, CREDIT, Serving::Inline),
     ] {
+        let label = format!(
+            "{clients}x{in_flight}/c{credit}{}",
+            if serving == Serving::Inline { "i" } else { "" }
+        );
         let mut zhub = Vec::new();
         let mut raw = Vec::new();
         let mut scraped = Vec::new();
         for _ in 0..args.rounds {
             let (t, r) = (args.transport, args.requests);
             zhub.push(
-                zhub_run(t, clients, in_flight, credit, r, false)?
+                zhub_run(t, clients, in_flight, (credit, serving), r, false)?
                     .0
                     .figures(),
             );
             raw.push(raw_run(t, clients, in_flight, credit, r)?.figures());
             if args.scrape {
-                let (sample, scrapes) = zhub_run(t, clients, in_flight, credit, r, true)?;
+                let (sample, scrapes) =
+                    zhub_run(t, clients, in_flight, (credit, serving), r, true)?;
                 scraped.push((sample.figures(), scrapes));
             }
         }
         if args.scrape {
-            scrape_costs.push(ScrapeCost::new(
-                format!("{clients}x{in_flight}/c{credit}"),
-                &zhub,
-                &scraped,
-            ));
+            scrape_costs.push(ScrapeCost::new(label.clone(), &zhub, &scraped));
         }
         let (zhub, raw) = (median(zhub), median(raw));
         let case = Case {
             clients,
             in_flight,
             credit,
+            serving,
             throughput_ratio: zhub.round_trips_per_sec / raw.round_trips_per_sec.max(1e-9),
             p99_ratio: zhub.p99_us / raw.p99_us.max(1e-9),
             zhub,
@@ -489,7 +516,7 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
                 );
                 println!("raw = libzmq ROUTER/ROUTER broker with LRU workers, same threads and transport ({:?})", args.transport);
                 println!(
-                    "case CxF/cK: C clients with F requests in flight each, workers of credit K"
+                    "case CxF/cK: C clients with F requests in flight each, workers of credit K (cKi: zhub workers serving it on one thread, run_inline)"
                 );
                 println!(
                     "{:<12} {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>6} {:>6}",
@@ -506,7 +533,7 @@ pub(crate) fn run(args: &RequestArgs) -> anyhow::Result<()> {
             }
             println!(
                 "{:<12} {:>10.0} {:>8.0} {:>8.0} | {:>10.0} {:>8.0} {:>8.0} | {:>6.2} {:>6.2}",
-                format!("{clients}x{in_flight}/c{credit}"),
+                label,
                 case.zhub.round_trips_per_sec,
                 case.zhub.p50_us,
                 case.zhub.p99_us,

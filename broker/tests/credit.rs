@@ -120,6 +120,45 @@ fn run_with_concurrency_serves_that_many_requests_at_once() {
     });
 }
 
+/// `run_inline` serves on one thread yet keeps its credit: while the handler holds the first
+/// request, the broker has sent the worker all four, and none waits in the broker's queue.
+#[test]
+fn run_inline_with_concurrency_has_that_many_sent_to_it_while_one_is_served() {
+    deadline(LIMIT, || {
+        let broker = start_with(Transport::Ipc, |_| {});
+        let worker = WorkerOptions::new()
+            .concurrency(4)
+            .connect(&broker.url, "inline")
+            .unwrap();
+        let stop = worker.stopper();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let serving = std::thread::spawn(move || {
+            let mut first = true;
+            worker.run_inline(move |body| {
+                if std::mem::take(&mut first) {
+                    held_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                }
+                [b"inline: ".as_slice(), body].concat()
+            })
+        });
+        let replies = clients(&broker.url, "inline", 4);
+        held_rx.recv().unwrap();
+        let mut probe = Client::connect(&broker.url).unwrap();
+        wait_for(&mut probe, "inline", 4, 0);
+        go_tx.send(()).unwrap();
+        let mut got: Vec<Vec<u8>> = replies.into_iter().map(|c| c.join().unwrap()).collect();
+        got.sort();
+        let want: Vec<Vec<u8>> = (0..4)
+            .map(|i| format!("inline: {i}").into_bytes())
+            .collect();
+        assert_eq!(got, want);
+        stop.stop();
+        serving.join().unwrap().unwrap();
+    });
+}
+
 /// As a holder process (the variable set): a worker with concurrency 4 that takes four
 /// requests, says so, and holds them until killed. As a plain test: nothing.
 #[test]

@@ -359,32 +359,67 @@ impl Worker {
     ///
     /// # Errors
     /// A ZeroMQ failure, or [`WorkerError::Thread`] when a handler thread cannot start.
-    pub fn run<F>(mut self, mut handler: F) -> Result<(), WorkerError>
+    pub fn run<F>(mut self, handler: F) -> Result<(), WorkerError>
     where
         F: FnMut(&[u8]) -> Vec<u8> + Clone + Send,
     {
         let Some(stop) = self.stop.take() else {
-            // Already serving in threaded mode: go on that way.
-            loop {
-                match self.recv() {
-                    Ok(request) => {
-                        let reply = handler(request.body());
-                        self.reply(&request, &reply)?;
-                    }
-                    Err(WorkerError::Stopped) => return Ok(()),
-                    Err(e) => return Err(e),
-                }
-            }
+            return self.serve_threaded(handler);
         };
         let threads = self.session.options.concurrency as usize;
         if threads > 1 {
             return crate::pool::serve(&self.session, &stop, threads, handler);
         }
+        self.serve_inline(&stop, handler)
+    }
+
+    /// Serves every request on the calling thread, whatever the concurrency: the broker
+    /// still keeps up to [`WorkerOptions::concurrency`] requests in flight to the worker,
+    /// queued at it, so a handler that returns quickly never waits for its next request
+    /// (pipelining, as a raw ZeroMQ worker with credit does), and no request crosses to
+    /// another thread. For a handler that blocks or takes long, use [`Worker::run`], which
+    /// gives each request in flight a thread of its own.
+    ///
+    /// # Errors
+    /// As for [`Worker::run`].
+    pub fn run_inline<F>(mut self, handler: F) -> Result<(), WorkerError>
+    where
+        F: FnMut(&[u8]) -> Vec<u8>,
+    {
+        let Some(stop) = self.stop.take() else {
+            return self.serve_threaded(handler);
+        };
+        self.serve_inline(&stop, handler)
+    }
+
+    /// `run` on a worker already serving in threaded mode (`recv` was called): goes on that
+    /// way.
+    fn serve_threaded<F>(&mut self, mut handler: F) -> Result<(), WorkerError>
+    where
+        F: FnMut(&[u8]) -> Vec<u8>,
+    {
+        loop {
+            match self.recv() {
+                Ok(request) => {
+                    let reply = handler(request.body());
+                    self.reply(&request, &reply)?;
+                }
+                Err(WorkerError::Stopped) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The loop of [`Worker::run_inline`] (and of `run` with a concurrency of 1).
+    fn serve_inline<F>(&self, stop: &zmq::Socket, mut handler: F) -> Result<(), WorkerError>
+    where
+        F: FnMut(&[u8]) -> Vec<u8>,
+    {
         let mut inline = |_client: &[u8], body: Vec<Vec<u8>>| {
             let reply = handler(body.first().map(Vec::as_slice).unwrap_or_default());
             Ok(Some(vec![reply]))
         };
-        io::serve(&self.session, &stop, None, &mut inline)?;
+        io::serve(&self.session, stop, None, &mut inline)?;
         Ok(())
     }
 

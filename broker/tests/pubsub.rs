@@ -173,9 +173,13 @@ fn slow_subscriber_neither_blocks_others_nor_goes_unnoticed() {
         let mut slow = slow_client.subscribe(&["flood"]).unwrap();
 
         // The fast subscriber reads on its own thread and acknowledges each chunk, so that it
-        // never has more than one chunk outstanding and so can never overflow.
-        const CHUNK: u64 = 50;
-        const TOTAL: u64 = 200 * CHUNK;
+        // never has more than one chunk outstanding and so can never overflow. A chunk is a
+        // quarter of the queue: libzmq tells the writer of a pipe what its reader took only
+        // every half queue (its low-water mark), so the writer may count up to 50 messages
+        // more than are really waiting; with chunks of half the queue, a loaded machine
+        // sometimes saw the fast queue full and a chunk's last message dropped.
+        const CHUNK: u64 = 25;
+        const TOTAL: u64 = 400 * CHUNK;
         let (ack_tx, ack_rx) = std::sync::mpsc::channel::<u64>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let fast_url = url.clone();

@@ -106,15 +106,23 @@ fn bench_request_reports_every_case() {
         assert_eq!(v["bench"], "request", "{v}");
         // --scrape: each case again with /metrics read while it runs, at least once a run.
         let scraped = v["scrape"].as_array().unwrap();
-        assert_eq!(scraped.len(), 5, "{v}");
+        assert_eq!(scraped.len(), 7, "{v}");
         for case in scraped {
             assert!(case["scrapes"].as_u64().unwrap() >= 1, "{case}");
             assert!(case["scraped_rt_per_sec"].as_f64().unwrap() > 0.0, "{case}");
         }
         let cases = v["cases"].as_array().unwrap();
         // 1 client, 8 clients, 8 clients x 16 in flight; the last two again with workers of
-        // credit 16.
-        assert_eq!(cases.len(), 5, "{v}");
+        // credit 16, served on handler threads, then inline.
+        assert_eq!(cases.len(), 7, "{v}");
+        let serving: Vec<&str> = cases
+            .iter()
+            .map(|c| c["serving"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            serving,
+            ["threads", "threads", "threads", "threads", "threads", "inline", "inline"]
+        );
         for case in cases {
             assert!(
                 case["zhub"]["round_trips_per_sec"].as_f64().unwrap() > 0.0,

@@ -663,18 +663,9 @@ impl Services {
             return;
         };
         if pending.attempts >= max_attempts {
-            stats.worker_failed += 1;
-            let attempts = pending.attempts;
-            if let Some(p) = self.take_pending(token) {
-                let reason = format!("{} worker(s) failed while serving the request", attempts);
-                self.answer_error(
-                    &p.client,
-                    p.origin,
-                    &p.service,
-                    Status::WorkerFailed,
-                    reason,
-                );
-            }
+            self.fail(stats, token, |p| {
+                format!("{} worker(s) failed while serving the request", p.attempts)
+            });
             return;
         }
         stats.requeued += 1;
@@ -688,14 +679,21 @@ impl Services {
     /// Answers a request whose route went away while holding it, without trying again:
     /// it may have been served.
     fn give_up(&mut self, stats: &mut RequestStats, token: u64) {
+        self.fail(stats, token, |p| {
+            format!(
+                "the way to the broker serving {} went down while it held the request; it may or may not have been applied",
+                p.service
+            )
+        });
+    }
+
+    /// Answers request `token` `WorkerFailed`, for the reason `why` gives, and forgets it.
+    fn fail(&mut self, stats: &mut RequestStats, token: u64, why: impl FnOnce(&Pending) -> String) {
         let Some(p) = self.take_pending(token) else {
             return;
         };
         stats.worker_failed += 1;
-        let reason = format!(
-            "the way to the broker serving {} went down while it held the request; it may or may not have been applied",
-            p.service
-        );
+        let reason = why(&p);
         self.answer_error(
             &p.client,
             p.origin,

@@ -199,28 +199,13 @@ pub fn read_path(data: &[u8]) -> Result<(ZonePath<'_>, &[u8]), ProtocolError> {
         got: data.len(),
     };
     let (&count, mut rest) = data.split_first().ok_or_else(truncated)?;
-    if count == 0 || usize::from(count) > MAX_PATH_ZONES {
-        return Err(ProtocolError::OutOfRange {
-            field: "zone path count",
-            value: count.into(),
-            min: 1,
-            max: MAX_PATH_ZONES as u64,
-        });
-    }
-    for _ in 0..count {
+    for _ in 0..one_to("zone path count", count, MAX_PATH_ZONES)? {
         let (&n, tail) = rest.split_first().ok_or_else(truncated)?;
-        if n == 0 || usize::from(n) > MAX_NAME_LEN {
-            return Err(ProtocolError::OutOfRange {
-                field: "zone name length",
-                value: n.into(),
-                min: 1,
-                max: MAX_NAME_LEN as u64,
-            });
-        }
-        if tail.len() < usize::from(n) {
+        let n = one_to("zone name length", n, MAX_NAME_LEN)?;
+        if tail.len() < n {
             return Err(truncated());
         }
-        rest = &tail[usize::from(n)..];
+        rest = &tail[n..];
     }
     let used = data.len() - rest.len();
     Ok((ZonePath { raw: &data[..used] }, rest))
@@ -363,6 +348,19 @@ pub fn parse_subscription(data: &[u8]) -> Result<Subscription<'_>, ProtocolError
         }
         _ => Ok(Subscription::Plain(data)),
     }
+}
+
+/// `value`, a count or a length byte, if it lies in `1..=max`.
+fn one_to(field: &'static str, value: u8, max: usize) -> Result<usize, ProtocolError> {
+    if value == 0 || usize::from(value) > max {
+        return Err(ProtocolError::OutOfRange {
+            field,
+            value: value.into(),
+            min: 1,
+            max: max as u64,
+        });
+    }
+    Ok(usize::from(value))
 }
 
 fn word(bytes: &[u8]) -> u64 {

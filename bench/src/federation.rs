@@ -138,51 +138,21 @@ pub(crate) fn run(args: &FederationArgs) -> anyhow::Result<()> {
     for (clients, in_flight, credit) in [(1, 1, 1), (8, 1, 1), (8, 16, 16)] {
         let (mut single, mut hop, mut zones, mut raw) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let r = args.requests;
         for _ in 0..args.rounds {
             let p = pair(t)?;
             let (a, b) = (&p.mains[0], &p.mains[1]);
-            let r = args.requests;
-            single.push(
-                echo_run(
-                    a,
-                    a,
-                    clients,
-                    in_flight,
-                    (credit, Serving::Threads),
-                    r,
-                    false,
-                )?
-                .0
-                .figures(),
-            );
-            hop.push(
-                echo_run(
-                    b,
-                    a,
-                    clients,
-                    in_flight,
-                    (credit, Serving::Threads),
-                    r,
-                    false,
-                )?
-                .0
-                .figures(),
-            );
+            // Echo round trips with the workers on one broker and the clients on another.
+            let echo = |workers_at: &str, clients_at: &str| -> anyhow::Result<Figures> {
+                let credit = (credit, Serving::Threads);
+                let run = echo_run(workers_at, clients_at, clients, in_flight, credit, r, false)?;
+                Ok(run.0.figures())
+            };
+            single.push(echo(a, a)?);
+            hop.push(echo(b, a)?);
             drop(p);
             let z = chain(t, &[("A", "a"), ("B", "b"), ("C", "c")])?;
-            zones.push(
-                echo_run(
-                    &z.mains[2],
-                    &z.mains[0],
-                    clients,
-                    in_flight,
-                    (credit, Serving::Threads),
-                    r,
-                    false,
-                )?
-                .0
-                .figures(),
-            );
+            zones.push(echo(&z.mains[2], &z.mains[0])?);
             drop(z);
             raw.push(raw_run(t, clients, in_flight, credit, r)?.figures());
         }

@@ -28,12 +28,46 @@ pub(crate) fn protocol(detail: &str) -> RequestError {
     RequestError::new(RequestErrorKind::Protocol, detail)
 }
 
-fn codec(e: ProtocolError) -> RequestError {
+pub(crate) fn codec(e: ProtocolError) -> RequestError {
     RequestError::with_source(RequestErrorKind::Codec, "value", e)
 }
 
 pub(crate) fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
     ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
+}
+
+/// The entry a get's reply carries (`None`: the key is absent).
+pub(crate) fn entry_of(reply: KvReply) -> Result<Option<KvEntry>, RequestError> {
+    match reply {
+        KvReply::Value { entry } => Ok(Some(entry)),
+        KvReply::NotFound => Ok(None),
+        _ => Err(protocol("unexpected reply to get")),
+    }
+}
+
+/// The revision a put's reply carries.
+pub(crate) fn revision_of(reply: KvReply) -> Result<u64, RequestError> {
+    match reply {
+        KvReply::Revision { revision } => Ok(revision),
+        _ => Err(protocol("unexpected reply to put")),
+    }
+}
+
+/// The revision a delete's reply carries (`None`: the key was absent).
+pub(crate) fn deleted_of(reply: KvReply) -> Result<Option<u64>, RequestError> {
+    match reply {
+        KvReply::Revision { revision } => Ok(Some(revision)),
+        KvReply::NotFound => Ok(None),
+        _ => Err(protocol("unexpected reply to delete")),
+    }
+}
+
+/// The value and revision an increment's reply carries.
+pub(crate) fn counter_of(reply: KvReply) -> Result<(i64, u64), RequestError> {
+    match reply {
+        KvReply::Counter { value, revision } => Ok((value, revision)),
+        _ => Err(protocol("unexpected reply to incr")),
+    }
 }
 
 /// What a compare-and-set did.
@@ -54,7 +88,7 @@ pub enum CasOutcome {
 /// methods). Every change has a revision, the offset of its record in the store's change
 /// log, and is acknowledged once durable under the store's policy.
 pub struct Kv<'a> {
-    client: &'a mut Client,
+    pub(crate) client: &'a mut Client,
 }
 
 impl<'a> Kv<'a> {
@@ -81,13 +115,9 @@ impl<'a> Kv<'a> {
     /// [`RequestErrorKind::BadRequest`] for an invalid key (see
     /// [`zhub_protocol::names::check_key`]).
     pub fn get_entry(&mut self, key: &str) -> Result<Option<KvEntry>, RequestError> {
-        match self.call(&KvRequest::Get {
+        entry_of(self.call(&KvRequest::Get {
             key: key.to_owned(),
-        })? {
-            KvReply::Value { entry } => Ok(Some(entry)),
-            KvReply::NotFound => Ok(None),
-            _ => Err(protocol("unexpected reply to get")),
-        }
+        })?)
     }
 
     /// The key's raw value, or `None`.
@@ -133,14 +163,11 @@ impl<'a> Kv<'a> {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<u64, RequestError> {
-        match self.call(&KvRequest::Put {
+        revision_of(self.call(&KvRequest::Put {
             key: key.to_owned(),
             value: value.to_vec(),
             ttl_ms: ttl_ms(ttl),
-        })? {
-            KvReply::Revision { revision } => Ok(revision),
-            _ => Err(protocol("unexpected reply to put")),
-        }
+        })?)
     }
 
     /// Sets the key to `value`, expiring after `ttl` (also across a broker restart).
@@ -163,13 +190,9 @@ impl<'a> Kv<'a> {
     /// [`RequestErrorKind::BadRequest`] for an invalid key (see
     /// [`zhub_protocol::names::check_key`]).
     pub fn delete(&mut self, key: &str) -> Result<Option<u64>, RequestError> {
-        match self.call(&KvRequest::Delete {
+        deleted_of(self.call(&KvRequest::Delete {
             key: key.to_owned(),
-        })? {
-            KvReply::Revision { revision } => Ok(Some(revision)),
-            KvReply::NotFound => Ok(None),
-            _ => Err(protocol("unexpected reply to delete")),
-        }
+        })?)
     }
 
     /// Sets the key to `value` only if its revision is `expected` (`None`: only if absent).
@@ -217,13 +240,10 @@ impl<'a> Kv<'a> {
     /// # Errors
     /// [`RequestErrorKind::Rejected`] when the value is not an integer or would overflow.
     pub fn incr(&mut self, key: &str, delta: i64) -> Result<(i64, u64), RequestError> {
-        match self.call(&KvRequest::Incr {
+        counter_of(self.call(&KvRequest::Incr {
             key: key.to_owned(),
             delta,
-        })? {
-            KvReply::Counter { value, revision } => Ok((value, revision)),
-            _ => Err(protocol("unexpected reply to incr")),
-        }
+        })?)
     }
 
     /// One page of the keys starting with `prefix`, in key order, after `after`; with

@@ -60,8 +60,12 @@
 //! - `options.rs` — [`ClientOptions`], [`RequestOptions`], [`Login`] (PLAIN or CURVE).
 //! - `subscriber.rs` — [`Subscriber`], [`Message`], [`Subscription`].
 //! - `publisher.rs` — the publishing socket, its handshake and sequence numbers.
-//! - `kv.rs` — [`Kv`], [`Watcher`], [`Replica`]: the key-value store through the broker.
-//! - `log.rs` — [`Log`], [`LogReader`], [`Consumer`]: the event log through the broker.
+//! - `pipeline.rs` — [`Pipeline`]: many requests in flight, outcomes in order.
+//! - `kv.rs` — [`Kv`], [`Watcher`], [`Replica`]: the key-value store through the broker;
+//!   `kv_batch.rs` many keys in one request, `kv_pipeline.rs` ([`KvPipeline`]) single
+//!   operations pipelined.
+//! - `log.rs` — [`Log`], [`LogReader`], [`Consumer`]: the event log through the broker;
+//!   `log_appender.rs` ([`Appender`]) appends pipelined.
 //! - `group/` — [`Group`], [`GroupOptions`], [`LaunchEnv`]: process groups (membership and
 //!   views, messages with Lamport stamps, synchronous sends, barriers, a token-ring lock).
 //! - `curve.rs` — [`CurveKeyPair`]: CURVE keys in Z85 and their key files.
@@ -76,9 +80,11 @@ mod error;
 mod group;
 mod kv;
 mod kv_batch;
+mod kv_pipeline;
 mod log;
 mod log_appender;
 mod options;
+mod pipeline;
 mod publisher;
 mod subscriber;
 mod util;
@@ -94,12 +100,14 @@ pub use error::{
 pub use group::{Group, GroupMessage, GroupOptions, GroupPage, LaunchEnv, LockGuard, View};
 pub use kv::{CasOutcome, ChangeKind, Kv, KvChange, KvEntry, Replica, Watcher};
 pub use kv_batch::{KvWrite, MAX_BATCH};
+pub use kv_pipeline::{KvDone, KvPipeline};
 pub use log::{
     Consumer, FsyncPolicy, JournalRoute, Log, LogReader, NewRecord, ReadFrom, StoredRecord,
     StreamSettings, StreamSummary,
 };
 pub use log_appender::Appender;
 pub use options::{ClientOptions, Credentials, Login, RequestOptions, DEFAULT_URL};
+pub use pipeline::{Outcome, Pipeline};
 pub use subscriber::{Message, Messages, Subscriber, Subscription};
 pub use util::connectable;
 pub use zhub_protocol::builtin::{BrokerInfo, Stats, StorageStats};

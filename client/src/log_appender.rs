@@ -7,14 +7,11 @@
 //! storage thread appends them in that order, so records land in the stream in the order
 //! they were given, and acknowledgements are reported in that order too.
 
-use std::collections::VecDeque;
-use std::time::Duration;
-
 use zhub_protocol::body;
 use zhub_protocol::log::{LogReply, LogRequest, NewRecord, LOG_SERVICE};
 
 use crate::error::{RequestError, RequestErrorKind, WithKind};
-use crate::{Client, Log};
+use crate::{Log, Pipeline};
 
 /// Appends in flight from one producer to one stream; made by [`Log::appender`].
 ///
@@ -27,13 +24,12 @@ use crate::{Client, Log};
 /// the failure is returned by the call that meets it, and the appender refuses further
 /// appends: records sent after the failed one may have been written, so the caller decides
 /// what to do from the offsets it was given.
+///
+/// Dropping an appender waits for the appends still in flight and drops their outcomes (call
+/// [`Appender::flush`] to see them).
 pub struct Appender<'a> {
-    client: &'a mut Client,
+    pipeline: Pipeline<'a>,
     stream: String,
-    window: usize,
-    timeout: Duration,
-    /// Request ids in flight, in the order the records were given.
-    sent: VecDeque<u64>,
     /// Offsets acknowledged and not yet taken.
     acked: Vec<u64>,
     failed: bool,
@@ -42,13 +38,9 @@ pub struct Appender<'a> {
 impl<'a> Log<'a> {
     /// An appender to `stream` keeping up to `window` appends in flight (at least 1).
     pub fn appender(self, stream: &str, window: usize) -> Appender<'a> {
-        let timeout = self.client.timeout();
         Appender {
-            client: self.client,
+            pipeline: self.client.pipeline(window),
             stream: stream.to_owned(),
-            window: window.max(1),
-            timeout,
-            sent: VecDeque::new(),
             acked: Vec::new(),
             failed: false,
         }
@@ -69,7 +61,9 @@ impl Appender<'_> {
                 "an earlier append failed; this appender takes no more",
             ));
         }
-        while self.sent.len() >= self.window {
+        // Room is made here, so that an acknowledgement (or failure) is seen before the
+        // next record goes.
+        while self.pipeline.in_flight() >= self.pipeline.window() {
             self.wait_oldest()?;
         }
         let request = LogRequest::Append {
@@ -81,24 +75,14 @@ impl Appender<'_> {
             }],
         };
         let bytes = body::encode(&request).kind(RequestErrorKind::Codec, "append request")?;
-        match self
-            .client
-            .send_request_bytes(LOG_SERVICE, &bytes, self.timeout)
-        {
-            Ok(id) => {
-                self.sent.push_back(id);
-                Ok(())
-            }
-            Err(e) => {
-                self.failed = true;
-                Err(e)
-            }
-        }
+        let sent = self.pipeline.send_bytes(LOG_SERVICE, &bytes);
+        self.failed = sent.is_err();
+        sent
     }
 
     /// Appends in flight.
     pub fn in_flight(&self) -> usize {
-        self.sent.len()
+        self.pipeline.in_flight()
     }
 
     /// Offsets acknowledged since the last call, in the order their records were given.
@@ -113,7 +97,7 @@ impl Appender<'_> {
     /// The first failure among them (the offsets before it are kept for
     /// [`Appender::take_acked`]).
     pub fn flush(&mut self) -> Result<Vec<u64>, RequestError> {
-        while !self.sent.is_empty() {
+        while self.pipeline.in_flight() > 0 {
             self.wait_oldest()?;
         }
         Ok(self.take_acked())
@@ -121,16 +105,10 @@ impl Appender<'_> {
 
     /// Waits for the reply to the oldest append in flight and records its offset.
     fn wait_oldest(&mut self) -> Result<(), RequestError> {
-        let Some(&oldest) = self.sent.front() else {
+        let Some(reply) = self.pipeline.recv() else {
             return Ok(());
         };
-        let stream = &self.stream;
-        let reply = self
-            .client
-            .wait_reply(oldest, || format!("append to {stream}: no reply in time"));
-        self.sent.pop_front();
-        let result = reply.and_then(|frames| {
-            let bytes = frames.into_iter().next().unwrap_or_default();
+        let result = reply.and_then(|bytes| {
             match body::decode::<LogReply>(&bytes)
                 .kind(RequestErrorKind::Protocol, "append reply")?
             {
@@ -150,17 +128,6 @@ impl Appender<'_> {
                 self.failed = true;
                 Err(e)
             }
-        }
-    }
-}
-
-impl Drop for Appender<'_> {
-    /// Waits for the appends still in flight, so that their replies are not left for the
-    /// client's [`Client::recv_reply`]; their outcomes are dropped (call [`Appender::flush`]
-    /// to see them).
-    fn drop(&mut self) {
-        for id in std::mem::take(&mut self.sent) {
-            let _ = self.client.wait_reply(id, String::new);
         }
     }
 }

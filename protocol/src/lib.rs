@@ -38,7 +38,8 @@
 //! - [`cluster`] — the link between peer brokers (`ZHL01`): greetings, heartbeats, service
 //!   capacity, forwarded requests and their answers.
 //! - [`mdp`] — Majordomo 7/MDP client and worker frames, and `mmi.service`.
-//! - [`log`] — the `zhub.log` service's requests and replies.
+//! - [`log`] — the `zhub.log` service's requests and replies; [`log_records`] writes a read's
+//!   reply record by record.
 //! - [`kv`] — the `zhub.kv` service's requests and replies, and its change messages.
 //! - [`fault`] — the `zhub.fault` service: rules that drop or delay bus messages.
 //! - [`group`] — the `zhub.group` service: process groups' membership and views.
@@ -64,6 +65,7 @@ pub mod group;
 pub mod ids;
 pub mod kv;
 pub mod log;
+pub mod log_records;
 pub mod mdp;
 pub mod names;
 pub mod request;

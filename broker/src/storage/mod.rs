@@ -28,9 +28,9 @@ use zhub_protocol::builtin::StorageStats;
 use zhub_protocol::bus;
 use zhub_protocol::kv::KvRequest;
 use zhub_protocol::log::{
-    FsyncPolicy, JournalRoute, LogReply, LogRequest, ReadFrom, StoredRecord, StreamSettings,
-    StreamSummary,
+    FsyncPolicy, JournalRoute, LogReply, LogRequest, ReadFrom, StreamSettings, StreamSummary,
 };
+use zhub_protocol::log_records::RecordsBody;
 use zhub_protocol::names::Named;
 use zhub_protocol::{body, Status};
 
@@ -43,10 +43,11 @@ use crate::ratelimit::{peer_fault, Sparse};
 mod journals;
 mod requests;
 
-use requests::records_reply;
-
 /// Largest read the broker serves in one reply.
 const MAX_READ_BYTES: u64 = 16 << 20;
+/// Most bytes a read's reply body is made room for at first (it grows as needed): a reader
+/// at the tail gets a record or two in a reply made for a megabyte.
+const READ_BODY_CAPACITY: usize = 64 << 10;
 /// Longest a read may wait for new records.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often retention is applied.
@@ -148,18 +149,6 @@ fn config_from(settings: &StreamSettings) -> StreamConfig {
     c.retention_bytes = settings.retention_bytes;
     c.retention_age = settings.retention_ms.map(Duration::from_millis);
     c
-}
-
-fn stored(records: Vec<Record>) -> Vec<StoredRecord> {
-    records
-        .into_iter()
-        .map(|r| StoredRecord {
-            offset: r.offset,
-            timestamp_us: r.timestamp,
-            key: r.key,
-            value: r.value,
-        })
-        .collect()
 }
 
 impl Storage {
@@ -283,9 +272,18 @@ impl Storage {
         ticket: &Ticket,
         result: Result<R, Refusal>,
     ) -> Result<(), zmq::Error> {
-        let (status, body) = match result
-            .and_then(|r| body::encode(&r).map_err(|e| Refusal(Status::Internal, e.to_string())))
-        {
+        let body = result
+            .and_then(|r| body::encode(&r).map_err(|e| Refusal(Status::Internal, e.to_string())));
+        self.reply_body(ticket, body)
+    }
+
+    /// Answers `ticket` with a body already encoded, or the refusal.
+    fn reply_body(
+        &self,
+        ticket: &Ticket,
+        result: Result<Vec<u8>, Refusal>,
+    ) -> Result<(), zmq::Error> {
+        let (status, body) = match result {
             Ok(bytes) => (Status::Ok, bytes),
             Err(Refusal(status, reason)) => (status, reason.into_bytes()),
         };
@@ -375,15 +373,15 @@ impl Storage {
                 .stream(&w.stream)
                 .is_some_and(|s| s.next_offset() > w.from);
             if ready || now >= w.deadline {
-                let result = self
-                    .read(
+                let body = self
+                    .read_body(
                         &w.stream,
                         ReadFrom::Offset(w.from),
                         w.max_bytes,
                         w.max_records,
                     )
-                    .map(|(records, from)| records_reply(records, from));
-                self.reply(&w.ticket, result)?;
+                    .map(|(body, next_offset)| body.finish(next_offset));
+                self.reply_body(&w.ticket, body)?;
             } else {
                 still.push(w);
             }

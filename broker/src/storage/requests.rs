@@ -66,8 +66,8 @@ impl Storage {
             } => {
                 let max_bytes = max_bytes.clamp(1, MAX_READ_BYTES);
                 let max_records = max_records.max(1);
-                match self.read(&stream, from, max_bytes, max_records) {
-                    Ok((records, from)) if records.is_empty() && wait_ms > 0 => {
+                match self.read_body(&stream, from, max_bytes, max_records) {
+                    Ok((body, from)) if body.is_empty() && wait_ms > 0 => {
                         let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
                         self.waiting.push(WaitingRead {
                             ticket,
@@ -79,7 +79,9 @@ impl Storage {
                         });
                         return Ok(());
                     }
-                    Ok((records, from)) => Ok(records_reply(records, from)),
+                    Ok((body, next_offset)) => {
+                        return self.reply_body(&ticket, Ok(body.finish(next_offset)));
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -255,13 +257,9 @@ impl Storage {
         Ok(first)
     }
 
-    pub(super) fn read(
-        &mut self,
-        name: &str,
-        from: ReadFrom,
-        max_bytes: u64,
-        max_records: u64,
-    ) -> Result<(Vec<Record>, u64), Refusal> {
+    /// The offset a read of `name` from `from` starts at: a time looked up, an offset before
+    /// the stream's first (gone to retention) moved up to it.
+    fn start(&mut self, name: &str, from: ReadFrom) -> Result<u64, Refusal> {
         let stream = self.log.get(name)?;
         let from = match from {
             ReadFrom::Offset(o) => o,
@@ -269,19 +267,48 @@ impl Storage {
                 .offset_for_time(t)?
                 .unwrap_or_else(|| stream.next_offset()),
         };
-        let records = stream.read(
+        Ok(from.max(stream.first_offset()))
+    }
+
+    /// Records of `name` from `from`, copied out; with the offset read from.
+    pub(super) fn read(
+        &mut self,
+        name: &str,
+        from: ReadFrom,
+        max_bytes: u64,
+        max_records: u64,
+    ) -> Result<(Vec<Record>, u64), Refusal> {
+        let from = self.start(name, from)?;
+        let records = self.log.get(name)?.read(
             from,
             usize::try_from(max_bytes).unwrap_or(usize::MAX),
             usize::try_from(max_records).unwrap_or(usize::MAX),
         )?;
-        Ok((records, from.max(stream.first_offset())))
+        Ok((records, from))
     }
-}
 
-pub(super) fn records_reply(records: Vec<Record>, from: u64) -> LogReply {
-    let next_offset = records.last().map_or(from, |r| r.offset + 1);
-    LogReply::Records {
-        records: stored(records),
-        next_offset,
+    /// Records of `name` from `from`, written straight from the stream's read buffer into the
+    /// body of a read's reply; with the offset the reader goes on from.
+    pub(super) fn read_body(
+        &mut self,
+        name: &str,
+        from: ReadFrom,
+        max_bytes: u64,
+        max_records: u64,
+    ) -> Result<(RecordsBody, u64), Refusal> {
+        let from = self.start(name, from)?;
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        let mut body = RecordsBody::with_capacity(max_bytes.min(READ_BODY_CAPACITY));
+        let mut next_offset = from;
+        self.log.get(name)?.read_with(
+            from,
+            max_bytes,
+            usize::try_from(max_records).unwrap_or(usize::MAX),
+            |r| {
+                body.push(r.offset, r.timestamp, r.key, r.value);
+                next_offset = r.offset + 1;
+            },
+        )?;
+        Ok((body, next_offset))
     }
 }

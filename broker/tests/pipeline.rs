@@ -38,6 +38,7 @@ fn a_pipeline_keeps_its_window_and_hands_outcomes_out_in_the_order_sent() {
                     served += 1;
                 }
             }
+            // Dropped at once: the replies it gave still reach the client.
             most
         });
         let mut client = Client::connect(&broker.url).unwrap();

@@ -69,6 +69,31 @@ impl Session {
     }
 }
 
+/// Sends the broker every reply (or failure) waiting on `app`.
+fn forward_replies(app: &zmq::Socket, broker: &zmq::Socket) -> Result<(), zmq::Error> {
+    while let Ok(mut frames) = app.recv_multipart(zmq::DONTWAIT) {
+        if frames.is_empty() {
+            continue;
+        }
+        let client = frames.remove(0);
+        let command = if client.is_empty() {
+            // [empty, client, reason]: `Worker::fail`.
+            let mut parts = frames.into_iter();
+            WorkerCommand::Failed {
+                client: parts.next().unwrap_or_default(),
+                reason: String::from_utf8_lossy(&parts.next().unwrap_or_default()).into_owned(),
+            }
+        } else {
+            WorkerCommand::Reply {
+                client,
+                body: frames,
+            }
+        };
+        send_command(broker, &command)?;
+    }
+    Ok(())
+}
+
 /// Runs the worker session until `stop` receives a message (or a socket fails).
 ///
 /// `app`, in threaded mode, is the socket replies come back on: `[client, body...]`, or
@@ -102,6 +127,11 @@ pub(crate) fn serve(
         let from_app = items.get(2).is_some_and(|i| i.is_readable());
         drop(items);
         if stopping {
+            // Replies given before the stop go first: a worker dropped right after its last
+            // reply still delivers it.
+            if let Some(app) = app {
+                let _ = forward_replies(app, &broker);
+            }
             let _ = send_command(&broker, &WorkerCommand::Disconnect);
             return Ok(());
         }
@@ -137,27 +167,7 @@ pub(crate) fn serve(
             }
         }
         if let (true, Some(app)) = (from_app, app) {
-            while let Ok(mut frames) = app.recv_multipart(zmq::DONTWAIT) {
-                if frames.is_empty() {
-                    continue;
-                }
-                let client = frames.remove(0);
-                let command = if client.is_empty() {
-                    // [empty, client, reason]: `Worker::fail`.
-                    let mut parts = frames.into_iter();
-                    WorkerCommand::Failed {
-                        client: parts.next().unwrap_or_default(),
-                        reason: String::from_utf8_lossy(&parts.next().unwrap_or_default())
-                            .into_owned(),
-                    }
-                } else {
-                    WorkerCommand::Reply {
-                        client,
-                        body: frames,
-                    }
-                };
-                send_command(&broker, &command)?;
-            }
+            forward_replies(app, &broker)?;
         }
         if Instant::now() >= next_heartbeat {
             next_heartbeat = Instant::now() + heartbeat;

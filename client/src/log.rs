@@ -9,6 +9,7 @@ pub use zhub_protocol::log::{
     FsyncPolicy, JournalRoute, NewRecord, ReadFrom, StoredRecord, StreamSettings, StreamSummary,
 };
 use zhub_protocol::log::{LogReply, LogRequest, LOG_SERVICE};
+use zhub_protocol::log_records::{decode_reply, peek_next_offset};
 
 use crate::error::{RequestError, RequestErrorKind, WithKind};
 use crate::Client;
@@ -31,7 +32,12 @@ impl<'a> Log<'a> {
     }
 
     fn call(&mut self, request: &LogRequest, timeout: Duration) -> Result<LogReply, RequestError> {
-        self.client.call_builtin(LOG_SERVICE, request, timeout)
+        let bytes = body::encode(request).kind(RequestErrorKind::Codec, "zhub.log request")?;
+        let options = crate::RequestOptions::new().timeout(timeout);
+        let reply = self
+            .client
+            .request_bytes_with(LOG_SERVICE, &bytes, &options)?;
+        decode_reply(&reply).kind(RequestErrorKind::Protocol, "zhub.log reply")
     }
 
     fn timeout(&self) -> Duration {
@@ -165,24 +171,12 @@ impl<'a> Log<'a> {
 
     /// Reads the stream from offset `from` to its current end, fetching in batches.
     pub fn read(self, stream: &str, from: u64) -> LogReader<'a> {
-        LogReader {
-            client: self.client,
-            stream: stream.to_owned(),
-            next: ReadFrom::Offset(from),
-            buffer: VecDeque::new(),
-            done: false,
-        }
+        LogReader::new(self.client, stream, ReadFrom::Offset(from))
     }
 
     /// Reads the stream from the first record stamped at or after `timestamp_us`.
     pub fn read_from_time(self, stream: &str, timestamp_us: i64) -> LogReader<'a> {
-        LogReader {
-            client: self.client,
-            stream: stream.to_owned(),
-            next: ReadFrom::Time(timestamp_us),
-            buffer: VecDeque::new(),
-            done: false,
-        }
+        LogReader::new(self.client, stream, ReadFrom::Time(timestamp_us))
     }
 
     /// The streams.
@@ -441,12 +435,76 @@ impl Consumer<'_> {
 }
 
 /// Iterator over a stream's records up to its end, fetching in batches; see [`Log::read`].
+///
+/// While one batch is decoded and handed out, the broker is already reading the next (one
+/// read is sent ahead), so a replay keeps the broker and the reader busy at once.
 pub struct LogReader<'a> {
     client: &'a mut Client,
     stream: String,
     next: ReadFrom,
+    /// The read sent for the batch after the buffered one.
+    ahead: Option<u64>,
     buffer: VecDeque<StoredRecord>,
     done: bool,
+}
+
+impl<'a> LogReader<'a> {
+    fn new(client: &'a mut Client, stream: &str, next: ReadFrom) -> Self {
+        LogReader {
+            client,
+            stream: stream.to_owned(),
+            next,
+            ahead: None,
+            buffer: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Sends the read of the batch from `self.next`.
+    fn send_read(&mut self) -> Result<u64, RequestError> {
+        let request = LogRequest::Read {
+            stream: self.stream.clone(),
+            from: self.next,
+            max_bytes: BATCH_BYTES,
+            max_records: u64::MAX,
+            wait_ms: 0,
+        };
+        let bytes = body::encode(&request).kind(RequestErrorKind::Codec, "zhub.log request")?;
+        let timeout = self.client.timeout();
+        self.client.send_request_bytes(LOG_SERVICE, &bytes, timeout)
+    }
+
+    /// The next batch: the one sent ahead, or one asked for now.
+    fn fetch(&mut self) -> Result<Vec<StoredRecord>, RequestError> {
+        let id = match self.ahead.take() {
+            Some(id) => id,
+            None => self.send_read()?,
+        };
+        let stream = &self.stream;
+        let frames = self
+            .client
+            .wait_reply(id, || format!("read of {stream}: no reply in time"))?;
+        let bytes = frames.into_iter().next().unwrap_or_default();
+        // Ask for the batch after this one before decoding it, when the broker says up front
+        // where it starts (and it is not where this one started: the end of the stream).
+        if let Some(next) = peek_next_offset(&bytes) {
+            if self.next != ReadFrom::Offset(next) {
+                self.next = ReadFrom::Offset(next);
+                // A failed send is sent again by the next fetch, which reports it.
+                self.ahead = self.send_read().ok();
+            }
+        }
+        match decode_reply(&bytes).kind(RequestErrorKind::Protocol, "zhub.log reply")? {
+            LogReply::Records {
+                records,
+                next_offset,
+            } => {
+                self.next = ReadFrom::Offset(next_offset);
+                Ok(records)
+            }
+            _ => Err(protocol("unexpected reply to read")),
+        }
+    }
 }
 
 impl Iterator for LogReader<'_> {
@@ -459,13 +517,14 @@ impl Iterator for LogReader<'_> {
         if self.done {
             return None;
         }
-        let stream = self.stream.clone();
-        match Log::new(self.client).read_batch(&stream, self.next, BATCH_BYTES, Duration::ZERO) {
-            Ok((records, next)) => {
-                self.next = ReadFrom::Offset(next);
-                if records.is_empty() {
-                    self.done = true;
-                    return None;
+        match self.fetch() {
+            Ok(records) if records.is_empty() => {
+                self.done = true;
+                None
+            }
+            Ok(records) => {
+                if self.ahead.is_none() {
+                    self.ahead = self.send_read().ok();
                 }
                 self.buffer.extend(records);
                 self.buffer.pop_front().map(Ok)
@@ -474,6 +533,16 @@ impl Iterator for LogReader<'_> {
                 self.done = true;
                 Some(Err(e))
             }
+        }
+    }
+}
+
+impl Drop for LogReader<'_> {
+    /// Takes the reply to the read sent ahead, so that it is not left for
+    /// [`Client::recv_reply`].
+    fn drop(&mut self) {
+        if let Some(id) = self.ahead.take() {
+            let _ = self.client.wait_reply(id, String::new);
         }
     }
 }

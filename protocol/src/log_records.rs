@@ -1,10 +1,20 @@
-//! [`RecordsBody`]: the body of a read's reply (`LogReply::Records`), written record by record
-//! as the records are read, so that a reader's bytes go from the segment into the reply with
-//! one copy and no record built in between.
+//! The body of a read's reply (`LogReply::Records`), the bulk of what a replay moves, written
+//! and read without going through serde's view of the reply.
 //!
+//! [`RecordsBody`] writes it record by record as the records are read, so that a reader's
+//! bytes go from the segment into the reply with one copy and no record built in between.
 //! The body is the MessagePack a client decodes as `LogReply::Records`, the same as
 //! [`crate::body::encode`] would make of it, except that the array's length is written in its
 //! 32-bit form (it is known only at the end): valid MessagePack that every decoder reads.
+//!
+//! [`peek_next_offset`] reads where the next batch starts from the front of such a body, so a
+//! reader asks for it before decoding this one. [`decode_reply`] reads any `LogReply`, the records of a read straight into
+//! [`StoredRecord`]s: serde reads an internally tagged enum by first buffering the whole map
+//! as a tree of values, which made decoding a megabyte of small records the slowest step of
+//! a replay.
+
+use crate::log::{LogReply, StoredRecord};
+use crate::ProtocolError;
 
 /// Marker of a 32-bit array length.
 const ARRAY32: u8 = 0xdd;
@@ -19,15 +29,24 @@ pub struct RecordsBody {
     count: u32,
 }
 
+/// Where a [`RecordsBody`]'s `next_offset` is (as a `u64`, after its marker): in front of the
+/// records, so that a reader can ask for the next batch before it decodes this one
+/// ([`peek_next_offset`]).
+const NEXT_OFFSET_AT: usize = 1 + 7 + 8 + 12 + 1;
+
 impl RecordsBody {
     /// A body with room for about `capacity` bytes of records.
     pub fn with_capacity(capacity: usize) -> Self {
         let mut bytes = Vec::with_capacity(capacity + 64);
-        // The enum is tagged by a `result` field; the records field comes next, then
-        // `next_offset` (written by `finish`).
+        // The enum is tagged by a `result` field; `next_offset` comes next (written by
+        // `finish`), then the records.
         bytes.push(0x83);
         str(&mut bytes, "result");
         str(&mut bytes, "records");
+        str(&mut bytes, "next_offset");
+        bytes.push(0xcf);
+        debug_assert_eq!(bytes.len(), NEXT_OFFSET_AT);
+        bytes.extend_from_slice(&[0; 8]);
         str(&mut bytes, "records");
         bytes.push(ARRAY32);
         let count_at = bytes.len();
@@ -70,10 +89,23 @@ impl RecordsBody {
     /// The whole body, telling the reader to go on from `next_offset`.
     pub fn finish(mut self, next_offset: u64) -> Vec<u8> {
         self.bytes[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_be_bytes());
-        str(&mut self.bytes, "next_offset");
-        uint(&mut self.bytes, next_offset);
+        self.bytes[NEXT_OFFSET_AT..NEXT_OFFSET_AT + 8].copy_from_slice(&next_offset.to_be_bytes());
         self.bytes
     }
+}
+
+/// The offset to read from next, read from the front of a body written by [`RecordsBody`]
+/// without decoding its records; `None` for any other body (one serde wrote puts it last).
+pub fn peek_next_offset(body: &[u8]) -> Option<u64> {
+    let mut reader = Reader { bytes: body, at: 0 };
+    if reader.map_len()? != 3
+        || reader.str()? != b"result"
+        || reader.str()? != b"records"
+        || reader.str()? != b"next_offset"
+    {
+        return None;
+    }
+    u64::try_from(reader.int()?).ok()
 }
 
 /// A short string (every key written here is under 32 bytes: a fixstr).
@@ -134,10 +166,161 @@ fn bin(b: &mut Vec<u8>, data: &[u8]) {
     b.extend_from_slice(data);
 }
 
+/// Decodes a reply of the event log: a read's records directly, any other reply through
+/// serde.
+///
+/// # Errors
+/// [`ProtocolError::Decode`] when the bytes are not a `LogReply`.
+pub fn decode_reply(bytes: &[u8]) -> Result<LogReply, ProtocolError> {
+    match (Reader { bytes, at: 0 }).records() {
+        Some(reply) => Ok(reply),
+        // Not a read's records as written by a broker (or malformed): serde says which.
+        None => crate::body::decode(bytes),
+    }
+}
+
+/// A MessagePack reader of the few forms a read's reply holds; `None` for anything else.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let taken = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(taken)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    /// A big-endian unsigned integer of `n` bytes (1, 2, 4 or 8).
+    fn be(&mut self, n: usize) -> Option<u64> {
+        Some(
+            self.take(n)?
+                .iter()
+                .fold(0u64, |v, &b| (v << 8) | u64::from(b)),
+        )
+    }
+
+    fn len(&mut self, n: usize) -> Option<usize> {
+        usize::try_from(self.be(n)?).ok()
+    }
+
+    fn map_len(&mut self) -> Option<usize> {
+        match self.byte()? {
+            m @ 0x80..=0x8f => Some(usize::from(m & 0x0f)),
+            0xde => self.len(2),
+            0xdf => self.len(4),
+            _ => None,
+        }
+    }
+
+    fn array_len(&mut self) -> Option<usize> {
+        match self.byte()? {
+            m @ 0x90..=0x9f => Some(usize::from(m & 0x0f)),
+            0xdc => self.len(2),
+            0xdd => self.len(4),
+            _ => None,
+        }
+    }
+
+    fn str(&mut self) -> Option<&'a [u8]> {
+        let n = match self.byte()? {
+            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+            0xd9 => self.len(1)?,
+            0xda => self.len(2)?,
+            0xdb => self.len(4)?,
+            _ => return None,
+        };
+        self.take(n)
+    }
+
+    /// Binary data, or `None` inside for nil.
+    fn bin_or_nil(&mut self) -> Option<Option<&'a [u8]>> {
+        let n = match self.byte()? {
+            0xc0 => return Some(None),
+            0xc4 => self.len(1)?,
+            0xc5 => self.len(2)?,
+            0xc6 => self.len(4)?,
+            _ => return None,
+        };
+        self.take(n).map(Some)
+    }
+
+    /// Any integer, as an i128 that holds both u64 and i64.
+    fn int(&mut self) -> Option<i128> {
+        let m = self.byte()?;
+        Some(match m {
+            0x00..=0x7f => i128::from(m),
+            0xe0..=0xff => i128::from(m as i8),
+            0xcc => i128::from(self.be(1)?),
+            0xcd => i128::from(self.be(2)?),
+            0xce => i128::from(self.be(4)?),
+            0xcf => i128::from(self.be(8)?),
+            0xd0 => i128::from(self.be(1)? as u8 as i8),
+            0xd1 => i128::from(self.be(2)? as u16 as i16),
+            0xd2 => i128::from(self.be(4)? as u32 as i32),
+            0xd3 => i128::from(self.be(8)? as i64),
+            _ => return None,
+        })
+    }
+
+    fn records(mut self) -> Option<LogReply> {
+        let (mut tag, mut records, mut next_offset) = (None, None, None);
+        for _ in 0..self.map_len()? {
+            match self.str()? {
+                b"result" => tag = Some(self.str()?),
+                b"records" => records = Some(self.record_list()?),
+                b"next_offset" => next_offset = Some(u64::try_from(self.int()?).ok()?),
+                _ => return None,
+            }
+        }
+        if tag? != b"records" || self.at != self.bytes.len() {
+            return None;
+        }
+        Some(LogReply::Records {
+            records: records?,
+            next_offset: next_offset?,
+        })
+    }
+
+    fn record_list(&mut self) -> Option<Vec<StoredRecord>> {
+        let n = self.array_len()?;
+        // A record takes at least a few bytes: a length that cannot fit is not believed.
+        let mut records = Vec::with_capacity(n.min(self.bytes.len() - self.at));
+        for _ in 0..n {
+            records.push(self.record()?);
+        }
+        Some(records)
+    }
+
+    fn record(&mut self) -> Option<StoredRecord> {
+        let (mut offset, mut timestamp_us, mut key, mut value) = (None, None, None, None);
+        for _ in 0..self.map_len()? {
+            match self.str()? {
+                b"offset" => offset = Some(u64::try_from(self.int()?).ok()?),
+                b"timestamp_us" => timestamp_us = Some(i64::try_from(self.int()?).ok()?),
+                b"key" => key = Some(self.bin_or_nil()?.map(<[u8]>::to_vec)),
+                b"value" => value = Some(self.bin_or_nil()??.to_vec()),
+                _ => return None,
+            }
+        }
+        Some(StoredRecord {
+            offset: offset?,
+            timestamp_us: timestamp_us?,
+            key: key.flatten(),
+            value: value?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{LogReply, StoredRecord};
 
     fn record(offset: u64, timestamp_us: i64, key: Option<Vec<u8>>, len: usize) -> StoredRecord {
         StoredRecord {
@@ -174,9 +357,54 @@ mod tests {
                 next_offset,
             };
             assert_eq!(crate::body::decode::<LogReply>(&bytes).unwrap(), expected);
-            // Only the array's length is written otherwise than serde writes it.
+            // Only the array's length is written in a wider form than serde's (the next
+            // offset, 2^40, takes eight bytes in both; serde writes it last).
             let serde = crate::body::encode(&expected).unwrap();
             assert_eq!(bytes.len() - serde.len(), if n < 16 { 4 } else { 2 });
+            assert_eq!(peek_next_offset(&bytes), Some(next_offset));
+            assert_eq!(peek_next_offset(&serde), None);
+            // Both read back the same without serde.
+            let direct = Reader {
+                bytes: &bytes,
+                at: 0,
+            };
+            assert_eq!(direct.records(), Some(expected.clone()));
+            let direct = Reader {
+                bytes: &serde,
+                at: 0,
+            };
+            assert_eq!(direct.records(), Some(expected.clone()));
+            assert_eq!(decode_reply(&bytes).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn other_replies_and_damaged_bodies_go_to_serde() {
+        let other = LogReply::Appended {
+            first_offset: 3,
+            count: 2,
+            synced: true,
+        };
+        let bytes = crate::body::encode(&other).unwrap();
+        assert_eq!(decode_reply(&bytes).unwrap(), other);
+        let mut body = RecordsBody::with_capacity(0);
+        body.push(1, 2, Some(b"k"), b"value");
+        let whole = body.finish(2);
+        // Every cut is refused with serde's error, never a panic; bytes after the reply are
+        // left to serde, which ignores them.
+        for end in 0..whole.len() {
+            assert!(decode_reply(&whole[..end]).is_err(), "cut at {end}");
+        }
+        let mut longer = whole.clone();
+        longer.push(0);
+        assert_eq!(
+            decode_reply(&longer).ok(),
+            crate::body::decode::<LogReply>(&longer).ok()
+        );
+        // A count far beyond the bytes is not believed.
+        let mut lying = whole.clone();
+        let at = whole.iter().position(|&b| b == ARRAY32).unwrap();
+        lying[at + 1..at + 5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_reply(&lying).is_err());
     }
 }

@@ -45,9 +45,7 @@ mod requests;
 
 /// Largest read the broker serves in one reply.
 const MAX_READ_BYTES: u64 = 16 << 20;
-/// Most bytes a read's reply body is made room for at first (it grows as needed): a reader
-/// at the tail gets a record or two in a reply made for a megabyte.
-const READ_BODY_CAPACITY: usize = 64 << 10;
+
 /// Longest a read may wait for new records.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often retention is applied.

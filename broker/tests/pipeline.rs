@@ -71,7 +71,7 @@ fn a_pipeline_keeps_its_window_and_hands_outcomes_out_in_the_order_sent() {
 }
 
 #[test]
-fn a_failed_request_fails_alone_and_a_dropped_pipeline_leaves_nothing_behind() {
+fn a_failed_request_fails_alone_a_dropped_pipeline_leaves_nothing_behind_and_bodies_may_be_typed() {
     deadline(LIMIT, || {
         let broker = start(Transport::Tcp);
         let worker = zhub_worker::Worker::connect(&broker.url, "echo").unwrap();
@@ -104,6 +104,16 @@ fn a_failed_request_fails_alone_and_a_dropped_pipeline_leaves_nothing_behind() {
         drop(pipeline);
         assert_eq!(client.in_flight(), 0);
         assert_eq!(client.request_bytes("echo", b"after").unwrap(), b"after");
+        // MessagePack both ways.
+        let mut pipeline = client.pipeline(2);
+        for n in 0..10u32 {
+            pipeline.send("echo", &n).unwrap();
+        }
+        let back: Vec<u32> = std::iter::from_fn(|| pipeline.recv_typed::<u32>())
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(back, (0..10).collect::<Vec<_>>());
+        drop(pipeline);
         stop.stop();
         serving.join().unwrap().unwrap();
     });

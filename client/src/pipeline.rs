@@ -9,7 +9,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::error::{RequestError, RequestErrorKind};
+use serde::{de::DeserializeOwned, Serialize};
+use zhub_protocol::body;
+
+use crate::error::{RequestError, RequestErrorKind, WithKind};
 use crate::Client;
 
 /// The outcome of one pipelined request: its reply body, or why there is none.
@@ -17,8 +20,8 @@ pub type Outcome = Result<Vec<u8>, RequestError>;
 
 /// Requests in flight on one [`Client`] (see [`Client::pipeline`]).
 ///
-/// [`Pipeline::send_bytes`] sends at once while fewer than the window's requests are in
-/// flight, and otherwise first waits for the oldest reply (kept, in order, for
+/// [`Pipeline::send_bytes`] (or [`Pipeline::send`], MessagePack) sends at once while fewer
+/// than the window's requests are in flight, and otherwise first waits for the oldest reply (kept, in order, for
 /// [`Pipeline::recv`]). Each request is answered before its timeout (the client's, unless
 /// [`Pipeline::timeout`] sets another), so a pipeline never waits forever.
 ///
@@ -86,6 +89,29 @@ impl Pipeline<'_> {
             .send_request_bytes(service, body, self.timeout)?;
         self.sent.push_back(id);
         Ok(())
+    }
+
+    /// Sends `body`, encoded as MessagePack, to `service` (as [`Pipeline::send_bytes`]).
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::Codec`] when `body` cannot be encoded; as for
+    /// [`Pipeline::send_bytes`].
+    pub fn send<T: Serialize + ?Sized>(
+        &mut self,
+        service: &str,
+        body: &T,
+    ) -> Result<(), RequestError> {
+        let bytes = body::encode(body).kind(RequestErrorKind::Codec, "request body")?;
+        self.send_bytes(service, &bytes)
+    }
+
+    /// As [`Pipeline::recv`], with the reply decoded as `R` (MessagePack).
+    pub fn recv_typed<R: DeserializeOwned>(&mut self) -> Option<Result<R, RequestError>> {
+        let outcome = self.recv()?;
+        Some(
+            outcome
+                .and_then(|bytes| body::decode(&bytes).kind(RequestErrorKind::Codec, "reply body")),
+        )
     }
 
     /// The outcome of the oldest request not yet handed out, waiting for it; `None` when every

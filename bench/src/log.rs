@@ -47,6 +47,10 @@ pub struct LogArgs {
     /// Seconds each through-the-broker case runs.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Records of 100 bytes appended to a stream of their own and replayed through the
+    /// broker (0 replays the last append case's stream instead).
+    #[arg(long, default_value_t = 2_000_000)]
+    replay_records: u64,
     /// Gigabytes appended and replayed through the broker while its memory is watched
     /// (0 skips that run).
     #[arg(long, default_value_t = 1.0)]
@@ -162,6 +166,29 @@ fn replay(client: &mut Client, stream: &str) -> anyhow::Result<(u64, f64)> {
     Ok((records, bytes as f64 / 1e6 / start.elapsed().as_secs_f64()))
 }
 
+/// Makes `stream` (policy never) with `records` records of [`VALUE`] bytes, appended in
+/// batches.
+fn fill(client: &mut Client, stream: &str, records: u64) -> anyhow::Result<()> {
+    const BATCH: u64 = 1000;
+    create(client, stream, FsyncPolicy::Never)?;
+    let batch = |n: u64| {
+        (0..n)
+            .map(|_| NewRecord {
+                key: None,
+                value: vec![0x5a; VALUE],
+                timestamp_us: None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut left = records;
+    while left > 0 {
+        let n = left.min(BATCH);
+        client.log().append_records(stream, batch(n))?;
+        left -= n;
+    }
+    Ok(())
+}
+
 fn create(client: &mut Client, stream: &str, fsync: FsyncPolicy) -> anyhow::Result<()> {
     let settings = StreamSettings {
         fsync: Some(fsync),
@@ -252,7 +279,13 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
         });
     }
     drop(peers);
-    let (replayed, replay_mb) = replay(&mut client, &format!("bench-{}", plan.len() - 1))?;
+    let replay_stream = if args.replay_records > 0 {
+        fill(&mut client, "bench-replay", args.replay_records)?;
+        "bench-replay".to_owned()
+    } else {
+        format!("bench-{}", plan.len() - 1)
+    };
+    let (replayed, replay_mb) = replay(&mut client, &replay_stream)?;
 
     let memory = if args.memory_gb > 0.0 {
         create(&mut client, "bench-memory", FsyncPolicy::Never)?;
@@ -300,6 +333,7 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
                 "appends": cases,
                 "replay_records": replayed,
                 "replay_mb_per_sec": replay_mb,
+                "replay_vs_engine_copied": replay_mb / engine.replay_mb_per_sec,
                 "memory": memory,
                 "peak_rss_mb": peak_rss_mb,
             },
@@ -347,7 +381,10 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<()> {
             ratio
         );
     }
-    println!("replay through the broker: {replayed} records, {replay_mb:.1} MB/s of values");
+    println!(
+        "replay through the broker: {replayed} records, {replay_mb:.1} MB/s of values ({:.2}x the engine's replay with records copied)",
+        replay_mb / engine.replay_mb_per_sec
+    );
     if let Some(m) = &memory {
         println!(
             "memory run: {:.0} MB appended at {:.0} MB/s and replayed at {:.0} MB/s; broker peak RSS {:.1} MiB",

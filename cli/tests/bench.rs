@@ -217,6 +217,7 @@ fn bench_kv_and_log_run_beside_redis_when_it_is_installed() {
             &["bench", "log"][..],
             &common,
             &["--records", "10000", "--seconds", "0.2", "--memory-gb", "0"],
+            &["--replay-records", "1000"],
         ]
         .concat();
         let v: serde_json::Value =

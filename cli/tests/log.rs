@@ -210,6 +210,8 @@ fn bench_log_reports_every_figure() {
                 "0.2",
                 "--memory-gb",
                 "0.01",
+                "--replay-records",
+                "3000",
             ],
         ));
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -233,7 +235,12 @@ fn bench_log_reports_every_figure() {
             v["broker"]["memory"]["appended_mb"].as_f64().unwrap() >= 10.0,
             "{v}"
         );
-        assert!(v["broker"]["replay_records"].as_u64().unwrap() > 0, "{v}");
+        // The stream of its own, replayed whole.
+        assert_eq!(v["broker"]["replay_records"].as_u64(), Some(3000), "{v}");
+        assert!(
+            v["broker"]["replay_vs_engine_copied"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
         // The scratch directory is gone.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     });

@@ -19,7 +19,7 @@ use crate::ProtocolError;
 /// Marker of a 32-bit array length.
 const ARRAY32: u8 = 0xdd;
 
-/// A [`LogReply::Records`](crate::log::LogReply::Records) body being written:
+/// A [`LogReply::Records`] body being written:
 /// [`RecordsBody::push`] each record in offset order, then [`RecordsBody::finish`].
 #[derive(Debug)]
 pub struct RecordsBody {

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// Counts one request of `op`, making its name's string only the first time.
+fn count_op(counts: &mut std::collections::BTreeMap<String, u64>, op: &'static str) {
+    match counts.get_mut(op) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(op.to_owned(), 1);
+        }
+    }
+}
+
 impl Storage {
     pub(super) fn handle(&mut self, message: Vec<Vec<u8>>) -> Result<(), zmq::Error> {
         let Some(StorageRequest {
@@ -29,11 +39,7 @@ impl Storage {
             self.stats.log_refused += 1;
             return Ok(());
         };
-        *self
-            .stats
-            .log_ops
-            .entry(request.op().to_owned())
-            .or_default() += 1;
+        count_op(&mut self.stats.log_ops, request.op());
         let result = match request {
             LogRequest::Create { stream, settings } => self
                 .check_room(&stream)
@@ -191,11 +197,7 @@ impl Storage {
             self.stats.kv_refused += 1;
             return Ok(());
         };
-        *self
-            .stats
-            .kv_ops
-            .entry(request.op().to_owned())
-            .or_default() += 1;
+        count_op(&mut self.stats.kv_ops, request.op());
         match self.parts.kv.handle(ticket, request) {
             Handled::Reply(result) => {
                 if result.is_err() {

@@ -45,7 +45,6 @@ mod requests;
 
 /// Largest read the broker serves in one reply.
 const MAX_READ_BYTES: u64 = 16 << 20;
-
 /// Longest a read may wait for new records.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often retention is applied.

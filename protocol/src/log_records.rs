@@ -35,9 +35,11 @@ pub struct RecordsBody {
 const NEXT_OFFSET_AT: usize = 1 + 7 + 8 + 12 + 1;
 
 impl RecordsBody {
-    /// A body with room for about `capacity` bytes of records.
-    pub fn with_capacity(capacity: usize) -> Self {
-        let mut bytes = Vec::with_capacity(capacity + 64);
+    /// An empty body. It grows as records are pushed, by doubling: made room for a whole
+    /// read at once, a reply of large records was slower to send (a fresh mapping of memory
+    /// per reply, and the unused part given back).
+    pub fn new() -> Self {
+        let mut bytes = Vec::new();
         // The enum is tagged by a `result` field; `next_offset` comes next (written by
         // `finish`), then the records.
         bytes.push(0x83);
@@ -91,6 +93,12 @@ impl RecordsBody {
         self.bytes[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_be_bytes());
         self.bytes[NEXT_OFFSET_AT..NEXT_OFFSET_AT + 8].copy_from_slice(&next_offset.to_be_bytes());
         self.bytes
+    }
+}
+
+impl Default for RecordsBody {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -345,7 +353,7 @@ mod tests {
             record(u64::MAX, i64::MIN, None, 70_000),
         ];
         for n in [0, 1, records.len()] {
-            let mut body = RecordsBody::with_capacity(16);
+            let mut body = RecordsBody::new();
             for r in &records[..n] {
                 body.push(r.offset, r.timestamp_us, r.key.as_deref(), &r.value);
             }
@@ -387,7 +395,7 @@ mod tests {
         };
         let bytes = crate::body::encode(&other).unwrap();
         assert_eq!(decode_reply(&bytes).unwrap(), other);
-        let mut body = RecordsBody::with_capacity(0);
+        let mut body = RecordsBody::new();
         body.push(1, 2, Some(b"k"), b"value");
         let whole = body.finish(2);
         // Every cut is refused with serde's error, never a panic; bytes after the reply are

@@ -300,10 +300,7 @@ impl Storage {
     ) -> Result<(RecordsBody, u64), Refusal> {
         let from = self.start(name, from)?;
         let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-        // Room for the whole read at once (the body takes about a third more than the records'
-        // framed size for 100-byte records): growing it by doubling copied it up to five
-        // times, and room never written to costs no memory.
-        let mut body = RecordsBody::with_capacity(max_bytes.saturating_add(max_bytes / 2));
+        let mut body = RecordsBody::new();
         let mut next_offset = from;
         self.log.get(name)?.read_with(
             from,

@@ -614,11 +614,11 @@ impl Client {
         let transport = |e| RequestError::with_source(RequestErrorKind::Transport, "recv", e);
         loop {
             match self.main.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) => {
-                    let reply = match frames.split_first() {
-                        Some((delimiter, rest)) if delimiter.is_empty() => Reply::decode(rest),
-                        _ => Reply::decode(&frames),
-                    };
+                Ok(mut frames) => {
+                    if frames.first().is_some_and(Vec::is_empty) {
+                        frames.remove(0); // the delimiter
+                    }
+                    let reply = Reply::decode_owned(frames);
                     match reply {
                         Ok(reply) => return Ok(Some(reply)),
                         Err(e) => {

@@ -139,6 +139,18 @@ fn reply_round_trip_and_status_codes() {
         assert_eq!(Status::from_code(status.code()).unwrap(), status);
         let reply = Reply::error(9, status, "why");
         assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
+        assert_eq!(Reply::decode_owned(reply.encode()).unwrap(), reply);
+    }
+    // Taking the frames reads what borrowing them reads, and refuses what it refuses.
+    let reply = Reply::ok(3, vec![b"one".to_vec(), Vec::new(), b"three".to_vec()]);
+    assert_eq!(Reply::decode_owned(reply.encode()).unwrap(), reply);
+    let frames = reply.encode();
+    for end in 0..4 {
+        assert_eq!(
+            Reply::decode_owned(frames[..end].to_vec()),
+            Reply::decode(&frames[..end])
+        );
+        assert!(Reply::decode(&frames[..end]).is_err());
     }
     assert_eq!(Reply::error(1, Status::Busy, "full").reason(), "full");
     assert_eq!(

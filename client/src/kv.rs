@@ -36,6 +36,15 @@ pub(crate) fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
     ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
 }
 
+/// The request that sets `key` to `value`, expiring after `ttl` if given.
+pub(crate) fn put_request(key: &str, value: &[u8], ttl: Option<Duration>) -> KvRequest {
+    KvRequest::Put {
+        key: key.to_owned(),
+        value: value.to_vec(),
+        ttl_ms: ttl_ms(ttl),
+    }
+}
+
 /// The entry a get's reply carries (`None`: the key is absent).
 pub(crate) fn entry_of(reply: KvReply) -> Result<Option<KvEntry>, RequestError> {
     match reply {
@@ -163,11 +172,7 @@ impl<'a> Kv<'a> {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<u64, RequestError> {
-        revision_of(self.call(&KvRequest::Put {
-            key: key.to_owned(),
-            value: value.to_vec(),
-            ttl_ms: ttl_ms(ttl),
-        })?)
+        revision_of(self.call(&put_request(key, value, ttl))?)
     }
 
     /// Sets the key to `value`, expiring after `ttl` (also across a broker restart).

@@ -15,7 +15,7 @@ use zhub_protocol::body;
 use zhub_protocol::kv::{KvReply, KvRequest, KV_SERVICE};
 
 use crate::error::{RequestError, RequestErrorKind, WithKind};
-use crate::kv::{codec, counter_of, deleted_of, entry_of, revision_of, ttl_ms};
+use crate::kv::{codec, counter_of, deleted_of, entry_of, put_request, revision_of};
 use crate::{Kv, KvEntry, Pipeline};
 
 /// What a pipelined key-value operation did, by kind of operation.
@@ -126,12 +126,7 @@ impl KvPipeline<'_> {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), RequestError> {
-        let request = KvRequest::Put {
-            key: key.to_owned(),
-            value: value.to_vec(),
-            ttl_ms: ttl_ms(ttl),
-        };
-        self.send(Op::Put, &request)
+        self.send(Op::Put, &put_request(key, value, ttl))
     }
 
     /// Deletes the key ([`KvDone::Deleted`]).

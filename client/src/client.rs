@@ -359,11 +359,23 @@ impl Client {
         request: &Q,
         timeout: Duration,
     ) -> Result<P, RequestError> {
+        self.call_builtin_with(service, request, timeout, body::decode)
+    }
+
+    /// As [`Client::call_builtin`], the reply read by `decode` (a service with a reader of its
+    /// own, as the log's for records).
+    pub(crate) fn call_builtin_with<Q: Serialize, P>(
+        &mut self,
+        service: &str,
+        request: &Q,
+        timeout: Duration,
+        decode: impl FnOnce(&[u8]) -> Result<P, zhub_protocol::ProtocolError>,
+    ) -> Result<P, RequestError> {
         let bytes = body::encode(request)
             .kind_with(RequestErrorKind::Codec, || format!("{service} request"))?;
         let reply =
             self.request_bytes_with(service, &bytes, &RequestOptions::new().timeout(timeout))?;
-        body::decode(&reply).kind_with(RequestErrorKind::Protocol, || format!("{service} reply"))
+        decode(&reply).kind_with(RequestErrorKind::Protocol, || format!("{service} reply"))
     }
 
     /// This client's publisher id, carried in the header of every message it publishes.

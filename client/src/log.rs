@@ -32,12 +32,8 @@ impl<'a> Log<'a> {
     }
 
     fn call(&mut self, request: &LogRequest, timeout: Duration) -> Result<LogReply, RequestError> {
-        let bytes = body::encode(request).kind(RequestErrorKind::Codec, "zhub.log request")?;
-        let options = crate::RequestOptions::new().timeout(timeout);
-        let reply = self
-            .client
-            .request_bytes_with(LOG_SERVICE, &bytes, &options)?;
-        decode_reply(&reply).kind(RequestErrorKind::Protocol, "zhub.log reply")
+        self.client
+            .call_builtin_with(LOG_SERVICE, request, timeout, decode_reply)
     }
 
     fn timeout(&self) -> Duration {
